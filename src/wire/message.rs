@@ -1,0 +1,819 @@
+//! Message representations: one struct (or variant) per message type, with fixed body layouts.
+
+use core::fmt;
+use core::net::SocketAddr;
+
+use super::{emit_endpoint, parse_endpoint, Error, Frame, Nonce, Result};
+use super::{ENDPOINT_LEN, HEADER_LEN, NONCE_LEN, VERSION};
+
+use crate::identity::{PublicKey, Signature, PUBLIC_KEY_LEN, SIGNATURE_LEN};
+
+/// Message type codes. The two high bits give the direction: `00` peer → mediator, `10` mediator → peer,
+/// `11` peer ↔ peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
+pub enum MessageType {
+    /// Peer → mediator: who I am, whom I want, my nonce and LAN endpoint.
+    Hello = 0x01,
+    /// Peer → mediator: signature proving ownership of the key in Hello.
+    Proof = 0x02,
+    /// Peer → mediator: answer to a Ping.
+    Pong = 0x03,
+    /// Mediator → peer: the mediator's nonce and the endpoint it observed.
+    Challenge = 0x81,
+    /// Mediator → peer: proof accepted, waiting for the other peer.
+    Registered = 0x82,
+    /// Mediator → peer: liveness and round-trip probe while waiting.
+    Ping = 0x83,
+    /// Mediator → peer: the other peer is here; punch.
+    Match = 0x84,
+    /// Mediator → peer: busy, register again later.
+    RetryAfter = 0x85,
+    /// Mediator → peer: registration ended, with a reason. Its layout is the same in every version.
+    Abort = 0x86,
+    /// Peer ↔ peer: key, ephemeral key and signature, each side's first flight.
+    PeerAuth = 0xC1,
+    /// Peer ↔ peer: the leader chose this connection (only when several candidates raced).
+    Confirm = 0xC2,
+}
+
+impl MessageType {
+    /// Decode a type byte.
+    pub const fn from_u8(value: u8) -> Option<MessageType> {
+        Some(match value {
+            0x01 => MessageType::Hello,
+            0x02 => MessageType::Proof,
+            0x03 => MessageType::Pong,
+            0x81 => MessageType::Challenge,
+            0x82 => MessageType::Registered,
+            0x83 => MessageType::Ping,
+            0x84 => MessageType::Match,
+            0x85 => MessageType::RetryAfter,
+            0x86 => MessageType::Abort,
+            0xC1 => MessageType::PeerAuth,
+            0xC2 => MessageType::Confirm,
+            _ => return None,
+        })
+    }
+
+    /// The one valid body length of this type.
+    pub const fn body_len(self) -> usize {
+        match self {
+            MessageType::Hello => Hello::LEN,
+            MessageType::Proof => Proof::LEN,
+            MessageType::Pong => Pong::LEN,
+            MessageType::Challenge => Challenge::LEN,
+            MessageType::Registered => 4,
+            MessageType::Ping => 4,
+            MessageType::Match => Match::LEN,
+            MessageType::RetryAfter => 4,
+            MessageType::Abort => 1,
+            MessageType::PeerAuth => PeerAuth::LEN,
+            MessageType::Confirm => 0,
+        }
+    }
+}
+
+pub(super) const MAX_BODY_LEN: usize = PeerAuth::LEN;
+
+/// The role the mediator assigns each peer of a pair. Both peers dial; the leader breaks ties when several
+/// candidate connections authenticate (see [`MessageType::Confirm`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Role {
+    /// The peer that registered first.
+    Leader,
+    /// The peer that registered second.
+    Follower,
+}
+
+impl Role {
+    /// The other role.
+    pub const fn other(self) -> Role {
+        match self {
+            Role::Leader => Role::Follower,
+            Role::Follower => Role::Leader,
+        }
+    }
+
+    /// Wire value.
+    pub const fn to_u8(self) -> u8 {
+        match self {
+            Role::Leader => 0,
+            Role::Follower => 1,
+        }
+    }
+
+    /// Decode a wire value.
+    pub const fn from_u8(value: u8) -> Option<Role> {
+        match value {
+            0 => Some(Role::Leader),
+            1 => Some(Role::Follower),
+            _ => None,
+        }
+    }
+}
+
+/// Why the mediator ended a registration. Codes a receiver does not know are kept as [`AbortReason::Other`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum AbortReason {
+    /// The peer's frames carry a protocol version the mediator does not speak (the Abort frame's own version
+    /// field carries the mediator's).
+    UnsupportedVersion,
+    /// A frame could not be parsed.
+    Malformed,
+    /// A message arrived that is not valid in the current state.
+    UnexpectedMessage,
+    /// The signature in Proof did not verify.
+    BadProof,
+    /// The waiting table is full and the mediator will not take retries either.
+    TableFull,
+    /// A registration step did not finish within its deadline.
+    Timeout,
+    /// The wanted peer did not register within the wait deadline.
+    PeerTimeout,
+    /// A newer registration of the same key replaced this one.
+    Replaced,
+    /// The peer asked to be matched with its own key.
+    SelfMatch,
+    /// The mediator is shutting down.
+    ShuttingDown,
+    /// Too many connections from this peer's address.
+    TooManyConnections,
+    /// The peer did not answer Pings.
+    Unresponsive,
+    /// A reason code this implementation does not know.
+    Other(u8),
+}
+
+impl AbortReason {
+    /// Wire value.
+    pub const fn to_u8(self) -> u8 {
+        match self {
+            AbortReason::UnsupportedVersion => 1,
+            AbortReason::Malformed => 2,
+            AbortReason::UnexpectedMessage => 3,
+            AbortReason::BadProof => 4,
+            AbortReason::TableFull => 5,
+            AbortReason::Timeout => 6,
+            AbortReason::PeerTimeout => 7,
+            AbortReason::Replaced => 8,
+            AbortReason::SelfMatch => 9,
+            AbortReason::ShuttingDown => 10,
+            AbortReason::TooManyConnections => 11,
+            AbortReason::Unresponsive => 12,
+            AbortReason::Other(v) => v,
+        }
+    }
+
+    /// Decode a wire value; unknown codes become [`AbortReason::Other`].
+    pub const fn from_u8(value: u8) -> AbortReason {
+        match value {
+            1 => AbortReason::UnsupportedVersion,
+            2 => AbortReason::Malformed,
+            3 => AbortReason::UnexpectedMessage,
+            4 => AbortReason::BadProof,
+            5 => AbortReason::TableFull,
+            6 => AbortReason::Timeout,
+            7 => AbortReason::PeerTimeout,
+            8 => AbortReason::Replaced,
+            9 => AbortReason::SelfMatch,
+            10 => AbortReason::ShuttingDown,
+            11 => AbortReason::TooManyConnections,
+            12 => AbortReason::Unresponsive,
+            v => AbortReason::Other(v),
+        }
+    }
+}
+
+impl fmt::Display for AbortReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match self {
+            AbortReason::UnsupportedVersion => "unsupported protocol version",
+            AbortReason::Malformed => "malformed frame",
+            AbortReason::UnexpectedMessage => "unexpected message",
+            AbortReason::BadProof => "key ownership proof did not verify",
+            AbortReason::TableFull => "mediator table full",
+            AbortReason::Timeout => "registration step timed out",
+            AbortReason::PeerTimeout => "peer did not register in time",
+            AbortReason::Replaced => "replaced by a newer registration of the same key",
+            AbortReason::SelfMatch => "a peer cannot ask for itself",
+            AbortReason::ShuttingDown => "mediator shutting down",
+            AbortReason::TooManyConnections => "too many connections from this address",
+            AbortReason::Unresponsive => "peer did not answer pings",
+            AbortReason::Other(v) => return write!(f, "abort reason {}", v),
+        };
+        f.write_str(text)
+    }
+}
+
+fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&bytes[..N]);
+    out
+}
+
+fn u16_at(bytes: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([bytes[at], bytes[at + 1]])
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+/// Peer → mediator, first message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Hello {
+    /// The sender's public key.
+    pub key: PublicKey,
+    /// The public key of the peer it wants to reach.
+    pub want: PublicKey,
+    /// The sender's fresh nonce; the mediator relays it to the other peer in Match.
+    pub nonce: Nonce,
+    /// The sender's own (LAN) endpoint of this connection, for peers behind one NAT; `None` if unknown.
+    pub local: Option<SocketAddr>,
+}
+
+impl Hello {
+    const KEY: usize = 0;
+    const WANT: usize = Self::KEY + PUBLIC_KEY_LEN;
+    const NONCE: usize = Self::WANT + PUBLIC_KEY_LEN;
+    const LOCAL: usize = Self::NONCE + NONCE_LEN;
+    /// Body length.
+    pub const LEN: usize = Self::LOCAL + ENDPOINT_LEN;
+
+    fn parse(b: &[u8]) -> Result<Self> {
+        Ok(Hello {
+            key: PublicKey::from_bytes(array(&b[Self::KEY..])),
+            want: PublicKey::from_bytes(array(&b[Self::WANT..])),
+            nonce: array(&b[Self::NONCE..]),
+            local: parse_endpoint(&b[Self::LOCAL..])?,
+        })
+    }
+
+    fn emit(&self, b: &mut [u8]) {
+        b[Self::KEY..Self::WANT].copy_from_slice(self.key.as_bytes());
+        b[Self::WANT..Self::NONCE].copy_from_slice(self.want.as_bytes());
+        b[Self::NONCE..Self::LOCAL].copy_from_slice(&self.nonce);
+        emit_endpoint(self.local, &mut b[Self::LOCAL..]);
+    }
+}
+
+/// Peer → mediator: proof of key ownership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Proof {
+    /// Signature over the registration transcript (see `proto::transcript`).
+    pub signature: Signature,
+    /// Milliseconds the peer held the Challenge before sending this (signing time), so the mediator can
+    /// subtract it from its round-trip measurement. Not signed: lying only skews the liar's own timing.
+    pub hold_ms: u16,
+}
+
+impl Proof {
+    /// Body length.
+    pub const LEN: usize = SIGNATURE_LEN + 2;
+
+    fn parse(b: &[u8]) -> Result<Self> {
+        Ok(Proof {
+            signature: Signature::from_bytes(array(b)),
+            hold_ms: u16_at(b, SIGNATURE_LEN),
+        })
+    }
+
+    fn emit(&self, b: &mut [u8]) {
+        b[..SIGNATURE_LEN].copy_from_slice(self.signature.as_bytes());
+        b[SIGNATURE_LEN..Self::LEN].copy_from_slice(&self.hold_ms.to_be_bytes());
+    }
+}
+
+/// Peer → mediator: answer to a Ping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Pong {
+    /// The token of the Ping answered.
+    pub token: u32,
+    /// Milliseconds between receiving the Ping and sending this.
+    pub hold_ms: u16,
+}
+
+impl Pong {
+    /// Body length.
+    pub const LEN: usize = 6;
+
+    fn parse(b: &[u8]) -> Result<Self> {
+        Ok(Pong {
+            token: u32_at(b, 0),
+            hold_ms: u16_at(b, 4),
+        })
+    }
+
+    fn emit(&self, b: &mut [u8]) {
+        b[..4].copy_from_slice(&self.token.to_be_bytes());
+        b[4..6].copy_from_slice(&self.hold_ms.to_be_bytes());
+    }
+}
+
+/// Mediator → peer: answer to Hello.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Challenge {
+    /// The mediator's fresh nonce, to be signed in Proof.
+    pub nonce: Nonce,
+    /// The peer's public endpoint as the mediator sees this connection.
+    pub observed: SocketAddr,
+}
+
+impl Challenge {
+    /// Body length.
+    pub const LEN: usize = NONCE_LEN + ENDPOINT_LEN;
+
+    fn parse(b: &[u8]) -> Result<Self> {
+        Ok(Challenge {
+            nonce: array(b),
+            observed: parse_endpoint(&b[NONCE_LEN..])?.ok_or(Error::Malformed)?,
+        })
+    }
+
+    fn emit(&self, b: &mut [u8]) {
+        b[..NONCE_LEN].copy_from_slice(&self.nonce);
+        emit_endpoint(Some(self.observed), &mut b[NONCE_LEN..]);
+    }
+}
+
+/// Mediator → peer: the other peer is registered; punch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Match {
+    /// This peer's role.
+    pub role: Role,
+    /// Milliseconds to wait after receiving this before sending the first SYN, so both SYNs leave together.
+    pub start_delay_ms: u16,
+    /// The other peer's nonce, from its Hello.
+    pub peer_nonce: Nonce,
+    /// The other peer's public endpoint as the mediator observed it.
+    pub peer_observed: SocketAddr,
+    /// The other peer's LAN endpoint as it reported it, if any.
+    pub peer_local: Option<SocketAddr>,
+}
+
+impl Match {
+    const ROLE: usize = 0;
+    const DELAY: usize = 1;
+    const NONCE: usize = 3;
+    const OBSERVED: usize = Self::NONCE + NONCE_LEN;
+    const LOCAL: usize = Self::OBSERVED + ENDPOINT_LEN;
+    /// Body length.
+    pub const LEN: usize = Self::LOCAL + ENDPOINT_LEN;
+
+    fn parse(b: &[u8]) -> Result<Self> {
+        Ok(Match {
+            role: Role::from_u8(b[Self::ROLE]).ok_or(Error::Malformed)?,
+            start_delay_ms: u16_at(b, Self::DELAY),
+            peer_nonce: array(&b[Self::NONCE..]),
+            peer_observed: parse_endpoint(&b[Self::OBSERVED..])?.ok_or(Error::Malformed)?,
+            peer_local: parse_endpoint(&b[Self::LOCAL..])?,
+        })
+    }
+
+    fn emit(&self, b: &mut [u8]) {
+        b[Self::ROLE] = self.role.to_u8();
+        b[Self::DELAY..Self::NONCE].copy_from_slice(&self.start_delay_ms.to_be_bytes());
+        b[Self::NONCE..Self::OBSERVED].copy_from_slice(&self.peer_nonce);
+        emit_endpoint(Some(self.peer_observed), &mut b[Self::OBSERVED..]);
+        emit_endpoint(self.peer_local, &mut b[Self::LOCAL..]);
+    }
+}
+
+/// Length of an X25519 public key.
+pub const EPHEMERAL_LEN: usize = 32;
+
+/// Peer ↔ peer: the first flight of each side once TCP is established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct PeerAuth {
+    /// The sender's long-term public key.
+    pub key: PublicKey,
+    /// The sender's ephemeral X25519 public key for this connection.
+    pub ephemeral: [u8; EPHEMERAL_LEN],
+    /// Signature over the peer-auth transcript (see `proto::transcript`).
+    pub signature: Signature,
+}
+
+impl PeerAuth {
+    const EPHEMERAL: usize = PUBLIC_KEY_LEN;
+    const SIGNATURE: usize = Self::EPHEMERAL + EPHEMERAL_LEN;
+    /// Body length.
+    pub const LEN: usize = Self::SIGNATURE + SIGNATURE_LEN;
+
+    fn parse(b: &[u8]) -> Result<Self> {
+        Ok(PeerAuth {
+            key: PublicKey::from_bytes(array(b)),
+            ephemeral: array(&b[Self::EPHEMERAL..]),
+            signature: Signature::from_bytes(array(&b[Self::SIGNATURE..])),
+        })
+    }
+
+    fn emit(&self, b: &mut [u8]) {
+        b[..Self::EPHEMERAL].copy_from_slice(self.key.as_bytes());
+        b[Self::EPHEMERAL..Self::SIGNATURE].copy_from_slice(&self.ephemeral);
+        b[Self::SIGNATURE..Self::LEN].copy_from_slice(self.signature.as_bytes());
+    }
+}
+
+/// Any p2psc message: the validated representation of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Message {
+    /// See [`Hello`].
+    Hello(Hello),
+    /// See [`Proof`].
+    Proof(Proof),
+    /// See [`Pong`].
+    Pong(Pong),
+    /// See [`Challenge`].
+    Challenge(Challenge),
+    /// Mediator → peer: proof accepted; the mediator holds the registration at most `wait_ms` for the other peer.
+    Registered {
+        /// Upper bound of the wait, in milliseconds.
+        wait_ms: u32,
+    },
+    /// Mediator → peer: answer with a Pong carrying `token`.
+    Ping {
+        /// Opaque token to echo.
+        token: u32,
+    },
+    /// See [`Match`].
+    Match(Match),
+    /// Mediator → peer: the mediator is busy; register again after `millis`.
+    RetryAfter {
+        /// Milliseconds to wait before a new registration.
+        millis: u32,
+    },
+    /// Mediator → peer: the registration is over.
+    Abort(AbortReason),
+    /// See [`PeerAuth`].
+    PeerAuth(PeerAuth),
+    /// Peer ↔ peer: see [`MessageType::Confirm`].
+    Confirm,
+}
+
+impl Message {
+    /// The type of this message.
+    pub const fn msg_type(&self) -> MessageType {
+        match self {
+            Message::Hello(_) => MessageType::Hello,
+            Message::Proof(_) => MessageType::Proof,
+            Message::Pong(_) => MessageType::Pong,
+            Message::Challenge(_) => MessageType::Challenge,
+            Message::Registered { .. } => MessageType::Registered,
+            Message::Ping { .. } => MessageType::Ping,
+            Message::Match(_) => MessageType::Match,
+            Message::RetryAfter { .. } => MessageType::RetryAfter,
+            Message::Abort(_) => MessageType::Abort,
+            Message::PeerAuth(_) => MessageType::PeerAuth,
+            Message::Confirm => MessageType::Confirm,
+        }
+    }
+
+    /// Parse a checked frame (see [`Frame::new_checked`]).
+    ///
+    /// A frame of another version is [`Error::UnsupportedVersion`], except an Abort, whose layout is frozen
+    /// so that a mediator can tell a peer of any version why it is refused.
+    pub fn parse<T: AsRef<[u8]>>(frame: &Frame<T>) -> Result<Message> {
+        frame.check_len()?;
+        let raw_type = frame.msg_type();
+        let msg_type = MessageType::from_u8(raw_type).ok_or(Error::UnknownType(raw_type))?;
+        let body = frame.body();
+        if body.len() != msg_type.body_len() {
+            return Err(Error::BadLength);
+        }
+        Ok(match msg_type {
+            MessageType::Hello => Message::Hello(Hello::parse(body)?),
+            MessageType::Proof => Message::Proof(Proof::parse(body)?),
+            MessageType::Pong => Message::Pong(Pong::parse(body)?),
+            MessageType::Challenge => Message::Challenge(Challenge::parse(body)?),
+            MessageType::Registered => Message::Registered {
+                wait_ms: u32_at(body, 0),
+            },
+            MessageType::Ping => Message::Ping {
+                token: u32_at(body, 0),
+            },
+            MessageType::Match => Message::Match(Match::parse(body)?),
+            MessageType::RetryAfter => Message::RetryAfter {
+                millis: u32_at(body, 0),
+            },
+            MessageType::Abort => Message::Abort(AbortReason::from_u8(body[0])),
+            MessageType::PeerAuth => Message::PeerAuth(PeerAuth::parse(body)?),
+            MessageType::Confirm => Message::Confirm,
+        })
+    }
+
+    /// Parse one whole frame from the start of `bytes` (trailing bytes are ignored).
+    pub fn parse_bytes(bytes: &[u8]) -> Result<Message> {
+        Message::parse(&Frame::new_checked(bytes)?)
+    }
+
+    /// Length of the frame this message emits, header included.
+    pub const fn buffer_len(&self) -> usize {
+        HEADER_LEN + self.msg_type().body_len()
+    }
+
+    /// Emit the whole frame (header and body) into `frame`, which must be at least
+    /// [`Message::buffer_len`] bytes long.
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, frame: &mut Frame<T>) {
+        let msg_type = self.msg_type();
+        frame.set_version(VERSION);
+        frame.set_msg_type(msg_type as u8);
+        frame.set_body_len(msg_type.body_len() as u16);
+        let b = frame.body_mut();
+        match self {
+            Message::Hello(m) => m.emit(b),
+            Message::Proof(m) => m.emit(b),
+            Message::Pong(m) => m.emit(b),
+            Message::Challenge(m) => m.emit(b),
+            Message::Registered { wait_ms: v }
+            | Message::Ping { token: v }
+            | Message::RetryAfter { millis: v } => b.copy_from_slice(&v.to_be_bytes()),
+            Message::Match(m) => m.emit(b),
+            Message::Abort(reason) => b[0] = reason.to_u8(),
+            Message::PeerAuth(m) => m.emit(b),
+            Message::Confirm => {}
+        }
+    }
+
+    /// Emit into the start of `buf` and return the frame length, or `None` if `buf` is too short.
+    pub fn emit_bytes(&self, buf: &mut [u8]) -> Option<usize> {
+        let len = self.buffer_len();
+        let mut frame = Frame::new_unchecked(buf.get_mut(..len)?);
+        self.emit(&mut frame);
+        Some(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{FrameReader, MAX_BODY_LEN, MAX_FRAME_LEN};
+    use super::*;
+    use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    use proptest::prelude::*;
+    use std::vec;
+
+    fn endpoint() -> impl Strategy<Value = SocketAddr> {
+        let v4 = (any::<[u8; 4]>(), 1..=u16::MAX)
+            .prop_filter("specified", |(a, _)| *a != [0; 4])
+            .prop_map(|(a, p)| SocketAddr::new(IpAddr::V4(Ipv4Addr::from(a)), p));
+        let v6 = (any::<[u8; 16]>(), 1..=u16::MAX)
+            .prop_filter("plain v6", |(a, _)| {
+                let ip = Ipv6Addr::from(*a);
+                !ip.is_unspecified() && ip.to_ipv4_mapped().is_none()
+            })
+            .prop_map(|(a, p)| SocketAddr::new(IpAddr::V6(Ipv6Addr::from(a)), p));
+        prop_oneof![v4, v6]
+    }
+
+    fn key() -> impl Strategy<Value = PublicKey> {
+        any::<[u8; 32]>().prop_map(PublicKey::from_bytes)
+    }
+
+    fn sig() -> impl Strategy<Value = Signature> {
+        prop::array::uniform32(any::<u8>()).prop_flat_map(|a| {
+            prop::array::uniform32(any::<u8>()).prop_map(move |b| {
+                let mut s = [0u8; 64];
+                s[..32].copy_from_slice(&a);
+                s[32..].copy_from_slice(&b);
+                Signature::from_bytes(s)
+            })
+        })
+    }
+
+    fn role() -> impl Strategy<Value = Role> {
+        prop_oneof![Just(Role::Leader), Just(Role::Follower)]
+    }
+
+    pub(crate) fn message() -> impl Strategy<Value = Message> {
+        prop_oneof![
+            (key(), key(), any::<Nonce>(), prop::option::of(endpoint())).prop_map(
+                |(key, want, nonce, local)| Message::Hello(Hello {
+                    key,
+                    want,
+                    nonce,
+                    local
+                })
+            ),
+            (sig(), any::<u16>())
+                .prop_map(|(signature, hold_ms)| Message::Proof(Proof { signature, hold_ms })),
+            (any::<u32>(), any::<u16>())
+                .prop_map(|(token, hold_ms)| Message::Pong(Pong { token, hold_ms })),
+            (any::<Nonce>(), endpoint())
+                .prop_map(|(nonce, observed)| Message::Challenge(Challenge { nonce, observed })),
+            any::<u32>().prop_map(|wait_ms| Message::Registered { wait_ms }),
+            any::<u32>().prop_map(|token| Message::Ping { token }),
+            (
+                role(),
+                any::<u16>(),
+                any::<Nonce>(),
+                endpoint(),
+                prop::option::of(endpoint())
+            )
+                .prop_map(
+                    |(role, start_delay_ms, peer_nonce, peer_observed, peer_local)| {
+                        Message::Match(Match {
+                            role,
+                            start_delay_ms,
+                            peer_nonce,
+                            peer_observed,
+                            peer_local,
+                        })
+                    }
+                ),
+            any::<u32>().prop_map(|millis| Message::RetryAfter { millis }),
+            (1u8..=255).prop_map(|c| Message::Abort(AbortReason::from_u8(c))),
+            (key(), any::<[u8; 32]>(), sig()).prop_map(|(key, ephemeral, signature)| {
+                Message::PeerAuth(PeerAuth {
+                    key,
+                    ephemeral,
+                    signature,
+                })
+            }),
+            Just(Message::Confirm),
+        ]
+    }
+
+    fn emit(message: &Message) -> ([u8; MAX_FRAME_LEN], usize) {
+        let mut buf = [0u8; MAX_FRAME_LEN];
+        let len = message.emit_bytes(&mut buf).unwrap();
+        (buf, len)
+    }
+
+    proptest! {
+        #[test]
+        fn parse_emit_round_trip(message in message()) {
+            let (buf, len) = emit(&message);
+            prop_assert_eq!(len, message.buffer_len());
+            prop_assert_eq!(Message::parse_bytes(&buf[..len]), Ok(message));
+        }
+
+        #[test]
+        fn every_strict_prefix_is_incomplete(message in message()) {
+            let (buf, len) = emit(&message);
+            for cut in 0..len {
+                prop_assert_eq!(Message::parse_bytes(&buf[..cut]), Err(Error::Truncated));
+                let mut reader = FrameReader::new();
+                prop_assert_eq!(reader.read(&buf[..cut]), (cut, None));
+                // The rest completes it, however the stream was split.
+                prop_assert_eq!(reader.read(&buf[cut..len]), (len - cut, Some(Ok(message))));
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Message::parse_bytes(&bytes);
+            let mut reader = FrameReader::new();
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let (used, result) = reader.read(rest);
+                prop_assert!(used > 0 && used <= rest.len());
+                rest = &rest[used..];
+                if let Some(Err(_)) = result {
+                    break;
+                }
+            }
+        }
+
+        #[test]
+        fn reader_splits_back_to_back_frames(a in message(), b in message(), chunk in 1usize..40) {
+            let (fa, la) = emit(&a);
+            let (fb, lb) = emit(&b);
+            let mut stream = std::vec::Vec::new();
+            stream.extend_from_slice(&fa[..la]);
+            stream.extend_from_slice(&fb[..lb]);
+            let mut reader = FrameReader::new();
+            let mut got = std::vec::Vec::new();
+            for piece in stream.chunks(chunk) {
+                let mut rest = piece;
+                while !rest.is_empty() {
+                    let (used, result) = reader.read(rest);
+                    rest = &rest[used..];
+                    if let Some(r) = result {
+                        got.push(r.unwrap());
+                    }
+                }
+            }
+            prop_assert_eq!(got, std::vec![a, b]);
+        }
+    }
+
+    #[test]
+    fn golden_abort_and_ping() {
+        let (buf, len) = emit(&Message::Abort(AbortReason::BadProof));
+        assert_eq!(&buf[..len], &[1, 0x86, 0, 1, 4]);
+        let (buf, len) = emit(&Message::Ping { token: 0x01020304 });
+        assert_eq!(&buf[..len], &[1, 0x83, 0, 4, 1, 2, 3, 4]);
+        let (buf, len) = emit(&Message::Confirm);
+        assert_eq!(&buf[..len], &[1, 0xC2, 0, 0]);
+    }
+
+    #[test]
+    fn golden_challenge() {
+        let m = Message::Challenge(Challenge {
+            nonce: [0xAA; 32],
+            observed: "198.51.100.9:4321".parse().unwrap(),
+        });
+        let (buf, len) = emit(&m);
+        let mut expected = std::vec![1u8, 0x81, 0, 50];
+        expected.extend_from_slice(&[0xAA; 32]);
+        expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 51, 100, 9]);
+        expected.extend_from_slice(&4321u16.to_be_bytes());
+        assert_eq!(&buf[..len], &expected[..]);
+    }
+
+    #[test]
+    fn frame_sizes() {
+        // Documented in doc/protocol.md; a change here is a protocol change.
+        let sizes = [
+            (MessageType::Hello, 114),
+            (MessageType::Proof, 66),
+            (MessageType::Pong, 6),
+            (MessageType::Challenge, 50),
+            (MessageType::Registered, 4),
+            (MessageType::Ping, 4),
+            (MessageType::Match, 71),
+            (MessageType::RetryAfter, 4),
+            (MessageType::Abort, 1),
+            (MessageType::PeerAuth, 128),
+            (MessageType::Confirm, 0),
+        ];
+        for (t, len) in sizes {
+            assert_eq!(t.body_len(), len, "{:?}", t);
+            assert_eq!(MessageType::from_u8(t as u8), Some(t));
+        }
+        assert_eq!(MAX_BODY_LEN, 128);
+        assert_eq!(MAX_FRAME_LEN, 132);
+    }
+
+    #[test]
+    fn rejects_bad_frames() {
+        let (mut buf, len) = emit(&Message::Ping { token: 7 });
+        // Unknown type.
+        buf[1] = 0x7f;
+        assert_eq!(
+            Message::parse_bytes(&buf[..len]),
+            Err(Error::UnknownType(0x7f))
+        );
+        // Known type, wrong length.
+        let bad_len = [1u8, 0x83, 0, 3, 0, 0, 7];
+        assert_eq!(Message::parse_bytes(&bad_len), Err(Error::BadLength));
+        // Another version.
+        let (mut buf, len) = emit(&Message::Ping { token: 7 });
+        buf[0] = 2;
+        assert_eq!(
+            Message::parse_bytes(&buf[..len]),
+            Err(Error::UnsupportedVersion(2))
+        );
+        // Bad role.
+        let m = Message::Match(Match {
+            role: Role::Leader,
+            start_delay_ms: 0,
+            peer_nonce: [0; 32],
+            peer_observed: "192.0.2.1:1".parse().unwrap(),
+            peer_local: None,
+        });
+        let (mut buf, len) = emit(&m);
+        buf[4] = 2;
+        assert_eq!(Message::parse_bytes(&buf[..len]), Err(Error::Malformed));
+        // Unspecified observed endpoint in a Challenge.
+        let mut c = [0u8; 4 + Challenge::LEN];
+        c[..4].copy_from_slice(&[1, 0x81, 0, Challenge::LEN as u8]);
+        assert_eq!(Message::parse_bytes(&c), Err(Error::Malformed));
+        // Oversized length is refused from the header alone.
+        let mut reader = FrameReader::new();
+        assert_eq!(
+            reader.read(&[1, 0x01, 0x10, 0x00]),
+            (4, Some(Err(Error::Oversized)))
+        );
+    }
+
+    #[test]
+    fn abort_of_any_version_parses() {
+        // A v1 peer must understand why a future mediator refuses it.
+        assert_eq!(
+            Message::parse_bytes(&[9, 0x86, 0, 1, 1]),
+            Ok(Message::Abort(AbortReason::UnsupportedVersion))
+        );
+        assert_eq!(
+            Message::parse_bytes(&[9, 0x86, 0, 2, 1, 0]),
+            Err(Error::UnsupportedVersion(9))
+        );
+    }
+
+    #[test]
+    fn abort_reason_codes_round_trip() {
+        for code in 0..=255u8 {
+            assert_eq!(AbortReason::from_u8(code).to_u8(), code);
+        }
+    }
+}

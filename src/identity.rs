@@ -299,6 +299,34 @@ impl defmt::Format for Keypair {
     }
 }
 
+/// Signing as a pluggable service: [`Keypair`] signs with salty; a host can sign with a faster crate, and a
+/// device with a secure element can keep its key there. Implementations must produce RFC 8032 Ed25519
+/// signatures (deterministic or not; verifiers do not care).
+pub trait Signer {
+    /// The public key signatures verify under.
+    fn public_key(&self) -> PublicKey;
+    /// Sign `msg`.
+    fn sign(&self, msg: &[u8]) -> Signature;
+}
+
+impl Signer for Keypair {
+    fn public_key(&self) -> PublicKey {
+        Keypair::public_key(self)
+    }
+    fn sign(&self, msg: &[u8]) -> Signature {
+        Keypair::sign(self, msg)
+    }
+}
+
+impl<S: Signer + ?Sized> Signer for &S {
+    fn public_key(&self) -> PublicKey {
+        (**self).public_key()
+    }
+    fn sign(&self, msg: &[u8]) -> Signature {
+        (**self).sign(msg)
+    }
+}
+
 /// Signature verification as a pluggable service: the mediator server verifies with a fast host crate,
 /// the device with salty ([`SaltyVerifier`]).
 ///

@@ -6,7 +6,7 @@
 //!
 //! Placeholder crate docs; filled in as the modules land.
 
-#[cfg(feature = "std")]
+#[cfg(any(feature = "std", test))]
 extern crate std;
 
 // This mod MUST go first, so that the others see its macros.
@@ -16,4 +16,22 @@ pub(crate) mod fmt;
 /// no clock behind them). Every clock reading enters p2psc as an argument.
 pub mod time {
     pub use smoltcp::time::{Duration, Instant};
+
+    /// `a - b`, or zero if `b` is longer (smoltcp's `Sub` panics on underflow).
+    pub fn saturating_sub(a: Duration, b: Duration) -> Duration {
+        Duration::from_micros(a.total_micros().saturating_sub(b.total_micros()))
+    }
+
+    /// Time from `earlier` to `now`, or zero if `earlier` is in the future.
+    pub fn elapsed(now: Instant, earlier: Instant) -> Duration {
+        if now > earlier {
+            now - earlier
+        } else {
+            Duration::ZERO
+        }
+    }
 }
+
+pub mod identity;
+pub mod proto;
+pub mod wire;

@@ -23,7 +23,7 @@
 use core::fmt;
 
 use super::transcript;
-use crate::identity::{Keypair, PublicKey, Verifier};
+use crate::identity::{PublicKey, Signer, Verifier};
 use crate::time::Instant;
 use crate::wire::{self, FrameReader, Message, MessageType, Nonce, PeerAuth, Role};
 
@@ -142,13 +142,13 @@ impl fmt::Debug for Handshake {
 impl Handshake {
     /// Prepare a handshake: makes the ephemeral key from `ephemeral_seed` (32 fresh random bytes) and
     /// signs our PeerAuth now, so this costly step can run before the connection is established.
-    pub fn new(
-        keypair: &Keypair,
+    pub fn new<S: Signer>(
+        signer: &S,
         params: HandshakeParams,
         ephemeral_seed: [u8; 32],
         deadline: Instant,
     ) -> Handshake {
-        let own = keypair.public_key();
+        let own = signer.public_key();
         let secret = salty::agreement::SecretKey::from_seed(&ephemeral_seed);
         let ephemeral = secret.public().to_bytes();
         let t = transcript::peer_auth(
@@ -162,7 +162,7 @@ impl Handshake {
         let ours = PeerAuth {
             key: own,
             ephemeral,
-            signature: keypair.sign(t.as_bytes()),
+            signature: signer.sign(t.as_bytes()),
         };
         Handshake {
             params,

@@ -15,7 +15,7 @@ use core::fmt;
 use core::net::SocketAddr;
 
 use super::transcript;
-use crate::identity::{Keypair, PublicKey};
+use crate::identity::{PublicKey, Signer};
 use crate::time::{elapsed, Duration, Instant};
 use crate::wire::{self, AbortReason, FrameReader, Hello, Message, MessageType};
 use crate::wire::{Nonce, Pong, Proof, Role};
@@ -256,11 +256,11 @@ impl Registration {
     }
 
     /// Feed bytes received from the mediator. Returns how many were consumed (call again with the rest)
-    /// and any event. `keypair` signs the Proof when the Challenge arrives.
-    pub fn receive(
+    /// and any event. `signer` signs the Proof when the Challenge arrives.
+    pub fn receive<S: Signer>(
         &mut self,
         now: Instant,
-        keypair: &Keypair,
+        signer: &S,
         data: &[u8],
     ) -> Result<(usize, Option<RegisterEvent>), RegisterError> {
         if let Some(e) = self.error() {
@@ -273,7 +273,7 @@ impl Registration {
         let (used, message) = self.reader.read(data);
         let event = match message {
             None => None,
-            Some(Ok(message)) => self.process(now, keypair, message)?,
+            Some(Ok(message)) => self.process(now, signer, message)?,
             Some(Err(wire::Error::UnsupportedVersion(v))) => {
                 return Err(self.fail(RegisterError::UnsupportedVersion(v)))
             }
@@ -288,10 +288,10 @@ impl Registration {
         error
     }
 
-    fn process(
+    fn process<S: Signer>(
         &mut self,
         now: Instant,
-        keypair: &Keypair,
+        signer: &S,
         message: Message,
     ) -> Result<Option<RegisterEvent>, RegisterError> {
         match (self.state, message) {
@@ -304,7 +304,7 @@ impl Registration {
             ))),
             (State::AwaitChallenge, Message::Challenge(challenge)) => {
                 let transcript = transcript::registration(&self.hello, &challenge);
-                let signature = keypair.sign(transcript.as_bytes());
+                let signature = signer.sign(transcript.as_bytes());
                 self.outgoing = Some(Outgoing {
                     message: Message::Proof(Proof {
                         signature,

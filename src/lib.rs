@@ -33,5 +33,6 @@ pub mod time {
 }
 
 pub mod identity;
+pub mod net;
 pub mod proto;
 pub mod wire;

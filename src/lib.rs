@@ -32,7 +32,10 @@ pub mod time {
     }
 }
 
+pub mod connector;
 pub mod identity;
 pub mod net;
 pub mod proto;
 pub mod wire;
+
+pub mod rng;

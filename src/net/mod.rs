@@ -96,6 +96,7 @@
 //! - Not provided (p2psc does not need them): UDP, DNS, ICMP and raw sockets, multicast,
 //!   IEEE 802.15.4, SLAAC, the DHCP hostname option, `TcpClient`.
 
+pub mod connect;
 pub mod driver;
 pub mod tcp;
 mod time;
@@ -106,6 +107,7 @@ use core::mem::MaybeUninit;
 use core::pin::pin;
 use core::task::{Context, Poll};
 
+pub use connect::{connect, ConnectBuffers, Mediator, Peer, PeerConnection};
 use embassy_net_driver::{Driver, LinkState};
 use embassy_sync::waitqueue::{MultiWakerRegistration, WakerRegistration};
 use embassy_time::Timer;

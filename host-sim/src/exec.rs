@@ -12,7 +12,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use embassy_time::Duration;
 
-use super::clock;
+use crate::clock;
 
 struct Flag(AtomicBool);
 

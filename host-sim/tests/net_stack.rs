@@ -1,15 +1,13 @@
 //! `p2psc::net` end to end: stacks on an in-memory LAN, virtual time, deterministic executor.
 
-mod common;
-
 use core::task::Poll;
 use std::cell::Cell;
 
-use common::clock;
-use common::exec::{join, poll_once, Executor};
-use common::link::{Lan, Port, TcpSegment};
 use embassy_time::{Duration, Instant};
 use embedded_io_async::{Read, Write};
+use host_sim::clock;
+use host_sim::exec::{join, poll_once, Executor};
+use host_sim::link::{Lan, Port, TcpSegment};
 use p2psc::net::tcp::{AcceptError, ConnectError, Error, State, TcpSocket};
 use p2psc::net::{
     self, Config, ConfigV4, IpEndpoint, Ipv4Address, Ipv4Cidr, Runner, Stack, StackResources,

@@ -1,0 +1,260 @@
+//! The mediator's sans-IO logic ([`p2psc::proto::mediator`]) served over smoltcp TCP sockets.
+//!
+//! [`MediatorNode`] owns a fixed number of listening sockets (one per concurrent connection), a
+//! [`Session`] per accepted connection and one [`Table`]; [`MediatorNode::poll`] moves bytes between
+//! sockets and sessions and routes the table's notices. It is the same protocol code the
+//! `p2psc-mediator` server runs, on the same kind of stack the peers run.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use p2psc::identity::{PublicKey, SaltyVerifier};
+use p2psc::proto::mediator::{ConnId, Entry, MediatorConfig, Notice, Session, SessionEvent, Table};
+use p2psc::rng::Drbg;
+use p2psc::time::Instant;
+use p2psc::wire::MAX_FRAME_LEN;
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::socket::tcp::{self, State};
+
+/// Something the mediator did, for timelines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediatorEvent {
+    /// A peer connected from this (observed) endpoint.
+    Accepted(SocketAddr),
+    /// A peer's proof verified.
+    Verified {
+        /// The peer's key.
+        key: PublicKey,
+        /// Where it was seen.
+        observed: SocketAddr,
+        /// The round trip measured during registration, in milliseconds.
+        rtt_ms: u64,
+    },
+    /// Two peers were matched.
+    Matched,
+    /// A session was aborted.
+    Aborted(p2psc::wire::AbortReason),
+}
+
+struct Slot {
+    handle: SocketHandle,
+    session: Option<(ConnId, Session)>,
+}
+
+/// A mediator on a smoltcp host.
+pub struct MediatorNode {
+    port: u16,
+    config: MediatorConfig,
+    slots: Vec<Slot>,
+    table: Table<HashMap<PublicKey, Entry>>,
+    rng: Drbg,
+    next_conn: ConnId,
+    events: Vec<(Instant, MediatorEvent)>,
+}
+
+impl MediatorNode {
+    /// Listen on `port` with `slots` sockets (each with 512-byte buffers) added to `sockets`.
+    pub fn new(
+        port: u16,
+        slots: usize,
+        config: MediatorConfig,
+        seed: [u8; 32],
+        sockets: &mut SocketSet<'_>,
+    ) -> MediatorNode {
+        let slots = (0..slots)
+            .map(|_| {
+                let rx = tcp::SocketBuffer::new(vec![0; 512]);
+                let tx = tcp::SocketBuffer::new(vec![0; 512]);
+                let mut socket = tcp::Socket::new(rx, tx);
+                socket.set_nagle_enabled(false);
+                Slot {
+                    handle: sockets.add(socket),
+                    session: None,
+                }
+            })
+            .collect();
+        MediatorNode {
+            port,
+            config,
+            slots,
+            table: Table::new(HashMap::new(), config),
+            rng: Drbg::new(seed),
+            next_conn: 1,
+            events: Vec::new(),
+        }
+    }
+
+    /// The socket handles (to register wakers on).
+    pub fn handles(&self) -> impl Iterator<Item = SocketHandle> + '_ {
+        self.slots.iter().map(|s| s.handle)
+    }
+
+    /// Everything the mediator did so far.
+    pub fn events(&self) -> &[(Instant, MediatorEvent)] {
+        &self.events
+    }
+
+    /// The table (for its counters).
+    pub fn table(&self) -> &Table<HashMap<PublicKey, Entry>> {
+        &self.table
+    }
+
+    /// When [`poll`](Self::poll) must run next at the latest.
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter_map(|s| {
+                s.session
+                    .as_ref()
+                    .and_then(|(_, session)| session.poll_at())
+            })
+            .chain(self.table.poll_at())
+            .min()
+    }
+
+    /// Serve: accept, read, run sessions and the table, write. Call after every interface poll.
+    pub fn poll(&mut self, now: Instant, sockets: &mut SocketSet<'_>) {
+        let mut notices: Vec<(ConnId, Notice)> = Vec::new();
+        for i in 0..self.slots.len() {
+            self.serve_slot(i, now, sockets, &mut notices);
+        }
+        self.table
+            .poll(now, |conn, notice| notices.push((conn, notice)));
+        // Notices may produce frames and further notices (never more than one round).
+        while let Some((conn, notice)) = notices.pop() {
+            if let Some(i) = self.slot_of(conn) {
+                let (_, session) = self.slots[i].session.as_mut().expect("slot_of");
+                if let Some(event) = session.notify(now, notice) {
+                    self.handle(i, now, event, &mut notices);
+                }
+                self.flush(i, now, sockets);
+            }
+        }
+    }
+
+    fn slot_of(&self, conn: ConnId) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|s| matches!(&s.session, Some((c, _)) if *c == conn))
+    }
+
+    fn serve_slot(
+        &mut self,
+        i: usize,
+        now: Instant,
+        sockets: &mut SocketSet<'_>,
+        notices: &mut Vec<(ConnId, Notice)>,
+    ) {
+        let handle = self.slots[i].handle;
+        let socket = sockets.get_mut::<tcp::Socket>(handle);
+        if self.slots[i].session.is_none() {
+            match socket.state() {
+                State::Closed => {
+                    let _ = socket.listen(self.port);
+                    return;
+                }
+                State::Established => {
+                    let Some(remote) = socket.remote_endpoint() else {
+                        return;
+                    };
+                    let observed = SocketAddr::from(remote);
+                    let conn = self.next_conn;
+                    self.next_conn += 1;
+                    let session = Session::new(self.config, observed, self.rng.bytes32(), now);
+                    self.slots[i].session = Some((conn, session));
+                    self.events.push((now, MediatorEvent::Accepted(observed)));
+                }
+                _ => return,
+            }
+        }
+        // Read.
+        loop {
+            let socket = sockets.get_mut::<tcp::Socket>(handle);
+            if !socket.can_recv() {
+                break;
+            }
+            let (_, session) = self.slots[i].session.as_mut().expect("session");
+            let Ok(event) = socket.recv(|data| session.receive(now, &SaltyVerifier, data)) else {
+                break;
+            };
+            if let Some(event) = event {
+                self.handle(i, now, event, notices);
+            }
+        }
+        let (_, session) = self.slots[i].session.as_mut().expect("session");
+        if let Some(event) = session.poll(now) {
+            self.handle(i, now, event, notices);
+        }
+        self.flush(i, now, sockets);
+    }
+
+    /// Transmit what the session has, and close or recycle the slot when it is done.
+    fn flush(&mut self, i: usize, now: Instant, sockets: &mut SocketSet<'_>) {
+        let handle = self.slots[i].handle;
+        let socket = sockets.get_mut::<tcp::Socket>(handle);
+        let Some((conn, session)) = self.slots[i].session.as_mut() else {
+            return;
+        };
+        let mut buf = [0u8; MAX_FRAME_LEN];
+        while socket.send_capacity() - socket.send_queue() >= MAX_FRAME_LEN {
+            let Some(n) = session.transmit(now, &mut buf) else {
+                break;
+            };
+            let _ = socket.send_slice(&buf[..n]);
+        }
+        let peer_gone = !socket.may_recv() && socket.state() != State::Established;
+        if session.is_closed() || peer_gone {
+            if let Some(key) = session.waiting_key() {
+                self.table.remove(&key, *conn);
+            }
+            socket.close();
+        }
+        if matches!(socket.state(), State::Closed | State::TimeWait)
+            || (peer_gone && socket.send_queue() == 0)
+        {
+            socket.abort();
+            self.slots[i].session = None;
+        }
+    }
+
+    fn handle(
+        &mut self,
+        i: usize,
+        now: Instant,
+        event: SessionEvent,
+        notices: &mut Vec<(ConnId, Notice)>,
+    ) {
+        let Some((conn, session)) = self.slots[i].session.as_mut() else {
+            return;
+        };
+        let conn = *conn;
+        match event {
+            SessionEvent::Verified(reg) => {
+                self.events.push((
+                    now,
+                    MediatorEvent::Verified {
+                        key: reg.key,
+                        observed: reg.observed,
+                        rtt_ms: reg.rtt.total_millis(),
+                    },
+                ));
+                let outcome = self.table.register(now, conn, reg);
+                if matches!(outcome.own, Notice::Match(_)) {
+                    self.events.push((now, MediatorEvent::Matched));
+                }
+                if let Some(e) = session.notify(now, outcome.own) {
+                    self.handle(i, now, e, notices);
+                }
+                notices.extend(outcome.others);
+            }
+            SessionEvent::Rtt(key, rtt) => self.table.update_rtt(&key, conn, rtt),
+            SessionEvent::Aborted { reason, waiting } => {
+                self.table.stats_mut().record_abort(reason);
+                self.events.push((now, MediatorEvent::Aborted(reason)));
+                if let Some(key) = waiting {
+                    self.table.remove(&key, conn);
+                }
+            }
+        }
+    }
+}

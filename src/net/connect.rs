@@ -1,0 +1,142 @@
+//! `connect`: one call that returns an authenticated socket to the peer, on the async [`Stack`].
+//!
+//! A thin layer over the poll-API [`Connector`]: it creates the sockets from your buffers, runs the
+//! connector inside [`Stack::poll_with`] (woken by the sockets and by the connector's own deadlines), and
+//! hands back the winning socket. Every other socket is removed on every path.
+
+use smoltcp::socket::tcp;
+
+use super::tcp::TcpSocket;
+use super::{now, wake_at, IpAddress, IpEndpoint, Stack};
+use crate::connector::{ConnectConfig, ConnectError, Connected, Connector, Sockets};
+use crate::identity::{PublicKey, SaltyVerifier, Signer};
+use crate::proto::SessionKey;
+use crate::wire::Role;
+
+/// The peer to connect to: the application knows its public key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Peer {
+    /// The peer's Ed25519 public key.
+    pub key: PublicKey,
+}
+
+impl Peer {
+    /// The peer with this key.
+    pub const fn new(key: PublicKey) -> Peer {
+        Peer { key }
+    }
+}
+
+/// The mediator both peers register with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Mediator {
+    /// Its address and TCP port.
+    pub endpoint: IpEndpoint,
+}
+
+impl Mediator {
+    /// The mediator at `addr`:`port`.
+    pub fn new(addr: impl Into<IpAddress>, port: u16) -> Mediator {
+        Mediator {
+            endpoint: IpEndpoint::new(addr.into(), port),
+        }
+    }
+}
+
+/// The buffers `connect` needs, all yours. The peer socket's buffers become the returned socket's.
+pub struct ConnectBuffers<'a> {
+    /// Receive buffer of the peer socket.
+    pub rx: &'a mut [u8],
+    /// Transmit buffer of the peer socket.
+    pub tx: &'a mut [u8],
+    /// Receive buffer of the mediator connection (at least [`crate::wire::MAX_FRAME_LEN`]; 256 is ample).
+    pub mediator_rx: &'a mut [u8],
+    /// Transmit buffer of the mediator connection (same).
+    pub mediator_tx: &'a mut [u8],
+    /// Buffers of a second candidate socket, so the LAN and public paths to a peer behind the same
+    /// public address can be tried at once. Without it they are tried in turn.
+    pub race: Option<(&'a mut [u8], &'a mut [u8])>,
+}
+
+/// An authenticated connection to the peer.
+pub struct PeerConnection<'a> {
+    /// The TCP socket, ready for `read`/`write`.
+    pub socket: TcpSocket<'a>,
+    /// The peer's endpoint as seen from here.
+    pub remote: IpEndpoint,
+    /// Our role in the pair.
+    pub role: Role,
+    /// The key both sides derived; use it to key an encrypted channel (p2psc does not encrypt).
+    pub session_key: SessionKey,
+}
+
+/// Connect to `peer` through `mediator`: register, punch, authenticate, and return the socket.
+///
+/// `seed` must be 32 fresh bytes from a cryptographically secure source (a hardware RNG): the registration
+/// nonce and the ephemeral key derive from it. Signatures are verified with salty.
+pub async fn connect<'a, S: Signer>(
+    stack: Stack<'a>,
+    signer: &S,
+    peer: &Peer,
+    mediator: &Mediator,
+    buffers: ConnectBuffers<'a>,
+    config: ConnectConfig,
+    seed: [u8; 32],
+) -> Result<PeerConnection<'a>, ConnectError> {
+    let mediator_socket = TcpSocket::new(stack, buffers.mediator_rx, buffers.mediator_tx);
+    let first = TcpSocket::new(stack, buffers.rx, buffers.tx);
+    let second = buffers.race.map(|(rx, tx)| TcpSocket::new(stack, rx, tx));
+    let handles = Sockets {
+        mediator: mediator_socket.handle(),
+        candidates: [Some(first.handle()), second.as_ref().map(|s| s.handle())],
+    };
+    let mut connector = Connector::new(
+        config,
+        signer,
+        SaltyVerifier,
+        peer.key,
+        mediator.endpoint,
+        handles,
+        seed,
+        now(),
+    );
+    let result: Result<Connected, ConnectError> = stack
+        .poll_with(|cx, iface, sockets| {
+            let poll = connector.poll(now(), iface, sockets);
+            if poll.is_pending() {
+                let all = [
+                    Some(handles.mediator),
+                    handles.candidates[0],
+                    handles.candidates[1],
+                ];
+                for handle in all.into_iter().flatten() {
+                    let s = sockets.get_mut::<tcp::Socket>(handle);
+                    s.register_recv_waker(cx.waker());
+                    s.register_send_waker(cx.waker());
+                }
+                if let Some(at) = connector.poll_at() {
+                    wake_at(cx, at);
+                }
+            }
+            poll
+        })
+        .await;
+    // Dropping a TcpSocket removes it from the set: everything but the winner goes.
+    drop(mediator_socket);
+    let connected = result?;
+    let socket = match second {
+        Some(s) if s.handle() == connected.socket => {
+            drop(first);
+            s
+        }
+        _ => first,
+    };
+    Ok(PeerConnection {
+        socket,
+        remote: connected.remote,
+        role: connected.role,
+        session_key: connected.session_key,
+    })
+}

@@ -8,7 +8,7 @@ use smoltcp::socket::tcp;
 
 use super::tcp::TcpSocket;
 use super::{now, wake_at, IpAddress, IpEndpoint, Stack};
-use crate::connector::{ConnectConfig, ConnectError, Connected, Connector, Sockets};
+use crate::connector::{ConnectConfig, ConnectError, ConnectEvent, Connected, Connector, Sockets};
 use crate::identity::{PublicKey, SaltyVerifier, Signer};
 use crate::proto::SessionKey;
 use crate::wire::Role;
@@ -85,6 +85,22 @@ pub async fn connect<'a, S: Signer>(
     config: ConnectConfig,
     seed: [u8; 32],
 ) -> Result<PeerConnection<'a>, ConnectError> {
+    connect_observed(stack, signer, peer, mediator, buffers, config, seed, |_| {}).await
+}
+
+/// [`connect`], reporting each [`ConnectEvent`] to `observe` as it happens (progress displays,
+/// timelines, logs).
+#[allow(clippy::too_many_arguments)]
+pub async fn connect_observed<'a, S: Signer>(
+    stack: Stack<'a>,
+    signer: &S,
+    peer: &Peer,
+    mediator: &Mediator,
+    buffers: ConnectBuffers<'a>,
+    config: ConnectConfig,
+    seed: [u8; 32],
+    mut observe: impl FnMut(ConnectEvent),
+) -> Result<PeerConnection<'a>, ConnectError> {
     let mediator_socket = TcpSocket::new(stack, buffers.mediator_rx, buffers.mediator_tx);
     let first = TcpSocket::new(stack, buffers.rx, buffers.tx);
     let second = buffers.race.map(|(rx, tx)| TcpSocket::new(stack, rx, tx));
@@ -105,6 +121,9 @@ pub async fn connect<'a, S: Signer>(
     let result: Result<Connected, ConnectError> = stack
         .poll_with(|cx, iface, sockets| {
             let poll = connector.poll(now(), iface, sockets);
+            while let Some(event) = connector.next_event() {
+                observe(event);
+            }
             if poll.is_pending() {
                 let all = [
                     Some(handles.mediator),

@@ -107,7 +107,7 @@ use core::mem::MaybeUninit;
 use core::pin::pin;
 use core::task::{Context, Poll};
 
-pub use connect::{connect, ConnectBuffers, Mediator, Peer, PeerConnection};
+pub use connect::{connect, connect_observed, ConnectBuffers, Mediator, Peer, PeerConnection};
 use embassy_net_driver::{Driver, LinkState};
 use embassy_sync::waitqueue::{MultiWakerRegistration, WakerRegistration};
 use embassy_time::Timer;

@@ -1,5 +1,96 @@
-//! `p2psc-mediator`: placeholder until the server lands (issue 4).
-fn main() {
-    eprintln!("p2psc-mediator: not implemented yet");
-    std::process::exit(2);
+//! `p2psc-mediator`: parse the command line, set up logging and the descriptor limit, serve until
+//! SIGTERM or Ctrl-C.
+
+use clap::Parser;
+use p2psc_mediator::{Args, Server};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let filter = match &args.log_level {
+        Some(level) => EnvFilter::try_new(level),
+        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
+    };
+    let filter = match filter {
+        Ok(filter) => filter,
+        Err(e) => {
+            eprintln!("p2psc-mediator: bad log filter: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    // Logs go to stderr (journald keeps them); colour only on a terminal.
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let config = args.server_config();
+    raise_fd_limit(config.max_connections as u64 + 64);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let server = match Server::bind(config).await {
+            Ok(server) => server,
+            Err(e) => {
+                tracing::error!("{e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        server.serve(shutdown_signal()).await;
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+/// SIGTERM (systemd, docker) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
+    }
+}
+
+/// Each connection is a descriptor: lift the soft RLIMIT_NOFILE towards `want` (up to the hard limit).
+fn raise_fd_limit(want: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    if limit.rlim_cur >= want {
+        return;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: want.min(limit.rlim_max),
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 || raised.rlim_cur < want {
+        tracing::warn!(
+            limit = raised.rlim_cur.max(limit.rlim_cur),
+            max_connections = want - 64,
+            "file descriptor limit is below --max-connections; raise LimitNOFILE / ulimit -n"
+        );
+    }
 }

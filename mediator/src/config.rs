@@ -1,0 +1,210 @@
+//! Command line and environment: every flag also reads `P2PSC_MEDIATOR_<FLAG>`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use p2psc::proto::MediatorConfig;
+
+use crate::ServerConfig;
+
+/// The p2psc mediator: the public rendezvous server that lets two peers behind NATs punch a direct,
+/// mutually authenticated TCP connection.
+///
+/// Durations take a unit: `250ms`, `5s`, `2m`, `1h` (a bare number is seconds).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "p2psc-mediator", version)]
+pub struct Args {
+    /// Address to listen on; repeat (or comma-separate in the environment) for several. IPv6 sockets are
+    /// IPv6-only, so `0.0.0.0:PORT` and `[::]:PORT` bind side by side.
+    #[arg(
+        long = "listen",
+        value_name = "ADDR",
+        env = "P2PSC_MEDIATOR_LISTEN",
+        value_delimiter = ',',
+        default_values = ["0.0.0.0:7777", "[::]:7777"]
+    )]
+    pub listen: Vec<SocketAddr>,
+
+    /// Most peers waiting in the table; registrations beyond get RetryAfter.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "P2PSC_MEDIATOR_MAX_WAITING",
+        default_value_t = 8_000
+    )]
+    pub max_waiting: usize,
+
+    /// Most connections open at once; beyond, a new one gets Abort(TooManyConnections) and is closed.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "P2PSC_MEDIATOR_MAX_CONNECTIONS",
+        default_value_t = 10_000
+    )]
+    pub max_connections: usize,
+
+    /// Most connections open at once from one IP address; beyond, Abort(TooManyConnections).
+    #[arg(
+        long,
+        value_name = "N",
+        env = "P2PSC_MEDIATOR_MAX_PER_IP",
+        default_value_t = 64
+    )]
+    pub max_per_ip: u32,
+
+    /// Deadline for each registration message (Hello after connecting, Proof after the Challenge), and
+    /// for writing a frame.
+    #[arg(long, value_name = "DURATION", env = "P2PSC_MEDIATOR_STEP_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub step_timeout: Duration,
+
+    /// Longest a registered peer waits for its counterpart (then Abort(PeerTimeout)).
+    #[arg(long, value_name = "DURATION", env = "P2PSC_MEDIATOR_WAIT_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub wait_timeout: Duration,
+
+    /// Time between Pings to a waiting peer (keeps NAT mappings warm, measures the round trip).
+    #[arg(long, value_name = "DURATION", env = "P2PSC_MEDIATOR_PING_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+
+    /// Longest wait for a Pong (then Abort(Unresponsive)).
+    #[arg(long, value_name = "DURATION", env = "P2PSC_MEDIATOR_PING_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub ping_timeout: Duration,
+
+    /// How long a matched connection stays open for the peer's punch before the mediator closes it.
+    #[arg(long, value_name = "DURATION", env = "P2PSC_MEDIATOR_LINGER", default_value = "30s", value_parser = parse_duration)]
+    pub linger: Duration,
+
+    /// Delay announced in RetryAfter when the table is full.
+    #[arg(long, value_name = "DURATION", env = "P2PSC_MEDIATOR_RETRY_AFTER", default_value = "5s", value_parser = parse_duration)]
+    pub retry_after: Duration,
+
+    /// On SIGTERM/Ctrl-C, how long live sessions get to receive Abort(ShuttingDown) and close.
+    #[arg(long, value_name = "DURATION", env = "P2PSC_MEDIATOR_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Period of the stats log line; 0 turns it off.
+    #[arg(long, value_name = "DURATION", env = "P2PSC_MEDIATOR_STATS_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub stats_interval: Duration,
+
+    /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing directive such as
+    /// `p2psc_mediator=debug`). Without it, RUST_LOG, else `info`.
+    #[arg(long, value_name = "FILTER", env = "P2PSC_MEDIATOR_LOG_LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (keep it on a private address).
+    #[arg(long, value_name = "ADDR", env = "P2PSC_MEDIATOR_METRICS")]
+    pub metrics: Option<SocketAddr>,
+}
+
+impl Args {
+    /// The server configuration these arguments describe.
+    pub fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            listen: self.listen.clone(),
+            mediator: MediatorConfig {
+                step_timeout: self.step_timeout.into(),
+                wait_timeout: self.wait_timeout.into(),
+                ping_interval: self.ping_interval.into(),
+                ping_timeout: self.ping_timeout.into(),
+                linger: self.linger.into(),
+                retry_after: self.retry_after.into(),
+                capacity: self.max_waiting,
+            },
+            max_connections: self.max_connections,
+            max_per_ip: self.max_per_ip,
+            shutdown_grace: self.shutdown_grace,
+            stats_interval: (!self.stats_interval.is_zero()).then_some(self.stats_interval),
+            metrics: self.metrics,
+        }
+    }
+}
+
+/// `250ms`, `5s`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number with a unit, like 5s or 250ms"))?;
+    let millis = match unit.trim() {
+        "ms" => Some(number),
+        "" | "s" => number.checked_mul(1_000),
+        "m" | "min" => number.checked_mul(60_000),
+        "h" => number.checked_mul(3_600_000),
+        other => return Err(format!("{text:?}: unknown unit {other:?} (ms, s, m, h)")),
+    };
+    millis
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?}: too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "s", "5 parsecs", "-1s", "1.5s", "99999999999999999999s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn defaults_listen_on_both_families() {
+        let args = Args::try_parse_from(["p2psc-mediator"]).unwrap();
+        let config = args.server_config();
+        assert_eq!(
+            config.listen,
+            vec![
+                "0.0.0.0:7777".parse::<SocketAddr>().unwrap(),
+                "[::]:7777".parse().unwrap()
+            ]
+        );
+        assert_eq!(config.mediator.capacity, 8_000);
+        assert_eq!(config.metrics, None);
+    }
+
+    #[test]
+    fn flags() {
+        let args = Args::try_parse_from([
+            "p2psc-mediator",
+            "--listen",
+            "127.0.0.1:1",
+            "--listen",
+            "[::1]:2",
+            "--wait-timeout",
+            "30s",
+            "--step-timeout",
+            "800ms",
+            "--max-per-ip",
+            "3",
+            "--stats-interval",
+            "0",
+            "--metrics",
+            "127.0.0.1:9100",
+        ])
+        .unwrap();
+        let config = args.server_config();
+        assert_eq!(config.listen.len(), 2);
+        assert_eq!(
+            config.mediator.wait_timeout,
+            p2psc::time::Duration::from_secs(30)
+        );
+        assert_eq!(
+            config.mediator.step_timeout,
+            p2psc::time::Duration::from_millis(800)
+        );
+        assert_eq!(config.max_per_ip, 3);
+        assert_eq!(config.stats_interval, None);
+        assert_eq!(config.metrics, Some("127.0.0.1:9100".parse().unwrap()));
+        assert!(Args::try_parse_from(["p2psc-mediator", "--ping-interval", "soon"]).is_err());
+    }
+}

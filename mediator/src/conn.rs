@@ -1,0 +1,269 @@
+//! One task per connection: the I/O shell around a [`Session`].
+//!
+//! The task owns the socket and the session, and waits for whichever comes first: bytes from the peer,
+//! a notice in its mailbox (Match, Replaced, PeerTimeout), the session's next deadline, or shutdown.
+//! After each of them it writes whatever the session queued, whole frames at a time, and closes once
+//! the session says so. It holds no buffer across an `.await` except one outgoing frame pair, so an idle
+//! waiting peer costs little memory (the figures are in the README).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use p2psc::proto::Session;
+use p2psc::wire::{AbortReason, Message, MAX_FRAME_LEN};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+use crate::dalek::DalekVerifier;
+use crate::shared::{ConnGuard, Mailbox, Refusal, Shared};
+
+/// How long a closing connection keeps reading (and discarding) after its last frame, so that bytes the
+/// peer sent meanwhile do not turn our FIN into a RST that could destroy the Abort before it is read.
+const CLOSE_DRAIN: Duration = Duration::from_millis(500);
+
+/// At most this many refused connections are being answered at once; beyond, they are dropped silently.
+const MAX_REFUSING: usize = 256;
+
+/// How a connection ended.
+enum End {
+    /// The session finished (matched and lingered, or aborted with its Abort sent).
+    Closed,
+    /// The peer closed its side first.
+    PeerClosed,
+    /// Reading or writing failed.
+    Failed(io::Error),
+}
+
+/// The peer's address as the session must report it: an IPv4 peer reaching an IPv6 socket shows up
+/// IPv4-mapped (`::ffff:a.b.c.d`), which is the IPv4 address.
+pub(crate) fn normalise(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}
+
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    guard: ConnGuard,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let conn = guard.conn;
+    let clock = shared.clock;
+    let write_timeout = shared.config.mediator.step_timeout.into();
+    // Frames are small and every exchange is one request, one answer: do not let Nagle hold them.
+    let _ = stream.set_nodelay(true);
+    let mut nonce = [0u8; 32];
+    if let Err(e) = getrandom::getrandom(&mut nonce) {
+        tracing::error!(conn, error = %e, "no randomness for a challenge nonce; dropping connection");
+        return;
+    }
+    let mut session = Session::new(shared.config.mediator, peer, nonce, clock.now());
+    let mut mailbox: Option<Mailbox> = None;
+    let mut shutting_down = *shutdown.borrow_and_update();
+    if shutting_down {
+        if let Some(event) = session.abort(AbortReason::ShuttingDown) {
+            shared.settle(conn, &mut session, &mut mailbox, event);
+        }
+    }
+    tracing::trace!(conn, %peer, "connected");
+
+    let end = loop {
+        let timeout = if shutting_down {
+            shared.config.shutdown_grace
+        } else {
+            write_timeout
+        };
+        if let Err(e) = flush(&mut stream, &mut session, &clock, timeout).await {
+            break End::Failed(e);
+        }
+        if session.is_closed() {
+            break End::Closed;
+        }
+        let wake = session.poll_at().map(|at| clock.deadline(at));
+        tokio::select! {
+            biased;
+            _ = shutdown.changed(), if !shutting_down => {
+                shutting_down = true;
+                if let Some(event) = session.abort(AbortReason::ShuttingDown) {
+                    shared.settle(conn, &mut session, &mut mailbox, event);
+                }
+            }
+            notice = next_notice(&mut mailbox) => {
+                if let Some(notice) = notice {
+                    if let Some(event) = session.notify(clock.now(), notice) {
+                        shared.settle(conn, &mut session, &mut mailbox, event);
+                    }
+                }
+            }
+            ready = stream.readable() => {
+                if let Err(e) = ready {
+                    break End::Failed(e);
+                }
+                // A local buffer, not held across an await: it costs stack, not per-connection memory.
+                let mut buf = [0u8; 512];
+                match stream.try_read(&mut buf) {
+                    Ok(0) => break End::PeerClosed,
+                    Ok(n) => {
+                        let now = clock.now();
+                        let mut data = &buf[..n];
+                        while !data.is_empty() {
+                            let (used, event) = session.receive(now, &DalekVerifier, data);
+                            if let Some(event) = event {
+                                shared.settle(conn, &mut session, &mut mailbox, event);
+                            }
+                            if used == 0 {
+                                break;
+                            }
+                            data = &data[used..];
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => break End::Failed(e),
+                }
+            }
+            _ = sleep_until(wake) => {
+                if let Some(event) = session.poll(clock.now()) {
+                    shared.settle(conn, &mut session, &mut mailbox, event);
+                }
+            }
+        }
+    };
+
+    match end {
+        End::Closed => {
+            tracing::trace!(conn, "closing");
+            let drain = if shutting_down {
+                CLOSE_DRAIN.min(shared.config.shutdown_grace)
+            } else {
+                CLOSE_DRAIN
+            };
+            close_gracefully(stream, drain).await;
+        }
+        End::PeerClosed | End::Failed(_) => {
+            let waited = shared.disconnected(conn, session.waiting_key());
+            match end {
+                End::Failed(e) => tracing::debug!(conn, error = %e, waited, "connection failed"),
+                _ => tracing::debug!(conn, waited, "peer closed the connection"),
+            }
+            let _ = stream.shutdown().await;
+        }
+    }
+    drop(guard);
+}
+
+/// Write every frame the session has queued, whole, within `timeout` (a peer that does not read cannot
+/// hold the task).
+async fn flush(
+    stream: &mut TcpStream,
+    session: &mut Session,
+    clock: &Clock,
+    timeout: Duration,
+) -> io::Result<()> {
+    let mut buf = [0u8; 2 * MAX_FRAME_LEN];
+    loop {
+        let mut len = 0;
+        while buf.len() - len >= MAX_FRAME_LEN {
+            match session.transmit(clock.now(), &mut buf[len..]) {
+                Some(n) => len += n,
+                None => break,
+            }
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        // The kernel's send buffer is almost always free: try without the future machinery first.
+        let written = match stream.try_write(&buf[..len]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
+        if written < len {
+            tokio::time::timeout(timeout, stream.write_all(&buf[written..len]))
+                .await
+                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        }
+    }
+}
+
+async fn next_notice(mailbox: &mut Option<Mailbox>) -> Option<p2psc::proto::Notice> {
+    match mailbox {
+        Some(rx) => {
+            let notice = rx.await.ok();
+            *mailbox = None;
+            notice
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// FIN after the last frame, then read and discard until the peer closes too, for at most `drain`.
+async fn close_gracefully(mut stream: TcpStream, drain: Duration) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(drain, async {
+        let mut buf = [0u8; 256];
+        let mut total = 0usize;
+        // Bounded: a peer that keeps sending gets a RST instead.
+        while total < 16 * 1024 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
+}
+
+/// Answer a connection beyond the limits with `Abort(TooManyConnections)` and close it. Refusing costs a
+/// short task; when too many refusals are already in flight, the connection is simply dropped.
+pub(crate) fn refuse(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, why: Refusal) {
+    tracing::debug!(%peer, ?why, "refusing connection");
+    if shared.refusing.fetch_add(1, Relaxed) >= MAX_REFUSING {
+        shared.refusing.fetch_sub(1, Relaxed);
+        return;
+    }
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let mut frame = [0u8; MAX_FRAME_LEN];
+        if let Some(n) = Message::Abort(AbortReason::TooManyConnections).emit_bytes(&mut frame) {
+            // A fresh socket's send buffer is empty: this never blocks.
+            let _ = stream.try_write(&frame[..n]);
+        }
+        close_gracefully(stream, CLOSE_DRAIN).await;
+        shared.refusing.fetch_sub(1, Relaxed);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_mapped_peers_are_ipv4() {
+        let mapped: SocketAddr = "[::ffff:203.0.113.9]:4000".parse().unwrap();
+        assert_eq!(normalise(mapped), "203.0.113.9:4000".parse().unwrap());
+        let v6: SocketAddr = "[2001:db8::1]:4000".parse().unwrap();
+        assert_eq!(normalise(v6), v6);
+        let v4: SocketAddr = "198.51.100.1:1".parse().unwrap();
+        assert_eq!(normalise(v4), v4);
+    }
+}

@@ -1,0 +1,362 @@
+//! The p2psc mediator: the public rendezvous server through which two peers behind NATs learn each
+//! other's public endpoint and a common moment to punch a direct TCP connection.
+//!
+//! All protocol logic lives in p2psc's sans-IO state machines ([`p2psc::proto::mediator`]): a
+//! [`Session`](p2psc::proto::Session) per connection and one [`Table`](p2psc::proto::Table) of waiting
+//! peers. This crate is only their I/O shell, on tokio:
+//!
+//! - one task per connection owns its socket and its `Session`, and sleeps until the session's
+//!   `poll_at`, the next bytes, a notice in its mailbox, or shutdown;
+//! - the `Table` and the mailboxes (one `oneshot` per waiting connection, keyed by
+//!   [`ConnId`](p2psc::proto::ConnId)) sit behind one `std::sync::Mutex`, held only for a few hash-map
+//!   operations;
+//! - a ticker task expires waits at the table's `poll_at`;
+//! - signatures are checked with ed25519-dalek ([`DalekVerifier`]), which accepts exactly what p2psc's
+//!   salty verifier accepts, 30 times faster;
+//! - challenge nonces come from the OS random number generator, time from one monotonic clock.
+//!
+//! Everything is bounded: connections in total and per source address (beyond: `Abort(TooManyConnections)`
+//! and close), frame size (the session's `FrameReader`), each registration step (`step_timeout`: a silent
+//! or slowly dribbling client is aborted with `Timeout`), waiting peers (`RetryAfter` when the table is
+//! full), writes (a peer that does not read is dropped after `step_timeout`), and shutdown (every live
+//! session is sent `Abort(ShuttingDown)` within `shutdown_grace`).
+//!
+//! ```no_run
+//! # async fn example() -> std::io::Result<()> {
+//! use p2psc_mediator::{run, ServerConfig};
+//! let config = ServerConfig {
+//!     listen: vec!["127.0.0.1:0".parse().unwrap()],
+//!     ..ServerConfig::default()
+//! };
+//! let running = run(config, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! println!("listening on {:?}", running.local_addrs());
+//! running.join().await;
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+mod clock;
+mod config;
+mod conn;
+mod dalek;
+mod metrics;
+mod shared;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use p2psc::proto::MediatorConfig;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::{parse_duration, Args};
+pub use dalek::{DalekSigner, DalekVerifier};
+pub use metrics::render as render_metrics;
+pub use shared::Snapshot;
+
+use shared::{Shared, ABORT_LABELS};
+
+/// Listen backlog (the kernel caps it at `net.core.somaxconn`).
+const BACKLOG: i32 = 4096;
+
+/// Everything the server needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Addresses to listen on. IPv6 sockets are made IPv6-only, so an IPv4 and an IPv6 wildcard on the
+    /// same port bind side by side.
+    pub listen: Vec<SocketAddr>,
+    /// Protocol deadlines and table capacity, as the sessions and the table use them.
+    pub mediator: MediatorConfig,
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// Most connections open at once from one IP address.
+    pub max_per_ip: u32,
+    /// On shutdown, how long live sessions get to receive `Abort(ShuttingDown)` and close.
+    pub shutdown_grace: Duration,
+    /// Period of the stats log line (`None`: never).
+    pub stats_interval: Option<Duration>,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics: Option<SocketAddr>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: vec![
+                SocketAddr::from(([0, 0, 0, 0], 7777)),
+                SocketAddr::from(([0u16; 8], 7777)),
+            ],
+            mediator: MediatorConfig {
+                capacity: 8_000,
+                ..MediatorConfig::default()
+            },
+            max_connections: 10_000,
+            max_per_ip: 64,
+            shutdown_grace: Duration::from_secs(5),
+            stats_interval: Some(Duration::from_secs(60)),
+            metrics: None,
+        }
+    }
+}
+
+/// A bound, not yet serving, mediator.
+pub struct Server {
+    listeners: Vec<TcpListener>,
+    metrics: Option<TcpListener>,
+    shared: Arc<Shared>,
+}
+
+fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+impl Server {
+    /// Bind every listen address (and the metrics address). Must be called inside a tokio runtime.
+    pub async fn bind(config: ServerConfig) -> io::Result<Server> {
+        let mut listeners = Vec::with_capacity(config.listen.len());
+        for &addr in &config.listen {
+            let listener = bind_listener(addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+            listeners.push(listener);
+        }
+        let metrics = match config.metrics {
+            Some(addr) => Some(bind_listener(addr).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot serve metrics on {addr}: {e}"))
+            })?),
+            None => None,
+        };
+        Ok(Server {
+            listeners,
+            metrics,
+            shared: Arc::new(Shared::new(config)),
+        })
+    }
+
+    /// The addresses actually bound (with the ports the system chose for port 0), in `listen` order.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// The metrics address actually bound.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// A handle for reading counters while the server runs.
+    pub fn stats(&self) -> StatsHandle {
+        StatsHandle(self.shared.clone())
+    }
+
+    /// Serve until `shutdown` completes, then abort every live session with `ShuttingDown` and wait for
+    /// them to close, at most `shutdown_grace`.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        for addr in self.local_addrs() {
+            tracing::info!(%addr, "listening");
+        }
+        let shared = self.shared;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let accepters: Vec<JoinHandle<()>> = self
+            .listeners
+            .into_iter()
+            .map(|l| tokio::spawn(accept_loop(l, shared.clone(), stop_rx.clone())))
+            .collect();
+        let mut helpers = vec![tokio::spawn(ticker(shared.clone()))];
+        if let Some(period) = shared.config.stats_interval {
+            helpers.push(tokio::spawn(stats_log(shared.clone(), period)));
+        }
+        if let Some(listener) = self.metrics {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "serving metrics at /metrics");
+            }
+            helpers.push(tokio::spawn(metrics::serve(listener, shared.clone())));
+        }
+
+        shutdown.await;
+        let open = shared.snapshot().connections;
+        tracing::info!(
+            connections = open,
+            "shutting down: no new connections, aborting live sessions"
+        );
+        for accepter in &accepters {
+            accepter.abort();
+        }
+        for accepter in accepters {
+            let _ = accepter.await;
+        }
+        let _ = stop_tx.send(true);
+        if tokio::time::timeout(shared.config.shutdown_grace, shared.all_closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                connections = shared.snapshot().connections,
+                "grace period over with connections still open"
+            );
+        }
+        for helper in helpers {
+            helper.abort();
+        }
+        tracing::info!("{}", stats_line(&shared.snapshot()));
+    }
+}
+
+/// Reads the server's counters.
+#[derive(Clone)]
+pub struct StatsHandle(Arc<Shared>);
+
+impl StatsHandle {
+    /// Counters and gauges now.
+    pub fn snapshot(&self) -> Snapshot {
+        self.0.snapshot()
+    }
+
+    /// Wait until `pred` holds (re-checked whenever a counter, a gauge or the table changes), and return
+    /// the snapshot for which it did.
+    pub async fn wait_for(&self, pred: impl FnMut(&Snapshot) -> bool) -> Snapshot {
+        self.0.wait_for(pred).await
+    }
+}
+
+/// A server running in its own task.
+pub struct Running {
+    local_addrs: Vec<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
+    stats: StatsHandle,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// The addresses bound, in `listen` order.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// The metrics address bound.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The server's counters.
+    pub fn stats(&self) -> &StatsHandle {
+        &self.stats
+    }
+
+    /// Wait for the server to finish (after the shutdown future completed and the grace period).
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Bind as `config` says and serve in a new task until `shutdown` completes. Returns once bound, with
+/// the bound addresses (so tests can listen on port 0).
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<Running> {
+    let server = Server::bind(config).await?;
+    Ok(Running {
+        local_addrs: server.local_addrs(),
+        metrics_addr: server.metrics_addr(),
+        stats: server.stats(),
+        task: tokio::spawn(server.serve(shutdown)),
+    })
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors or memory: back off instead of spinning; the backlog waits.
+                let resource = matches!(
+                    e.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                );
+                tracing::warn!(error = %e, "accept failed");
+                if resource {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                continue;
+            }
+        };
+        let peer = conn::normalise(peer);
+        match shared.admit(peer.ip()) {
+            Ok(guard) => {
+                tokio::spawn(conn::serve(
+                    shared.clone(),
+                    stream,
+                    peer,
+                    guard,
+                    stop.clone(),
+                ));
+            }
+            Err(why) => conn::refuse(&shared, stream, peer, why),
+        }
+    }
+}
+
+async fn ticker(shared: Arc<Shared>) {
+    loop {
+        let next = shared.expire();
+        tokio::time::sleep_until(shared.clock.deadline(next)).await;
+    }
+}
+
+async fn stats_log(shared: Arc<Shared>, period: Duration) {
+    let mut interval = tokio::time::interval(period);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        tracing::info!("{}", stats_line(&shared.snapshot()));
+    }
+}
+
+/// The periodic stats log line.
+fn stats_line(s: &Snapshot) -> String {
+    let t = &s.table;
+    let mut aborts = String::new();
+    for (reason, label) in ABORT_LABELS {
+        let n = s.aborts(reason);
+        if n > 0 {
+            aborts.push_str(&format!(" {label}={n}"));
+        }
+    }
+    if aborts.is_empty() {
+        aborts.push_str(" none");
+    }
+    format!(
+        "stats: connections={} waiting={} accepted={} registrations={} matches={} replaced={} expired={} \
+         table_full={} refused(max_connections={} per_ip={}) disconnects={} (waiting {}) aborts:{}",
+        s.connections,
+        s.waiting,
+        s.accepted,
+        t.registrations,
+        t.matches,
+        t.replaced,
+        t.expired,
+        t.full,
+        s.refused_max_connections,
+        s.refused_per_ip,
+        s.disconnects,
+        s.waiting_disconnects,
+        aborts
+    )
+}

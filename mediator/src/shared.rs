@@ -1,0 +1,346 @@
+//! State shared by all connection tasks: the table of waiting peers, the mailboxes that carry the
+//! table's notices to other connections, admission limits and counters.
+//!
+//! The table and the mailboxes sit behind one `std::sync::Mutex`. Every critical section is a few
+//! hash-map operations (never an `.await`, never a signature check), so the lock is not worth splitting:
+//! keeping both together makes "register, then route the notices it produced" atomic, so a notice can
+//! never be produced for a connection whose mailbox is not in place yet.
+//!
+//! A connection gets a mailbox (a `oneshot` channel) when its registration is told to wait. It needs no
+//! more than one: every notice the table addresses to another connection (Match, Abort(Replaced),
+//! Abort(PeerTimeout)) comes with the removal of that connection's entry, so after it the table never
+//! names that connection again.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use p2psc::identity::PublicKey;
+use p2psc::proto::mediator::{Entry, Stats};
+use p2psc::proto::{ConnId, Notice, Session, SessionEvent, Table};
+use p2psc::wire::AbortReason;
+use tokio::sync::{oneshot, Notify};
+
+use crate::clock::Clock;
+use crate::ServerConfig;
+
+pub(crate) type Mailbox = oneshot::Receiver<Notice>;
+
+struct Inner {
+    table: Table<HashMap<PublicKey, Entry>>,
+    mailboxes: HashMap<ConnId, oneshot::Sender<Notice>>,
+}
+
+impl Inner {
+    fn deliver(&mut self, conn: ConnId, notice: Notice) {
+        if let Some(tx) = self.mailboxes.remove(&conn) {
+            // The receiver is gone only if its task already ended; nothing to tell then.
+            let _ = tx.send(notice);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    accepted: AtomicU64,
+    refused_max_connections: AtomicU64,
+    refused_per_ip: AtomicU64,
+    disconnects: AtomicU64,
+    waiting_disconnects: AtomicU64,
+}
+
+/// Why a new connection is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    MaxConnections,
+    PerIp,
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: ServerConfig,
+    pub(crate) clock: Clock,
+    inner: Mutex<Inner>,
+    per_ip: Mutex<HashMap<IpAddr, u32>>,
+    active: AtomicUsize,
+    /// Connections being refused right now (each has a short-lived task).
+    pub(crate) refusing: AtomicUsize,
+    next_conn: AtomicU64,
+    counters: Counters,
+    /// Notified (to all waiters) when the last connection closes.
+    all_closed: Notify,
+    /// Notified (to all waiters) whenever a counter or the table changes: lets tests wait for a state
+    /// instead of sleeping.
+    changed: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic in another connection's critical section leaves consistent hash maps behind: carry on.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn new(config: ServerConfig) -> Shared {
+        Shared {
+            inner: Mutex::new(Inner {
+                table: Table::new(HashMap::new(), config.mediator),
+                mailboxes: HashMap::new(),
+            }),
+            config,
+            clock: Clock::new(),
+            per_ip: Mutex::new(HashMap::new()),
+            active: AtomicUsize::new(0),
+            refusing: AtomicUsize::new(0),
+            next_conn: AtomicU64::new(1),
+            counters: Counters::default(),
+            all_closed: Notify::new(),
+            changed: Notify::new(),
+        }
+    }
+
+    /// Admit a connection from `ip` within the limits, or say why not.
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnGuard, Refusal> {
+        if self.active.fetch_add(1, Relaxed) >= self.config.max_connections {
+            self.release_active();
+            self.counters.refused_max_connections.fetch_add(1, Relaxed);
+            self.changed.notify_waiters();
+            return Err(Refusal::MaxConnections);
+        }
+        {
+            let mut per_ip = lock(&self.per_ip);
+            let count = per_ip.entry(ip).or_insert(0);
+            if *count >= self.config.max_per_ip {
+                drop(per_ip);
+                self.release_active();
+                self.counters.refused_per_ip.fetch_add(1, Relaxed);
+                self.changed.notify_waiters();
+                return Err(Refusal::PerIp);
+            }
+            *count += 1;
+        }
+        self.counters.accepted.fetch_add(1, Relaxed);
+        self.changed.notify_waiters();
+        Ok(ConnGuard {
+            shared: self.clone(),
+            ip,
+            conn: self.next_conn.fetch_add(1, Relaxed),
+        })
+    }
+
+    fn release_active(&self) {
+        if self.active.fetch_sub(1, Relaxed) == 1 {
+            self.all_closed.notify_waiters();
+        }
+    }
+
+    /// Act on a session's event, as `tests/protocol.rs`'s `settle` does, plus mailboxes: register in the
+    /// table and route its notices, record RTTs and aborts. A notice for this session itself is applied
+    /// at once (which may yield another event, handled in turn).
+    pub(crate) fn settle(
+        &self,
+        conn: ConnId,
+        session: &mut Session,
+        mailbox: &mut Option<Mailbox>,
+        event: SessionEvent,
+    ) {
+        let mut next = Some(event);
+        while let Some(event) = next.take() {
+            next = match event {
+                SessionEvent::Verified(registration) => {
+                    let now = self.clock.now();
+                    let own = {
+                        let mut inner = lock(&self.inner);
+                        let outcome = inner.table.register(now, conn, registration);
+                        if let Notice::Wait(_) = outcome.own {
+                            let (tx, rx) = oneshot::channel();
+                            inner.mailboxes.insert(conn, tx);
+                            *mailbox = Some(rx);
+                        }
+                        for (other, notice) in outcome.others {
+                            inner.deliver(other, notice);
+                        }
+                        outcome.own
+                    };
+                    tracing::debug!(conn, key = %registration.key, want = %registration.want, notice = ?own, "registered");
+                    session.notify(now, own)
+                }
+                SessionEvent::Rtt(key, rtt) => {
+                    lock(&self.inner).table.update_rtt(&key, conn, rtt);
+                    None
+                }
+                SessionEvent::Aborted { reason, waiting } => {
+                    tracing::debug!(conn, %reason, "aborted");
+                    let mut inner = lock(&self.inner);
+                    inner.table.stats_mut().record_abort(reason);
+                    if let Some(key) = waiting {
+                        inner.table.remove(&key, conn);
+                    }
+                    inner.mailboxes.remove(&conn);
+                    *mailbox = None;
+                    None
+                }
+            };
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// A connection ended without its session ending (EOF, reset, write failure): drop its waiting entry
+    /// and mailbox. Returns whether it was waiting.
+    pub(crate) fn disconnected(&self, conn: ConnId, waiting: Option<PublicKey>) -> bool {
+        let removed = {
+            let mut inner = lock(&self.inner);
+            inner.mailboxes.remove(&conn);
+            waiting.is_some_and(|key| inner.table.remove(&key, conn))
+        };
+        self.counters.disconnects.fetch_add(1, Relaxed);
+        if removed {
+            self.counters.waiting_disconnects.fetch_add(1, Relaxed);
+        }
+        self.changed.notify_waiters();
+        removed
+    }
+
+    /// Expire waits that ran out, and say when to call again.
+    pub(crate) fn expire(&self) -> p2psc::time::Instant {
+        let now = self.clock.now();
+        let next = {
+            let mut guard = lock(&self.inner);
+            let inner = &mut *guard;
+            let (table, mailboxes) = (&mut inner.table, &mut inner.mailboxes);
+            table.poll(now, |conn, notice| {
+                if let Some(tx) = mailboxes.remove(&conn) {
+                    let _ = tx.send(notice);
+                }
+            });
+            // Every entry expires `wait_timeout` after it is inserted, so one inserted after this point
+            // expires after `now + wait_timeout`: sleeping that long when the table is empty misses nothing.
+            table
+                .poll_at()
+                .unwrap_or(now + self.config.mediator.wait_timeout)
+        };
+        self.changed.notify_waiters();
+        next
+    }
+
+    /// Counters and gauges now.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let (table, waiting) = {
+            let inner = lock(&self.inner);
+            (*inner.table.stats(), inner.table.len())
+        };
+        let c = &self.counters;
+        Snapshot {
+            table,
+            waiting,
+            connections: self.active.load(Relaxed),
+            accepted: c.accepted.load(Relaxed),
+            refused_max_connections: c.refused_max_connections.load(Relaxed),
+            refused_per_ip: c.refused_per_ip.load(Relaxed),
+            disconnects: c.disconnects.load(Relaxed),
+            waiting_disconnects: c.waiting_disconnects.load(Relaxed),
+            uptime: self.clock.uptime(),
+        }
+    }
+
+    /// Wait until `pred` holds for a snapshot, re-checking whenever something changes.
+    pub(crate) async fn wait_for(&self, mut pred: impl FnMut(&Snapshot) -> bool) -> Snapshot {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let snapshot = self.snapshot();
+            if pred(&snapshot) {
+                return snapshot;
+            }
+            changed.await;
+        }
+    }
+
+    /// Wait until no connection is open.
+    pub(crate) async fn all_closed(&self) {
+        loop {
+            let closed = self.all_closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            if self.active.load(Relaxed) == 0 {
+                return;
+            }
+            closed.await;
+        }
+    }
+}
+
+/// An admitted connection: its id, and its place in the connection and per-address counts, given back
+/// on drop.
+pub(crate) struct ConnGuard {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+    pub(crate) conn: ConnId,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        {
+            let mut per_ip = lock(&self.shared.per_ip);
+            if let Some(count) = per_ip.get_mut(&self.ip) {
+                *count -= 1;
+                if *count == 0 {
+                    per_ip.remove(&self.ip);
+                }
+            }
+        }
+        self.shared.release_active();
+        self.shared.changed.notify_waiters();
+    }
+}
+
+/// The server's counters and gauges at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The table's counters: registrations, matches, replaced, expired, full, aborts by reason.
+    pub table: Stats,
+    /// Peers waiting in the table now.
+    pub waiting: usize,
+    /// Connections open now.
+    pub connections: usize,
+    /// Connections admitted since start.
+    pub accepted: u64,
+    /// Connections refused because `max_connections` were open.
+    pub refused_max_connections: u64,
+    /// Connections refused because their address had `max_per_ip` open.
+    pub refused_per_ip: u64,
+    /// Connections the peer closed or reset before the mediator was done with them.
+    pub disconnects: u64,
+    /// Of those, the ones whose peer was waiting (its entry was removed from the table).
+    pub waiting_disconnects: u64,
+    /// Time since the server started.
+    pub uptime: std::time::Duration,
+}
+
+impl Snapshot {
+    /// Aborts counted for `reason` so far.
+    pub fn aborts(&self, reason: AbortReason) -> u64 {
+        let code = reason.to_u8() as usize;
+        self.table
+            .aborts
+            .get(code)
+            .copied()
+            .unwrap_or(self.table.aborts[0])
+    }
+}
+
+/// Every abort reason the mediator can send, with a metrics/log label.
+pub(crate) const ABORT_LABELS: [(AbortReason, &str); 12] = [
+    (AbortReason::UnsupportedVersion, "unsupported_version"),
+    (AbortReason::Malformed, "malformed"),
+    (AbortReason::UnexpectedMessage, "unexpected_message"),
+    (AbortReason::BadProof, "bad_proof"),
+    (AbortReason::TableFull, "table_full"),
+    (AbortReason::Timeout, "timeout"),
+    (AbortReason::PeerTimeout, "peer_timeout"),
+    (AbortReason::Replaced, "replaced"),
+    (AbortReason::SelfMatch, "self_match"),
+    (AbortReason::ShuttingDown, "shutting_down"),
+    (AbortReason::TooManyConnections, "too_many_connections"),
+    (AbortReason::Unresponsive, "unresponsive"),
+];

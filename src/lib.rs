@@ -2,9 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
-//! p2psc: peer-to-peer socket creation.
-//!
-//! Placeholder crate docs; filled in as the modules land.
+#![doc = include_str!("../README.md")]
 
 #[cfg(any(feature = "std", test))]
 extern crate std;

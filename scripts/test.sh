@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The whole test suite: the README's test command, and what CI runs.
+#
+# Installs what it needs when it can (rustup targets and components; apt packages when root), then:
+# formatting, clippy, no_std builds of p2psc for three bare-metal targets (with and without defmt),
+# the workspace tests, the fuzz targets' build, the board firmware (build, host tests, size budget)
+# and, as root, the tests through real Linux NATs (network namespaces + TAP) and the emulated board.
+# Set P2PSC_REQUIRE_TAP=1 to make the root-only tests fail instead of skip when they cannot run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "prerequisites"
+rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi riscv32imc-unknown-none-elf >/dev/null
+rustup component add rustfmt clippy llvm-tools >/dev/null
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    need=()
+    for pkg in nftables iproute2 qemu-system-arm; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+    done
+    if [ ${#need[@]} -gt 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    fi
+fi
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "no_std builds"
+for target in thumbv7em-none-eabihf thumbv6m-none-eabi riscv32imc-unknown-none-elf; do
+    cargo build -p p2psc --no-default-features --target "$target"
+    cargo build -p p2psc --no-default-features --features defmt --target "$target"
+done
+
+step "workspace tests"
+cargo test --workspace
+
+for extra in scripts/test-fuzz.sh scripts/test-boards.sh; do
+    if [ -x "$extra" ]; then
+        step "$extra"
+        "$extra"
+    fi
+done
+
+step "all tests passed"

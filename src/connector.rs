@@ -38,7 +38,7 @@ use crate::proto::{AuthError, AuthEvent, Handshake, HandshakeParams, SessionKey}
 use crate::proto::{RegisterConfig, RegisterError, Registration};
 use crate::rng::Drbg;
 use crate::time::{Duration, Instant};
-use crate::wire::{self, AbortReason, Role, MAX_FRAME_LEN};
+use crate::wire::{AbortReason, Role, MAX_FRAME_LEN};
 
 /// Deadlines and retry policy of one connection attempt. The defaults suit links up to a few hundred
 /// milliseconds of round trip.
@@ -93,8 +93,8 @@ pub enum ConnectError {
     MediatorClosed,
     /// The mediator ended the registration with this reason.
     Aborted(AbortReason),
-    /// The mediator speaks another protocol version.
-    UnsupportedVersion(u8),
+    /// The mediator does not speak our protocol version (its own, when known).
+    UnsupportedVersion(Option<u8>),
     /// The mediator stopped answering, or broke the protocol.
     Mediator(RegisterError),
     /// The mediator asked us to come back later than the deadline allows.
@@ -121,7 +121,7 @@ impl core::fmt::Display for ConnectError {
             ConnectError::MediatorClosed => f.write_str("mediator closed the connection"),
             ConnectError::Aborted(r) => write!(f, "mediator aborted: {}", r),
             ConnectError::UnsupportedVersion(v) => {
-                write!(f, "mediator speaks protocol version {}", v)
+                core::fmt::Display::fmt(&RegisterError::UnsupportedVersion(*v), f)
             }
             ConnectError::Mediator(e) => write!(f, "mediator: {}", e),
             ConnectError::MediatorBusy => f.write_str("mediator busy"),
@@ -143,7 +143,7 @@ impl From<RegisterError> for ConnectError {
             RegisterError::Aborted(AbortReason::PeerTimeout)
             | RegisterError::Timeout(RegPhase::Match) => ConnectError::PeerNeverCame,
             RegisterError::Aborted(AbortReason::UnsupportedVersion) => {
-                ConnectError::UnsupportedVersion(wire::VERSION)
+                ConnectError::UnsupportedVersion(None)
             }
             RegisterError::Aborted(r) => ConnectError::Aborted(r),
             RegisterError::UnsupportedVersion(v) => ConnectError::UnsupportedVersion(v),

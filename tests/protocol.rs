@@ -251,8 +251,9 @@ fn registration_match_and_mutual_authentication() {
     assert_eq!(ib.peer_observed, ep("203.0.113.1:50001"));
     assert_eq!(ia.peer_local, Some(ep("192.168.1.10:40000")));
     assert_eq!((ia.peer_nonce, ib.peer_nonce), (ib.own_nonce, ia.own_nonce));
-    // One-way delays 50 ms and 20 ms: B, nearer, waits 30 ms so both SYNs leave at t = 1040 + 30 = 1070;
-    // A gets its Match 50 ms after it left (t = 1090) and starts at once.
+    // One-way delays 50 ms and 20 ms. Both Matches leave the mediator together at T; A's arrives at
+    // T + 50 and A starts at once, B's arrives at T + 20 and B waits 30 ms: both SYNs leave at T + 50.
+    // (This harness hands each Match over at the mediator's instant, t = 1040.)
     assert_eq!(ib.start_at, at(1040 + 30));
     assert_eq!(ia.start_at, at(1040));
     assert!(!ia.same_public_address());
@@ -526,7 +527,7 @@ fn unsupported_version_has_its_own_error() {
     );
     assert_eq!(
         r.receive(at(0), &kp(1), &buf[..n]),
-        Err(RegisterError::UnsupportedVersion(wire::VERSION))
+        Err(RegisterError::UnsupportedVersion(None))
     );
     // A v1 client hearing a v2 Challenge.
     let mut r = Registration::new(
@@ -542,7 +543,7 @@ fn unsupported_version_has_its_own_error() {
     v2[0] = 2;
     assert_eq!(
         r.receive(at(0), &kp(1), &v2[..n]),
-        Err(RegisterError::UnsupportedVersion(2))
+        Err(RegisterError::UnsupportedVersion(Some(2)))
     );
 }
 
@@ -833,4 +834,33 @@ fn application_data_after_peer_auth_stays_in_the_stream() {
     assert_eq!(used, n);
     assert!(matches!(event, Some(AuthEvent::Authenticated(_))));
     assert_eq!(ha.receive(&SaltyVerifier, b"hello").unwrap(), (0, None));
+}
+
+#[test]
+fn both_peers_agree_on_racing_even_if_only_one_reported_a_lan_endpoint() {
+    // Behind one public address; A reported its LAN endpoint, B did not. Whether a Confirm will come
+    // must not depend on that, or one side would wait for a Confirm the other never sends.
+    let base = PunchInfo {
+        role: Role::Leader,
+        start_at: at(0),
+        own_observed: ep("203.0.113.1:1000"),
+        own_nonce: [1; 32],
+        peer_observed: ep("203.0.113.1:2000"),
+        peer_local: None,
+        peer_nonce: [2; 32],
+    };
+    let a = base;
+    let b = PunchInfo {
+        role: Role::Follower,
+        own_observed: base.peer_observed,
+        peer_observed: base.own_observed,
+        peer_local: Some(ep("192.168.1.10:1000")),
+        ..base
+    };
+    assert!(a.same_public_address() && b.same_public_address());
+    let c = PunchInfo {
+        peer_observed: ep("198.51.100.1:2000"),
+        ..b
+    };
+    assert!(!c.same_public_address());
 }

@@ -57,8 +57,9 @@ pub enum Phase {
 pub enum RegisterError {
     /// The mediator sent a frame that does not parse.
     Wire(wire::Error),
-    /// The mediator speaks another protocol version (its version, as far as known).
-    UnsupportedVersion(u8),
+    /// The mediator does not speak our protocol version: its own version when it sent a frame of it,
+    /// `None` when it only said so with an Abort.
+    UnsupportedVersion(Option<u8>),
     /// The mediator ended the registration with this reason.
     Aborted(AbortReason),
     /// The mediator is busy: register again after this long.
@@ -73,9 +74,14 @@ impl fmt::Display for RegisterError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RegisterError::Wire(e) => write!(f, "bad frame from mediator: {}", e),
-            RegisterError::UnsupportedVersion(v) => {
+            RegisterError::UnsupportedVersion(Some(v)) => {
                 write!(f, "mediator speaks protocol version {}", v)
             }
+            RegisterError::UnsupportedVersion(None) => write!(
+                f,
+                "mediator does not speak protocol version {}",
+                wire::VERSION
+            ),
             RegisterError::Aborted(r) => write!(f, "mediator aborted: {}", r),
             RegisterError::RetryAfter(d) => {
                 write!(f, "mediator busy, retry after {} ms", d.total_millis())
@@ -109,10 +115,13 @@ pub struct PunchInfo {
 }
 
 impl PunchInfo {
-    /// Both peers appear behind the same public address, so they may share a LAN: also try the local
-    /// endpoint, and let the leader confirm which connection wins. Both peers compute the same answer.
+    /// Both peers appear behind the same public address, so they may share a LAN: candidates race (the
+    /// LAN endpoint too, when the peer reported one) and the leader confirms which connection wins.
+    ///
+    /// Depends only on the two observed addresses, which both peers know alike, so both always agree
+    /// on whether a Confirm will come.
     pub fn same_public_address(&self) -> bool {
-        self.own_observed.ip() == self.peer_observed.ip() && self.peer_local.is_some()
+        self.own_observed.ip() == self.peer_observed.ip()
     }
 }
 
@@ -275,7 +284,7 @@ impl Registration {
             None => None,
             Some(Ok(message)) => self.process(now, signer, message)?,
             Some(Err(wire::Error::UnsupportedVersion(v))) => {
-                return Err(self.fail(RegisterError::UnsupportedVersion(v)))
+                return Err(self.fail(RegisterError::UnsupportedVersion(Some(v))))
             }
             Some(Err(e)) => return Err(self.fail(RegisterError::Wire(e))),
         };
@@ -296,7 +305,7 @@ impl Registration {
     ) -> Result<Option<RegisterEvent>, RegisterError> {
         match (self.state, message) {
             (_, Message::Abort(AbortReason::UnsupportedVersion)) => {
-                Err(self.fail(RegisterError::UnsupportedVersion(wire::VERSION)))
+                Err(self.fail(RegisterError::UnsupportedVersion(None)))
             }
             (_, Message::Abort(reason)) => Err(self.fail(RegisterError::Aborted(reason))),
             (_, Message::RetryAfter { millis }) => Err(self.fail(RegisterError::RetryAfter(

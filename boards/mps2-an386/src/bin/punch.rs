@@ -1,0 +1,174 @@
+//! Punch a direct, authenticated TCP connection to the peer through the mediator, then check it with
+//! an echo exchange.
+//!
+//! Echo protocol (what the peer must speak once authenticated): the firmware sends [`ROUNDS`]
+//! messages, one at a time, and after each expects the very same bytes back; then it closes. A peer
+//! that echoes every byte it receives until the connection closes (`host-sim tap peer --echo`) is
+//! enough. Console lines the end-to-end test looks for: `p2psc: registered`, `p2psc: matched ...`,
+//! `p2psc: authenticated ...`, `echo: ok ...`; failures print `p2psc: failed: ...` or
+//! `echo: failed: ...`. The run ends QEMU with status 0 on success, 1 otherwise.
+#![no_std]
+#![no_main]
+
+use embassy_executor::Spawner;
+use embassy_time::{with_timeout, Duration, Instant};
+use embedded_io_async::Write as _;
+use mps2_an386::board::Addr;
+use mps2_an386::executor::Executor;
+use mps2_an386::semihosting::exit;
+use mps2_an386::{board, config, entropy, println};
+use p2psc::connector::{ConnectConfig, ConnectEvent};
+use p2psc::identity::{Keypair, PublicKey};
+use p2psc::net::tcp::TcpSocket;
+use p2psc::net::{connect_observed, ConnectBuffers, Ipv4Address, Mediator, Peer};
+use static_cell::StaticCell;
+
+/// Messages sent and expected back.
+const ROUNDS: usize = 3;
+/// Longest wait for one echo.
+const ECHO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Socket buffers, sized at the call site: the peer connection (the application's socket) and the
+/// mediator connection (a frame is at most 132 bytes).
+struct Buffers {
+    rx: [u8; 1024],
+    tx: [u8; 1024],
+    mediator_rx: [u8; 256],
+    mediator_tx: [u8; 256],
+}
+
+static BUFFERS: StaticCell<Buffers> = StaticCell::new();
+static EXECUTOR: StaticCell<Executor> = StaticCell::new();
+
+#[mps2_an386::entry]
+fn main() -> ! {
+    EXECUTOR
+        .init(Executor::new())
+        .run(|spawner| spawner.spawn(app(spawner).unwrap()))
+}
+
+#[embassy_executor::task]
+async fn app(spawner: Spawner) {
+    let stack = board::start(spawner, "punch");
+    let me = Keypair::from_seed(&config::KEY_SEED);
+    let peer = Peer::new(PublicKey::from_bytes(config::PEER_KEY));
+    let mediator = Mediator::new(
+        Ipv4Address::from(config::MEDIATOR_ADDR),
+        config::MEDIATOR_PORT,
+    );
+    println!("p2psc: me   {:x}", me.public_key());
+    println!("p2psc: peer {:x}", peer.key);
+    println!("p2psc: mediator {}", mediator.endpoint);
+
+    let b = BUFFERS.init(Buffers {
+        rx: [0; 1024],
+        tx: [0; 1024],
+        mediator_rx: [0; 256],
+        mediator_tx: [0; 256],
+    });
+    let buffers = ConnectBuffers {
+        rx: &mut b.rx,
+        tx: &mut b.tx,
+        mediator_rx: &mut b.mediator_rx,
+        mediator_tx: &mut b.mediator_tx,
+        race: None,
+    };
+    let started = Instant::now();
+    let result = connect_observed(
+        stack,
+        &me,
+        &peer,
+        &mediator,
+        buffers,
+        ConnectConfig::default(),
+        entropy::seed(b"connect"),
+        |event| report(event, started),
+    )
+    .await;
+    let mut conn = match result {
+        Ok(conn) => conn,
+        Err(e) => {
+            println!(
+                "p2psc: failed: {} after {} ms",
+                e,
+                started.elapsed().as_millis()
+            );
+            exit(false)
+        }
+    };
+    println!(
+        "p2psc: connected to {} as {:?} in {} ms",
+        conn.remote,
+        conn.role,
+        started.elapsed().as_millis()
+    );
+
+    match echo(&mut conn.socket).await {
+        Ok(bytes) => println!("echo: ok ({} messages, {} bytes)", ROUNDS, bytes),
+        Err(why) => {
+            println!("echo: failed: {}", why);
+            exit(false)
+        }
+    }
+    conn.socket.close();
+    let _ = with_timeout(Duration::from_secs(2), conn.socket.flush()).await;
+    println!("done");
+    exit(true)
+}
+
+fn report(event: ConnectEvent, started: Instant) {
+    let ms = started.elapsed().as_millis();
+    match event {
+        ConnectEvent::MediatorConnected(local) => {
+            println!("p2psc: mediator connected from {} ({} ms)", local, ms)
+        }
+        ConnectEvent::Challenged(public) => println!("p2psc: mediator sees us at {}", Addr(public)),
+        ConnectEvent::Registered => println!("p2psc: registered ({} ms)", ms),
+        ConnectEvent::Matched {
+            role, peer, racing, ..
+        } => println!(
+            "p2psc: matched peer at {} as {:?}{} ({} ms)",
+            Addr(peer),
+            role,
+            if racing {
+                ", racing LAN and public paths"
+            } else {
+                ""
+            },
+            ms
+        ),
+        ConnectEvent::Dialing(to, attempt) => {
+            println!("p2psc: dialing {} (attempt {})", to, attempt)
+        }
+        ConnectEvent::Retrying(to) => println!("p2psc: retrying {}", to),
+        ConnectEvent::Established(to) => println!("p2psc: established {} ({} ms)", to, ms),
+        ConnectEvent::Authenticated(to) => println!("p2psc: authenticated {} ({} ms)", to, ms),
+    }
+}
+
+/// Send each message and expect it back. Returns the bytes echoed.
+async fn echo(socket: &mut TcpSocket<'_>) -> Result<usize, &'static str> {
+    let mut total = 0;
+    for round in 0..ROUNDS {
+        let mut msg = *b"hello from mps2-an386, round 0\n";
+        msg[msg.len() - 2] = b'0' + round as u8;
+        socket.write_all(&msg).await.map_err(|_| "write")?;
+        let mut got = [0u8; 32];
+        let mut n = 0;
+        while n < msg.len() {
+            let read = with_timeout(ECHO_TIMEOUT, socket.read(&mut got[n..msg.len()]))
+                .await
+                .map_err(|_| "timed out waiting for the echo")?
+                .map_err(|_| "connection reset")?;
+            if read == 0 {
+                return Err("peer closed before echoing");
+            }
+            n += read;
+        }
+        if got[..n] != msg[..] {
+            return Err("echo differs from what was sent");
+        }
+        total += n;
+    }
+    Ok(total)
+}

@@ -1,0 +1,150 @@
+//! Bring-up shared by the binaries: console, clock, NIC, network stack, interrupt and panic handlers.
+
+use core::fmt;
+
+use cortex_m::interrupt::InterruptNumber;
+use cortex_m::peripheral::NVIC;
+use cortex_m_rt::exception;
+use embassy_executor::Spawner;
+use embassy_sync::waitqueue::AtomicWaker;
+use p2psc::net::{self, Ipv4Address, Ipv4Cidr, Runner, Stack, StackResources, StaticConfigV4};
+use static_cell::StaticCell;
+
+use crate::config;
+use crate::lan9118::{self, Lan9118, Mmio, PacketBuffers};
+use crate::semihosting::exit;
+
+/// LAN9118 register window on mps2-an385/an386.
+pub const LAN9118_BASE: usize = 0x4020_0000;
+/// Its interrupt line.
+const LAN9118_IRQ: u16 = 13;
+/// Socket slots: the mediator connection and one punch candidate (which becomes the application's
+/// socket). `net::connect` with `race: Some(..)` would need a third.
+pub const SOCKETS: usize = 2;
+
+/// The NIC type the stack runs on.
+pub type Nic = Lan9118<'static, Mmio>;
+
+static NIC_WAKER: AtomicWaker = AtomicWaker::new();
+static PACKET_BUFFERS: StaticCell<PacketBuffers> = StaticCell::new();
+static RESOURCES: StaticCell<StackResources<SOCKETS>> = StaticCell::new();
+
+#[derive(Clone, Copy)]
+struct Irq(u16);
+
+// SAFETY: 13 is a valid interrupt number on this board.
+unsafe impl InterruptNumber for Irq {
+    fn number(self) -> u16 {
+        self.0
+    }
+}
+
+/// A MAC address as `52:54:00:12:34:02`.
+pub struct Mac(pub [u8; 6]);
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+/// A socket address as `a.b.c.d:port`, without linking core's IPv6 formatter (~1.7 KB of flash) for
+/// addresses that are IPv4 on this board.
+pub struct Addr(pub core::net::SocketAddr);
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            core::net::SocketAddr::V4(a) => {
+                let [x, y, z, w] = a.ip().octets();
+                write!(f, "{}.{}.{}.{}:{}", x, y, z, w, a.port())
+            }
+            core::net::SocketAddr::V6(a) => write!(f, "[IPv6]:{}", a.port()),
+        }
+    }
+}
+
+#[embassy_executor::task]
+async fn net_task(mut runner: Runner<'static, Nic>) -> ! {
+    runner.run().await
+}
+
+/// Start the console, clock, NIC and network stack (its runner as a task on `spawner`) and return
+/// the stack. `app` names the binary in the banner. A missing NIC ends the run (exit status 1).
+pub fn start(spawner: Spawner, app: &str) -> Stack<'static> {
+    crate::uart::init();
+    println!();
+    println!("{}: p2psc on mps2-an386 (Cortex-M4 @ 25 MHz, LAN9118)", app);
+    if config::TEST_KEYS {
+        println!("WARNING: TEST device key / entropy secret (public values; set P2PSC_KEY_SEED, P2PSC_ENTROPY_SECRET)");
+    }
+    println!("WARNING: no TRNG on this board: boot entropy is a build secret + timing jitter");
+    #[cfg(feature = "log")]
+    crate::uart::logger::init(log::LevelFilter::Debug);
+
+    let Some(p) = cortex_m::Peripherals::take() else {
+        println!("board: start called twice");
+        exit(false)
+    };
+    crate::time::init(p.SYST);
+
+    // SAFETY: the LAN9118 window; the driver owns it, the interrupt handler only masks INT_EN.
+    let regs = unsafe { Mmio::new(LAN9118_BASE) };
+    let bufs = PACKET_BUFFERS.init(PacketBuffers::new());
+    let nic = match Lan9118::new(regs, config::MAC, bufs, &NIC_WAKER) {
+        Ok(nic) => nic,
+        Err(e) => {
+            println!("lan9118: {}", e);
+            exit(false)
+        }
+    };
+    println!("lan9118: up, mac {}", Mac(nic.mac_address()));
+    // SAFETY: the handler below only touches the chip's INT_EN and the waker.
+    unsafe { NVIC::unmask(Irq(LAN9118_IRQ)) };
+
+    let address = Ipv4Cidr::new(Ipv4Address::from(config::IPV4_ADDR), config::IPV4_PREFIX);
+    let gateway = config::GATEWAY.map(Ipv4Address::from);
+    let net_config = net::Config::ipv4_static(StaticConfigV4 {
+        address,
+        gateway,
+        dns_servers: heapless::Vec::new(),
+    });
+    let seed = crate::entropy::seed(b"stack");
+    let mut seed64 = [0u8; 8];
+    seed64.copy_from_slice(&seed[..8]);
+    let (stack, runner) = net::new(
+        nic,
+        net_config,
+        RESOURCES.init(StackResources::new()),
+        u64::from_le_bytes(seed64),
+    );
+    spawner.spawn(net_task(runner).unwrap());
+    match gateway {
+        Some(gw) => println!("net: {} gateway {}", address, gw),
+        None => println!("net: {} (no gateway)", address),
+    }
+    stack
+}
+
+#[exception]
+unsafe fn DefaultHandler(irqn: i16) {
+    if irqn == LAN9118_IRQ as i16 {
+        // SAFETY: same window as the driver's; `on_interrupt` writes only INT_EN.
+        let regs = unsafe { Mmio::new(LAN9118_BASE) };
+        lan9118::on_interrupt(&regs, &NIC_WAKER);
+    } else {
+        println!("unexpected exception/interrupt {}", irqn);
+        exit(false);
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    println!("panic: {}", info);
+    exit(false)
+}

@@ -50,6 +50,8 @@ fn main() {
     // Firmware only: cortex-m-rt's linker script, with our memory.x next to it.
     if target.starts_with("thumb") {
         fs::copy("memory.x", out.join("memory.x")).unwrap();
+        // cortex-m-rt's `device` feature includes this; the table itself is `board::__INTERRUPTS`.
+        fs::write(out.join("device.x"), "PROVIDE(ETHERNET = DefaultHandler);\n").unwrap();
         println!("cargo:rustc-link-search={}", out.display());
         println!("cargo:rustc-link-arg-bins=--nmagic");
         println!("cargo:rustc-link-arg-bins=-Tlink.x");

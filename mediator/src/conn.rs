@@ -61,8 +61,6 @@ pub(crate) async fn serve(
     let conn = guard.conn;
     let clock = shared.clock;
     let write_timeout = shared.config.mediator.step_timeout.into();
-    // Frames are small and every exchange is one request, one answer: do not let Nagle hold them.
-    let _ = stream.set_nodelay(true);
     let mut nonce = [0u8; 32];
     if let Err(e) = getrandom::getrandom(&mut nonce) {
         tracing::error!(conn, error = %e, "no randomness for a challenge nonce; dropping connection");
@@ -150,15 +148,22 @@ pub(crate) async fn serve(
             };
             close_gracefully(stream, drain).await;
         }
+        // A matched peer is off to punch: its leaving is the normal end, not a disconnect. Dropping the
+        // stream closes it (a FIN: we have read all the peer sent).
+        End::PeerClosed if session.is_matched() => {
+            tracing::trace!(conn, "matched peer closed");
+            drop(stream);
+        }
         End::PeerClosed | End::Failed(_) => {
             let waited = shared.disconnected(conn, session.waiting_key());
             match end {
                 End::Failed(e) => tracing::debug!(conn, error = %e, waited, "connection failed"),
                 _ => tracing::debug!(conn, waited, "peer closed the connection"),
             }
-            let _ = stream.shutdown().await;
+            drop(stream);
         }
     }
+    // Only now give back the connection's place in the limits.
     drop(guard);
 }
 

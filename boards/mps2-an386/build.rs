@@ -22,8 +22,8 @@ const VARS: &[(&str, &str, &str)] = &[
         "the peer's Ed25519 public key (64 hex)",
     ),
     ("P2PSC_MEDIATOR", "203.0.113.10:7777", "mediator IPv4:port"),
-    ("P2PSC_IPV4", "10.0.1.2/24", "own IPv4 address/prefix"),
-    ("P2PSC_GATEWAY", "10.0.1.1", "default gateway, or none"),
+    ("P2PSC_IPV4", "192.168.1.2/24", "own IPv4 address/prefix"),
+    ("P2PSC_GATEWAY", "192.168.1.1", "default gateway, or none"),
     (
         "P2PSC_MAC",
         "",
@@ -37,7 +37,8 @@ const VARS: &[(&str, &str, &str)] = &[
 ];
 
 /// TEST keys: seed [0xA1; 32] for this device, and the public key of seed [0xB2; 32] for the peer
-/// (what scripts/tap-lab.sh and scripts/board-e2e.sh give the host peer).
+/// (what scripts/board-e2e.sh gives the host peer). Addresses: peer A in scripts/tap-lab.sh's
+/// home network (192.168.1.2/24 behind router 192.168.1.1, mediator 203.0.113.10:7777)..
 const TEST_KEY_SEED: &str = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
 const TEST_PEER_KEY: &str = "55154f42065ea5a1bea05463826be2684eb92df92c100027aabaae57ca554207";
 const TEST_ENTROPY_SECRET: &str =

@@ -131,14 +131,6 @@ pub fn start(spawner: Spawner, app: &str) -> Stack<'static> {
     stack
 }
 
-/// An entry of the device part of the vector table.
-#[doc(hidden)]
-#[derive(Clone, Copy)]
-pub union Vector {
-    handler: unsafe extern "C" fn(),
-    reserved: usize,
-}
-
 extern "C" {
     /// cortex-m-rt's default handler (ours, below).
     fn DefaultHandler();
@@ -149,11 +141,9 @@ extern "C" {
 #[doc(hidden)]
 #[link_section = ".vector_table.interrupts"]
 #[no_mangle]
-pub static __INTERRUPTS: [Vector; 32] = {
-    let mut table = [Vector {
-        handler: DefaultHandler,
-    }; 32];
-    table[LAN9118_IRQ as usize] = Vector { handler: ETHERNET };
+pub static __INTERRUPTS: [unsafe extern "C" fn(); 32] = {
+    let mut table = [DefaultHandler as unsafe extern "C" fn(); 32];
+    table[LAN9118_IRQ as usize] = ETHERNET;
     table
 };
 

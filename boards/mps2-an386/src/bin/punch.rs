@@ -11,7 +11,7 @@
 #![no_main]
 
 use embassy_executor::Spawner;
-use embassy_time::{with_timeout, Duration, Instant};
+use embassy_time::{with_timeout, Duration, Instant, Timer};
 use embedded_io_async::Write as _;
 use mps2_an386::board::Addr;
 use mps2_an386::executor::Executor;
@@ -21,6 +21,7 @@ use p2psc::connector::{ConnectConfig, ConnectEvent};
 use p2psc::identity::{Keypair, PublicKey};
 use p2psc::net::tcp::TcpSocket;
 use p2psc::net::{connect_observed, ConnectBuffers, Ipv4Address, Mediator, Peer};
+use p2psc::proto::SessionKey;
 use static_cell::StaticCell;
 
 /// Messages sent and expected back.
@@ -74,15 +75,20 @@ async fn app(spawner: Spawner) {
         race: None,
     };
     let started = Instant::now();
+    let mut registered = false;
     let result = connect_observed(
         stack,
         &me,
         &peer,
         &mediator,
         buffers,
-        ConnectConfig::default(),
+        ConnectConfig {
+            // Bounded well inside the end-to-end test's QEMU timeout.
+            timeout: p2psc::time::Duration::from_secs(60),
+            ..ConnectConfig::default()
+        },
         entropy::seed(b"connect"),
-        |event| report(event, started),
+        |event| report(event, started, &mut registered),
     )
     .await;
     let mut conn = match result {
@@ -97,9 +103,10 @@ async fn app(spawner: Spawner) {
         }
     };
     println!(
-        "p2psc: connected to {} as {:?} in {} ms",
+        "p2psc: connected to {} as {:?} session {} in {} ms",
         conn.remote,
         conn.role,
+        Fingerprint(&conn.session_key),
         started.elapsed().as_millis()
     );
 
@@ -110,33 +117,74 @@ async fn app(spawner: Spawner) {
             exit(false)
         }
     }
+    // Close, and wait for the peer's FIN (it closes once it has seen ours) so that both ends see an
+    // orderly close before QEMU exits.
     conn.socket.close();
-    let _ = with_timeout(Duration::from_secs(2), conn.socket.flush()).await;
-    println!("done");
+    let closed = with_timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 64];
+        while let Ok(n) = conn.socket.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    Timer::after(Duration::from_millis(200)).await; // our last ACK
+    println!(
+        "done{}",
+        if closed.is_ok() {
+            ""
+        } else {
+            " (peer did not close)"
+        }
+    );
     exit(true)
 }
 
-fn report(event: ConnectEvent, started: Instant) {
+/// A short, non-secret tag of the session key, computed as `host-sim tap peer` prints it, so a test
+/// can check that both ends derived the same key.
+struct Fingerprint<'a>(&'a SessionKey);
+
+impl core::fmt::Display for Fingerprint<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let digest = salty::Sha512::new()
+            .updated(b"p2psc host-sim session fingerprint")
+            .updated(&self.0 .0)
+            .finalize();
+        digest[..8].iter().try_for_each(|b| write!(f, "{:02x}", b))
+    }
+}
+
+fn report(event: ConnectEvent, started: Instant, registered: &mut bool) {
     let ms = started.elapsed().as_millis();
     match event {
         ConnectEvent::MediatorConnected(local) => {
             println!("p2psc: mediator connected from {} ({} ms)", local, ms)
         }
         ConnectEvent::Challenged(public) => println!("p2psc: mediator sees us at {}", Addr(public)),
-        ConnectEvent::Registered => println!("p2psc: registered ({} ms)", ms),
+        ConnectEvent::Registered => {
+            *registered = true;
+            println!("p2psc: registered ({} ms)", ms)
+        }
         ConnectEvent::Matched {
             role, peer, racing, ..
-        } => println!(
-            "p2psc: matched peer at {} as {:?}{} ({} ms)",
-            Addr(peer),
-            role,
-            if racing {
-                ", racing LAN and public paths"
-            } else {
-                ""
-            },
-            ms
-        ),
+        } => {
+            // A peer that registers second gets the Match in place of Registered (doc/protocol.md).
+            if !*registered {
+                println!("p2psc: registered (matched at once: the peer was waiting)");
+            }
+            println!(
+                "p2psc: matched peer at {} as {:?}{} ({} ms)",
+                Addr(peer),
+                role,
+                if racing {
+                    ", racing LAN and public paths"
+                } else {
+                    ""
+                },
+                ms
+            );
+        }
         ConnectEvent::Dialing(to, attempt) => {
             println!("p2psc: dialing {} (attempt {})", to, attempt)
         }

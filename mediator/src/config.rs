@@ -44,7 +44,7 @@ pub struct Args {
     )]
     pub max_connections: usize,
 
-    /// Most connections open at once from one IP address; beyond, Abort(TooManyConnections).
+    /// Most connections open at once from one IPv4 address or IPv6 /64; beyond, Abort(TooManyConnections).
     #[arg(
         long,
         value_name = "N",

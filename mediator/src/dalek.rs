@@ -2,7 +2,7 @@
 //! tests.
 //!
 //! p2psc's default verifier runs on salty, whose portable code needs about 2 ms per verification on a
-//! host; ed25519-dalek needs about 60 µs. Both accept exactly the same signatures (the rules are in
+//! host; ed25519-dalek needs about 42 µs (see `mediator-bench`). Both accept exactly the same signatures (the rules are in
 //! `p2psc::identity`): `verify_strict` bounds `S`, rejects small-order `R`, and — with the explicit
 //! [`VerifyingKey::is_weak`] check below — rejects the small-order keys too.
 
@@ -25,7 +25,7 @@ impl Verifier for DalekVerifier {
     }
 }
 
-/// Signs with ed25519-dalek (the same RFC 8032 bytes as `p2psc::identity::Keypair`, about 30 times
+/// Signs with ed25519-dalek (the same RFC 8032 bytes as `p2psc::identity::Keypair`, tens of times
 /// faster on a host). Used by the benchmark and the tests to play many clients.
 #[derive(Clone)]
 pub struct DalekSigner(SigningKey);

@@ -12,7 +12,7 @@
 //!   operations;
 //! - a ticker task expires waits at the table's `poll_at`;
 //! - signatures are checked with ed25519-dalek ([`DalekVerifier`]), which accepts exactly what p2psc's
-//!   salty verifier accepts, 30 times faster;
+//!   salty verifier accepts, about 50 times faster on a host (~42 µs against 2–3 ms);
 //! - challenge nonces come from the OS random number generator, time from one monotonic clock.
 //!
 //! Everything is bounded: connections in total and per source address (beyond: `Abort(TooManyConnections)`
@@ -75,7 +75,7 @@ pub struct ServerConfig {
     pub mediator: MediatorConfig,
     /// Most connections open at once.
     pub max_connections: usize,
-    /// Most connections open at once from one IP address.
+    /// Most connections open at once from one IPv4 address or one IPv6 /64.
     pub max_per_ip: u32,
     /// On shutdown, how long live sessions get to receive `Abort(ShuttingDown)` and close.
     pub shutdown_grace: Duration,

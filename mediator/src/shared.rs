@@ -100,6 +100,7 @@ impl Shared {
 
     /// Admit a connection from `ip` within the limits, or say why not.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnGuard, Refusal> {
+        let ip = limit_key(ip);
         if self.active.fetch_add(1, Relaxed) >= self.config.max_connections {
             self.release_active();
             self.counters.refused_max_connections.fetch_add(1, Relaxed);
@@ -270,6 +271,19 @@ impl Shared {
     }
 }
 
+/// What the per-address limit counts: an IPv4 address, or an IPv6 /64 — one host usually holds a whole
+/// /64, so counting addresses would not limit it (`doc/mediator.md` §11).
+fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let mut octets = v6.octets();
+            octets[8..].fill(0);
+            IpAddr::from(octets)
+        }
+    }
+}
+
 /// An admitted connection: its id, and its place in the connection and per-address counts, given back
 /// on drop.
 pub(crate) struct ConnGuard {
@@ -307,7 +321,7 @@ pub struct Snapshot {
     pub accepted: u64,
     /// Connections refused because `max_connections` were open.
     pub refused_max_connections: u64,
-    /// Connections refused because their address had `max_per_ip` open.
+    /// Connections refused because their address (IPv6: their /64) had `max_per_ip` open.
     pub refused_per_ip: u64,
     /// Connections the peer closed or reset before the mediator was done with them.
     pub disconnects: u64,
@@ -344,3 +358,47 @@ pub(crate) const ABORT_LABELS: [(AbortReason, &str); 12] = [
     (AbortReason::TooManyConnections, "too_many_connections"),
     (AbortReason::Unresponsive, "unresponsive"),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_address_limit_counts_ipv6_by_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(limit_key(a), limit_key(b));
+        assert_ne!(limit_key(a), limit_key(c));
+        assert_eq!(limit_key(a), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        let v4: IpAddr = "198.51.100.7".parse().unwrap();
+        assert_eq!(limit_key(v4), v4);
+    }
+
+    #[tokio::test]
+    async fn limits_are_given_back() {
+        let config = ServerConfig {
+            max_connections: 2,
+            max_per_ip: 1,
+            ..ServerConfig::default()
+        };
+        let shared = Arc::new(Shared::new(config));
+        let here: IpAddr = "2001:db8::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8::2".parse().unwrap();
+        let first = shared.admit(here).unwrap();
+        assert_eq!(shared.admit(same_64).err(), Some(Refusal::PerIp));
+        let other = shared.admit("192.0.2.1".parse().unwrap()).unwrap();
+        assert_eq!(
+            shared.admit("192.0.2.2".parse().unwrap()).err(),
+            Some(Refusal::MaxConnections)
+        );
+        drop(first);
+        let again = shared.admit(same_64).unwrap();
+        let s = shared.snapshot();
+        assert_eq!((s.connections, s.accepted), (2, 3));
+        assert_eq!((s.refused_per_ip, s.refused_max_connections), (1, 1));
+        drop((again, other));
+        assert_eq!(shared.snapshot().connections, 0);
+        assert!(lock(&shared.per_ip).is_empty());
+    }
+}

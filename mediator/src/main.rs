@@ -26,7 +26,7 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = args.server_config();
-    raise_fd_limit(config.max_connections as u64 + 64);
+    raise_fd_limit(config.max_connections as u64 + FD_HEADROOM);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -68,6 +68,10 @@ async fn shutdown_signal() {
     }
 }
 
+/// Descriptors besides the admitted connections: refusals being answered (at most 256), listeners,
+/// metrics, the runtime's own.
+const FD_HEADROOM: u64 = 512;
+
 /// Each connection is a descriptor: lift the soft RLIMIT_NOFILE towards `want` (up to the hard limit).
 fn raise_fd_limit(want: u64) {
     let mut limit = libc::rlimit {
@@ -89,7 +93,7 @@ fn raise_fd_limit(want: u64) {
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 || raised.rlim_cur < want {
         tracing::warn!(
             limit = raised.rlim_cur.max(limit.rlim_cur),
-            max_connections = want - 64,
+            max_connections = want - FD_HEADROOM,
             "file descriptor limit is below --max-connections; raise LimitNOFILE / ulimit -n"
         );
     }

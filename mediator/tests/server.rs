@@ -215,7 +215,7 @@ async fn slow_drip(addr: SocketAddr) -> (Vec<Message>, Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misbehaving_clients_are_closed_in_time_while_others_are_served() {
-    let step = Duration::from_millis(600);
+    let step = Duration::from_millis(1_000);
     let mut config = config();
     config.mediator.step_timeout = step.into();
     let mediator = Mediator::start(config).await;
@@ -402,7 +402,7 @@ async fn shutdown_aborts_live_sessions() {
 async fn waiting_peers_are_pinged_and_the_silent_one_dropped() {
     let mut config = config();
     config.mediator.ping_interval = ms(100);
-    config.mediator.ping_timeout = ms(300);
+    config.mediator.ping_timeout = ms(1_000);
     let mediator = Mediator::start(config).await;
     let addr = mediator.addr();
 

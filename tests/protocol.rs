@@ -126,24 +126,10 @@ fn settle(
     event: SessionEvent,
     now: Instant,
 ) {
-    match event {
-        SessionEvent::Verified(reg) => {
-            let outcome = table.register(now, links[from].conn, reg);
-            links[from].session.notify(now, outcome.own);
-            for (conn, notice) in outcome.others {
-                for l in links.iter_mut() {
-                    if l.conn == conn {
-                        l.session.notify(now, notice);
-                    }
-                }
-            }
-        }
-        SessionEvent::Rtt(key, rtt) => table.update_rtt(&key, links[from].conn, rtt),
-        SessionEvent::Aborted { reason, waiting } => {
-            table.stats_mut().record_abort(reason);
-            if let Some(key) = waiting {
-                table.remove(&key, links[from].conn);
-            }
+    let conn = links[from].conn;
+    for (other, notice) in table.settle(now, conn, &mut links[from].session, event) {
+        for l in links.iter_mut().filter(|l| l.conn == other) {
+            l.session.notify(now, notice);
         }
     }
 }

@@ -134,9 +134,9 @@ impl Shared {
         }
     }
 
-    /// Act on a session's event, as `tests/protocol.rs`'s `settle` does, plus mailboxes: register in the
-    /// table and route its notices, record RTTs and aborts. A notice for this session itself is applied
-    /// at once (which may yield another event, handled in turn).
+    /// Act on a session's event with the core's [`Table::settle`](p2psc::proto::Table::settle), under the
+    /// lock, and keep this connection's mailbox in step: it exists exactly while the peer waits in the
+    /// table (the only time another session can address it).
     pub(crate) fn settle(
         &self,
         conn: ConnId,
@@ -144,43 +144,31 @@ impl Shared {
         mailbox: &mut Option<Mailbox>,
         event: SessionEvent,
     ) {
-        let mut next = Some(event);
-        while let Some(event) = next.take() {
-            next = match event {
-                SessionEvent::Verified(registration) => {
-                    let now = self.clock.now();
-                    let own = {
-                        let mut inner = lock(&self.inner);
-                        let outcome = inner.table.register(now, conn, registration);
-                        if let Notice::Wait(_) = outcome.own {
-                            let (tx, rx) = oneshot::channel();
-                            inner.mailboxes.insert(conn, tx);
-                            *mailbox = Some(rx);
-                        }
-                        for (other, notice) in outcome.others {
-                            inner.deliver(other, notice);
-                        }
-                        outcome.own
-                    };
-                    tracing::debug!(conn, key = %registration.key, want = %registration.want, notice = ?own, "registered");
-                    session.notify(now, own)
+        let now = self.clock.now();
+        match event {
+            SessionEvent::Verified(registration) => {
+                tracing::debug!(conn, key = %registration.key, want = %registration.want, "verified")
+            }
+            SessionEvent::Aborted { reason, .. } => tracing::debug!(conn, %reason, "aborted"),
+            SessionEvent::Rtt(..) => {}
+        }
+        {
+            let mut inner = lock(&self.inner);
+            for (other, notice) in inner.table.settle(now, conn, session, event) {
+                inner.deliver(other, notice);
+            }
+            match (session.waiting_key(), mailbox.is_some()) {
+                (Some(_), false) => {
+                    let (tx, rx) = oneshot::channel();
+                    inner.mailboxes.insert(conn, tx);
+                    *mailbox = Some(rx);
                 }
-                SessionEvent::Rtt(key, rtt) => {
-                    lock(&self.inner).table.update_rtt(&key, conn, rtt);
-                    None
-                }
-                SessionEvent::Aborted { reason, waiting } => {
-                    tracing::debug!(conn, %reason, "aborted");
-                    let mut inner = lock(&self.inner);
-                    inner.table.stats_mut().record_abort(reason);
-                    if let Some(key) = waiting {
-                        inner.table.remove(&key, conn);
-                    }
+                (None, true) => {
                     inner.mailboxes.remove(&conn);
                     *mailbox = None;
-                    None
                 }
-            };
+                _ => {}
+            }
         }
         self.changed.notify_waiters();
     }

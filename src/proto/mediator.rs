@@ -302,6 +302,37 @@ impl<S: Storage> Table<S> {
         Outcome { own, others }
     }
 
+    /// Act on an event of `session` (connection `conn`): register a verified peer and apply its own
+    /// notice, record a round trip, or count an abort and drop the peer's waiting entry. Returns the
+    /// notices for *other* sessions, which the caller delivers with [`Session::notify`].
+    pub fn settle(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        session: &mut Session,
+        event: SessionEvent,
+    ) -> heapless::Vec<(ConnId, Notice), 2> {
+        match event {
+            SessionEvent::Verified(registration) => {
+                let outcome = self.register(now, conn, registration);
+                // A session's own notice is Wait, Match or RetryAfter: none of them yields an event.
+                let _ = session.notify(now, outcome.own);
+                outcome.others
+            }
+            SessionEvent::Rtt(key, rtt) => {
+                self.update_rtt(&key, conn, rtt);
+                heapless::Vec::new()
+            }
+            SessionEvent::Aborted { reason, waiting } => {
+                self.stats.record_abort(reason);
+                if let Some(key) = waiting {
+                    self.remove(&key, conn);
+                }
+                heapless::Vec::new()
+            }
+        }
+    }
+
     /// Remove `key`'s entry if it still belongs to `conn` (a connection that closed or was aborted).
     /// Returns whether an entry was removed.
     pub fn remove(&mut self, key: &PublicKey, conn: ConnId) -> bool {

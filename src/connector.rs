@@ -767,7 +767,11 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
                     if now < since + self.config.attempt_timeout => {}
                 _ => {
                     // Reset, refused or timed out: retry after a random delay, holding the port meanwhile.
-                    let target = s.remote_endpoint();
+                    // A reset socket has forgotten its remote: name the endpoint we dialled.
+                    let target = s.remote_endpoint().or_else(|| {
+                        let dialled = usize::from(c.attempts).checked_sub(1)?;
+                        c.targets.get(dialled % c.targets.len()).copied()
+                    });
                     s.abort();
                     c.state = Attempt::Waiting {
                         until: now + jitter,

@@ -1,5 +1,462 @@
-//! host-sim: placeholder until the simulator lands (issue 5).
-fn main() {
-    eprintln!("host-sim: not implemented yet");
-    std::process::exit(2);
+//! `host-sim`: p2psc's NAT simulator.
+//!
+//! - `host-sim` (or `host-sim demo`): two peers behind home routers connect; prints the timeline and the
+//!   set-up latency next to its physical limit.
+//! - `host-sim matrix`: every combination of NAT behaviours, simulated and compared with theory.
+//! - `host-sim bench`: set-up latency distribution over many seeded runs; success under loss.
+
+use std::process::ExitCode;
+use std::str::FromStr;
+
+use clap::{Args, Parser, Subcommand};
+use embassy_time::Duration;
+use host_sim::matrix;
+use host_sim::nat::{Allocation, Filtering, Mapping, NatConfig, Unsolicited};
+use host_sim::scenario::{self, Delays, Layout, Report, Scenario};
+
+/// p2psc's deterministic NAT simulator: real p2psc and smoltcp code, simulated NATs and links, virtual
+/// time.
+#[derive(Debug, Parser)]
+#[command(name = "host-sim", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    demo: DemoArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Two peers connect through NATs; print the timeline (the default command).
+    Demo(DemoArgs),
+    /// Every combination of NAT behaviours: outcome, set-up latency and theory's prediction.
+    Matrix(MatrixArgs),
+    /// Set-up latency distribution over seeded runs, and success under loss.
+    Bench(BenchArgs),
+}
+
+/// A NAT behaviour: `home` (eim/preserve/apdf/drop), or MAPPING/ALLOCATION/FILTERING/UNSOLICITED with
+/// mapping eim|adm|apdm, allocation preserve|seq|random, filtering eif|adf|apdf, unsolicited
+/// drop|rst|icmp. Examples: `apdm/random/apdf/drop` (symmetric), `eim/preserve/eif/rst` (full cone).
+#[derive(Debug, Clone, Copy)]
+struct NatSpec(NatConfig);
+
+impl FromStr for NatSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        use clap::ValueEnum;
+        if s == "home" {
+            return Ok(NatSpec(NatConfig::home_router()));
+        }
+        let parts: Vec<&str> = s.split('/').collect();
+        let [m, a, f, u] = parts.as_slice() else {
+            return Err(format!(
+                "expected `home` or MAPPING/ALLOCATION/FILTERING/UNSOLICITED, got {s:?}"
+            ));
+        };
+        Ok(NatSpec(NatConfig {
+            mapping: Mapping::from_str(m, true)?,
+            allocation: Allocation::from_str(a, true)?,
+            filtering: Filtering::from_str(f, true)?,
+            unsolicited: Unsolicited::from_str(u, true)?,
+            ..NatConfig::home_router()
+        }))
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+struct NetArgs {
+    /// One-way delay (ms) of the link between home A and the internet.
+    #[arg(long, default_value_t = 25.0)]
+    delay_a: f64,
+    /// One-way delay (ms) of the link between home B and the internet.
+    #[arg(long, default_value_t = 25.0)]
+    delay_b: f64,
+    /// One-way delay (ms) of the link between the internet and the mediator.
+    #[arg(long, default_value_t = 25.0)]
+    delay_m: f64,
+    /// Set all three internet links to a quarter of this round-trip time (ms): every path then has it.
+    #[arg(long)]
+    rtt: Option<f64>,
+    /// One-way delay (ms) of each LAN hop (host–switch, switch–router).
+    #[arg(long, default_value_t = 0.0)]
+    lan: f64,
+    /// Jitter (ms) on each internet link: each packet waits an extra uniform 0..=JITTER.
+    #[arg(long, default_value_t = 0.0)]
+    jitter: f64,
+    /// Loss (%) on each path, each direction.
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+}
+
+fn ms(v: f64) -> Duration {
+    Duration::from_micros((v * 1000.0).round().max(0.0) as u64)
+}
+
+impl NetArgs {
+    fn delays(&self) -> Delays {
+        let (a, b, m) = match self.rtt {
+            Some(rtt) => (rtt / 4.0, rtt / 4.0, rtt / 4.0),
+            None => (self.delay_a, self.delay_b, self.delay_m),
+        };
+        Delays {
+            access_a: ms(a),
+            access_b: ms(b),
+            mediator: ms(m),
+            lan: ms(self.lan),
+            jitter: ms(self.jitter),
+            loss: self.loss / 100.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+struct DemoArgs {
+    /// NAT of peer A (see --help for the syntax).
+    #[arg(long, default_value = "home")]
+    nat_a: NatSpec,
+    /// NAT of peer B.
+    #[arg(long, default_value = "home")]
+    nat_b: NatSpec,
+    /// Put both peers on one LAN behind NAT A's behaviour.
+    #[arg(long, conflicts_with = "no_nat")]
+    same_nat: bool,
+    /// With --same-nat: hairpinning off.
+    #[arg(long)]
+    no_hairpin: bool,
+    /// Give both peers public addresses (no NAT).
+    #[arg(long)]
+    no_nat: bool,
+    #[command(flatten)]
+    net: NetArgs,
+    /// When peer B calls connect (ms after peer A).
+    #[arg(long, default_value_t = 1000)]
+    b_start: u64,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Also show detail events (dropped retransmissions, mediator accepts…).
+    #[arg(long)]
+    all: bool,
+    /// Print every packet on every link.
+    #[arg(long)]
+    packets: bool,
+    /// Write the timeline as a mermaid sequence diagram to FILE.
+    #[arg(long, value_name = "FILE")]
+    mermaid: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+struct MatrixArgs {
+    /// Base seed (each cell mixes in its index).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Print every cell, one per line.
+    #[arg(long)]
+    full: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+struct BenchArgs {
+    /// Runs per configuration.
+    #[arg(long, default_value_t = 1000)]
+    runs: usize,
+    /// Jitter (ms) on each internet link in every run.
+    #[arg(long, default_value_t = 5.0)]
+    jitter: f64,
+    /// Round-trip time (ms) of the latency benchmark.
+    #[arg(long, default_value_t = 100.0)]
+    rtt: f64,
+    /// Round-trip time (ms) of the loss benchmark.
+    #[arg(long, default_value_t = 300.0)]
+    lossy_rtt: f64,
+    /// Loss (%) per path and direction in the loss benchmark.
+    #[arg(long, default_value_t = 5.0)]
+    loss: f64,
+    /// Base seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn threads(n: Option<usize>) -> usize {
+    n.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+fn demo(args: DemoArgs) -> ExitCode {
+    let mut s = Scenario::home_routers(args.seed);
+    s.layout = if args.no_nat {
+        Layout::Public
+    } else if args.same_nat {
+        Layout::OneNat(NatConfig {
+            hairpin: !args.no_hairpin,
+            ..args.nat_a.0
+        })
+    } else {
+        Layout::TwoNats(args.nat_a.0, args.nat_b.0)
+    };
+    s.delays = args.net.delays();
+    s.b.start = Some(Duration::from_millis(args.b_start));
+    s.trace = args.packets;
+    let r = scenario::run(&s);
+    print_demo(&s, &r, args.all);
+    if args.packets {
+        println!("\nPackets:");
+        for p in &r.trace {
+            println!(
+                "{:>9.1} ms  {:<26} {}{}",
+                host_sim::timeline::at_ms(p.at),
+                p.link,
+                host_sim::packet::summary(&p.packet),
+                if p.lost { "  (lost)" } else { "" }
+            );
+        }
+    }
+    if let Some(path) = args.mermaid {
+        let text = format!("```mermaid\n{}```\n", r.mermaid());
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("host-sim: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        println!("\nMermaid sequence diagram written to {}", path.display());
+    }
+    if r.connected() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn dur_ms(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
+}
+
+fn print_demo(s: &Scenario, r: &Report, all: bool) {
+    let d = &s.delays;
+    match s.layout {
+        Layout::TwoNats(a, b) => println!(
+            "Peer A behind NAT A ({}), peer B behind NAT B ({}); mediator on the internet.",
+            a.label(),
+            b.label()
+        ),
+        Layout::OneNat(n) => println!(
+            "Peers A and B on one LAN behind one NAT ({}, hairpinning {}); mediator on the internet.",
+            n.label(),
+            if n.hairpin { "on" } else { "off" }
+        ),
+        Layout::Public => println!("Peers A and B on public addresses (no NAT); mediator on the internet."),
+    }
+    println!(
+        "One-way delays: home A–internet {:.1} ms, home B–internet {:.1} ms, internet–mediator {:.1} ms, \
+         LAN hop {:.1} ms; jitter {:.1} ms; loss {:.1} %; seed {}.",
+        dur_ms(d.access_a),
+        dur_ms(d.access_b),
+        dur_ms(d.mediator),
+        dur_ms(d.lan),
+        dur_ms(d.jitter),
+        d.loss * 100.0,
+        s.seed
+    );
+    println!(
+        "Round trips: peer–mediator {:.1} ms (farther peer), peer–peer {:.1} ms.\n",
+        dur_ms(r.mediator_rtt),
+        dur_ms(r.peer_rtt)
+    );
+    print!("{}", r.timeline(all));
+    println!();
+    for (side, p) in [("A", &r.a), ("B", &r.b)] {
+        match (&p.result, p.session()) {
+            (_, Some(sess)) => println!(
+                "peer {side}: connected to {} as {:?} after {} attempt(s){}",
+                sess.remote,
+                sess.role,
+                p.attempts,
+                if p.echoed {
+                    "; data echoed both ways"
+                } else {
+                    "; data NOT echoed"
+                }
+            ),
+            (Some(Err(e)), _) => println!(
+                "peer {side}: failed: {e} ({e:?}) after {} attempt(s)",
+                p.attempts
+            ),
+            _ => println!("peer {side}: did not run"),
+        }
+    }
+    if r.a.session().is_some() && r.b.session().is_some() {
+        let same = r.a.session().map(|s| s.session_key) == r.b.session().map(|s| s.session_key);
+        println!("session keys {}", if same { "match" } else { "DIFFER" });
+    }
+    match r.setup {
+        Some(setup) => println!(
+            "\nSet-up latency (mediator's second verified registration -> both peers authenticated): {:.1} ms \
+             = {:.2} peer RTTs\nPhysical limit 0.5 x mediator RTT + 1.5 x peer RTT = 0.5 x {:.1} + 1.5 x {:.1} = {:.1} ms \
+             ({:+.1} ms)",
+            dur_ms(setup),
+            r.setup_in_rtts().unwrap_or(f64::NAN),
+            dur_ms(r.mediator_rtt),
+            dur_ms(r.peer_rtt),
+            dur_ms(r.limit),
+            dur_ms(setup) - dur_ms(r.limit),
+        ),
+        None => println!("\nNo connection: no set-up latency (physical limit would be {:.1} ms).", dur_ms(r.limit)),
+    }
+}
+
+fn matrix(args: MatrixArgs) -> ExitCode {
+    let cells = matrix::cells();
+    let started = std::time::Instant::now();
+    let results = matrix::run_cells(&cells, args.seed, threads(args.threads));
+    if args.full {
+        print!("{}", matrix::full(&results));
+        println!();
+    }
+    print!("{}", matrix::summary(&results));
+    println!(
+        "({} runs in {:.1} s wall time, seed {})",
+        results.len(),
+        started.elapsed().as_secs_f64(),
+        args.seed
+    );
+    if results.iter().all(|r| r.matches_prediction()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    dur_ms(sorted[i])
+}
+
+fn bench_config(name: &str, scenarios: Vec<Scenario>, threads: usize) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let limit = scenarios[0].limit();
+    let next = AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::new());
+    let started = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(s) = scenarios.get(i) else { break };
+                let r = scenario::run(s);
+                let b_start = s.b.start.unwrap_or_default();
+                let total = match (r.a.authenticated_at, r.b.authenticated_at) {
+                    (Some(x), Some(y)) => Some(
+                        x.max(y)
+                            .duration_since(embassy_time::Instant::from_ticks(0))
+                            - b_start,
+                    ),
+                    _ => None,
+                };
+                let attempts = r.a.attempts.max(r.b.attempts);
+                let errors = (r.a.error(), r.b.error());
+                results
+                    .lock()
+                    .unwrap()
+                    .push((r.connected(), r.setup, total, attempts, errors));
+            });
+        }
+    });
+    let results = results.into_inner().unwrap();
+    let n = results.len();
+    let ok = results.iter().filter(|r| r.0).count();
+    let mut setups: Vec<Duration> = results.iter().filter(|r| r.0).filter_map(|r| r.1).collect();
+    setups.sort();
+    let mut totals: Vec<Duration> = results.iter().filter(|r| r.0).filter_map(|r| r.2).collect();
+    totals.sort();
+    let first_try = results.iter().filter(|r| r.0 && r.3 == 1).count();
+    println!("{name}");
+    println!(
+        "  connected {ok}/{n} ({:.1} %), {first_try} on the first SYN attempt   [{:.1} s wall]",
+        100.0 * ok as f64 / n as f64,
+        started.elapsed().as_secs_f64()
+    );
+    let mut failures: Vec<String> = results
+        .iter()
+        .filter(|r| !r.0)
+        .map(|r| format!("{:?}/{:?}", r.4 .0, r.4 .1))
+        .collect();
+    failures.sort();
+    failures.dedup();
+    if !failures.is_empty() {
+        println!("  failures (A/B errors): {}", failures.join(", "));
+    }
+    println!(
+        "  set-up latency (2nd registration -> both authenticated): min {:.1}  median {:.1}  p90 {:.1}  p99 {:.1}  max {:.1} ms",
+        percentile(&setups, 0.0),
+        percentile(&setups, 0.5),
+        percentile(&setups, 0.9),
+        percentile(&setups, 0.99),
+        percentile(&setups, 1.0),
+    );
+    println!(
+        "  physical limit (no jitter) {:.1} ms; median / limit = {:.3}",
+        dur_ms(limit),
+        percentile(&setups, 0.5) / dur_ms(limit)
+    );
+    println!(
+        "  time to connect (B calls connect() -> both authenticated): median {:.1}  p90 {:.1}  p99 {:.1}  max {:.1} ms",
+        percentile(&totals, 0.5),
+        percentile(&totals, 0.9),
+        percentile(&totals, 0.99),
+        percentile(&totals, 1.0),
+    );
+}
+
+fn bench(args: BenchArgs) -> ExitCode {
+    let threads = threads(args.threads);
+    let make = |rtt: f64, loss: f64| -> Vec<Scenario> {
+        (0..args.runs)
+            .map(|i| {
+                let mut s = Scenario::home_routers(matrix::cell_seed(args.seed, i));
+                s.delays = Delays {
+                    jitter: ms(args.jitter),
+                    loss: loss / 100.0,
+                    ..Delays::symmetric(ms(rtt))
+                };
+                s
+            })
+            .collect()
+    };
+    bench_config(
+        &format!(
+            "Latency: {} runs, home routers, RTT {} ms on every path, jitter 0..{} ms per internet link, no loss",
+            args.runs, args.rtt, args.jitter
+        ),
+        make(args.rtt, 0.0),
+        threads,
+    );
+    println!();
+    bench_config(
+        &format!(
+            "Loss: {} runs, home routers, RTT {} ms, jitter 0..{} ms per internet link, {} % loss per path and direction",
+            args.runs, args.lossy_rtt, args.jitter, args.loss
+        ),
+        make(args.lossy_rtt, args.loss),
+        threads,
+    );
+    ExitCode::SUCCESS
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        None => demo(cli.demo),
+        Some(Command::Demo(args)) => demo(args),
+        Some(Command::Matrix(args)) => matrix(args),
+        Some(Command::Bench(args)) => bench(args),
+    }
 }

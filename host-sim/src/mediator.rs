@@ -3,18 +3,26 @@
 //! [`MediatorNode`] owns a fixed number of listening sockets (one per concurrent connection), a
 //! [`Session`] per accepted connection and one [`Table`]; [`MediatorNode::poll`] moves bytes between
 //! sockets and sessions and routes the table's notices. It is the same protocol code the
-//! `p2psc-mediator` server runs, on the same kind of stack the peers run.
+//! `p2psc-mediator` server runs, on the same kind of stack the peers run. Like the server, it verifies
+//! proofs with ed25519-dalek ([`DalekVerifier`]). The table lives in a `heapless::Vec` rather than a
+//! `HashMap`, whose per-process random iteration order would make expiry order, and so runs, differ.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use p2psc::identity::{PublicKey, SaltyVerifier};
+use p2psc::identity::PublicKey;
 use p2psc::proto::mediator::{ConnId, Entry, MediatorConfig, Notice, Session, SessionEvent, Table};
 use p2psc::rng::Drbg;
 use p2psc::time::Instant;
 use p2psc::wire::MAX_FRAME_LEN;
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
+
+use crate::crypto::DalekVerifier;
+
+/// Most peers the simulated mediator's table holds.
+pub const TABLE_SLOTS: usize = 64;
+
+type Storage = heapless::Vec<Entry, TABLE_SLOTS>;
 
 /// Something the mediator did, for timelines.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +54,9 @@ pub struct MediatorNode {
     port: u16,
     config: MediatorConfig,
     slots: Vec<Slot>,
-    table: Table<HashMap<PublicKey, Entry>>,
+    table: Table<Storage>,
+    /// Registrations of the first key are entered in the table as the second (a lying mediator).
+    impersonate: Option<(PublicKey, PublicKey)>,
     rng: Drbg,
     next_conn: ConnId,
     events: Vec<(Instant, MediatorEvent)>,
@@ -77,7 +87,8 @@ impl MediatorNode {
             port,
             config,
             slots,
-            table: Table::new(HashMap::new(), config),
+            table: Table::new(Storage::new(), config),
+            impersonate: None,
             rng: Drbg::new(seed),
             next_conn: 1,
             events: Vec::new(),
@@ -95,8 +106,14 @@ impl MediatorNode {
     }
 
     /// The table (for its counters).
-    pub fn table(&self) -> &Table<HashMap<PublicKey, Entry>> {
+    pub fn table(&self) -> &Table<Storage> {
         &self.table
+    }
+
+    /// Lie: enter verified registrations of `real` in the table as `claimed`, so that a peer waiting for
+    /// `claimed` is matched with `real`. The peers' handshake must catch this (`AuthError::WrongKey`).
+    pub fn impersonate(&mut self, real: PublicKey, claimed: PublicKey) {
+        self.impersonate = Some((real, claimed));
     }
 
     /// When [`poll`](Self::poll) must run next at the latest.
@@ -174,7 +191,7 @@ impl MediatorNode {
                 break;
             }
             let (_, session) = self.slots[i].session.as_mut().expect("session");
-            let Ok(event) = socket.recv(|data| session.receive(now, &SaltyVerifier, data)) else {
+            let Ok(event) = socket.recv(|data| session.receive(now, &DalekVerifier, data)) else {
                 break;
             };
             if let Some(event) = event {
@@ -203,14 +220,19 @@ impl MediatorNode {
             let _ = socket.send_slice(&buf[..n]);
         }
         let peer_gone = !socket.may_recv() && socket.state() != State::Established;
-        if session.is_closed() || peer_gone {
+        let closed = session.is_closed();
+        if closed || peer_gone {
             if let Some(key) = session.waiting_key() {
                 self.table.remove(&key, *conn);
             }
             socket.close();
         }
+        // Once our FIN is acknowledged the session has nothing more to say: free the slot rather than
+        // wait for the peer's FIN. (A connector told RetryAfter redials from the same port without
+        // closing; smoltcp's FIN-WAIT-2 socket would swallow its new SYN for good.)
         if matches!(socket.state(), State::Closed | State::TimeWait)
             || (peer_gone && socket.send_queue() == 0)
+            || (closed && socket.state() == State::FinWait2)
         {
             socket.abort();
             self.slots[i].session = None;
@@ -229,7 +251,7 @@ impl MediatorNode {
         };
         let conn = *conn;
         match event {
-            SessionEvent::Verified(reg) => {
+            SessionEvent::Verified(mut reg) => {
                 self.events.push((
                     now,
                     MediatorEvent::Verified {
@@ -238,6 +260,11 @@ impl MediatorNode {
                         rtt_ms: reg.rtt.total_millis(),
                     },
                 ));
+                if let Some((real, claimed)) = self.impersonate {
+                    if reg.key == real {
+                        reg.key = claimed;
+                    }
+                }
                 let outcome = self.table.register(now, conn, reg);
                 if matches!(outcome.own, Notice::Match(_)) {
                     self.events.push((now, MediatorEvent::Matched));

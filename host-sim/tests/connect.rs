@@ -209,3 +209,374 @@ fn peer_that_never_registers_gives_peer_never_came() {
     assert_eq!(result, Some(ConnectError::PeerNeverCame));
     assert_eq!(a.with_mut(|_, sockets| sockets.iter().count()), 0);
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Through the routed network with NATs (host_sim::scenario): the same `connect`, real smoltcp stacks,
+// simulated home routers and internet.
+// ---------------------------------------------------------------------------------------------------
+
+mod routed {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use embassy_time::Duration;
+    use host_sim::nat::{NatConfig, NatEvent, SynVerdict, Unsolicited};
+    use host_sim::packet::Kind;
+    use host_sim::scenario::{self, Delays, Layout, Report, Scenario, MEDIATOR_PORT};
+    use host_sim::theory;
+    use host_sim::timeline::{Side, What, Who};
+    use p2psc::connector::{ConnectConfig, ConnectError, ConnectEvent};
+    use p2psc::identity::Keypair;
+    use p2psc::net::IpAddress;
+    use p2psc::proto::{AuthError, MediatorConfig};
+    use p2psc::wire::{AbortReason, Role};
+
+    fn ms(d: Duration) -> f64 {
+        d.as_micros() as f64 / 1000.0
+    }
+
+    fn assert_connected(r: &Report) {
+        assert!(r.connected(), "not connected:\n{}", r.timeline(true));
+        let (a, b) = (r.a.session().unwrap(), r.b.session().unwrap());
+        assert_eq!(a.session_key, b.session_key);
+        assert_ne!(a.role, b.role);
+    }
+
+    fn peer_events(r: &Report, side: Side) -> Vec<ConnectEvent> {
+        r.events
+            .iter()
+            .filter(|e| e.who == Who::Peer(side))
+            .filter_map(|e| match e.what {
+                What::Connect(c) => Some(c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn nat_events(r: &Report) -> Vec<NatEvent> {
+        r.events
+            .iter()
+            .filter_map(|e| match &e.what {
+                What::Nat(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The README's main job: two peers behind home routers, authenticated both ways, data echoed.
+    /// Prints the set-up time in peer round trips.
+    #[test]
+    fn home_routers_connect_authenticate_and_echo() {
+        let s = Scenario::home_routers(1);
+        let r = scenario::run(&s);
+        assert_connected(&r);
+        assert_eq!(r.a.session().unwrap().role, Role::Leader);
+        assert_eq!((r.a.attempts, r.b.attempts), (1, 1));
+        let setup = r.setup.unwrap();
+        println!(
+            "set-up {:.1} ms = {:.2} peer RTTs (physical limit {:.1} ms = {:.2} RTTs)",
+            ms(setup),
+            r.setup_in_rtts().unwrap(),
+            ms(r.limit),
+            ms(r.limit) / ms(r.peer_rtt)
+        );
+        // Deterministic, so exact: the limit plus smoltcp's half round trip (theory::direct_setup).
+        assert_eq!(
+            setup,
+            theory::direct_setup(r.mediator_rtt, r.peer_rtt, false)
+        );
+        // Each peer's only remaining socket is its connection, to the other's public endpoint.
+        let b_public = r.events.iter().find_map(|e| match e.what {
+            What::Connect(ConnectEvent::Challenged(o)) if e.who == Who::Peer(Side::B) => Some(o),
+            _ => None,
+        });
+        assert_eq!(
+            b_public.map(|o| o.to_string()),
+            Some(r.a.session().unwrap().remote.to_string())
+        );
+    }
+
+    /// The first SYN is lost: the other peer's SYN opens the connection anyway (it crosses A's open
+    /// NAT session and meets A's socket in SYN-SENT), on the first attempt.
+    #[test]
+    fn first_syn_lost() {
+        let s = Scenario::home_routers(2);
+        let dropped = Rc::new(Cell::new(0));
+        let d = dropped.clone();
+        let r = scenario::run_with(&s, move |net, _| {
+            net.set_drop_rule(move |link, p| {
+                let syn =
+                    matches!(p, Kind::Tcp(t) if t.is_bare_syn() && t.dst.port() != MEDIATOR_PORT);
+                if link == "NAT A->internet" && syn && d.get() == 0 {
+                    d.set(1);
+                    return true;
+                }
+                false
+            })
+        });
+        assert_eq!(dropped.get(), 1);
+        assert_connected(&r);
+        assert_eq!((r.a.attempts, r.b.attempts), (1, 1));
+        assert_eq!(
+            r.setup,
+            Some(theory::direct_setup(r.mediator_rtt, r.peer_rtt, false))
+        );
+    }
+
+    /// Both first SYNs are lost: TCP's own retransmission (after 1 s) completes the punch within
+    /// the first attempt.
+    #[test]
+    fn both_first_syns_lost() {
+        let s = Scenario::home_routers(3);
+        let dropped = Rc::new(Cell::new(0));
+        let d = dropped.clone();
+        let r = scenario::run_with(&s, move |net, _| {
+            net.set_drop_rule(move |link, p| {
+                let syn =
+                    matches!(p, Kind::Tcp(t) if t.is_bare_syn() && t.dst.port() != MEDIATOR_PORT);
+                if link.ends_with("->internet") && syn && d.get() < 2 {
+                    d.set(d.get() + 1);
+                    return true;
+                }
+                false
+            })
+        });
+        assert_eq!(dropped.get(), 2);
+        assert_connected(&r);
+        assert_eq!((r.a.attempts, r.b.attempts), (1, 1));
+        assert!(r.setup.unwrap() > Duration::from_secs(1));
+    }
+
+    /// Drop the second payload segment from the mediator on `link` (the Match, for the peer that
+    /// registers second), so that peer learns of the match an RTO late.
+    fn delay_match(s: &Scenario, link: &'static str) -> Report {
+        let seen = Rc::new(Cell::new(0));
+        scenario::run_with(s, move |net, _| {
+            net.set_drop_rule(move |l, p| {
+                if l != link {
+                    return false;
+                }
+                let Kind::Tcp(t) = p else { return false };
+                if t.src.port() == MEDIATOR_PORT && t.payload_len > 0 {
+                    seen.set(seen.get() + 1);
+                    return seen.get() == 2;
+                }
+                false
+            })
+        })
+    }
+
+    /// No NAT between the peers, and B late (its Match lost once): A's SYNs reach B's stack before B
+    /// holds its port and are reset; A retries after random delays and connects once B is there.
+    #[test]
+    fn syn_reset_by_the_late_peers_stack() {
+        let mut s = Scenario::home_routers(4);
+        s.layout = Layout::Public;
+        s.trace = true;
+        let r = delay_match(&s, "internet->peer B");
+        assert_connected(&r);
+        let a = peer_events(&r, Side::A);
+        assert!(
+            a.iter().any(|e| matches!(e, ConnectEvent::Retrying(_))),
+            "{}",
+            r.timeline(true)
+        );
+        let resets_from_b = r
+            .trace
+            .iter()
+            .filter(|p| p.link == "peer B->internet")
+            .filter(|p| matches!(host_sim::packet::decode(&p.packet), Kind::Tcp(t) if t.rst))
+            .count();
+        assert!(resets_from_b >= 1);
+        assert!(r.a.attempts >= 2);
+    }
+
+    /// Same, with B behind a NAT that answers unsolicited SYNs with RST.
+    #[test]
+    fn syn_reset_by_an_rst_answering_nat() {
+        let mut s = Scenario::home_routers(5);
+        let rst = NatConfig {
+            unsolicited: Unsolicited::Rst,
+            ..NatConfig::home_router()
+        };
+        s.layout = Layout::TwoNats(NatConfig::home_router(), rst);
+        s.trace = true;
+        let r = delay_match(&s, "internet->NAT B");
+        assert_connected(&r);
+        assert!(nat_events(&r).iter().any(|e| matches!(
+            e,
+            NatEvent::Syn {
+                verdict: SynVerdict::Reset,
+                ..
+            }
+        )));
+        assert!(peer_events(&r, Side::A)
+            .iter()
+            .any(|e| matches!(e, ConnectEvent::Retrying(_))));
+    }
+
+    fn same_lan(hairpin: bool) -> Report {
+        let mut s = Scenario::home_routers(6);
+        s.layout = Layout::OneNat(NatConfig {
+            hairpin,
+            ..NatConfig::home_router()
+        });
+        s.delays = Delays {
+            lan: Duration::from_millis(1),
+            ..Delays::default()
+        };
+        let r = scenario::run(&s);
+        assert_connected(&r);
+        for side in [Side::A, Side::B] {
+            assert!(peer_events(&r, side)
+                .iter()
+                .any(|e| matches!(e, ConnectEvent::Matched { racing: true, .. })));
+        }
+        // The LAN path won on both sides (the leader confirmed it, the follower accepted the Confirm).
+        for p in [&r.a, &r.b] {
+            let IpAddress::Ipv4(addr) = p.session().unwrap().remote.addr else {
+                panic!()
+            };
+            assert_eq!(addr.octets()[..3], [192, 168, 1]);
+        }
+        assert_eq!(
+            r.setup,
+            Some(theory::direct_setup(r.mediator_rtt, r.peer_rtt, true))
+        );
+        r
+    }
+
+    #[test]
+    fn same_lan_with_hairpinning_lan_path_wins() {
+        let r = same_lan(true);
+        // The public path was tried too, through the hairpin.
+        assert!(nat_events(&r)
+            .iter()
+            .any(|e| matches!(e, NatEvent::Hairpin { looped: true, .. })));
+    }
+
+    #[test]
+    fn same_lan_without_hairpinning_lan_path_wins() {
+        let r = same_lan(false);
+        assert!(nat_events(&r)
+            .iter()
+            .any(|e| matches!(e, NatEvent::Hairpin { looped: false, .. })));
+    }
+
+    #[test]
+    fn peer_never_registers_through_nats() {
+        let mut s = Scenario::home_routers(7);
+        s.b.start = None;
+        s.mediator.wait_timeout = p2psc::time::Duration::from_secs(20);
+        let r = scenario::run(&s);
+        assert_eq!(r.a.error(), Some(ConnectError::PeerNeverCame));
+        assert_eq!(r.b.result, None);
+    }
+
+    /// A lying mediator matches A with C instead of B: A's handshake rejects C's key.
+    #[test]
+    fn wrong_peer_key() {
+        let mut s = Scenario::home_routers(8);
+        let expected_b = Keypair::from_seed(&[42; 32]).public_key();
+        s.a.want = Some(expected_b);
+        // "B" is really C (identity 3), and wants A; the mediator enters C as the key A wants.
+        s.b.identity = [3; 32];
+        s.impersonate = Some((s.b.key(), expected_b));
+        let r = scenario::run(&s);
+        assert_eq!(
+            r.a.error(),
+            Some(ConnectError::AuthFailed(AuthError::WrongKey))
+        );
+        assert!(r.b.session().is_none(), "C must not get a connection");
+    }
+
+    #[test]
+    fn mediator_abort_reaches_the_caller() {
+        // Asking for one's own key.
+        let mut s = Scenario::home_routers(9);
+        s.a.want = Some(s.a.key());
+        s.b.start = None;
+        let r = scenario::run(&s);
+        assert_eq!(
+            r.a.error(),
+            Some(ConnectError::Aborted(AbortReason::SelfMatch))
+        );
+        // Claiming a key one cannot sign for.
+        let mut s = Scenario::home_routers(10);
+        s.a.claim = Some(Keypair::from_seed(&[43; 32]).public_key());
+        s.b.start = None;
+        let r = scenario::run(&s);
+        assert_eq!(
+            r.a.error(),
+            Some(ConnectError::Aborted(AbortReason::BadProof))
+        );
+    }
+
+    /// A full table answers RetryAfter: the connector backs off and retries while its deadline
+    /// allows, then reports the mediator busy.
+    #[test]
+    fn full_table_gives_mediator_busy() {
+        let mut s = Scenario::home_routers(11);
+        s.mediator = MediatorConfig {
+            capacity: 0,
+            ..MediatorConfig::default()
+        };
+        s.a.config = ConnectConfig {
+            timeout: p2psc::time::Duration::from_secs(12),
+            ..ConnectConfig::default()
+        };
+        s.b.start = None;
+        let r = scenario::run(&s);
+        assert_eq!(
+            r.a.error(),
+            Some(ConnectError::MediatorBusy),
+            "{}",
+            r.timeline(true)
+        );
+        let dials = peer_events(&r, Side::A)
+            .iter()
+            .filter(|e| matches!(e, ConnectEvent::MediatorConnected(_)))
+            .count();
+        assert_eq!(dials, 3, "{}", r.timeline(true));
+    }
+
+    /// The mediator's Pings keep a waiting peer's NAT mapping alive when the NAT's timeout is longer
+    /// than the ping interval; with a shorter one the mapping expires and the Match never arrives.
+    #[test]
+    fn nat_mapping_timeout_and_mediator_pings() {
+        let with_timeout = |secs| {
+            let nat = NatConfig {
+                timeout: Duration::from_secs(secs),
+                ..NatConfig::home_router()
+            };
+            let mut s = Scenario::home_routers(12);
+            s.layout = Layout::TwoNats(nat, nat);
+            s.b.start = Some(Duration::from_secs(40));
+            scenario::run(&s)
+        };
+        let r = with_timeout(20);
+        assert_connected(&r);
+        let r = with_timeout(10);
+        assert!(!r.connected());
+        assert!(nat_events(&r)
+            .iter()
+            .any(|e| matches!(e, NatEvent::MappingExpired { .. })));
+        assert_eq!(r.a.error(), Some(ConnectError::PeerNeverCame));
+    }
+
+    /// Same seed, same run: identical timelines and identical packets, byte for byte.
+    #[test]
+    fn deterministic_across_runs() {
+        let mut s = Scenario::home_routers(13);
+        s.trace = true;
+        s.delays.jitter = Duration::from_millis(5);
+        s.delays.loss = 0.05;
+        let (r1, r2) = (scenario::run(&s), scenario::run(&s));
+        assert_eq!(r1.events, r2.events);
+        assert_eq!(r1.trace, r2.trace);
+        assert!(!r1.trace.is_empty());
+        s.seed = 14;
+        let r3 = scenario::run(&s);
+        assert_ne!(r1.trace, r3.trace);
+    }
+}

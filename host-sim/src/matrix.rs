@@ -1,0 +1,438 @@
+//! Every combination of NAT behaviours, simulated and set against [`theory`](crate::theory).
+//!
+//! Two parts:
+//! - **Two NATs**: mapping × allocation × filtering × unsolicited-SYN behaviour (81 behaviours) on each
+//!   side, 6561 pairs, each a full run of the default scenario (home links of 25 ms, B 1 s late).
+//! - **One NAT**: the 81 behaviours × hairpinning on/off with both peers on its LAN (LAN hops of 1 ms, so
+//!   the LAN path is strictly shorter than a hairpin).
+//!
+//! Runs are independent, so [`run_cells`] spreads them over threads (the virtual clock is per thread).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use embassy_time::Duration;
+use p2psc::connector::ConnectError;
+
+use crate::nat::{Allocation, Filtering, Mapping, NatConfig, Unsolicited};
+use crate::scenario::{self, Delays, Layout, Scenario};
+use crate::theory::{self, Prediction};
+
+/// Every NAT behaviour (hairpinning on, default timeout), in a fixed order.
+pub fn behaviours() -> Vec<NatConfig> {
+    let mut out = Vec::new();
+    for mapping in [
+        Mapping::EndpointIndependent,
+        Mapping::AddressDependent,
+        Mapping::AddressPortDependent,
+    ] {
+        for allocation in [
+            Allocation::Preserving,
+            Allocation::Sequential,
+            Allocation::Random,
+        ] {
+            for filtering in [
+                Filtering::EndpointIndependent,
+                Filtering::AddressDependent,
+                Filtering::AddressPortDependent,
+            ] {
+                for unsolicited in [Unsolicited::Drop, Unsolicited::Rst, Unsolicited::Icmp] {
+                    out.push(NatConfig {
+                        mapping,
+                        allocation,
+                        filtering,
+                        unsolicited,
+                        ..NatConfig::home_router()
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One cell of the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cell {
+    /// Peers behind two NATs.
+    Two(NatConfig, NatConfig),
+    /// Peers on one LAN behind one NAT.
+    One(NatConfig),
+}
+
+impl Cell {
+    /// What theory predicts.
+    pub fn prediction(&self) -> Prediction {
+        match self {
+            Cell::Two(a, b) => theory::predict(a, b),
+            Cell::One(n) => theory::predict_same_nat(n),
+        }
+    }
+
+    /// The scenario that tests it.
+    pub fn scenario(&self, seed: u64) -> Scenario {
+        let mut s = Scenario::home_routers(seed);
+        match *self {
+            Cell::Two(a, b) => s.layout = Layout::TwoNats(a, b),
+            Cell::One(n) => {
+                s.layout = Layout::OneNat(n);
+                s.delays = Delays {
+                    lan: Duration::from_millis(1),
+                    ..Delays::default()
+                };
+            }
+        }
+        s
+    }
+
+    /// Label for tables.
+    pub fn label(&self) -> String {
+        match self {
+            Cell::Two(a, b) => format!("{} | {}", a.label(), b.label()),
+            Cell::One(n) => format!(
+                "{} hairpin {}",
+                n.label(),
+                if n.hairpin { "on" } else { "off" }
+            ),
+        }
+    }
+}
+
+/// Every cell: the two-NAT pairs (A's behaviour major), then the one-NAT cells.
+pub fn cells() -> Vec<Cell> {
+    let all = behaviours();
+    let mut out = Vec::new();
+    for a in &all {
+        for b in &all {
+            out.push(Cell::Two(*a, *b));
+        }
+    }
+    for hairpin in [true, false] {
+        for n in &all {
+            out.push(Cell::One(NatConfig { hairpin, ..*n }));
+        }
+    }
+    out
+}
+
+/// What a cell did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellResult {
+    /// The cell.
+    pub cell: Cell,
+    /// Theory.
+    pub prediction: Prediction,
+    /// Both authenticated and exchanged data.
+    pub connected: bool,
+    /// The peers' errors, if any.
+    pub errors: (Option<ConnectError>, Option<ConnectError>),
+    /// Set-up latency.
+    pub setup: Option<Duration>,
+    /// The physical limit.
+    pub limit: Duration,
+    /// What a direct connection takes with p2psc on smoltcp ([`theory::direct_setup`]).
+    pub direct_setup: Duration,
+    /// Most SYN attempts either peer made.
+    pub attempts: u16,
+    /// Longest time a failed peer took from its Match to its error.
+    pub fail_after_match: Option<Duration>,
+    /// Whether the winning connection used the LAN (one-NAT cells).
+    pub via_lan: bool,
+}
+
+impl CellResult {
+    /// Whether the outcome is what theory predicts: `Direct` connects on the first attempt in
+    /// [`theory::direct_setup`] (over the LAN for one NAT); `Fail` ends with `PunchFailed` on both sides;
+    /// `Listener` either connects or fails that way (theory cannot say which: it is timing).
+    pub fn matches_prediction(&self) -> bool {
+        let failed_cleanly = self.errors
+            == (
+                Some(ConnectError::PunchFailed),
+                Some(ConnectError::PunchFailed),
+            );
+        match self.prediction {
+            Prediction::Direct => {
+                let one_nat = matches!(self.cell, Cell::One(_));
+                self.connected
+                    && self.attempts == 1
+                    && self.setup == Some(self.direct_setup)
+                    && (!one_nat || self.via_lan)
+            }
+            Prediction::Fail => !self.connected && failed_cleanly,
+            Prediction::Listener => self.connected || failed_cleanly,
+        }
+    }
+}
+
+/// Seed of a cell's run: the base seed mixed with the cell's index.
+pub fn cell_seed(base: u64, index: usize) -> u64 {
+    base ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// Run one cell.
+pub fn run_cell(cell: Cell, seed: u64) -> CellResult {
+    let s = cell.scenario(seed);
+    let r = scenario::run(&s);
+    let matched_at = r
+        .events
+        .iter()
+        .find(|e| {
+            matches!(
+                e.what,
+                crate::timeline::What::Connect(p2psc::connector::ConnectEvent::Matched { .. })
+            )
+        })
+        .map(|e| e.at);
+    let fail_after_match = [&r.a, &r.b]
+        .iter()
+        .filter(|p| p.error().is_some())
+        .filter_map(|p| Some(p.done_at?.duration_since(matched_at?)))
+        .max();
+    let via_lan = r
+        .a
+        .session()
+        .is_some_and(|s| matches!(s.remote.addr, smoltcp::wire::IpAddress::Ipv4(a) if a.octets()[0] == 192 && a.octets()[1] == 168));
+    CellResult {
+        cell,
+        direct_setup: theory::direct_setup(
+            r.mediator_rtt,
+            r.peer_rtt,
+            matches!(cell, Cell::One(_)),
+        ),
+        prediction: cell.prediction(),
+        connected: r.connected(),
+        errors: (r.a.error(), r.b.error()),
+        setup: r.setup,
+        limit: r.limit,
+        attempts: r.a.attempts.max(r.b.attempts),
+        fail_after_match,
+        via_lan,
+    }
+}
+
+/// Run `cells` (seeded from `base_seed` and their index) on `threads` threads; results in cell order.
+pub fn run_cells(cells: &[Cell], base_seed: u64, threads: usize) -> Vec<CellResult> {
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(vec![None; cells.len()]);
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(cell) = cells.get(i) else { break };
+                let r = run_cell(*cell, cell_seed(base_seed, i));
+                results.lock().unwrap()[i] = Some(r);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.expect("every cell ran"))
+        .collect()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
+}
+
+fn median(mut v: Vec<Duration>) -> Option<Duration> {
+    v.sort();
+    v.get(v.len() / 2).copied()
+}
+
+/// The summary tables: by prediction, and a grid of mapping/allocation pairs.
+pub fn summary(results: &[CellResult]) -> String {
+    let mut out = String::new();
+    let two: Vec<&CellResult> = results
+        .iter()
+        .filter(|r| matches!(r.cell, Cell::Two(..)))
+        .collect();
+    let one: Vec<&CellResult> = results
+        .iter()
+        .filter(|r| matches!(r.cell, Cell::One(..)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "Two NATs ({} pairs of behaviours), by prediction:",
+        two.len()
+    );
+    let _ = writeln!(
+        out,
+        "  {:<9} {:>6} {:>10} {:>9} {:>12} {:>12} {:>13} {:>14}",
+        "predicted",
+        "cells",
+        "connected",
+        "failed",
+        "as predicted",
+        "setup median",
+        "setup max",
+        "attempts max"
+    );
+    for p in [Prediction::Direct, Prediction::Listener, Prediction::Fail] {
+        let rs: Vec<&&CellResult> = two.iter().filter(|r| r.prediction == p).collect();
+        if rs.is_empty() {
+            continue;
+        }
+        let setups: Vec<Duration> = rs.iter().filter_map(|r| r.setup).collect();
+        let _ = writeln!(
+            out,
+            "  {:<9} {:>6} {:>10} {:>9} {:>12} {:>9.1} ms {:>10.1} ms {:>14}",
+            p.to_string(),
+            rs.len(),
+            rs.iter().filter(|r| r.connected).count(),
+            rs.iter().filter(|r| !r.connected).count(),
+            rs.iter().filter(|r| r.matches_prediction()).count(),
+            median(setups.clone()).map_or(f64::NAN, ms),
+            setups.iter().max().copied().map_or(f64::NAN, ms),
+            rs.iter().map(|r| r.attempts).max().unwrap_or(0),
+        );
+    }
+    if let Some(r) = two.first() {
+        let _ = writeln!(
+            out,
+            "  (physical limit 0.5 x mediator RTT + 1.5 x peer RTT = {:.1} ms; direct on smoltcp = limit + 0.5 x peer RTT = {:.1} ms)",
+            ms(r.limit),
+            ms(r.direct_setup)
+        );
+    }
+    let fails: Vec<Duration> = two
+        .iter()
+        .filter(|r| !r.connected)
+        .filter_map(|r| r.fail_after_match)
+        .collect();
+    if let Some(max) = fails.iter().max() {
+        let _ = writeln!(
+            out,
+            "  failures end with PunchFailed at most {:.1} ms after the Match",
+            ms(*max)
+        );
+    }
+
+    // Grid: rows A's mapping/allocation, columns B's; entry: connected/27+27... of the 81 filter and
+    // unsolicited combinations, and the prediction's letter.
+    let classes: Vec<(Mapping, Allocation)> = [
+        Mapping::EndpointIndependent,
+        Mapping::AddressDependent,
+        Mapping::AddressPortDependent,
+    ]
+    .into_iter()
+    .flat_map(|m| {
+        [
+            Allocation::Preserving,
+            Allocation::Sequential,
+            Allocation::Random,
+        ]
+        .map(|a| (m, a))
+    })
+    .collect();
+    let name = |(m, a): (Mapping, Allocation)| format!("{m}/{a}");
+    let _ = writeln!(
+        out,
+        "\nConnected pairs out of the 81 filtering x unsolicited combinations per mapping/allocation pair\n\
+         (rows: NAT A, columns: NAT B; D = all predicted direct, L = listener, F = fail, * = mixed):"
+    );
+    let _ = write!(out, "  {:<15}", "A \\ B");
+    for c in &classes {
+        let _ = write!(out, "{:>14}", name(*c));
+    }
+    out.push('\n');
+    for ra in &classes {
+        let _ = write!(out, "  {:<15}", name(*ra));
+        for cb in &classes {
+            let rs: Vec<&&CellResult> = two
+                .iter()
+                .filter(|r| match r.cell {
+                    Cell::Two(a, b) => {
+                        (a.mapping, a.allocation) == *ra && (b.mapping, b.allocation) == *cb
+                    }
+                    Cell::One(_) => false,
+                })
+                .collect();
+            let connected = rs.iter().filter(|r| r.connected).count();
+            let mut preds: Vec<Prediction> = rs.iter().map(|r| r.prediction).collect();
+            preds.sort();
+            preds.dedup();
+            let tag = match preds.as_slice() {
+                [Prediction::Direct] => "D",
+                [Prediction::Listener] => "L",
+                [Prediction::Fail] => "F",
+                _ => "*",
+            };
+            let _ = write!(out, "{:>11} {tag} ", format!("{connected}/{}", rs.len()));
+        }
+        out.push('\n');
+    }
+
+    if !one.is_empty() {
+        let via_lan = one.iter().filter(|r| r.via_lan).count();
+        let setups: Vec<Duration> = one.iter().filter_map(|r| r.setup).collect();
+        let _ = writeln!(
+            out,
+            "\nOne NAT ({} cells: 81 behaviours x hairpinning on/off): {} connected, {} over the LAN path, \
+             {} as predicted; setup median {:.1} ms (limit {:.1} ms)",
+            one.len(),
+            one.iter().filter(|r| r.connected).count(),
+            via_lan,
+            one.iter().filter(|r| r.matches_prediction()).count(),
+            median(setups).map_or(f64::NAN, ms),
+            one.first().map_or(f64::NAN, |r| ms(r.limit)),
+        );
+    }
+    let mismatches: Vec<&CellResult> = results.iter().filter(|r| !r.matches_prediction()).collect();
+    let _ = writeln!(
+        out,
+        "\n{} of {} cells as predicted.",
+        results.len() - mismatches.len(),
+        results.len()
+    );
+    for r in mismatches.iter().take(20) {
+        let _ = writeln!(
+            out,
+            "  MISMATCH {}: predicted {}, got {}",
+            r.cell.label(),
+            r.prediction,
+            describe(r)
+        );
+    }
+    out
+}
+
+/// One line for a result.
+pub fn describe(r: &CellResult) -> String {
+    if r.connected {
+        format!(
+            "connected in {:.1} ms, {} attempt(s){}",
+            r.setup.map_or(f64::NAN, ms),
+            r.attempts,
+            if r.via_lan { ", over the LAN" } else { "" }
+        )
+    } else {
+        format!(
+            "failed {:?} / {:?} after {} attempt(s)",
+            r.errors.0, r.errors.1, r.attempts
+        )
+    }
+}
+
+/// Every cell, one line each.
+pub fn full(results: &[CellResult]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<58} {:<9} {:<3} outcome",
+        "NAT A | NAT B", "predicted", "ok"
+    );
+    for r in results {
+        let _ = writeln!(
+            out,
+            "{:<58} {:<9} {:<3} {}",
+            r.cell.label(),
+            r.prediction.to_string(),
+            if r.matches_prediction() { "yes" } else { "NO" },
+            describe(r)
+        );
+    }
+    out
+}

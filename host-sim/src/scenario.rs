@@ -1,0 +1,697 @@
+//! One simulated run: two peers, their NATs, the internet and a mediator, from a [`Scenario`] to a
+//! [`Report`].
+//!
+//! # Topology
+//!
+//! ```text
+//!  peer A ─lan─ switch ─lan─ NAT A ═══access A═══╗                   ╔═══access B═══ NAT B ─lan─ switch ─lan─ peer B
+//!  192.168.1.2            198.51.100.1           ╠═ internet router ═╣           192.0.2.1              192.168.1.2
+//!                                                ║                   ║
+//!                                                ╚═════mediator══════╝ mediator 203.0.113.10:7777
+//! ```
+//!
+//! Both homes use the same private subnet on purpose (as real homes do). Every link is one hop with the
+//! one-way delay of [`Delays`] in each direction: a LAN hop (host–switch, switch–router) takes
+//! `lan`, the link from home X to the internet router `access_x`, the link from the router to the
+//! mediator `mediator`. So with the defaults (25 ms, 25 ms, 25 ms, LAN 0) every peer is 50 ms one way
+//! from the mediator and from the other peer: both round trips are 100 ms. Jitter applies to the
+//! internet links; loss applies where packets leave the internet router, so every path (peer–mediator,
+//! peer–peer) loses `loss` of its packets in each direction.
+//!
+//! [`Layout::OneNat`] puts both peers on one LAN (192.168.1.2 and .3) behind one NAT; [`Layout::Public`]
+//! gives them public addresses with no NAT at all.
+//!
+//! # Set-up latency and its physical limit
+//!
+//! The set-up latency runs from the mediator's second verified registration (the moment it can match the
+//! pair) to the moment both peers have authenticated each other. No protocol can beat
+//! `0.5 × mediator RTT + 1.5 × peer RTT`: the Match needs half a mediator round trip to reach the
+//! farther peer, the crossing SYNs and SYN-ACKs one peer round trip, and each side's authentication
+//! message, sent when its connection is established, half a peer round trip more. [`Report::limit`] is
+//! that figure from the configured delays (without jitter; the larger of the two mediator round trips).
+
+use std::cell::{Cell, RefCell};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use embassy_time::{Duration, Instant, Timer};
+use embedded_io_async::{Read, Write};
+use p2psc::connector::{ConnectConfig, ConnectError, ConnectEvent};
+use p2psc::identity::{PublicKey, Signer};
+use p2psc::net::{
+    self, connect_observed, Config, ConnectBuffers, IpEndpoint, Ipv4Cidr, Mediator, Peer, Stack,
+    StackResources, StaticConfigV4,
+};
+use p2psc::proto::MediatorConfig;
+use p2psc::wire::Role;
+
+use crate::clock;
+use crate::crypto::SimSigner;
+use crate::exec::{join, Executor};
+use crate::mediator::{MediatorEvent, MediatorNode};
+use crate::nat::{Nat, NatConfig};
+use crate::network::{LinkParams, Network, NodeId, TraceRecord};
+use crate::rng::Rng;
+use crate::timeline::{self, Event, Log, Side, What, Who};
+
+/// The mediator's address.
+pub const MEDIATOR_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+/// The mediator's TCP port.
+pub const MEDIATOR_PORT: u16 = 7777;
+/// The internet router's address (the mediator's gateway).
+const CORE_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+/// Public address of NAT A (and of the one NAT in [`Layout::OneNat`]).
+pub const NAT_A_ADDR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+/// Public address of NAT B.
+pub const NAT_B_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+/// A home router's LAN address.
+const LAN_GATEWAY: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 1);
+/// Name of NAT A in timelines.
+pub const NAT_A: &str = "NAT A";
+/// Name of NAT B in timelines.
+pub const NAT_B: &str = "NAT B";
+/// Name of the shared NAT of [`Layout::OneNat`].
+pub const NAT_SHARED: &str = "NAT";
+
+/// Where the peers are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Each peer behind its own NAT.
+    TwoNats(NatConfig, NatConfig),
+    /// Both peers on one LAN behind one NAT.
+    OneNat(NatConfig),
+    /// No NAT: both peers have public addresses.
+    Public,
+}
+
+/// Link delays, jitter and loss (see the module doc for which link is which).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Delays {
+    /// One-way delay between home A and the internet router.
+    pub access_a: Duration,
+    /// One-way delay between home B and the internet router.
+    pub access_b: Duration,
+    /// One-way delay between the internet router and the mediator.
+    pub mediator: Duration,
+    /// One-way delay of each LAN hop.
+    pub lan: Duration,
+    /// Jitter on each internet link (uniform in `[0, jitter]`, order kept).
+    pub jitter: Duration,
+    /// Loss probability of each path, each direction.
+    pub loss: f64,
+}
+
+impl Default for Delays {
+    fn default() -> Self {
+        Delays {
+            access_a: Duration::from_millis(25),
+            access_b: Duration::from_millis(25),
+            mediator: Duration::from_millis(25),
+            lan: Duration::from_millis(0),
+            jitter: Duration::from_millis(0),
+            loss: 0.0,
+        }
+    }
+}
+
+impl Delays {
+    /// Every path (peer–mediator, peer–peer) this round-trip time: each internet link a quarter of it.
+    pub fn symmetric(rtt: Duration) -> Delays {
+        let quarter = rtt / 4;
+        Delays {
+            access_a: quarter,
+            access_b: quarter,
+            mediator: quarter,
+            ..Delays::default()
+        }
+    }
+}
+
+/// One peer.
+#[derive(Debug, Clone)]
+pub struct PeerSpec {
+    /// Secret seed of its identity key.
+    pub identity: [u8; 32],
+    /// The key it asks for (default: the other peer's).
+    pub want: Option<PublicKey>,
+    /// Present this key to the mediator while signing with `identity` (an impostor).
+    pub claim: Option<PublicKey>,
+    /// When it calls `connect`; `None`: never.
+    pub start: Option<Duration>,
+    /// Give `connect` a second candidate socket, so the LAN and public paths race.
+    pub race: bool,
+    /// Its connector's configuration.
+    pub config: ConnectConfig,
+}
+
+impl PeerSpec {
+    /// A peer with identity seed `[n; 32]` that starts at `start_ms`.
+    pub fn new(n: u8, start_ms: u64) -> PeerSpec {
+        PeerSpec {
+            identity: [n; 32],
+            want: None,
+            claim: None,
+            start: Some(Duration::from_millis(start_ms)),
+            race: true,
+            config: ConnectConfig::default(),
+        }
+    }
+
+    /// Its public key.
+    pub fn key(&self) -> PublicKey {
+        SimSigner::from_seed(&self.identity).public_key()
+    }
+}
+
+/// Everything one run depends on.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Where the peers are and their NATs.
+    pub layout: Layout,
+    /// Link properties.
+    pub delays: Delays,
+    /// Seed of every random choice (ports, sequence numbers, keys' nonces, jitter, loss).
+    pub seed: u64,
+    /// Peer A.
+    pub a: PeerSpec,
+    /// Peer B.
+    pub b: PeerSpec,
+    /// The mediator's policy.
+    pub mediator: MediatorConfig,
+    /// A lying mediator: enter registrations of the first key as the second.
+    pub impersonate: Option<(PublicKey, PublicKey)>,
+    /// Record every packet ([`Report::trace`]).
+    pub trace: bool,
+    /// Stop the run (panic) past this virtual time.
+    pub max_time: Duration,
+}
+
+impl Scenario {
+    /// Two peers behind typical home routers, B starting `b_start_ms` after A.
+    pub fn home_routers(seed: u64) -> Scenario {
+        Scenario {
+            layout: Layout::TwoNats(NatConfig::home_router(), NatConfig::home_router()),
+            delays: Delays::default(),
+            seed,
+            a: PeerSpec::new(1, 0),
+            b: PeerSpec::new(2, 1000),
+            mediator: MediatorConfig::default(),
+            impersonate: None,
+            trace: false,
+            max_time: Duration::from_secs(600),
+        }
+    }
+
+    /// Number of LAN hops between a peer and the internet router, and between the two peers.
+    fn hops(&self) -> (u32, Option<u32>) {
+        match self.layout {
+            Layout::TwoNats(..) => (2, None),
+            Layout::OneNat(_) => (2, Some(2)),
+            Layout::Public => (0, None),
+        }
+    }
+
+    /// Round-trip time between the mediator and the farther peer, from the configured delays.
+    pub fn mediator_rtt(&self) -> Duration {
+        let d = &self.delays;
+        let (hops, _) = self.hops();
+        let access = match self.layout {
+            Layout::OneNat(_) => d.access_a,
+            _ => d.access_a.max(d.access_b),
+        };
+        (d.lan * hops + access + d.mediator) * 2
+    }
+
+    /// Round-trip time between the peers (on the LAN in [`Layout::OneNat`]).
+    pub fn peer_rtt(&self) -> Duration {
+        let d = &self.delays;
+        match self.hops() {
+            (_, Some(lan_hops)) => d.lan * lan_hops * 2,
+            (hops, None) => (d.lan * (2 * hops) + d.access_a + d.access_b) * 2,
+        }
+    }
+
+    /// The physical limit of the set-up latency: `0.5 × mediator RTT + 1.5 × peer RTT`.
+    pub fn limit(&self) -> Duration {
+        self.mediator_rtt() / 2 + self.peer_rtt() * 3 / 2
+    }
+}
+
+/// The connection a peer got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Session {
+    /// Its role.
+    pub role: Role,
+    /// The peer's endpoint as seen from here.
+    pub remote: IpEndpoint,
+    /// The derived key.
+    pub session_key: [u8; 32],
+}
+
+/// How one peer fared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerReport {
+    /// `None` if it never called `connect`.
+    pub result: Option<Result<Session, ConnectError>>,
+    /// Attempts of its busiest candidate socket (1: the first SYN worked).
+    pub attempts: u16,
+    /// When it authenticated the peer.
+    pub authenticated_at: Option<Instant>,
+    /// When `connect` returned.
+    pub done_at: Option<Instant>,
+    /// Whether the application data made it both ways.
+    pub echoed: bool,
+}
+
+impl PeerReport {
+    /// Its error, if `connect` failed.
+    pub fn error(&self) -> Option<ConnectError> {
+        self.result.and_then(|r| r.err())
+    }
+
+    /// Its session, if `connect` succeeded.
+    pub fn session(&self) -> Option<Session> {
+        self.result.and_then(|r| r.ok())
+    }
+}
+
+/// What happened in a run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Peer A.
+    pub a: PeerReport,
+    /// Peer B.
+    pub b: PeerReport,
+    /// The timeline.
+    pub events: Vec<Event>,
+    /// Every packet, if the scenario asked for it.
+    pub trace: Vec<TraceRecord>,
+    /// When the mediator verified the second registration.
+    pub second_registration: Option<Instant>,
+    /// From the second registration to both peers authenticated.
+    pub setup: Option<Duration>,
+    /// The physical limit of `setup`.
+    pub limit: Duration,
+    /// Mediator round trip (farther peer).
+    pub mediator_rtt: Duration,
+    /// Peer round trip.
+    pub peer_rtt: Duration,
+    /// Pairs the mediator matched.
+    pub matches: u64,
+    /// The NATs' names, A's first.
+    pub nat_names: Vec<&'static str>,
+}
+
+impl Report {
+    /// Both peers authenticated and exchanged data.
+    pub fn connected(&self) -> bool {
+        self.a.session().is_some() && self.b.session().is_some() && self.a.echoed && self.b.echoed
+    }
+
+    /// The set-up latency in peer round trips.
+    pub fn setup_in_rtts(&self) -> Option<f64> {
+        let rtt = self.peer_rtt.as_micros() as f64;
+        self.setup.map(|s| s.as_micros() as f64 / rtt)
+    }
+
+    /// The timeline as text (`all`: with detail events).
+    pub fn timeline(&self, all: bool) -> String {
+        timeline::render(&self.events, all)
+    }
+
+    /// The timeline as a mermaid sequence diagram.
+    pub fn mermaid(&self) -> String {
+        timeline::mermaid(&self.events, &self.nat_names)
+    }
+}
+
+/// Buffers of one peer's `connect`.
+struct Buffers {
+    rx: Vec<u8>,
+    tx: Vec<u8>,
+    mediator_rx: Vec<u8>,
+    mediator_tx: Vec<u8>,
+    race_rx: Vec<u8>,
+    race_tx: Vec<u8>,
+}
+
+impl Buffers {
+    fn new() -> Buffers {
+        Buffers {
+            rx: vec![0; 2048],
+            tx: vec![0; 2048],
+            mediator_rx: vec![0; 256],
+            mediator_tx: vec![0; 256],
+            race_rx: vec![0; 2048],
+            race_tx: vec![0; 2048],
+        }
+    }
+
+    fn connect_buffers(&mut self, race: bool) -> ConnectBuffers<'_> {
+        ConnectBuffers {
+            rx: &mut self.rx,
+            tx: &mut self.tx,
+            mediator_rx: &mut self.mediator_rx,
+            mediator_tx: &mut self.mediator_tx,
+            race: race.then_some((&mut self.race_rx[..], &mut self.race_tx[..])),
+        }
+    }
+}
+
+fn stack_config(addr: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) -> Config {
+    Config::ipv4_static(StaticConfigV4 {
+        address: Ipv4Cidr::new(addr, prefix),
+        gateway: Some(gateway),
+        dns_servers: Default::default(),
+    })
+}
+
+/// Serve the mediator on `stack` forever, copying its events into the log.
+async fn serve(stack: Stack<'_>, node: &RefCell<MediatorNode>, log: Log) {
+    let mut seen = 0;
+    stack
+        .poll_with(|cx, _iface, sockets| {
+            let mut node = node.borrow_mut();
+            node.poll(net::now(), sockets);
+            for (_, e) in &node.events()[seen..] {
+                log.push(Who::Mediator, What::Mediator(e.clone()));
+            }
+            seen = node.events().len();
+            for h in node.handles().collect::<Vec<_>>() {
+                let s = sockets.get_mut::<smoltcp::socket::tcp::Socket>(h);
+                s.register_recv_waker(cx.waker());
+                s.register_send_waker(cx.waker());
+            }
+            if let Some(at) = node.poll_at() {
+                net::wake_at(cx, at);
+            }
+            core::task::Poll::<()>::Pending
+        })
+        .await
+}
+
+/// The message the leader sends and the follower echoes in upper case.
+fn greeting(side: Side) -> String {
+    format!("hello from {side}")
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn peer(
+    side: Side,
+    stack: Stack<'_>,
+    spec: &PeerSpec,
+    want: PublicKey,
+    bufs: &mut Buffers,
+    seed: [u8; 32],
+    log: Log,
+) -> PeerReport {
+    let mut report = PeerReport {
+        result: None,
+        attempts: 0,
+        authenticated_at: None,
+        done_at: None,
+        echoed: false,
+    };
+    let Some(start) = spec.start else {
+        return report;
+    };
+    Timer::after(start).await;
+    let mut signer = SimSigner::from_seed(&spec.identity);
+    if let Some(claim) = spec.claim {
+        signer = signer.claiming(claim);
+    }
+    let mediator = Mediator::new(MEDIATOR_ADDR, MEDIATOR_PORT);
+    let who = Who::Peer(side);
+    log.push(
+        who.clone(),
+        What::Start {
+            mediator: SocketAddrV4::new(MEDIATOR_ADDR, MEDIATOR_PORT).to_string(),
+        },
+    );
+    let attempts = Cell::new(0u16);
+    let authenticated = Cell::new(None);
+    let result = connect_observed(
+        stack,
+        &signer,
+        &Peer::new(want),
+        &mediator,
+        bufs.connect_buffers(spec.race),
+        spec.config,
+        seed,
+        |e| {
+            match e {
+                ConnectEvent::Dialing(_, n) => attempts.set(attempts.get().max(n)),
+                ConnectEvent::Authenticated(_) => authenticated.set(Some(Instant::now())),
+                _ => {}
+            }
+            log.push(who.clone(), What::Connect(e));
+        },
+    )
+    .await;
+    report.attempts = attempts.get();
+    report.authenticated_at = authenticated.get();
+    report.done_at = Some(Instant::now());
+    let mut conn = match result {
+        Ok(c) => c,
+        Err(e) => {
+            log.push(who, What::Failed(e));
+            report.result = Some(Err(e));
+            return report;
+        }
+    };
+    report.result = Some(Ok(Session {
+        role: conn.role,
+        remote: conn.remote,
+        session_key: conn.session_key.0,
+    }));
+    let exchange = async {
+        if conn.role == Role::Leader {
+            let msg = greeting(side);
+            conn.socket.write_all(msg.as_bytes()).await.ok()?;
+            log.push(who.clone(), What::Sent(msg.clone()));
+            conn.socket.flush().await.ok()?;
+            let mut back = vec![0; msg.len()];
+            conn.socket.read_exact(&mut back).await.ok()?;
+            let back = String::from_utf8_lossy(&back).into_owned();
+            log.push(who.clone(), What::Received(back.clone()));
+            (back == msg.to_uppercase()).then_some(())
+        } else {
+            let other = if side == Side::A { Side::B } else { Side::A };
+            let mut msg = vec![0; greeting(other).len()];
+            conn.socket.read_exact(&mut msg).await.ok()?;
+            let msg = String::from_utf8_lossy(&msg).into_owned();
+            log.push(who.clone(), What::Received(msg.clone()));
+            let reply = msg.to_uppercase();
+            conn.socket.write_all(reply.as_bytes()).await.ok()?;
+            log.push(who.clone(), What::Sent(reply));
+            conn.socket.flush().await.ok()?;
+            Some(())
+        }
+    };
+    report.echoed = embassy_time::with_timeout(Duration::from_secs(10), exchange)
+        .await
+        .ok()
+        .flatten()
+        .is_some();
+    // Close gracefully (FIN both ways), so neither side's last segment is left unacknowledged.
+    conn.socket.close();
+    let _ = embassy_time::with_timeout(Duration::from_secs(5), async {
+        let mut sink = [0u8; 64];
+        while matches!(conn.socket.read(&mut sink).await, Ok(n) if n > 0) {}
+        let _ = conn.socket.flush().await;
+    })
+    .await;
+    report
+}
+
+/// Run a scenario to the end (both peers done) and report.
+///
+/// # Panics
+/// If the run exceeds `scenario.max_time` of virtual time (a bug: every path of `connect` has a
+/// deadline).
+pub fn run(s: &Scenario) -> Report {
+    run_with(s, |_, _| {})
+}
+
+/// [`run`], letting `setup` adjust the network (fault injection) once it is built; it gets the network
+/// and the NAT nodes.
+pub fn run_with(s: &Scenario, setup: impl FnOnce(&Network, &[NodeId])) -> Report {
+    clock::reset();
+    let master = Rng::new(s.seed);
+    let log = Log::new();
+    let network = Network::new(master.fork("network"), log.clone(), s.trace);
+    let d = s.delays;
+    let lan = LinkParams::delay(d.lan);
+    let inet = |delay: Duration| LinkParams {
+        delay,
+        jitter: d.jitter,
+        loss: 0.0,
+    };
+    // Loss where packets leave the internet router: once per path and direction.
+    let inet_down = |delay: Duration| LinkParams {
+        loss: d.loss,
+        ..inet(delay)
+    };
+
+    let core = network.add_router("internet");
+    let mediator_host = network.add_host("mediator");
+    network.uplink(
+        mediator_host,
+        MEDIATOR_ADDR,
+        core,
+        inet(d.mediator),
+        inet_down(d.mediator),
+    );
+
+    // Build one home: a switch, the NAT, and the hosts on it. Returns host nodes and addresses.
+    let mut nat_nodes = Vec::new();
+    let mut nat_names = Vec::new();
+    let mut home = |name: &'static str,
+                    config: NatConfig,
+                    public: Ipv4Addr,
+                    access: Duration,
+                    hosts: &[(&str, Ipv4Addr)]|
+     -> Vec<NodeId> {
+        let switch = network.add_switch(&format!("{name} LAN"));
+        let nat = network.add_nat(name, Nat::new(config, public, master.fork(name)));
+        network.attach(nat, LAN_GATEWAY, switch, lan, lan);
+        network.uplink(nat, public, core, inet(access), inet_down(access));
+        nat_nodes.push(nat);
+        nat_names.push(name);
+        hosts
+            .iter()
+            .map(|(h, addr)| {
+                let node = network.add_host(h);
+                network.attach(node, *addr, switch, lan, lan);
+                node
+            })
+            .collect()
+    };
+    let private = |n: u8| Ipv4Addr::new(192, 168, 1, n);
+    // (node, address, prefix, gateway) of each peer.
+    let (peer_a, peer_b) = match s.layout {
+        Layout::TwoNats(na, nb) => {
+            let a = home(NAT_A, na, NAT_A_ADDR, d.access_a, &[("peer A", private(2))]);
+            let b = home(NAT_B, nb, NAT_B_ADDR, d.access_b, &[("peer B", private(2))]);
+            (
+                (a[0], private(2), 24, LAN_GATEWAY),
+                (b[0], private(2), 24, LAN_GATEWAY),
+            )
+        }
+        Layout::OneNat(n) => {
+            let hosts = home(
+                NAT_SHARED,
+                n,
+                NAT_A_ADDR,
+                d.access_a,
+                &[("peer A", private(2)), ("peer B", private(3))],
+            );
+            (
+                (hosts[0], private(2), 24, LAN_GATEWAY),
+                (hosts[1], private(3), 24, LAN_GATEWAY),
+            )
+        }
+        Layout::Public => {
+            let (addr_a, addr_b) = (Ipv4Addr::new(198, 51, 100, 2), Ipv4Addr::new(192, 0, 2, 2));
+            let a = network.add_host("peer A");
+            network.uplink(a, addr_a, core, inet(d.access_a), inet_down(d.access_a));
+            let b = network.add_host("peer B");
+            network.uplink(b, addr_b, core, inet(d.access_b), inet_down(d.access_b));
+            ((a, addr_a, 32, CORE_ADDR), (b, addr_b, 32, CORE_ADDR))
+        }
+    };
+    setup(&network, &nat_nodes);
+
+    let stack_seed = |label: &str| master.fork(label).next_u64();
+    let mut res_m = StackResources::<8>::new();
+    let (mstack, mut mrunner) = net::new(
+        network.port(mediator_host),
+        stack_config(MEDIATOR_ADDR, 24, CORE_ADDR),
+        &mut res_m,
+        stack_seed("stack mediator"),
+    );
+    let mut node = mstack.with_mut(|_, sockets| {
+        MediatorNode::new(
+            MEDIATOR_PORT,
+            4,
+            s.mediator,
+            master.fork("mediator").bytes32(),
+            sockets,
+        )
+    });
+    if let Some((real, claimed)) = s.impersonate {
+        node.impersonate(real, claimed);
+    }
+    let node = RefCell::new(node);
+    let mut res_a = StackResources::<8>::new();
+    let (astack, mut arunner) = net::new(
+        network.port(peer_a.0),
+        stack_config(peer_a.1, peer_a.2, peer_a.3),
+        &mut res_a,
+        stack_seed("stack A"),
+    );
+    let mut res_b = StackResources::<8>::new();
+    let (bstack, mut brunner) = net::new(
+        network.port(peer_b.0),
+        stack_config(peer_b.1, peer_b.2, peer_b.3),
+        &mut res_b,
+        stack_seed("stack B"),
+    );
+    let (mut bufs_a, mut bufs_b) = (Buffers::new(), Buffers::new());
+    let want_a = s.a.want.unwrap_or_else(|| s.b.key());
+    let want_b = s.b.want.unwrap_or_else(|| s.a.key());
+
+    let mut ex = Executor::new();
+    ex.max_steps = usize::MAX;
+    ex.max_time = s.max_time;
+    ex.spawn(network.run());
+    ex.spawn(async move { mrunner.run().await });
+    ex.spawn(async move { arunner.run().await });
+    ex.spawn(async move { brunner.run().await });
+    ex.spawn(serve(mstack, &node, log.clone()));
+    let (a, b) = ex.run(join(
+        peer(
+            Side::A,
+            astack,
+            &s.a,
+            want_a,
+            &mut bufs_a,
+            master.fork("connect A").bytes32(),
+            log.clone(),
+        ),
+        peer(
+            Side::B,
+            bstack,
+            &s.b,
+            want_b,
+            &mut bufs_b,
+            master.fork("connect B").bytes32(),
+            log.clone(),
+        ),
+    ));
+    drop(ex);
+
+    let events = log.events();
+    let second_registration = events
+        .iter()
+        .filter(|e| matches!(e.what, What::Mediator(MediatorEvent::Verified { .. })))
+        .nth(1)
+        .map(|e| e.at);
+    let setup = match (second_registration, a.authenticated_at, b.authenticated_at) {
+        (Some(t), Some(x), Some(y)) => Some(x.max(y).duration_since(t)),
+        _ => None,
+    };
+    let matches = node.borrow().table().stats().matches;
+    Report {
+        a,
+        b,
+        events,
+        trace: network.trace(),
+        second_registration,
+        setup,
+        limit: s.limit(),
+        mediator_rtt: s.mediator_rtt(),
+        peer_rtt: s.peer_rtt(),
+        matches,
+        nat_names,
+    }
+}

@@ -1,0 +1,188 @@
+//! What should happen, from first principles: will two peers behind NATs with these behaviours connect?
+//!
+//! # The argument
+//!
+//! Write `p` for the external port the mediator observed for a peer (its mapping towards the mediator),
+//! and `q` for the external port its punch SYNs leave from (its mapping towards the other peer's public
+//! endpoint). Each peer dials the *other's* `p`, from its own local port.
+//!
+//! 1. **Predictable** peers (`q = p`). A NAT with endpoint-independent mapping reuses the mediator
+//!    mapping for every remote, so `q = p`. A NAT with address(-and-port)-dependent mapping makes a new
+//!    mapping for the peer, but with port preservation its port is the local port again, so `q = p`
+//!    still (RFC 4787 §4.2.1; Linux `masquerade` does exactly this). With sequential or random
+//!    allocation the new mapping gets another port: `q ≠ p`, and nobody told the other peer about `q`.
+//!
+//! 2. **Both predictable** → [`Prediction::Direct`]. The mediator starts both punches at the same moment
+//!    (it equalises the one-way delays). Each SYN leaves its NAT before the other's arrives, creating a
+//!    session for exactly the endpoint the other peer's SYN comes from, so each NAT lets the other SYN
+//!    in whatever its filtering, and it reaches a socket in SYN-SENT with exactly that remote endpoint:
+//!    a TCP simultaneous open (RFC 9293 §3.5), first attempt, at the physical limit. The
+//!    unsolicited-SYN behaviour never comes into play.
+//!
+//! 3. **One or both unpredictable.** A SYN from an unpredictable peer Y comes from `q_Y`, not the `p_Y`
+//!    the other peer's socket is connected to, so that socket cannot accept it. It can still be accepted
+//!    by the *listening* socket with which the connector holds its port between attempts (it exists so
+//!    that an early SYN gets a SYN-ACK rather than a RST) — if X's NAT lets it in at all:
+//!    - endpoint-independent filtering admits it (X's port has a mapping); unless X is itself
+//!      predictable and Y's SYN comes from a predictable endpoint — not the case here;
+//!    - address-dependent filtering admits it if X has sent to Y's *address* from `p_X`: true when X is
+//!      predictable (X's punch SYNs go to Y's address from `p_X = q_X`);
+//!    - address-and-port-dependent filtering never admits it (X never sent to `q_Y`).
+//!
+//!    X's SYN-ACK then returns through the session that admission created, from `p_X`, which is exactly
+//!    where Y's socket is connected, so the connection completes. In the other direction nothing works:
+//!    a predictable X's SYN to `p_Y` meets a NAT whose Y already talks to X's endpoint from `q_Y` (a
+//!    conflicting session: dropped), or a filter that refuses it.
+//!
+//!    So: if some peer X has filtering that admits the other's SYNs (EIF; or ADF with X predictable),
+//!    the connection is [`Prediction::Listener`]: it forms when one of Y's SYNs happens to arrive while X
+//!    is between attempts and listening. That is timing: X's attempts end by timeout (3 s) or by a reset
+//!    (from Y's NAT with RST behaviour, or Y's stack), then X listens for a random 20–300 ms. Over the
+//!    15 s punch window this nearly always happens, after a few attempts, but nothing guarantees it.
+//!    Otherwise the connection is impossible: [`Prediction::Fail`], and the connector ends with
+//!    `ConnectError::PunchFailed` at its punch deadline.
+//!
+//! The classical UDP rule of thumb agrees: symmetric NAT ↔ port-restricted cone fails, symmetric ↔
+//! (address-)restricted or full cone works, symmetric ↔ symmetric works only against a full cone.
+//!
+//! 4. **Same NAT.** Peers behind one public address race the LAN endpoint (reported in Hello) and the
+//!    public one. On the LAN no NAT is involved: the LAN path is always [`Prediction::Direct`], and it is
+//!    the shorter path, so it wins; the public path additionally needs hairpinning.
+
+//! # How long a direct connection takes
+//!
+//! The physical limit of the set-up latency is `0.5 × mediator RTT + 1.5 × peer RTT` (see
+//! [`crate::scenario`]). p2psc on smoltcp 0.13 needs half a peer round trip more ([`direct_setup`]):
+//! in a simultaneous open, smoltcp in SYN-RECEIVED does not accept the other side's SYN-ACK (it answers
+//! it with an ACK) and becomes ESTABLISHED only on that bare ACK, half a round trip later. Linux takes
+//! the SYN-ACK (`tcp_validate_incoming` has a case for it), as in RFC 793's figure 8. When candidates
+//! race (same NAT), the follower waits for the leader's Confirm: another half round trip.
+
+use core::fmt;
+
+use embassy_time::Duration;
+
+use crate::nat::{Allocation, Filtering, Mapping, NatConfig};
+
+/// What theory says about a pair of NATs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Prediction {
+    /// Simultaneous open on the first attempt, at the physical limit.
+    Direct,
+    /// Possible only through the listening socket between attempts: connects after some attempts,
+    /// when timing allows; can fail.
+    Listener,
+    /// Impossible: `ConnectError::PunchFailed` at the punch deadline.
+    Fail,
+}
+
+impl fmt::Display for Prediction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Prediction::Direct => "direct",
+            Prediction::Listener => "listener",
+            Prediction::Fail => "fail",
+        })
+    }
+}
+
+/// Whether a peer behind `nat` sends its punch from the port the mediator saw (`q = p`).
+pub fn predictable(nat: &NatConfig) -> bool {
+    nat.mapping == Mapping::EndpointIndependent || nat.allocation == Allocation::Preserving
+}
+
+/// Whether `x`'s NAT admits SYNs from the other peer's unpredicted port.
+fn admits_unpredicted(x: &NatConfig) -> bool {
+    match x.filtering {
+        Filtering::EndpointIndependent => true,
+        Filtering::AddressDependent => predictable(x),
+        Filtering::AddressPortDependent => false,
+    }
+}
+
+/// The prediction for peers behind two different NATs.
+pub fn predict(a: &NatConfig, b: &NatConfig) -> Prediction {
+    if predictable(a) && predictable(b) {
+        Prediction::Direct
+    } else if (!predictable(b) && admits_unpredicted(a))
+        || (!predictable(a) && admits_unpredicted(b))
+    {
+        Prediction::Listener
+    } else {
+        Prediction::Fail
+    }
+}
+
+/// The set-up latency of a [`Prediction::Direct`] connection with p2psc on smoltcp 0.13:
+/// `0.5 × mediator RTT + 2 × peer RTT`, plus `0.5 × peer RTT` when candidates race (module doc).
+pub fn direct_setup(mediator_rtt: Duration, peer_rtt: Duration, racing: bool) -> Duration {
+    let extra = if racing {
+        peer_rtt / 2
+    } else {
+        Duration::from_ticks(0)
+    };
+    mediator_rtt / 2 + peer_rtt * 2 + extra
+}
+
+/// The prediction for peers on one LAN behind one NAT (any behaviour, hairpinning on or off).
+pub fn predict_same_nat(_nat: &NatConfig) -> Prediction {
+    Prediction::Direct
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nat::Unsolicited;
+
+    fn nat(mapping: Mapping, allocation: Allocation, filtering: Filtering) -> NatConfig {
+        NatConfig {
+            mapping,
+            allocation,
+            filtering,
+            unsolicited: Unsolicited::Drop,
+            ..NatConfig::home_router()
+        }
+    }
+
+    #[test]
+    fn the_brief_s_examples() {
+        use Allocation::{Preserving, Random, Sequential};
+        let (eim, adm, apdm) = (
+            Mapping::EndpointIndependent,
+            Mapping::AddressDependent,
+            Mapping::AddressPortDependent,
+        );
+        let (eif, adf, apdf) = (
+            Filtering::EndpointIndependent,
+            Filtering::AddressDependent,
+            Filtering::AddressPortDependent,
+        );
+        let home = NatConfig::home_router();
+        assert_eq!(predict(&home, &home), Prediction::Direct);
+        let adm_preserving = nat(adm, Preserving, apdf);
+        assert_eq!(predict(&adm_preserving, &home), Prediction::Direct);
+        let symmetric = nat(apdm, Random, apdf);
+        assert_eq!(predict(&symmetric, &home), Prediction::Fail);
+        assert_eq!(predict(&symmetric, &symmetric), Prediction::Fail);
+        let seq = nat(apdm, Sequential, apdf);
+        assert_eq!(predict(&seq, &seq), Prediction::Fail);
+        // A restricted cone lets a symmetric NAT's SYNs in (after retries).
+        let restricted = nat(eim, Preserving, adf);
+        assert_eq!(predict(&symmetric, &restricted), Prediction::Listener);
+        let full = nat(eim, Random, eif);
+        assert_eq!(predict(&full, &symmetric), Prediction::Listener);
+        // Two symmetric NATs: only a full-cone filter helps.
+        let sym_full = nat(apdm, Random, eif);
+        assert_eq!(predict(&sym_full, &symmetric), Prediction::Listener);
+        let sym_restricted = nat(apdm, Random, adf);
+        assert_eq!(predict(&sym_restricted, &symmetric), Prediction::Fail);
+        assert_eq!(
+            direct_setup(
+                Duration::from_millis(100),
+                Duration::from_millis(100),
+                false
+            ),
+            Duration::from_millis(250)
+        );
+    }
+}

@@ -19,8 +19,9 @@ pub const LAN9118_BASE: usize = 0x4020_0000;
 /// Its interrupt line.
 const LAN9118_IRQ: u16 = 13;
 /// Socket slots: the mediator connection and one punch candidate (which becomes the application's
-/// socket). `net::connect` with `race: Some(..)` would need a third.
-pub const SOCKETS: usize = 2;
+/// socket), plus the DHCP client's when `P2PSC_IPV4=dhcp`. `net::connect` with `race: Some(..)`
+/// would need one more.
+pub const SOCKETS: usize = if config::IPV4.is_some() { 2 } else { 3 };
 
 /// The NIC type the stack runs on.
 pub type Nic = Lan9118<'static, Mmio>;
@@ -69,6 +70,22 @@ impl fmt::Display for Addr {
     }
 }
 
+/// An endpoint as `a.b.c.d:port` (smoltcp's `Display` also links core's IPv6 formatter).
+pub struct Ep(pub p2psc::net::IpEndpoint);
+
+impl fmt::Display for Ep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.addr {
+            p2psc::net::IpAddress::Ipv4(a) => Addr(core::net::SocketAddr::V4(
+                core::net::SocketAddrV4::new(a, self.0.port),
+            ))
+            .fmt(f),
+            #[allow(unreachable_patterns)]
+            _ => write!(f, "[IPv6]:{}", self.0.port),
+        }
+    }
+}
+
 #[embassy_executor::task]
 async fn net_task(mut runner: Runner<'static, Nic>) -> ! {
     runner.run().await
@@ -107,13 +124,14 @@ pub fn start(spawner: Spawner, app: &str) -> Stack<'static> {
     // SAFETY: the handler below only touches the chip's INT_EN and the waker.
     unsafe { NVIC::unmask(Irq(LAN9118_IRQ)) };
 
-    let address = Ipv4Cidr::new(Ipv4Address::from(config::IPV4_ADDR), config::IPV4_PREFIX);
-    let gateway = config::GATEWAY.map(Ipv4Address::from);
-    let net_config = net::Config::ipv4_static(StaticConfigV4 {
-        address,
-        gateway,
-        dns_servers: heapless::Vec::new(),
-    });
+    let net_config = match config::IPV4 {
+        Some((addr, prefix)) => net::Config::ipv4_static(StaticConfigV4 {
+            address: Ipv4Cidr::new(Ipv4Address::from(addr), prefix),
+            gateway: config::GATEWAY.map(Ipv4Address::from),
+            dns_servers: heapless::Vec::new(),
+        }),
+        None => net::Config::dhcpv4(Default::default()),
+    };
     let seed = crate::entropy::seed(b"stack");
     let mut seed64 = [0u8; 8];
     seed64.copy_from_slice(&seed[..8]);
@@ -124,11 +142,29 @@ pub fn start(spawner: Spawner, app: &str) -> Stack<'static> {
         u64::from_le_bytes(seed64),
     );
     spawner.spawn(net_task(runner).unwrap());
-    match gateway {
-        Some(gw) => println!("net: {} gateway {}", address, gw),
-        None => println!("net: {} (no gateway)", address),
-    }
     stack
+}
+
+/// Wait until the stack has an address (at once with static addressing) and print it; `None` if DHCP
+/// found no server within 20 s.
+pub async fn wait_config(stack: Stack<'static>) -> Option<StaticConfigV4> {
+    if config::IPV4.is_none() {
+        println!("net: DHCP...");
+    }
+    let up = embassy_time::with_timeout(
+        embassy_time::Duration::from_secs(20),
+        stack.wait_config_up(),
+    );
+    if up.await.is_err() {
+        println!("net: no DHCP lease");
+        return None;
+    }
+    let c = stack.config_v4()?;
+    match c.gateway {
+        Some(gw) => println!("net: {} gateway {}", c.address, gw),
+        None => println!("net: {} (no gateway)", c.address),
+    }
+    Some(c)
 }
 
 extern "C" {
@@ -163,6 +199,13 @@ unsafe fn DefaultHandler(irqn: i16) {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    // The message only with `log`: formatting it links every panic site's Debug impls (~4 KB).
+    #[cfg(feature = "log")]
     println!("panic: {}", info);
+    #[cfg(not(feature = "log"))]
+    match info.location() {
+        Some(l) => println!("panic at {}:{}", l.file(), l.line()),
+        None => println!("panic"),
+    }
     exit(false)
 }

@@ -34,6 +34,9 @@ fn main() -> ! {
 #[embassy_executor::task]
 async fn app(spawner: Spawner) {
     let stack = board::start(spawner, "baseline");
+    if board::wait_config(stack).await.is_none() {
+        exit(false)
+    }
     let b = BUFFERS.init(Buffers {
         rx: [0; 1024],
         tx: [0; 1024],
@@ -44,7 +47,7 @@ async fn app(spawner: Spawner) {
         Ipv4Address::from(config::MEDIATOR_ADDR).into(),
         config::MEDIATOR_PORT,
     );
-    println!("tcp: connecting to {}", server);
+    println!("tcp: connecting to {}", board::Ep(server));
     if let Err(e) = socket.connect(server).await {
         println!("tcp: failed: {:?}", e);
         exit(false)

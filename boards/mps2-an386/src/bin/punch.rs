@@ -13,7 +13,7 @@
 use embassy_executor::Spawner;
 use embassy_time::{with_timeout, Duration, Instant, Timer};
 use embedded_io_async::Write as _;
-use mps2_an386::board::Addr;
+use mps2_an386::board::{Addr, Ep};
 use mps2_an386::executor::Executor;
 use mps2_an386::semihosting::exit;
 use mps2_an386::{board, config, entropy, println};
@@ -51,6 +51,9 @@ fn main() -> ! {
 #[embassy_executor::task]
 async fn app(spawner: Spawner) {
     let stack = board::start(spawner, "punch");
+    if board::wait_config(stack).await.is_none() {
+        exit(false)
+    }
     let me = Keypair::from_seed(&config::KEY_SEED);
     let peer = Peer::new(PublicKey::from_bytes(config::PEER_KEY));
     let mediator = Mediator::new(
@@ -59,7 +62,7 @@ async fn app(spawner: Spawner) {
     );
     println!("p2psc: me   {:x}", me.public_key());
     println!("p2psc: peer {:x}", peer.key);
-    println!("p2psc: mediator {}", mediator.endpoint);
+    println!("p2psc: mediator {}", Ep(mediator.endpoint));
 
     let b = BUFFERS.init(Buffers {
         rx: [0; 1024],
@@ -104,7 +107,7 @@ async fn app(spawner: Spawner) {
     };
     println!(
         "p2psc: connected to {} as {:?} session {} in {} ms",
-        conn.remote,
+        Ep(conn.remote),
         conn.role,
         Fingerprint(&conn.session_key),
         started.elapsed().as_millis()
@@ -159,7 +162,7 @@ fn report(event: ConnectEvent, started: Instant, registered: &mut bool) {
     let ms = started.elapsed().as_millis();
     match event {
         ConnectEvent::MediatorConnected(local) => {
-            println!("p2psc: mediator connected from {} ({} ms)", local, ms)
+            println!("p2psc: mediator connected from {} ({} ms)", Ep(local), ms)
         }
         ConnectEvent::Challenged(public) => println!("p2psc: mediator sees us at {}", Addr(public)),
         ConnectEvent::Registered => {
@@ -186,11 +189,11 @@ fn report(event: ConnectEvent, started: Instant, registered: &mut bool) {
             );
         }
         ConnectEvent::Dialing(to, attempt) => {
-            println!("p2psc: dialing {} (attempt {})", to, attempt)
+            println!("p2psc: dialing {} (attempt {})", Ep(to), attempt)
         }
-        ConnectEvent::Retrying(to) => println!("p2psc: retrying {}", to),
-        ConnectEvent::Established(to) => println!("p2psc: established {} ({} ms)", to, ms),
-        ConnectEvent::Authenticated(to) => println!("p2psc: authenticated {} ({} ms)", to, ms),
+        ConnectEvent::Retrying(to) => println!("p2psc: retrying {}", Ep(to)),
+        ConnectEvent::Established(to) => println!("p2psc: established {} ({} ms)", Ep(to), ms),
+        ConnectEvent::Authenticated(to) => println!("p2psc: authenticated {} ({} ms)", Ep(to), ms),
     }
 }
 

@@ -1,0 +1,199 @@
+//! p2psc on a NUCLEO-F767ZI: DHCP (or static) on the on-chip Ethernet, then `p2psc::net::connect` to the
+//! peer through the mediator, then an echo exchange: send a message, expect it back (the peer runs
+//! `host-sim tap peer --echo` or any echoing p2psc peer). Logs over defmt/RTT (`probe-rs run`).
+//!
+//! Entropy comes from the STM32's hardware RNG; the device key is build-time configuration here (see
+//! README.md) — a product would keep it in protected flash or a secure element.
+#![no_std]
+#![no_main]
+
+use embassy_executor::Spawner;
+use embassy_stm32::eth::{self, Ethernet, GenericPhy, PacketQueue, Sma};
+use embassy_stm32::peripherals::{ETH, ETH_SMA, RNG};
+use embassy_stm32::rng::{self, Rng};
+use embassy_stm32::time::Hertz;
+use embassy_stm32::bind_interrupts;
+use embassy_time::{with_timeout, Duration};
+use embedded_io_async::Write as _;
+use p2psc::connector::ConnectConfig;
+use p2psc::identity::{Keypair, PublicKey};
+use p2psc::net::{self, ConnectBuffers, Ipv4Address, Ipv4Cidr, Mediator, Peer, StackResources};
+use static_cell::StaticCell;
+#[cfg(feature = "defmt")]
+use {defmt_rtt as _, panic_probe as _};
+
+#[allow(dead_code)]
+mod config {
+    include!(concat!(env!("OUT_DIR"), "/config.rs"));
+}
+
+/// `info!` through defmt, or nothing without the `defmt` feature (arguments still evaluated).
+macro_rules! info {
+    ($fmt:literal $(, $arg:expr)* $(,)?) => {{
+        #[cfg(feature = "defmt")]
+        defmt::info!($fmt $(, $arg)*);
+        #[cfg(not(feature = "defmt"))]
+        let _ = ($(&$arg,)*);
+    }};
+}
+
+#[cfg(not(feature = "defmt"))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    loop {
+        cortex_m::asm::udf();
+    }
+}
+
+bind_interrupts!(struct Irqs {
+    ETH => eth::InterruptHandler;
+    RNG => rng::InterruptHandler<RNG>;
+});
+
+type Device = Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
+
+/// Sockets: DHCP, the mediator connection, the punch candidate.
+const SOCKETS: usize = 3;
+
+static PACKETS: StaticCell<PacketQueue<4, 4>> = StaticCell::new();
+static RESOURCES: StaticCell<StackResources<SOCKETS>> = StaticCell::new();
+static BUFFERS: StaticCell<[u8; 2 * 1024 + 2 * 256]> = StaticCell::new();
+
+#[embassy_executor::task]
+async fn net_task(mut runner: net::Runner<'static, Device>) -> ! {
+    runner.run().await
+}
+
+fn clocks() -> embassy_stm32::Config {
+    use embassy_stm32::rcc::*;
+    let mut config = embassy_stm32::Config::default();
+    // 8 MHz from the ST-LINK's MCO → 216 MHz core, 48 MHz for the RNG.
+    config.rcc.hse = Some(Hse {
+        freq: Hertz(8_000_000),
+        mode: HseMode::Bypass,
+    });
+    config.rcc.pll_src = PllSource::HSE;
+    config.rcc.pll = Some(Pll {
+        prediv: PllPreDiv::DIV4,
+        mul: PllMul::MUL216,
+        divp: Some(PllPDiv::DIV2),
+        divq: Some(PllQDiv::DIV9),
+        divr: None,
+    });
+    config.rcc.ahb_pre = AHBPrescaler::DIV1;
+    config.rcc.apb1_pre = APBPrescaler::DIV4;
+    config.rcc.apb2_pre = APBPrescaler::DIV2;
+    config.rcc.sys = Sysclk::PLL1_P;
+    config
+}
+
+#[embassy_executor::main]
+async fn main(spawner: Spawner) {
+    let p = embassy_stm32::init(clocks());
+    info!("p2psc on NUCLEO-F767ZI");
+    if config::TEST_KEYS {
+        info!("WARNING: TEST device key (set P2PSC_KEY_SEED)");
+    }
+
+    let mut rng = Rng::new(p.RNG, Irqs);
+    let mut stack_seed = [0u8; 8];
+    let mut connect_seed = [0u8; 32];
+    rng.fill_bytes(&mut stack_seed);
+    rng.fill_bytes(&mut connect_seed);
+
+    let mac = config::MAC.unwrap_or([0x02, 0x00, 0x00, 0x00, 0xF7, 0x67]);
+    let device = Ethernet::new(
+        PACKETS.init(PacketQueue::new()),
+        p.ETH,
+        Irqs,
+        p.PA1,
+        p.PA7,
+        p.PC4,
+        p.PC5,
+        p.PG13,
+        p.PB13,
+        p.PG11,
+        mac,
+        p.ETH_SMA,
+        p.PA2,
+        p.PC1,
+    );
+    let net_config = match config::IPV4 {
+        Some((addr, prefix)) => net::Config::ipv4_static(net::StaticConfigV4 {
+            address: Ipv4Cidr::new(Ipv4Address::from(addr), prefix),
+            gateway: config::GATEWAY.map(Ipv4Address::from),
+            dns_servers: heapless::Vec::new(),
+        }),
+        None => net::Config::dhcpv4(Default::default()),
+    };
+    let (stack, runner) = net::new(
+        device,
+        net_config,
+        RESOURCES.init(StackResources::new()),
+        u64::from_le_bytes(stack_seed),
+    );
+    spawner.spawn(net_task(runner).unwrap());
+    stack.wait_config_up().await;
+    if let Some(c) = stack.config_v4() {
+        info!("net: {} gateway {}", c.address, c.gateway);
+    }
+
+    let me = Keypair::from_seed(&config::KEY_SEED);
+    let peer = Peer::new(PublicKey::from_bytes(config::PEER_KEY));
+    let mediator = Mediator::new(Ipv4Address::from(config::MEDIATOR_ADDR), config::MEDIATOR_PORT);
+    info!("p2psc: me {}, peer {}, mediator {}", me.public_key(), peer.key, mediator.endpoint);
+
+    let b = BUFFERS.init([0; 2 * 1024 + 2 * 256]);
+    let (rx, rest) = b.split_at_mut(1024);
+    let (tx, rest) = rest.split_at_mut(1024);
+    let (mediator_rx, mediator_tx) = rest.split_at_mut(256);
+    let buffers = ConnectBuffers {
+        rx,
+        tx,
+        mediator_rx,
+        mediator_tx,
+        race: None,
+    };
+    let result = net::connect_observed(
+        stack,
+        &me,
+        &peer,
+        &mediator,
+        buffers,
+        ConnectConfig::default(),
+        connect_seed,
+        |event| info!("p2psc: {}", event),
+    )
+    .await;
+    let mut conn = match result {
+        Ok(conn) => conn,
+        Err(e) => {
+            info!("p2psc: failed: {}", e);
+            return;
+        }
+    };
+    info!("p2psc: authenticated {} as {}", conn.remote, conn.role);
+
+    let msg = b"hello from a NUCLEO-F767ZI\n";
+    let mut back = [0u8; 27];
+    let ok = conn.socket.write_all(msg).await.is_ok()
+        && matches!(
+            with_timeout(Duration::from_secs(10), read_exact(&mut conn.socket, &mut back)).await,
+            Ok(true)
+        )
+        && back == *msg;
+    info!("echo: {}", if ok { "ok" } else { "failed" });
+    conn.socket.close();
+    let _ = with_timeout(Duration::from_secs(2), conn.socket.flush()).await;
+}
+
+async fn read_exact(socket: &mut net::tcp::TcpSocket<'_>, buf: &mut [u8]) -> bool {
+    let mut n = 0;
+    while n < buf.len() {
+        match socket.read(&mut buf[n..]).await {
+            Ok(0) | Err(_) => return false,
+            Ok(read) => n += read,
+        }
+    }
+    true
+}

@@ -113,13 +113,14 @@ impl NetArgs {
 
 #[derive(Debug, Clone, Args)]
 struct DemoArgs {
-    /// NAT of peer A (see --help for the syntax).
-    #[arg(long, default_value = "home")]
+    /// NAT of peer A: `home` (= eim/preserve/apdf/drop) or MAPPING/ALLOCATION/FILTERING/UNSOLICITED,
+    /// from eim|adm|apdm / preserve|seq|random / eif|adf|apdf / drop|rst|icmp.
+    #[arg(long, default_value = "home", value_name = "NAT")]
     nat_a: NatSpec,
-    /// NAT of peer B.
-    #[arg(long, default_value = "home")]
+    /// NAT of peer B (same syntax).
+    #[arg(long, default_value = "home", value_name = "NAT")]
     nat_b: NatSpec,
-    /// Put both peers on one LAN behind NAT A's behaviour.
+    /// Put both peers on one LAN behind one NAT (with --nat-a's behaviour).
     #[arg(long, conflicts_with = "no_nat")]
     same_nat: bool,
     /// With --same-nat: hairpinning off.

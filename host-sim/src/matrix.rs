@@ -1,4 +1,4 @@
-//! Every combination of NAT behaviours, simulated and set against [`theory`](crate::theory).
+//! Every combination of NAT behaviours, simulated and set against `crate::theory`.
 //!
 //! Two parts:
 //! - **Two NATs**: mapping × allocation × filtering × unsolicited-SYN behaviour (81 behaviours) on each

@@ -238,11 +238,11 @@ pub fn mermaid(events: &[Event], nat_names: &[&'static str]) -> String {
     for e in events {
         let t = at_ms(e.at);
         let line = match (&e.who, &e.what) {
-            (Who::Peer(s), What::Connect(ConnectEvent::Registered)) => {
-                format!("{}->>M: registered ({t:.0} ms)", peer(*s))
+            (Who::Peer(s), What::Connect(ConnectEvent::Challenged(_))) => {
+                format!("{}->>M: Hello, Proof ({t:.0} ms)", peer(*s))
             }
             (Who::Mediator, What::Mediator(MediatorEvent::Matched)) => {
-                format!("M-->>A: Match ({t:.0} ms)\n    M-->>B: Match")
+                format!("M-->>A: Match ({t:.0} ms)\nM-->>B: Match")
             }
             (Who::Peer(s), What::Connect(ConnectEvent::Dialing(_, n))) => {
                 let to = nat_of(if *s == Side::A { Side::B } else { Side::A })

@@ -365,6 +365,47 @@ pub fn summary(results: &[CellResult]) -> String {
         out.push('\n');
     }
 
+    // Where the grid says "*": the filtering decides (theory, point 3).
+    let pairs = |f: &dyn Fn(&NatConfig, &NatConfig) -> bool| -> (usize, usize) {
+        let rs: Vec<&&CellResult> = two
+            .iter()
+            .filter(|r| match r.cell {
+                Cell::Two(a, b) => f(&a, &b) || f(&b, &a),
+                Cell::One(_) => false,
+            })
+            .collect();
+        (rs.iter().filter(|r| r.connected).count(), rs.len())
+    };
+    let sym = |n: &NatConfig| !theory::predictable(n);
+    let _ = writeln!(
+        out,
+        "\nOne side unpredictable (non-EIM with seq/random ports), the other predictable, by the predictable side's filtering:"
+    );
+    for f in [
+        Filtering::EndpointIndependent,
+        Filtering::AddressDependent,
+        Filtering::AddressPortDependent,
+    ] {
+        let (c, n) = pairs(&|x, y| sym(x) && !sym(y) && y.filtering == f);
+        let _ = write!(out, "  {f}: {c}/{n} connected");
+    }
+    let (c, n) = pairs(&|x, y| {
+        sym(x)
+            && sym(y)
+            && (x.filtering == Filtering::EndpointIndependent
+                || y.filtering == Filtering::EndpointIndependent)
+    });
+    let (c2, n2) = pairs(&|x, y| {
+        sym(x)
+            && sym(y)
+            && x.filtering != Filtering::EndpointIndependent
+            && y.filtering != Filtering::EndpointIndependent
+    });
+    let _ = writeln!(
+        out,
+        "\nBoth unpredictable: with an EIF side {c}/{n} connected, without {c2}/{n2}."
+    );
+
     if !one.is_empty() {
         let via_lan = one.iter().filter(|r| r.via_lan).count();
         let setups: Vec<Duration> = one.iter().filter_map(|r| r.setup).collect();

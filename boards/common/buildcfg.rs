@@ -66,7 +66,7 @@ pub fn generate(
     let mac = mac(&var("P2PSC_MAC", defaults.mac)).map_err(ctx("P2PSC_MAC"))?;
     let secret = hex32(&var("P2PSC_ENTROPY_SECRET", TEST_ENTROPY_SECRET))
         .map_err(ctx("P2PSC_ENTROPY_SECRET"))?;
-    let test_keys = defaulted.contains(&"P2PSC_KEY_SEED");
+    let test_keys = hex32(TEST_KEY_SEED) == Ok(key_seed);
 
     let ipv4 = match ipv4 {
         Some((a, p)) => format!("Some(({}, {p}))", bytes_literal(&a)),

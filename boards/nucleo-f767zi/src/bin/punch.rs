@@ -8,11 +8,11 @@
 #![no_main]
 
 use embassy_executor::Spawner;
+use embassy_stm32::bind_interrupts;
 use embassy_stm32::eth::{self, Ethernet, GenericPhy, PacketQueue, Sma};
 use embassy_stm32::peripherals::{ETH, ETH_SMA, RNG};
 use embassy_stm32::rng::{self, Rng};
 use embassy_stm32::time::Hertz;
-use embassy_stm32::bind_interrupts;
 use embassy_time::{with_timeout, Duration};
 use embedded_io_async::Write as _;
 use p2psc::connector::ConnectConfig;
@@ -140,8 +140,16 @@ async fn main(spawner: Spawner) {
 
     let me = Keypair::from_seed(&config::KEY_SEED);
     let peer = Peer::new(PublicKey::from_bytes(config::PEER_KEY));
-    let mediator = Mediator::new(Ipv4Address::from(config::MEDIATOR_ADDR), config::MEDIATOR_PORT);
-    info!("p2psc: me {}, peer {}, mediator {}", me.public_key(), peer.key, mediator.endpoint);
+    let mediator = Mediator::new(
+        Ipv4Address::from(config::MEDIATOR_ADDR),
+        config::MEDIATOR_PORT,
+    );
+    info!(
+        "p2psc: me {}, peer {}, mediator {}",
+        me.public_key(),
+        peer.key,
+        mediator.endpoint
+    );
 
     let b = BUFFERS.init([0; 2 * 1024 + 2 * 256]);
     let (rx, rest) = b.split_at_mut(1024);
@@ -178,7 +186,11 @@ async fn main(spawner: Spawner) {
     let mut back = [0u8; 27];
     let ok = conn.socket.write_all(msg).await.is_ok()
         && matches!(
-            with_timeout(Duration::from_secs(10), read_exact(&mut conn.socket, &mut back)).await,
+            with_timeout(
+                Duration::from_secs(10),
+                read_exact(&mut conn.socket, &mut back)
+            )
+            .await,
             Ok(true)
         )
         && back == *msg;

@@ -126,8 +126,16 @@ async fn main(spawner: Spawner) {
 
     let me = Keypair::from_seed(&config::KEY_SEED);
     let peer = Peer::new(PublicKey::from_bytes(config::PEER_KEY));
-    let mediator = Mediator::new(Ipv4Address::from(config::MEDIATOR_ADDR), config::MEDIATOR_PORT);
-    info!("p2psc: me {}, peer {}, mediator {}", me.public_key(), peer.key, mediator.endpoint);
+    let mediator = Mediator::new(
+        Ipv4Address::from(config::MEDIATOR_ADDR),
+        config::MEDIATOR_PORT,
+    );
+    info!(
+        "p2psc: me {}, peer {}, mediator {}",
+        me.public_key(),
+        peer.key,
+        mediator.endpoint
+    );
 
     let b = BUFFERS.init([0; 2 * 1024 + 2 * 256]);
     let (rx, rest) = b.split_at_mut(1024);
@@ -164,7 +172,11 @@ async fn main(spawner: Spawner) {
     let mut back = [0u8; 29];
     let ok = conn.socket.write_all(msg).await.is_ok()
         && matches!(
-            with_timeout(Duration::from_secs(10), read_exact(&mut conn.socket, &mut back)).await,
+            with_timeout(
+                Duration::from_secs(10),
+                read_exact(&mut conn.socket, &mut back)
+            )
+            .await,
             Ok(true)
         )
         && back == *msg;

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Flash and static RAM of every board image, as a markdown table (regenerate with this command).
+#
+#   scripts/size-report.sh [--check] [--quick]
+#
+# All images are release builds: opt-level "s", fat LTO, one codegen unit, panic=abort (each board's
+# Cargo.toml). Flash = .vector_table + .text + .rodata + .data (llvm-size's text + data); static RAM = .data
+# + .bss (stack and heap not included; there is no heap). Rows:
+#   - mps2-an386 `punch`: the QEMU firmware that punches (UART console, no defmt on this board).
+#   - mps2-an386 `baseline`: the same bring-up, stack and socket with a plain TCP echo and no p2psc connect;
+#     "p2psc share" is punch − baseline: registration, punch, handshake, Ed25519/X25519, the mediator
+#     socket's buffers.
+#   - nucleo-f767zi and rp2040-w5500 `punch`, with defmt (RTT logging, panic-probe) and without.
+# Budget (issue 6): the mps2-an386 firmware must fit 64 KiB of flash and 24 KiB of static RAM.
+# --check exits 1 when `punch` on mps2-an386 is over budget; --quick skips the real-chip boards.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+check=0 quick=0
+for arg in "$@"; do
+    case "$arg" in
+        --check) check=1 ;;
+        --quick) quick=1 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "size-report: unknown option $arg" >&2; exit 2 ;;
+    esac
+done
+
+rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi >/dev/null 2>&1 || true
+rustup component add llvm-tools >/dev/null 2>&1 || true
+llvm_size=$(find "$(rustc --print sysroot)" -name llvm-size -type f | head -n 1)
+[ -x "$llvm_size" ] || { echo "size-report: llvm-size not found (rustup component add llvm-tools)" >&2; exit 1; }
+
+flash_budget=$((64 * 1024)) ram_budget=$((24 * 1024))
+rows=()
+declare -A flash ram
+
+# measure KEY ELF: fills flash[KEY], ram[KEY]
+measure() {
+    local key=$1 elf=$2 text data bss
+    read -r text data bss _ < <("$llvm_size" -B "$elf" | awk 'NR == 2 { print $1, $2, $3 }')
+    flash[$key]=$((text + data))
+    ram[$key]=$((data + bss))
+}
+kib() { awk -v b="$1" 'BEGIN { printf "%.1f KiB", b / 1024 }'; }
+# build DIR TARGET BIN [cargo args…]: release build of BIN in the board at DIR, prints the ELF path
+build() {
+    local dir=$1 target=$2 bin=$3
+    shift 3
+    (cd "$root/boards/$dir" && env -u CARGO_TARGET_DIR cargo build -q --release --bin "$bin" "$@" >&2)
+    echo "$root/boards/$dir/target/$target/release/$bin"
+}
+
+m=thumbv7em-none-eabihf
+measure mps2-punch "$(build mps2-an386 $m punch)"
+measure mps2-baseline "$(build mps2-an386 $m baseline)"
+if [ "$quick" = 0 ]; then
+    measure f767-defmt "$(build nucleo-f767zi $m punch)"
+    measure f767-plain "$(build nucleo-f767zi $m punch --no-default-features)"
+    measure rp-defmt "$(build rp2040-w5500 thumbv6m-none-eabi punch)"
+    measure rp-plain "$(build rp2040-w5500 thumbv6m-none-eabi punch --no-default-features)"
+fi
+
+verdict() { # verdict FLASH RAM
+    local v=()
+    [ "$1" -le "$flash_budget" ] || v+=("flash over by $(kib $(($1 - flash_budget)))")
+    [ "$2" -le "$ram_budget" ] || v+=("RAM over by $(kib $(($2 - ram_budget)))")
+    if [ ${#v[@]} -eq 0 ]; then echo "within 64 KiB / 24 KiB"; else (IFS=';'; echo "**OVER**: ${v[*]}"); fi
+}
+row() { printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "${flash[$3]}" "$(kib "${flash[$3]}")" "$(kib "${ram[$3]}")" "$4"; }
+
+echo "| board | image | flash (bytes) | flash | static RAM | note |"
+echo "|---|---|---:|---:|---:|---|"
+row "mps2-an386 (QEMU, Cortex-M4)" "punch (UART console)" mps2-punch "$(verdict "${flash[mps2-punch]}" "${ram[mps2-punch]}")"
+row "mps2-an386 (QEMU, Cortex-M4)" "baseline: no p2psc connect" mps2-baseline "same stack, NIC and socket"
+share_flash=$((flash[mps2-punch] - flash[mps2-baseline])) share_ram=$((ram[mps2-punch] - ram[mps2-baseline]))
+printf '| mps2-an386 | **p2psc share** (punch − baseline) | %s | %s | %s | registration, punch, handshake, Ed25519/X25519, mediator socket |\n' \
+    "$share_flash" "$(kib "$share_flash")" "$(kib "$share_ram")"
+if [ "$quick" = 0 ]; then
+    row "nucleo-f767zi (STM32F767ZI)" "punch, defmt" f767-defmt "2 MiB flash / 512 KiB RAM part"
+    row "nucleo-f767zi (STM32F767ZI)" "punch, no defmt" f767-plain ""
+    row "rp2040-w5500 (RP2040, Cortex-M0+)" "punch, defmt" rp-defmt "2 MiB flash / 264 KiB RAM"
+    row "rp2040-w5500 (RP2040, Cortex-M0+)" "punch, no defmt" rp-plain ""
+fi
+echo
+echo "Regenerate: \`scripts/size-report.sh\` (rustc $(rustc --version | cut -d' ' -f2), opt-level \"s\", fat LTO, codegen-units 1)."
+
+if [ "$check" = 1 ] && { [ "${flash[mps2-punch]}" -gt "$flash_budget" ] || [ "${ram[mps2-punch]}" -gt "$ram_budget" ]; }; then
+    echo "size-report: mps2-an386 punch is over its 64 KiB flash / 24 KiB RAM budget" >&2
+    exit 1
+fi

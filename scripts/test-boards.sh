@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Board firmware checks (called by scripts/test.sh):
+#   1. formatting and clippy of boards/mps2-an386; host unit tests of its LAN9118 driver and of the shared
+#      build-time configuration parser (boards/common/buildcfg.rs);
+#   2. release builds of every board (mps2-an386, nucleo-f767zi, rp2040-w5500; with and without defmt) and
+#      the size table (scripts/size-report.sh);
+#   3. the mps2-an386 firmware boots in QEMU with no network and ends cleanly with the typed error
+#      (MediatorUnreachable) and QEMU exit status 1, in well under a minute;
+#   4. scripts/board-e2e.sh: the firmware punches through two Linux NATs (root; skipped otherwise unless
+#      P2PSC_REQUIRE_TAP=1).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+step() { printf '\n=== boards: %s\n' "$*"; }
+unset CARGO_TARGET_DIR # each board has its own target dir
+host=$(rustc -vV | sed -n 's/^host: //p')
+rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi >/dev/null
+
+step "mps2-an386: fmt, clippy, host tests"
+for b in mps2-an386 nucleo-f767zi rp2040-w5500; do
+    (cd "boards/$b" && cargo fmt -- --check)
+done
+(cd boards/mps2-an386 && cargo clippy -q --release -- -D warnings)
+(cd boards/mps2-an386 && cargo clippy -q --lib --tests --target "$host" -- -D warnings)
+(cd boards/mps2-an386 && cargo test --lib --target "$host")
+
+step "builds and sizes"
+scripts/size-report.sh
+
+step "mps2-an386 in QEMU without a network"
+if command -v qemu-system-arm >/dev/null; then
+    firmware=boards/mps2-an386/target/thumbv7em-none-eabihf/release/punch
+    log=$(mktemp)
+    rc=0
+    P2PSC_QEMU_TIMEOUT=60 boards/mps2-an386/qemu-run.sh "$firmware" >"$log" 2>&1 </dev/null || rc=$?
+    tr -d '\r' <"$log" | sed 's/^/    /'
+    if [ "$rc" = 1 ] && grep -q '^p2psc: failed: mediator unreachable' "$log"; then
+        echo "ok: QEMU boot without network ends with MediatorUnreachable, exit 1"
+    else
+        echo "QEMU boot without network: expected exit 1 and 'p2psc: failed: mediator unreachable', got exit $rc" >&2
+        rm -f "$log"
+        exit 1
+    fi
+    rm -f "$log"
+elif [ "${P2PSC_REQUIRE_TAP:-0}" = 1 ]; then
+    echo "qemu-system-arm is missing (P2PSC_REQUIRE_TAP=1)" >&2
+    exit 1
+else
+    echo "SKIP: qemu-system-arm is missing (apt-get install qemu-system-arm)"
+fi
+
+step "end-to-end through two NATs"
+scripts/board-e2e.sh

@@ -14,6 +14,7 @@
 //! - [`theory`]: what should happen, from first principles; [`matrix`]: every NAT combination, simulated
 //!   and compared with the theory.
 //! - [`link`]: an in-memory Ethernet segment (for stack tests that want ARP and a switch).
+//! - `tap` (Linux): p2psc on real TAP devices through real Linux NATs (`host-sim tap`).
 
 //!
 //! # Running it
@@ -53,6 +54,8 @@ pub mod network;
 pub mod packet;
 pub mod rng;
 pub mod scenario;
+#[cfg(target_os = "linux")]
+pub mod tap;
 pub mod theory;
 pub mod timeline;
 

@@ -4,6 +4,7 @@
 //!   set-up latency next to its physical limit.
 //! - `host-sim matrix`: every combination of NAT behaviours, simulated and compared with theory.
 //! - `host-sim bench`: set-up latency distribution over many seeded runs; success under loss.
+//! - `host-sim tap …` (Linux): p2psc through real Linux NATs on TAP devices (see README).
 
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -33,6 +34,9 @@ enum Command {
     Matrix(MatrixArgs),
     /// Set-up latency distribution over seeded runs, and success under loss.
     Bench(BenchArgs),
+    /// p2psc on TAP devices through real Linux NATs (root; see host-sim/README.md).
+    #[cfg(target_os = "linux")]
+    Tap(host_sim::tap::TapArgs),
 }
 
 /// A NAT behaviour: `home` (eim/preserve/apdf/drop), or MAPPING/ALLOCATION/FILTERING/UNSOLICITED with
@@ -460,5 +464,7 @@ fn main() -> ExitCode {
         Some(Command::Demo(args)) => demo(args),
         Some(Command::Matrix(args)) => matrix(args),
         Some(Command::Bench(args)) => bench(args),
+        #[cfg(target_os = "linux")]
+        Some(Command::Tap(args)) => host_sim::tap::run(args),
     }
 }

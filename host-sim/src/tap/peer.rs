@@ -1,0 +1,569 @@
+//! `host-sim tap peer`: one p2psc peer on a TAP device, driving the poll-API connector on the wall clock.
+
+use std::io::Write as _;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::unix::io::AsRawFd;
+use std::process::ExitCode;
+use std::task::Poll;
+
+use p2psc::connector::{ConnectConfig, ConnectError, ConnectEvent, Connected, Connector, Sockets};
+use p2psc::identity::{PublicKey, SaltyVerifier};
+use p2psc::proto::SessionKey;
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{self, Medium, TunTapInterface};
+use smoltcp::socket::tcp::{self, State};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{EthernetAddress, IpCidr, IpEndpoint, Ipv4Cidr};
+
+use super::KeyArgs;
+
+/// Exit codes of `host-sim tap peer`.
+pub mod exit {
+    /// Connected, authenticated, and the message exchange (if any) checked out.
+    pub const OK: u8 = 0;
+    /// The connector failed: the typed `ConnectError` is printed.
+    pub const CONNECT_FAILED: u8 = 1;
+    /// Bad arguments, or the TAP device could not be opened.
+    pub const SETUP: u8 = 2;
+    /// Connected, but the data exchange after it failed.
+    pub const EXCHANGE_FAILED: u8 = 3;
+}
+
+/// One p2psc peer on a TAP device.
+///
+/// Prints one line per step (`[   0.123s] …`), then `authenticated: …`, then the exchange. Exit codes:
+/// 0 success, 1 the connector failed (`connect failed: <ConnectError>`), 2 setup error, 3 the exchange
+/// after connecting failed.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PeerArgs {
+    /// TAP device to attach to (created if missing; a persistent one made with `ip tuntap add` can be
+    /// bridged before the peer starts).
+    #[arg(long, value_name = "IFNAME")]
+    pub tap: String,
+    /// Our IPv4 address and prefix, e.g. 192.168.1.2/24.
+    #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
+    pub ip: Ipv4Cidr,
+    /// Default gateway (the home router).
+    #[arg(long, value_name = "ADDR")]
+    pub gw: Ipv4Addr,
+    /// Our MAC address; 02:00 and the IPv4 address by default.
+    #[arg(long, value_name = "MAC", value_parser = parse_mac)]
+    pub mac: Option<EthernetAddress>,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// The peer's Ed25519 public key, 64 hex digits.
+    #[arg(long, value_name = "HEX")]
+    pub peer_key: PublicKey,
+    /// The mediator's address and port.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub mediator: SocketAddrV4,
+    /// After connecting, echo everything the peer sends until it closes.
+    #[arg(long, conflicts_with = "send")]
+    pub echo: bool,
+    /// After connecting, send MSG, expect it echoed back, then close.
+    #[arg(long, value_name = "MSG")]
+    pub send: Option<String>,
+    /// Overall connector deadline, seconds (registration, wait for the peer, punch, handshake).
+    #[arg(long, value_name = "S", default_value_t = 60)]
+    pub timeout: u64,
+    /// Punch deadline, seconds from the start time the mediator announces.
+    #[arg(long, value_name = "S")]
+    pub punch_timeout: Option<u64>,
+    /// Shortest random delay before a punch retry, ms (the connector's default if unset).
+    #[arg(long, value_name = "MS")]
+    pub retry_min_ms: Option<u64>,
+    /// Longest random delay before a punch retry, ms (the connector's default if unset).
+    #[arg(long, value_name = "MS")]
+    pub retry_max_ms: Option<u64>,
+    /// Local port for the mediator connection and the punch (random in 49152..=65535 by default).
+    #[arg(long, value_name = "PORT")]
+    pub local_port: Option<u16>,
+    /// Deadline of the message exchange after connecting, seconds.
+    #[arg(long, value_name = "S", default_value_t = 10)]
+    pub exchange_timeout: u64,
+    /// Test knob: stop polling for this long right after the Match (a slow device), so this side dials
+    /// late and the other side's early SYN meets its router first.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub stall_after_match_ms: u64,
+    /// Log p2psc's own debug lines (and smoltcp's, with -vv) to stderr.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Lines on stdout, stamped with the time since start.
+struct Out {
+    start: std::time::Instant,
+}
+
+impl Out {
+    fn line(&self, text: impl std::fmt::Display) {
+        let t = self.start.elapsed();
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "[{:>4}.{:03}s] {}",
+            t.as_secs(),
+            t.subsec_millis(),
+            text
+        );
+        let _ = out.flush();
+    }
+}
+
+pub fn run(args: PeerArgs) -> ExitCode {
+    let out = Out {
+        start: std::time::Instant::now(),
+    };
+    if args.verbose > 0 {
+        StderrLog::install(args.verbose, out.start);
+    }
+    match peer(&args, &out) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(Failure::Connect(e)) => {
+            out.line(format_args!("connect failed: {e:?} ({e})"));
+            ExitCode::from(exit::CONNECT_FAILED)
+        }
+        Err(Failure::Setup(e)) => {
+            out.line(format_args!("setup failed: {e}"));
+            ExitCode::from(exit::SETUP)
+        }
+        Err(Failure::Exchange(e)) => {
+            out.line(format_args!("exchange failed: {e}"));
+            ExitCode::from(exit::EXCHANGE_FAILED)
+        }
+    }
+}
+
+enum Failure {
+    Setup(String),
+    Connect(ConnectError),
+    Exchange(String),
+}
+
+struct Net {
+    device: TunTapInterface,
+    iface: Interface,
+    sockets: SocketSet<'static>,
+}
+
+impl Net {
+    /// Process what the device has and what the sockets want to send.
+    fn poll(&mut self) {
+        self.iface
+            .poll(Instant::now(), &mut self.device, &mut self.sockets);
+    }
+
+    /// Sleep until a frame arrives, the interface needs polling, or `at` (whichever comes first).
+    fn wait(&mut self, at: Option<Instant>) -> Result<(), String> {
+        let now = Instant::now();
+        let mut delay = self.iface.poll_delay(now, &self.sockets);
+        if let Some(at) = at {
+            let until = if at > now { at - now } else { Duration::ZERO };
+            delay = Some(delay.map_or(until, |d| d.min(until)));
+        }
+        match phy::wait(self.device.as_raw_fd(), delay) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(()),
+            Err(e) => Err(format!("waiting on the TAP device: {e}")),
+        }
+    }
+
+    fn tcp(&mut self, handle: SocketHandle) -> &mut tcp::Socket<'static> {
+        self.sockets.get_mut::<tcp::Socket>(handle)
+    }
+}
+
+fn peer(args: &PeerArgs, out: &Out) -> Result<(), Failure> {
+    let keypair = args.key.keypair().map_err(Failure::Setup)?;
+    let mut device = TunTapInterface::new(&args.tap, Medium::Ethernet).map_err(|e| {
+        Failure::Setup(format!(
+            "opening TAP {}: {e} (root? /dev/net/tun?)",
+            args.tap
+        ))
+    })?;
+    match wait_link_up(&args.tap, std::time::Duration::from_secs(2)) {
+        Some(ms) => out.line(format_args!("{} is up after {ms} ms", args.tap)),
+        None => out.line(format_args!(
+            "{} did not report its link up within 2 s; starting anyway",
+            args.tap
+        )),
+    }
+    let mac = args.mac.unwrap_or_else(|| {
+        let ip = args.ip.address().octets();
+        EthernetAddress([0x02, 0x00, ip[0], ip[1], ip[2], ip[3]])
+    });
+    let mut config = Config::new(mac.into());
+    config.random_seed = u64::from_le_bytes(random::<8>().map_err(Failure::Setup)?);
+    let mut iface = Interface::new(config, &mut device, Instant::now());
+    iface.update_ip_addrs(|addrs| {
+        let _ = addrs.push(IpCidr::Ipv4(args.ip));
+    });
+    iface
+        .routes_mut()
+        .add_default_ipv4_route(args.gw)
+        .map_err(|_| Failure::Setup("route table full".into()))?;
+
+    let mut sockets = SocketSet::new(Vec::new());
+    let tcp = |rx: usize, tx: usize| {
+        tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; rx]),
+            tcp::SocketBuffer::new(vec![0; tx]),
+        )
+    };
+    let handles = Sockets {
+        mediator: sockets.add(tcp(512, 512)),
+        // Two candidates: when both peers share a public address the LAN and public paths race.
+        candidates: [
+            Some(sockets.add(tcp(16 * 1024, 16 * 1024))),
+            Some(sockets.add(tcp(16 * 1024, 16 * 1024))),
+        ],
+    };
+    let mut net = Net {
+        device,
+        iface,
+        sockets,
+    };
+
+    let mut config = ConnectConfig {
+        timeout: Duration::from_secs(args.timeout),
+        local_port: args.local_port,
+        ..ConnectConfig::default()
+    };
+    if let Some(s) = args.punch_timeout {
+        config.punch_timeout = Duration::from_secs(s);
+    }
+    if let Some(ms) = args.retry_min_ms {
+        config.retry_min = Duration::from_millis(ms);
+    }
+    if let Some(ms) = args.retry_max_ms {
+        config.retry_max = Duration::from_millis(ms);
+    }
+    let seed = random::<32>().map_err(Failure::Setup)?;
+    let started = Instant::now();
+    let mut connector = Connector::new(
+        config,
+        &keypair,
+        SaltyVerifier,
+        args.peer_key,
+        IpEndpoint::from(std::net::SocketAddr::V4(args.mediator)),
+        handles,
+        seed,
+        started,
+    );
+    out.line(format_args!(
+        "peer {} on {} ({}, gw {}, mac {}), key {}, wants {}, mediator {}, port {}",
+        std::process::id(),
+        args.tap,
+        args.ip,
+        args.gw,
+        mac,
+        keypair.public_key().to_hex(),
+        args.peer_key.to_hex(),
+        args.mediator,
+        connector.local_port()
+    ));
+
+    // The connector bounds itself (config.timeout); this is only a guard against a stuck loop.
+    let guard = started + config.timeout + Duration::from_secs(5);
+    let connected: Connected = loop {
+        net.poll();
+        let now = Instant::now();
+        let poll = connector.poll(now, &mut net.iface, &mut net.sockets);
+        while let Some(event) = connector.next_event() {
+            out.line(describe(&event, now));
+            if matches!(event, ConnectEvent::Matched { .. }) && args.stall_after_match_ms > 0 {
+                out.line(format_args!(
+                    "stalling {} ms (test knob: a slow peer)",
+                    args.stall_after_match_ms
+                ));
+                std::thread::sleep(std::time::Duration::from_millis(args.stall_after_match_ms));
+            }
+        }
+        match poll {
+            Poll::Ready(Ok(connected)) => break connected,
+            Poll::Ready(Err(e)) => {
+                // Send the aborts (RSTs) the connector queued before leaving.
+                net.poll();
+                return Err(Failure::Connect(e));
+            }
+            Poll::Pending => {}
+        }
+        if now >= guard {
+            return Err(Failure::Connect(ConnectError::Timeout));
+        }
+        net.wait(connector.poll_at()).map_err(Failure::Setup)?;
+    };
+    out.line(format_args!(
+        "authenticated: peer {} role {:?} session {} in {} ms",
+        connected.remote,
+        connected.role,
+        fingerprint(&connected.session_key),
+        (Instant::now() - started).total_millis()
+    ));
+
+    let deadline = Instant::now() + Duration::from_secs(args.exchange_timeout);
+    let socket = connected.socket;
+    if let Some(msg) = &args.send {
+        send(&mut net, socket, msg.as_bytes(), deadline, out).map_err(Failure::Exchange)?;
+    } else if args.echo {
+        echo(&mut net, socket, deadline, out).map_err(Failure::Exchange)?;
+    } else {
+        net.tcp(socket).close();
+        finish(&mut net, socket, deadline);
+    }
+    Ok(())
+}
+
+/// Send `msg`, read it back, close.
+fn send(
+    net: &mut Net,
+    socket: SocketHandle,
+    msg: &[u8],
+    deadline: Instant,
+    out: &Out,
+) -> Result<(), String> {
+    let mut sent = 0;
+    let mut back = Vec::with_capacity(msg.len());
+    loop {
+        net.poll();
+        let s = net.tcp(socket);
+        if sent < msg.len() && s.can_send() {
+            sent += s
+                .send_slice(&msg[sent..])
+                .map_err(|e| format!("send: {e}"))?;
+            if sent == msg.len() {
+                out.line(format_args!("sent {} bytes: {:?}", sent, show(msg)));
+            }
+        }
+        while s.can_recv() {
+            s.recv(|d| {
+                back.extend_from_slice(d);
+                (d.len(), ())
+            })
+            .map_err(|e| format!("recv: {e}"))?;
+        }
+        if back.len() >= msg.len() {
+            break;
+        }
+        if !s.may_recv() {
+            return Err(format!(
+                "the peer closed after echoing {} of {} bytes",
+                back.len(),
+                msg.len()
+            ));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "timed out: {} of {} bytes echoed (state {})",
+                back.len(),
+                msg.len(),
+                s.state()
+            ));
+        }
+        net.wait(Some(deadline))?;
+    }
+    if back != msg {
+        return Err(format!(
+            "echo mismatch: sent {:?}, got {:?}",
+            show(msg),
+            show(&back)
+        ));
+    }
+    out.line(format_args!("echo received: {:?}", show(&back)));
+    net.tcp(socket).close();
+    let state = finish(net, socket, deadline);
+    out.line(format_args!(
+        "echo ok ({} bytes each way), closed ({state})",
+        msg.len()
+    ));
+    Ok(())
+}
+
+/// Echo everything until the peer closes, then close.
+fn echo(net: &mut Net, socket: SocketHandle, deadline: Instant, out: &Out) -> Result<(), String> {
+    let mut pending: Vec<u8> = Vec::new();
+    let mut total = 0;
+    loop {
+        net.poll();
+        let s = net.tcp(socket);
+        while s.can_recv() {
+            s.recv(|d| {
+                pending.extend_from_slice(d);
+                (d.len(), ())
+            })
+            .map_err(|e| format!("recv: {e}"))?;
+        }
+        if !pending.is_empty() && s.can_send() {
+            let n = s.send_slice(&pending).map_err(|e| format!("send: {e}"))?;
+            out.line(format_args!(
+                "echoed {} bytes: {:?}",
+                n,
+                show(&pending[..n])
+            ));
+            pending.drain(..n);
+            total += n;
+        }
+        if !s.may_recv() && pending.is_empty() {
+            break;
+        }
+        if !s.is_active() {
+            return Err(format!("connection lost after {total} bytes"));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "timed out after echoing {total} bytes (state {})",
+                s.state()
+            ));
+        }
+        net.wait(Some(deadline))?;
+    }
+    net.tcp(socket).close();
+    let state = finish(net, socket, deadline);
+    if total == 0 {
+        return Err("the peer closed without sending anything".into());
+    }
+    out.line(format_args!(
+        "peer closed; echo ok ({total} bytes), closed ({state})"
+    ));
+    Ok(())
+}
+
+/// Poll until our FIN is acknowledged (TimeWait/Closed) or the deadline; returns the last state.
+fn finish(net: &mut Net, socket: SocketHandle, deadline: Instant) -> State {
+    let deadline = deadline.min(Instant::now() + Duration::from_secs(3));
+    loop {
+        net.poll();
+        let state = net.tcp(socket).state();
+        if matches!(state, State::Closed | State::TimeWait) || Instant::now() >= deadline {
+            return state;
+        }
+        if net.wait(Some(deadline)).is_err() {
+            return state;
+        }
+    }
+}
+
+/// Wait until the kernel reports the TAP's link up (`operstate`), as a device waits for its PHY.
+///
+/// Opening a TAP turns its carrier on, but the kernel tells the rest of the stack (a bridge the TAP is a
+/// port of) from a work queue, a little later: a frame sent in between is dropped by the bridge, which
+/// here cost the first ARP request and a one-second ARP retry. Returns the wait, or `None` on timeout.
+fn wait_link_up(name: &str, timeout: std::time::Duration) -> Option<u128> {
+    let path = format!("/sys/class/net/{name}/operstate");
+    let start = std::time::Instant::now();
+    loop {
+        match std::fs::read_to_string(&path) {
+            Ok(state) if state.trim() == "up" => {
+                // The bridge hears of it just after operstate changes (same kernel work item).
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                return Some(start.elapsed().as_millis());
+            }
+            // No sysfs view of the device (not Linux sysfs, another namespace): nothing to wait for.
+            Err(_) => return Some(0),
+            Ok(_) if start.elapsed() >= timeout => return None,
+            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    }
+}
+
+fn describe(event: &ConnectEvent, now: Instant) -> String {
+    match event {
+        ConnectEvent::MediatorConnected(local) => format!("mediator connected (local {local})"),
+        ConnectEvent::Challenged(observed) => format!("mediator sees us at {observed}"),
+        ConnectEvent::Registered => "registered; waiting for the peer".into(),
+        ConnectEvent::Matched {
+            role,
+            peer,
+            start_at,
+            racing,
+        } => {
+            let wait = if *start_at > now {
+                (*start_at - now).total_millis()
+            } else {
+                0
+            };
+            format!(
+                "matched: role {role:?}, peer at {peer}, punch in {wait} ms{}",
+                if *racing {
+                    ", racing LAN and public paths"
+                } else {
+                    ""
+                }
+            )
+        }
+        ConnectEvent::Dialing(to, n) => format!("dialing {to} (attempt {n})"),
+        ConnectEvent::Retrying(to) => format!("attempt to {to} reset or timed out; retrying"),
+        ConnectEvent::Established(to) => format!("TCP established with {to}"),
+        ConnectEvent::Authenticated(to) => format!("peer authenticated on {to}"),
+    }
+}
+
+/// A short, non-secret tag of the session key: both peers print the same one.
+fn fingerprint(key: &SessionKey) -> String {
+    let digest = salty::Sha512::new()
+        .updated(b"p2psc host-sim session fingerprint")
+        .updated(&key.0)
+        .finalize();
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_cidr(text: &str) -> Result<Ipv4Cidr, String> {
+    text.parse()
+        .map_err(|()| format!("{text:?}: expected an IPv4 address and prefix, like 192.168.1.2/24"))
+}
+
+fn parse_mac(text: &str) -> Result<EthernetAddress, String> {
+    text.parse()
+        .map_err(|()| format!("{text:?}: expected a MAC address, like 02:00:c0:a8:01:02"))
+}
+
+fn show(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn random<const N: usize>() -> Result<[u8; N], String> {
+    let mut bytes = [0u8; N];
+    getrandom::getrandom(&mut bytes).map_err(|e| format!("OS random source: {e}"))?;
+    Ok(bytes)
+}
+
+/// `-v`: p2psc's `log` lines on stderr (with `-vv`, smoltcp's too).
+struct StderrLog {
+    start: std::time::Instant,
+    verbose: u8,
+}
+
+impl StderrLog {
+    fn install(verbose: u8, start: std::time::Instant) {
+        let logger = Box::leak(Box::new(StderrLog { start, verbose }));
+        if log::set_logger(logger).is_ok() {
+            log::set_max_level(if verbose > 1 {
+                log::LevelFilter::Trace
+            } else {
+                log::LevelFilter::Debug
+            });
+        }
+    }
+}
+
+impl log::Log for StderrLog {
+    fn enabled(&self, meta: &log::Metadata) -> bool {
+        self.verbose > 1 || meta.target().starts_with("p2psc")
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            let t = self.start.elapsed();
+            eprintln!(
+                "[{:>4}.{:03}s] {} {}: {}",
+                t.as_secs(),
+                t.subsec_millis(),
+                record.level(),
+                record.target(),
+                record.args()
+            );
+        }
+    }
+
+    fn flush(&self) {}
+}

@@ -1,0 +1,426 @@
+#!/usr/bin/env bash
+# p2psc through real Linux NATs: two `host-sim tap peer`s on TAP devices, each in its own home network
+# behind its own nftables NAT router, the real `p2psc-mediator` on a public segment (TEST-NET-3), and a
+# userspace delaying relay on each router's uplink (this kernel has no netem). Run as root.
+#
+#   scripts/tap-lab.sh SCENARIO [OPTIONS]
+#
+# Scenarios (each sets defaults the options below can override):
+#   port-preserving-drop   plain masquerade on both routers; both drop unsolicited inbound. Expect success.
+#   port-preserving-rst    plain masquerade, no filter: a router's own stack answers an early SYN with RST.
+#                          Peer B stalls 800 ms after the Match, so A's first SYN meets B's router before B
+#                          has dialled and is reset: the connector must recover with jittered retries.
+#                          Expect success.
+#   symmetric              A's router maps every connection to a random port (masquerade fully-random);
+#                          B's is port-preserving. Expect both peers to fail with PunchFailed.
+#   all                    The three above in turn; exits non-zero if any fails.
+#
+# Options:
+#   --nat-a|--nat-b port-preserving|random|fully-random|symmetric   masquerade flavour per router
+#   --fw-a|--fw-b drop|none               home-router firewall on the WAN side
+#   --delay-a-ms|--delay-b-ms N           one-way delay of each router's uplink relay (default 20 / 5)
+#   --stall-a-ms|--stall-b-ms N           peer stops polling for N ms after the Match (a slow device)
+#   --stagger-ms N                        B starts N ms after A, so A leads (default 300)
+#   --expect success|ERROR                e.g. --expect PunchFailed (the peers' typed ConnectError)
+#   --timeout S                           connector deadline per peer (default 30)
+#   --punch-timeout S                     connector punch deadline (default: the connector's, 15)
+#   --retry-ms MIN-MAX                    connector retry jitter range (default: the connector's, 20-300)
+#   --prefix P                            namespace prefix (default p2l<PID>-); must be unique per run
+#   --logs DIR                            keep logs (and pcaps) in DIR (default: a temp dir, removed)
+#   --pcap                                tcpdump both routers' WAN and LAN into the log dir; print excerpts
+#   --host-sim PATH | --mediator-bin PATH binaries (default: $CARGO_TARGET_DIR or target/, debug)
+#   --build                               cargo build -p host-sim -p p2psc-mediator first
+#   -q | --quiet                          print only the summary, not the peers' logs
+#   -v | --verbose                        peers log p2psc and smoltcp debug lines (their stderr, in the log dir)
+#
+# Exit: 0 the outcome matched --expect; 1 it did not; 2 usage; 3 setup failed (not root, tool missing).
+# Everything runs in namespaces named PREFIX*; all of them, and every process in them, are removed on
+# exit, on Ctrl-C and on SIGTERM. Addresses: public 203.0.113.0/24 (TEST-NET-3, mediator .10, router A .1,
+# router B .2); both homes 192.168.1.0/24 (router .1, peer .2), the same on purpose.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
+die() { echo "tap-lab: $*" >&2; exit 3; }
+
+[ $# -ge 1 ] || { usage >&2; exit 2; }
+scenario=$1
+shift
+case "$scenario" in -h|--help) usage; exit 0 ;; esac
+
+# --- defaults, then the scenario's, then the options ------------------------------------------------
+nat_a=port-preserving nat_b=port-preserving fw_a=drop fw_b=drop
+delay_a=20 delay_b=5 stall_a=0 stall_b=0 stagger=300 expect=success
+timeout_s=30 punch_timeout='' retry='' prefix="p2l$$-" logs='' pcap=0 build=0 quiet=0 verbose=0
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+host_sim=${HOST_SIM:-$target_dir/debug/host-sim}
+mediator_bin=${P2PSC_MEDIATOR_BIN:-$target_dir/debug/p2psc-mediator}
+
+case "$scenario" in
+    port-preserving-drop) ;;
+    port-preserving-rst) fw_a=none fw_b=none stall_b=800 ;;
+    symmetric) nat_a=fully-random expect=PunchFailed ;;
+    all)
+        rc=0
+        results=()
+        for s in port-preserving-drop port-preserving-rst symmetric; do
+            if "$0" "$s" "$@"; then results+=("PASS $s"); else rc=1; results+=("FAIL $s"); fi
+        done
+        printf '\n== tap-lab summary ==\n'
+        printf '  %s\n' "${results[@]}"
+        exit $rc
+        ;;
+    *) echo "tap-lab: unknown scenario $scenario" >&2; usage >&2; exit 2 ;;
+esac
+
+while [ $# -gt 0 ]; do
+    opt=$1
+    case "$opt" in
+        --pcap) pcap=1; shift; continue ;;
+        --build) build=1; shift; continue ;;
+        -q|--quiet) quiet=1; shift; continue ;;
+        -v|--verbose) verbose=1; shift; continue ;;
+        -h|--help) usage; exit 0 ;;
+    esac
+    [ $# -ge 2 ] || { echo "tap-lab: $opt needs a value" >&2; exit 2; }
+    val=$2
+    shift 2
+    case "$opt" in
+        --nat-a) nat_a=$val ;;
+        --nat-b) nat_b=$val ;;
+        --fw-a) fw_a=$val ;;
+        --fw-b) fw_b=$val ;;
+        --delay-a-ms) delay_a=$val ;;
+        --delay-b-ms) delay_b=$val ;;
+        --stall-a-ms) stall_a=$val ;;
+        --stall-b-ms) stall_b=$val ;;
+        --stagger-ms) stagger=$val ;;
+        --expect) expect=$val ;;
+        --timeout) timeout_s=$val ;;
+        --punch-timeout) punch_timeout=$val ;;
+        --retry-ms) retry=$val ;;
+        --prefix) prefix=$val ;;
+        --logs) logs=$val ;;
+        --host-sim) host_sim=$val ;;
+        --mediator-bin) mediator_bin=$val ;;
+        *) echo "tap-lab: unknown option $opt" >&2; exit 2 ;;
+    esac
+done
+
+for v in "$nat_a" "$nat_b"; do
+    case "$v" in port-preserving|random|fully-random|symmetric) ;; *) echo "tap-lab: bad NAT $v" >&2; exit 2 ;; esac
+done
+for v in "$fw_a" "$fw_b"; do
+    case "$v" in drop|none) ;; *) echo "tap-lab: bad firewall $v" >&2; exit 2 ;; esac
+done
+for v in "$delay_a" "$delay_b" "$stall_a" "$stall_b" "$stagger" "$timeout_s" ${punch_timeout:+"$punch_timeout"}; do
+    case "$v" in ''|*[!0-9]*) echo "tap-lab: not a number: $v" >&2; exit 2 ;; esac
+done
+case "$retry" in ''|[0-9]*-[0-9]*) ;; *) echo "tap-lab: --retry-ms wants MIN-MAX, e.g. 20-300" >&2; exit 2 ;; esac
+case "$prefix" in ''|*[!A-Za-z0-9_.-]*) echo "tap-lab: bad prefix $prefix" >&2; exit 2 ;; esac
+
+# --- prerequisites -------------------------------------------------------------------------------------
+[ "$(id -u)" = 0 ] || die "must run as root (network namespaces, nftables, TAP devices)"
+for tool in ip nft timeout ss; do
+    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install iproute2 nftables coreutils)"
+done
+[ -c /dev/net/tun ] || die "/dev/net/tun is missing"
+if [ "$pcap" = 1 ]; then command -v tcpdump >/dev/null || die "tcpdump is missing (--pcap)"; fi
+if [ "$build" = 1 ]; then
+    (cd "$root" && cargo build -q -p host-sim -p p2psc-mediator) || die "build failed"
+fi
+[ -x "$host_sim" ] || die "no host-sim binary at $host_sim (--build, or cargo build -p host-sim)"
+[ -x "$mediator_bin" ] || die "no p2psc-mediator binary at $mediator_bin (--build, or cargo build -p p2psc-mediator)"
+
+# --- bookkeeping and cleanup ---------------------------------------------------------------------------
+namespaces=()
+pids=()
+keep_logs=1
+if [ -z "$logs" ]; then
+    logs=$(mktemp -d "${TMPDIR:-/tmp}/tap-lab.XXXXXX")
+    keep_logs=0
+else
+    mkdir -p "$logs"
+fi
+cleaned=0
+
+cleanup() {
+    [ "$cleaned" = 1 ] && return
+    cleaned=1
+    local pid ns left
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for ns in "${namespaces[@]}"; do
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
+    done
+    # Give processes up to 2 s to go, then force.
+    for _ in $(seq 20); do
+        left=0
+        for ns in "${namespaces[@]}"; do
+            [ -n "$(ip netns pids "$ns" 2>/dev/null)" ] && left=1
+        done
+        [ "$left" = 0 ] && break
+        sleep 0.1
+    done
+    for ns in "${namespaces[@]}"; do
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+    done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+    if [ "$keep_logs" = 0 ]; then rm -rf "$logs"; fi
+}
+trap cleanup EXIT
+trap 'echo "tap-lab: interrupted" >&2; cleanup; exit 130' INT
+trap 'echo "tap-lab: terminated" >&2; cleanup; exit 143' TERM
+
+ns() { echo "${prefix}$1"; }
+add_ns() {
+    local name
+    name=$(ns "$1")
+    ip netns add "$name" || die "cannot create namespace $name (does it exist? pick another --prefix)"
+    namespaces+=("$name")
+    ip -n "$name" link set lo up
+    # No IPv6 chatter (router solicitations, DAD) in the captures.
+    ip netns exec "$name" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+}
+# Run a command in a namespace.
+nx() { local n; n=$(ns "$1"); shift; ip netns exec "$n" "$@"; }
+
+# Wait (at most $2 tenths of a second) until the command in $3… succeeds.
+wait_for() {
+    local what=$1 tenths=$2
+    shift 2
+    for _ in $(seq "$tenths"); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    die "timed out waiting for $what"
+}
+
+pub_ip=203.0.113.10
+mac_pub=02:00:cb:00:71:0a
+declare -A wan_ip=([A]=203.0.113.1 [B]=203.0.113.2)
+declare -A wan_mac=([A]=02:00:cb:00:71:01 [B]=02:00:cb:00:71:02)
+declare -A nat=([A]=$nat_a [B]=$nat_b)
+declare -A fw=([A]=$fw_a [B]=$fw_b)
+declare -A delay=([A]=$delay_a [B]=$delay_b)
+declare -A stall=([A]=$stall_a [B]=$stall_b)
+lan_gw=192.168.1.1
+peer_ip=192.168.1.2/24
+port=7777
+
+echo "== tap-lab $scenario: router A ${nat[A]}/${fw[A]} +${delay[A]} ms, router B ${nat[B]}/${fw[B]} +${delay[B]} ms; expect $expect (namespaces ${prefix}*)"
+
+# --- the public segment: bridge `pub` (mediator address), one bridge per router uplink, joined by relays --
+add_ns pub
+ip -n "$(ns pub)" link add pub address "$mac_pub" type bridge stp_state 0
+ip -n "$(ns pub)" addr add "$pub_ip/24" dev pub
+ip -n "$(ns pub)" link set pub up
+
+for side in A B; do
+    add_ns "nat$side"
+    add_ns "home$side"
+    pubns=$(ns pub) natns=$(ns "nat$side") homens=$(ns "home$side")
+
+    # Uplink: router `wan` <-veth-> pub `wan$side` in bridge `seg$side` <-relay-> `r${side}0` in bridge `pub`.
+    ip -n "$pubns" link add "seg$side" type bridge stp_state 0
+    ip -n "$pubns" link set "seg$side" up
+    ip -n "$natns" link add wan address "${wan_mac[$side]}" type veth peer name "wan$side" netns "$pubns"
+    ip -n "$pubns" link set "wan$side" master "seg$side" up
+    ip -n "$pubns" tuntap add dev "r${side}0" mode tap
+    ip -n "$pubns" tuntap add dev "r${side}1" mode tap
+    ip -n "$pubns" link set "r${side}0" master pub up
+    ip -n "$pubns" link set "r${side}1" master "seg$side" up
+
+    # Router: wan on the public segment, lan to the home, forwarding, NAT and firewall.
+    ip -n "$natns" addr add "${wan_ip[$side]}/24" dev wan
+    ip -n "$natns" link set wan up
+    ip -n "$natns" link add lan type veth peer name uplink netns "$homens"
+    ip -n "$natns" addr add "$lan_gw/24" dev lan
+    ip -n "$natns" link set lan up
+    nx "nat$side" sysctl -qw net.ipv4.ip_forward=1
+    case "${nat[$side]}" in
+        port-preserving) masq=masquerade ;;
+        random) masq='masquerade random' ;;
+        fully-random|symmetric) masq='masquerade fully-random' ;;
+    esac
+    if [ "${fw[$side]}" = drop ]; then
+        filter='iifname "wan" ct state established,related accept
+                iifname "wan" drop'
+    else
+        filter=''
+    fi
+    nx "nat$side" nft -f - <<EOF || die "nft rules for router $side"
+table ip lab {
+    chain postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "wan" $masq
+    }
+    chain input {
+        type filter hook input priority filter; policy accept;
+        $filter
+    }
+    chain forward {
+        type filter hook forward priority filter; policy accept;
+        $filter
+    }
+}
+EOF
+
+    # Home: bridge `lan` joining the router's veth and the peer's TAP.
+    ip -n "$homens" link add lan type bridge stp_state 0
+    ip -n "$homens" link set lan up
+    ip -n "$homens" link set uplink master lan up
+    ip -n "$homens" tuntap add dev tap0 mode tap
+    ip -n "$homens" link set tap0 master lan up
+done
+
+# Static ARP on the public segment: no resolution delay through the relays, same timing every run.
+ip -n "$(ns pub)" neigh replace "${wan_ip[A]}" lladdr "${wan_mac[A]}" dev pub nud permanent
+ip -n "$(ns pub)" neigh replace "${wan_ip[B]}" lladdr "${wan_mac[B]}" dev pub nud permanent
+for side in A B; do
+    other=B; [ "$side" = B ] && other=A
+    ip -n "$(ns "nat$side")" neigh replace "$pub_ip" lladdr "$mac_pub" dev wan nud permanent
+    ip -n "$(ns "nat$side")" neigh replace "${wan_ip[$other]}" lladdr "${wan_mac[$other]}" dev wan nud permanent
+done
+
+# --- processes -----------------------------------------------------------------------------------------
+start_bg() { # start_bg LOG NS CMD…: run CMD in namespace NS in the background, remember its PID
+    local log=$1 n=$2
+    shift 2
+    ip netns exec "$(ns "$n")" "$@" >"$log" 2>&1 &
+    pids+=($!)
+}
+
+for side in A B; do
+    start_bg "$logs/relay-$side.log" pub "$host_sim" tap relay --a "r${side}0" --b "r${side}1" --delay-ms "${delay[$side]}"
+done
+start_bg "$logs/mediator.log" pub "$mediator_bin" --listen "$pub_ip:$port" --stats-interval 0 --log-level info
+mediator_pid=${pids[-1]}
+wait_for "the mediator to listen on $pub_ip:$port" 100 \
+    sh -c "ip netns exec '$(ns pub)' ss -Hltn 'sport = :$port' | grep -q ."
+kill -0 "$mediator_pid" 2>/dev/null || die "the mediator exited: $(cat "$logs/mediator.log")"
+# The relays attach within milliseconds; the uplinks carry traffic once they have.
+for side in A B; do
+    wait_for "relay $side" 50 sh -c "! ip -n '$(ns pub)' link show r${side}0 | grep -q NO-CARRIER"
+done
+
+if [ "$pcap" = 1 ]; then
+    for side in A B; do
+        for dev in wan lan; do
+            start_bg "$logs/tcpdump-$side-$dev.log" "nat$side" tcpdump -i "$dev" -n --immediate-mode -U -w "$logs/nat$side-$dev.pcap" tcp
+        done
+    done
+    wait_for "tcpdump" 50 sh -c "grep -l 'listening on' '$logs'/tcpdump-*.log | wc -l | grep -qx 4"
+fi
+
+seed() { od -An -N32 -tx1 /dev/urandom | tr -d ' \n'; }
+seed_a=$(seed) seed_b=$(seed)
+key_a=$("$host_sim" tap pubkey --key-seed "$seed_a") || die "host-sim tap pubkey"
+key_b=$("$host_sim" tap pubkey --key-seed "$seed_b") || die "host-sim tap pubkey"
+
+peer_cmd() { # peer_cmd SIDE SEED PEERKEY ARGS…: sets cmd=(…), the peer's command line in its home
+    local side=$1 s=$2 k=$3
+    shift 3
+    # A hard bound on top of the connector's own deadline and the exchange's.
+    cmd=(ip netns exec "$(ns "home$side")" timeout -k 2 $((timeout_s + 15))
+        "$host_sim" tap peer --tap tap0 --ip "$peer_ip" --gw "$lan_gw"
+        --key-seed "$s" --peer-key "$k" --mediator "$pub_ip:$port" --timeout "$timeout_s")
+    [ -n "$punch_timeout" ] && cmd+=(--punch-timeout "$punch_timeout")
+    [ -n "$retry" ] && cmd+=(--retry-min-ms "${retry%-*}" --retry-max-ms "${retry#*-}")
+    [ "${stall[$side]}" != 0 ] && cmd+=(--stall-after-match-ms "${stall[$side]}")
+    [ "$verbose" = 1 ] && cmd+=(-vv)
+    cmd+=("$@")
+}
+t0=$(date +%s%N)
+peer_cmd A "$seed_a" "$key_b" --send "hello-from-A-through-two-NATs"
+"${cmd[@]}" >"$logs/peer-A.log" 2>"$logs/peer-A.err" &
+peer_a=$!
+pids+=("$peer_a")
+sleep "$(awk "BEGIN { print $stagger / 1000 }")"
+peer_cmd B "$seed_b" "$key_a" --echo
+"${cmd[@]}" >"$logs/peer-B.log" 2>"$logs/peer-B.err" &
+peer_b=$!
+pids+=("$peer_b")
+
+rc_a=0 rc_b=0
+wait "$peer_a" || rc_a=$?
+wait "$peer_b" || rc_b=$?
+t1=$(date +%s%N)
+wall_ms=$(((t1 - t0) / 1000000))
+
+# Router state before teardown (conntrack sees the punched connection).
+if command -v conntrack >/dev/null; then
+    for side in A B; do
+        nx "nat$side" conntrack -L -p tcp >"$logs/conntrack-$side.txt" 2>/dev/null || true
+    done
+fi
+# Stop relays, mediator and captures gracefully (they print counters / flush) before the cleanup.
+[ "$pcap" = 1 ] && sleep 0.3
+for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+
+# --- report --------------------------------------------------------------------------------------------
+show() { sed 's/^/    /' "$1"; }
+last_stamp() { grep -o '^\[ *[0-9.]*s\]' "$1" | tail -1 | tr -d '[] '; }
+for side in A B; do
+    log=$logs/peer-$side.log
+    rc=$rc_a; [ "$side" = B ] && rc=$rc_b
+    echo "-- peer $side: exit $rc, last line at $(last_stamp "$log")"
+    if [ "$quiet" = 0 ]; then
+        show "$log"
+        [ -s "$logs/peer-$side.err" ] && { echo "   stderr:"; tail -n 20 "$logs/peer-$side.err" | sed 's/^/    /'; }
+    fi
+done
+if [ "$quiet" = 0 ]; then
+    for side in A B; do
+        echo "-- relay $side"
+        show "$logs/relay-$side.log"
+        if [ -s "$logs/conntrack-$side.txt" ]; then
+            echo "-- conntrack router $side"
+            show "$logs/conntrack-$side.txt"
+        fi
+    done
+    echo "-- mediator (last lines)"
+    tail -n 8 "$logs/mediator.log" | sed 's/^/    /'
+fi
+if [ "$pcap" = 1 ]; then
+    for side in A B; do
+        for dev in lan wan; do
+            echo "-- tcpdump router $side $dev (first 30 packets)"
+            tcpdump -nr "$logs/nat$side-$dev.pcap" -tt 2>/dev/null | head -30 | sed 's/^/    /'
+        done
+    done
+fi
+
+# --- verdict -------------------------------------------------------------------------------------------
+fail=()
+fp_a=$(grep -o 'session [0-9a-f]*' "$logs/peer-A.log" | head -1 || true)
+fp_b=$(grep -o 'session [0-9a-f]*' "$logs/peer-B.log" | head -1 || true)
+if [ "$expect" = success ]; then
+    [ "$rc_a" = 0 ] || fail+=("peer A exited $rc_a")
+    [ "$rc_b" = 0 ] || fail+=("peer B exited $rc_b")
+    [ -n "$fp_a" ] && [ "$fp_a" = "$fp_b" ] || fail+=("session fingerprints differ or missing ('$fp_a' vs '$fp_b')")
+    grep -q '^\[.*\] echo ok' "$logs/peer-A.log" || fail+=("peer A did not get its echo")
+    grep -q '^\[.*\] peer closed; echo ok' "$logs/peer-B.log" || fail+=("peer B did not echo")
+else
+    for side in A B; do
+        rc=$rc_a; [ "$side" = B ] && rc=$rc_b
+        [ "$rc" = 1 ] || fail+=("peer $side exited $rc, expected 1 (connect failed)")
+        grep -q "connect failed: $expect " "$logs/peer-$side.log" || fail+=("peer $side did not fail with $expect")
+    done
+fi
+# Attempts: the highest "(attempt N)" each peer dialled.
+attempts() { grep -o '(attempt [0-9]*)' "$1" | tr -dc '0-9\n' | sort -n | tail -1; }
+attempts_a=$(attempts "$logs/peer-A.log") attempts_b=$(attempts "$logs/peer-B.log")
+echo "== $scenario: A $(grep -E 'authenticated:|connect failed' "$logs/peer-A.log" | head -1 | cut -c1-90)"
+echo "   $scenario: B $(grep -E 'authenticated:|connect failed' "$logs/peer-B.log" | head -1 | cut -c1-90)"
+echo "   SYN attempts A ${attempts_a:-0}, B ${attempts_b:-0}; wall $wall_ms ms"
+[ "$keep_logs" = 1 ] && echo "   logs in $logs"
+if [ ${#fail[@]} -eq 0 ]; then
+    echo "RESULT: PASS $scenario (expected $expect)"
+    exit 0
+fi
+printf 'RESULT: FAIL %s: %s\n' "$scenario" "$(IFS=';'; echo "${fail[*]}")"
+exit 1

@@ -274,6 +274,11 @@ fn socket<'a, 'b>(sockets: &'a mut SocketSet<'b>, handle: SocketHandle) -> &'a m
     sockets.get_mut::<tcp::Socket>(handle)
 }
 
+/// A port from the IANA dynamic range, 49152..=65535.
+fn ephemeral_port(rng: &mut Drbg) -> u16 {
+    rng.range(49152, 65535) as u16
+}
+
 /// Room for one more whole frame in a socket's transmit buffer.
 fn has_room(s: &tcp::Socket) -> bool {
     s.send_capacity() - s.send_queue() >= MAX_FRAME_LEN
@@ -296,7 +301,7 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
         let mut rng = Drbg::new(seed);
         let local_port = config
             .local_port
-            .unwrap_or_else(|| rng.range(49152, 65535) as u16);
+            .unwrap_or_else(|| ephemeral_port(&mut rng));
         Connector {
             config,
             signer,
@@ -553,6 +558,12 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
         match e {
             RegisterError::RetryAfter(after) if now + after < self.deadline => {
                 self.phase = Phase::Backoff { until: now + after };
+                // The old connection may linger at the mediator (FIN-WAIT); a new one from the same
+                // port would share its 4-tuple and be swallowed. Punching uses whatever port the next
+                // registration goes out from, so any fresh port will do.
+                if self.config.local_port.is_none() {
+                    self.local_port = ephemeral_port(&mut self.rng);
+                }
                 Ok(None)
             }
             RegisterError::RetryAfter(_) => Err(ConnectError::MediatorBusy),

@@ -745,7 +745,7 @@ fn pings_measure_rtt_and_catch_unresponsive_peers() {
     register(&mut table, &mut [&mut l], 0, 0, 20);
     let key = kp(1).public_key();
     assert_eq!(table.get(&key).unwrap().registration.rtt, ms(20));
-    // First Ping after the interval; the answer 80 ms later updates the round trip.
+    // First Ping after the interval; its answer 80 ms later is a new round-trip sample.
     let t1 = at(20) + cfg.ping_interval;
     assert_eq!(l.session.poll_at(), Some(t1));
     assert_eq!(l.session.poll(t1), None);
@@ -753,7 +753,10 @@ fn pings_measure_rtt_and_catch_unresponsive_peers() {
     let events = l.up_at(t1, t1 + ms(80));
     assert_eq!(events, vec![SessionEvent::Rtt(key, ms(80))]);
     settle(&mut table, &mut [&mut l], 0, events[0], t1 + ms(80));
-    assert_eq!(table.get(&key).unwrap().registration.rtt, ms(80));
+    // A slower sample (a retransmission, say) does not raise the estimate: the table keeps the minimum.
+    assert_eq!(table.get(&key).unwrap().registration.rtt, ms(20));
+    table.update_rtt(&key, 1, ms(12));
+    assert_eq!(table.get(&key).unwrap().registration.rtt, ms(12));
     // Next Ping is never answered.
     let t2 = t1 + ms(80) + cfg.ping_interval;
     assert_eq!(l.session.poll(t2), None);

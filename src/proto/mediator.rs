@@ -342,11 +342,13 @@ impl<S: Storage> Table<S> {
         }
     }
 
-    /// Record a fresh round-trip measurement of a waiting peer.
+    /// Record a fresh round-trip measurement of a waiting peer. The table keeps the smallest sample: a
+    /// lost and retransmitted segment only ever inflates a sample, and the start delays want the
+    /// path's propagation delay.
     pub fn update_rtt(&mut self, key: &PublicKey, conn: ConnId, rtt: Duration) {
         if let Some(e) = self.storage.get_mut(key) {
             if e.conn == conn {
-                e.registration.rtt = rtt;
+                e.registration.rtt = e.registration.rtt.min(rtt);
             }
         }
     }

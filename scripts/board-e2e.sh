@@ -74,110 +74,18 @@ done
 seed_b=b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2
 key_a=$("$host_sim" tap pubkey --key-seed a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1)
 
-# --- bookkeeping and cleanup ---------------------------------------------------------------------------
+# --- the lab: namespaces, NAT routers, mediator (scripts/lib/netlab.sh) ----------------------------------
 prefix="p2be$$-"
-namespaces=()
-pids=()
-keep_logs=1
-if [ -z "$logs" ]; then
-    logs=$(mktemp -d "${TMPDIR:-/tmp}/board-e2e.XXXXXX")
-    keep_logs=0
-else
-    mkdir -p "$logs"
-fi
-cleaned=0
-cleanup() {
-    [ "$cleaned" = 1 ] && return
-    cleaned=1
-    local pid ns
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for ns in "${namespaces[@]}"; do
-        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
-    done
-    for _ in $(seq 20); do
-        local left=0
-        for ns in "${namespaces[@]}"; do
-            [ -n "$(ip netns pids "$ns" 2>/dev/null)" ] && left=1
-        done
-        [ "$left" = 0 ] && break
-        sleep 0.1
-    done
-    for ns in "${namespaces[@]}"; do
-        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
-    done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
-    if [ "$keep_logs" = 0 ]; then rm -rf "$logs"; fi
-}
-trap cleanup EXIT
-trap 'echo "board-e2e: interrupted" >&2; cleanup; exit 130' INT
-trap 'echo "board-e2e: terminated" >&2; cleanup; exit 143' TERM
+# shellcheck source=SCRIPTDIR/lib/netlab.sh
+. "$here/lib/netlab.sh"
+netlab_init board-e2e
 
-ns() { echo "${prefix}$1"; }
-add_ns() {
-    local name
-    name=$(ns "$1")
-    ip netns add "$name"
-    namespaces+=("$name")
-    ip -n "$name" link set lo up
-    ip netns exec "$name" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-}
-
-# --- topology ------------------------------------------------------------------------------------------
-pub_ip=203.0.113.10
-port=7777
-declare -A wan_ip=([A]=203.0.113.1 [B]=203.0.113.2)
-
-add_ns pub
-ip -n "$(ns pub)" link add pub type bridge stp_state 0
-ip -n "$(ns pub)" addr add "$pub_ip/24" dev pub
-ip -n "$(ns pub)" link set pub up
-for side in A B; do
-    add_ns "nat$side"
-    add_ns "home$side"
-    pubns=$(ns pub) natns=$(ns "nat$side") homens=$(ns "home$side")
-    ip -n "$natns" link add wan type veth peer name "wan$side" netns "$pubns"
-    ip -n "$pubns" link set "wan$side" master pub up
-    ip -n "$natns" addr add "${wan_ip[$side]}/24" dev wan
-    ip -n "$natns" link set wan up
-    ip -n "$natns" link add lan type veth peer name uplink netns "$homens"
-    ip -n "$natns" addr add 192.168.1.1/24 dev lan
-    ip -n "$natns" link set lan up
-    ip netns exec "$natns" sysctl -qw net.ipv4.ip_forward=1
-    # Port-preserving masquerade; a home router that drops unsolicited inbound traffic.
-    ip netns exec "$natns" nft -f - <<EOF
-table ip lab {
-    chain postrouting {
-        type nat hook postrouting priority srcnat; policy accept;
-        oifname "wan" masquerade
-    }
-    chain input {
-        type filter hook input priority filter; policy accept;
-        iifname "wan" ct state established,related accept
-        iifname "wan" drop
-    }
-    chain forward {
-        type filter hook forward priority filter; policy accept;
-        iifname "wan" ct state established,related accept
-        iifname "wan" drop
-    }
-}
-EOF
-    ip -n "$homens" link add lan type bridge stp_state 0
-    ip -n "$homens" link set lan up
-    ip -n "$homens" link set uplink master lan up
-    ip -n "$homens" tuntap add dev tap0 mode tap
-    ip -n "$homens" link set tap0 master lan up
-done
+# Port-preserving masquerade; a home router that drops unsolicited inbound traffic. No relays, no static ARP.
+netlab_topology --nat-a port-preserving --fw-a drop --nat-b port-preserving --fw-b drop
 
 # --- run -----------------------------------------------------------------------------------------------
-ip netns exec "$(ns pub)" "$mediator_bin" --listen "$pub_ip:$port" --stats-interval 0 --log-level info \
-    >"$logs/mediator.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do
-    ip netns exec "$(ns pub)" ss -Hltn "sport = :$port" 2>/dev/null | grep -q . && break
-    sleep 0.1
-done
+netlab_start_mediator "$mediator_bin"
+netlab_poll 100 netlab_mediator_listening || true
 
 t0=$(date +%s%N)
 ip netns exec "$(ns homeA)" env P2PSC_TAP=tap0 P2PSC_QEMU_TIMEOUT=120 "$board/qemu-run.sh" "$firmware" \
@@ -185,8 +93,8 @@ ip netns exec "$(ns homeA)" env P2PSC_TAP=tap0 P2PSC_QEMU_TIMEOUT=120 "$board/qe
 qemu=$!
 pids+=("$qemu")
 sleep "$(awk "BEGIN { print $stagger / 1000 }")"
-ip netns exec "$(ns homeB)" timeout -k 2 120 "$host_sim" tap peer --tap tap0 --ip 192.168.1.2/24 \
-    --gw 192.168.1.1 --key-seed "$seed_b" --peer-key "$key_a" --mediator "$pub_ip:$port" --timeout 90 --echo \
+ip netns exec "$(ns homeB)" timeout -k 2 120 "$host_sim" tap peer --tap tap0 --ip "$peer_ip" \
+    --gw "$lan_gw" --key-seed "$seed_b" --peer-key "$key_a" --mediator "$pub_ip:$port" --timeout 90 --echo \
     >"$logs/peer-B.log" 2>"$logs/peer-B.err" &
 peer=$!
 pids+=("$peer")

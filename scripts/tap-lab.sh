@@ -41,6 +41,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+# shellcheck source=SCRIPTDIR/lib/netlab.sh
+. "$here/lib/netlab.sh"
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 die() { echo "tap-lab: $*" >&2; exit 3; }
@@ -134,177 +136,24 @@ fi
 [ -x "$host_sim" ] || die "no host-sim binary at $host_sim (--build, or cargo build -p host-sim)"
 [ -x "$mediator_bin" ] || die "no p2psc-mediator binary at $mediator_bin (--build, or cargo build -p p2psc-mediator)"
 
-# --- bookkeeping and cleanup ---------------------------------------------------------------------------
-namespaces=()
-pids=()
-keep_logs=1
-if [ -z "$logs" ]; then
-    logs=$(mktemp -d "${TMPDIR:-/tmp}/tap-lab.XXXXXX")
-    keep_logs=0
-else
-    mkdir -p "$logs"
-fi
-cleaned=0
+# --- the lab: namespaces, NAT routers, relays, mediator (scripts/lib/netlab.sh) ------------------------
+netlab_init tap-lab die
 
-cleanup() {
-    [ "$cleaned" = 1 ] && return
-    cleaned=1
-    local pid ns left
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for ns in "${namespaces[@]}"; do
-        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
-    done
-    # Give processes up to 2 s to go, then force.
-    for _ in $(seq 20); do
-        left=0
-        for ns in "${namespaces[@]}"; do
-            [ -n "$(ip netns pids "$ns" 2>/dev/null)" ] && left=1
-        done
-        [ "$left" = 0 ] && break
-        sleep 0.1
-    done
-    for ns in "${namespaces[@]}"; do
-        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
-    done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
-    if [ "$keep_logs" = 0 ]; then rm -rf "$logs"; fi
-}
-trap cleanup EXIT
-trap 'echo "tap-lab: interrupted" >&2; cleanup; exit 130' INT
-trap 'echo "tap-lab: terminated" >&2; cleanup; exit 143' TERM
-
-ns() { echo "${prefix}$1"; }
-add_ns() {
-    local name
-    name=$(ns "$1")
-    ip netns add "$name" || die "cannot create namespace $name (does it exist? pick another --prefix)"
-    namespaces+=("$name")
-    ip -n "$name" link set lo up
-    # No IPv6 chatter (router solicitations, DAD) in the captures.
-    ip netns exec "$name" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-}
-# Run a command in a namespace.
-nx() { local n; n=$(ns "$1"); shift; ip netns exec "$n" "$@"; }
-
-# Wait (at most $2 tenths of a second) until the command in $3… succeeds.
-wait_for() {
-    local what=$1 tenths=$2
-    shift 2
-    for _ in $(seq "$tenths"); do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    die "timed out waiting for $what"
-}
-
-pub_ip=203.0.113.10
-mac_pub=02:00:cb:00:71:0a
-declare -A wan_ip=([A]=203.0.113.1 [B]=203.0.113.2)
-declare -A wan_mac=([A]=02:00:cb:00:71:01 [B]=02:00:cb:00:71:02)
 declare -A nat=([A]=$nat_a [B]=$nat_b)
 declare -A fw=([A]=$fw_a [B]=$fw_b)
 declare -A delay=([A]=$delay_a [B]=$delay_b)
 declare -A stall=([A]=$stall_a [B]=$stall_b)
-lan_gw=192.168.1.1
-peer_ip=192.168.1.2/24
-port=7777
 
 echo "== tap-lab $scenario: router A ${nat[A]}/${fw[A]} +${delay[A]} ms, router B ${nat[B]}/${fw[B]} +${delay[B]} ms; expect $expect (namespaces ${prefix}*)"
 
-# --- the public segment: bridge `pub` (mediator address), one bridge per router uplink, joined by relays --
-add_ns pub
-ip -n "$(ns pub)" link add pub address "$mac_pub" type bridge stp_state 0
-ip -n "$(ns pub)" addr add "$pub_ip/24" dev pub
-ip -n "$(ns pub)" link set pub up
-
-for side in A B; do
-    add_ns "nat$side"
-    add_ns "home$side"
-    pubns=$(ns pub) natns=$(ns "nat$side") homens=$(ns "home$side")
-
-    # Uplink: router `wan` <-veth-> pub `wan$side` in bridge `seg$side` <-relay-> `r${side}0` in bridge `pub`.
-    ip -n "$pubns" link add "seg$side" type bridge stp_state 0
-    ip -n "$pubns" link set "seg$side" up
-    ip -n "$natns" link add wan address "${wan_mac[$side]}" type veth peer name "wan$side" netns "$pubns"
-    ip -n "$pubns" link set "wan$side" master "seg$side" up
-    ip -n "$pubns" tuntap add dev "r${side}0" mode tap
-    ip -n "$pubns" tuntap add dev "r${side}1" mode tap
-    ip -n "$pubns" link set "r${side}0" master pub up
-    ip -n "$pubns" link set "r${side}1" master "seg$side" up
-
-    # Router: wan on the public segment, lan to the home, forwarding, NAT and firewall.
-    ip -n "$natns" addr add "${wan_ip[$side]}/24" dev wan
-    ip -n "$natns" link set wan up
-    ip -n "$natns" link add lan type veth peer name uplink netns "$homens"
-    ip -n "$natns" addr add "$lan_gw/24" dev lan
-    ip -n "$natns" link set lan up
-    nx "nat$side" sysctl -qw net.ipv4.ip_forward=1
-    case "${nat[$side]}" in
-        port-preserving) masq=masquerade ;;
-        random) masq='masquerade random' ;;
-        fully-random|symmetric) masq='masquerade fully-random' ;;
-    esac
-    if [ "${fw[$side]}" = drop ]; then
-        filter='iifname "wan" ct state established,related accept
-                iifname "wan" drop'
-    else
-        filter=''
-    fi
-    nx "nat$side" nft -f - <<EOF || die "nft rules for router $side"
-table ip lab {
-    chain postrouting {
-        type nat hook postrouting priority srcnat; policy accept;
-        oifname "wan" $masq
-    }
-    chain input {
-        type filter hook input priority filter; policy accept;
-        $filter
-    }
-    chain forward {
-        type filter hook forward priority filter; policy accept;
-        $filter
-    }
-}
-EOF
-
-    # Home: bridge `lan` joining the router's veth and the peer's TAP.
-    ip -n "$homens" link add lan type bridge stp_state 0
-    ip -n "$homens" link set lan up
-    ip -n "$homens" link set uplink master lan up
-    ip -n "$homens" tuntap add dev tap0 mode tap
-    ip -n "$homens" link set tap0 master lan up
-done
-
-# Static ARP on the public segment: no resolution delay through the relays, same timing every run.
-ip -n "$(ns pub)" neigh replace "${wan_ip[A]}" lladdr "${wan_mac[A]}" dev pub nud permanent
-ip -n "$(ns pub)" neigh replace "${wan_ip[B]}" lladdr "${wan_mac[B]}" dev pub nud permanent
-for side in A B; do
-    other=B; [ "$side" = B ] && other=A
-    ip -n "$(ns "nat$side")" neigh replace "$pub_ip" lladdr "$mac_pub" dev wan nud permanent
-    ip -n "$(ns "nat$side")" neigh replace "${wan_ip[$other]}" lladdr "${wan_mac[$other]}" dev wan nud permanent
-done
+netlab_topology --relay --static-arp --nat-a "$nat_a" --fw-a "$fw_a" --nat-b "$nat_b" --fw-b "$fw_b"
 
 # --- processes -----------------------------------------------------------------------------------------
-start_bg() { # start_bg LOG NS CMD…: run CMD in namespace NS in the background, remember its PID
-    local log=$1 n=$2
-    shift 2
-    ip netns exec "$(ns "$n")" "$@" >"$log" 2>&1 &
-    pids+=($!)
-}
-
-for side in A B; do
-    start_bg "$logs/relay-$side.log" pub "$host_sim" tap relay --a "r${side}0" --b "r${side}1" --delay-ms "${delay[$side]}"
-done
-start_bg "$logs/mediator.log" pub "$mediator_bin" --listen "$pub_ip:$port" --stats-interval 0 --log-level info
-mediator_pid=${pids[-1]}
-wait_for "the mediator to listen on $pub_ip:$port" 100 \
-    sh -c "ip netns exec '$(ns pub)' ss -Hltn 'sport = :$port' | grep -q ."
+netlab_start_relays "$host_sim" "$delay_a" "$delay_b"
+netlab_start_mediator "$mediator_bin"
+wait_for "the mediator to listen on $pub_ip:$port" 100 netlab_mediator_listening
 kill -0 "$mediator_pid" 2>/dev/null || die "the mediator exited: $(cat "$logs/mediator.log")"
-# The relays attach within milliseconds; the uplinks carry traffic once they have.
-for side in A B; do
-    wait_for "relay $side" 50 sh -c "! ip -n '$(ns pub)' link show r${side}0 | grep -q NO-CARRIER"
-done
+netlab_wait_relays
 
 if [ "$pcap" = 1 ]; then
     for side in A B; do
@@ -358,8 +207,7 @@ if command -v conntrack >/dev/null; then
 fi
 # Stop relays, mediator and captures gracefully (they print counters / flush) before the cleanup.
 [ "$pcap" = 1 ] && sleep 0.3
-for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+netlab_stop_processes
 
 # --- report --------------------------------------------------------------------------------------------
 show() { sed 's/^/    /' "$1"; }

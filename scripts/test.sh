@@ -2,7 +2,8 @@
 # The whole test suite: the README's test command, and what CI runs.
 #
 # Installs what it needs when it can (rustup targets and components; apt packages when root), then:
-# formatting, clippy, no_std builds of p2psc for three bare-metal targets (with and without defmt),
+# formatting, clippy, no_std builds of p2psc for three bare-metal targets (with and without defmt, without
+# and with the optional IPv6/DHCP/IP-medium parts of `net`),
 # the workspace tests, the fuzz targets' build, the board firmware (build, host tests, size budget)
 # and, as root, the tests through real Linux NATs (network namespaces + TAP) and the emulated board.
 # Set P2PSC_REQUIRE_TAP=1 to make the root-only tests fail instead of skip when they cannot run.
@@ -35,6 +36,10 @@ for target in thumbv7em-none-eabihf thumbv6m-none-eabi riscv32imc-unknown-none-e
     cargo build -p p2psc --no-default-features --target "$target"
     cargo build -p p2psc --no-default-features --features defmt --target "$target"
 done
+# The optional parts of `net` (default features ipv6, dhcpv4, medium-ip) on bare metal too; and the lean
+# build lint-free, since the workspace clippy above only sees the default features.
+cargo build -p p2psc --features defmt --target thumbv7em-none-eabihf
+cargo clippy -p p2psc --no-default-features --target thumbv7em-none-eabihf -- -D warnings
 
 step "workspace tests"
 cargo test --workspace

@@ -75,7 +75,10 @@ impl<'d, 'c, T: Driver> phy::Device for DriverAdapter<'d, 'c, T> {
         smolcaps.checksum.tcp = convert(caps.checksum.tcp);
         smolcaps.checksum.udp = convert(caps.checksum.udp);
         smolcaps.checksum.icmpv4 = convert(caps.checksum.icmpv4);
-        smolcaps.checksum.icmpv6 = convert(caps.checksum.icmpv6);
+        #[cfg(feature = "ipv6")]
+        {
+            smolcaps.checksum.icmpv6 = convert(caps.checksum.icmpv6);
+        }
         smolcaps
     }
 }

@@ -95,6 +95,19 @@
 //!   instead of returning `Ok` on a closed socket.
 //! - Not provided (p2psc does not need them): UDP, DNS, ICMP and raw sockets, multicast,
 //!   IEEE 802.15.4, SLAAC, the DHCP hostname option, `TcpClient`.
+//!
+//! # Features
+//!
+//! IPv4 over Ethernet and TCP are always there. Each of these costs flash whether the application
+//! uses it or not, because smoltcp's interface handles every protocol it is built with:
+//!
+//! - `ipv6`: IPv6 addresses (`ConfigV6`, `StaticConfigV6`) and smoltcp's IPv6, NDISC and ICMPv6
+//!   (about 16 KiB of flash on a Cortex-M4).
+//! - `dhcpv4`: `ConfigV4::Dhcp` and smoltcp's DHCP client socket (about 6 KiB).
+//! - `medium-ip`: drivers without a link layer ([`driver::HardwareAddress::Ip`]: TUN, PPP; 0.3 KiB).
+//!
+//! They are default features, so that hosts get the whole API; firmware turns them off with
+//! `default-features = false` and enables what it uses (`boards/` shows both).
 
 pub mod connect;
 pub mod driver;
@@ -115,14 +128,19 @@ use heapless::Vec;
 pub use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::iface::{PollResult, SocketStorage};
 use smoltcp::phy::Medium;
+#[cfg(feature = "dhcpv4")]
 use smoltcp::socket::dhcpv4::{self, RetryConfig};
 pub use smoltcp::wire::{
     EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Address,
-    Ipv4Cidr, Ipv6Address, Ipv6Cidr,
+    Ipv4Cidr,
 };
+#[cfg(feature = "ipv6")]
+pub use smoltcp::wire::{Ipv6Address, Ipv6Cidr};
 
 use self::driver::DriverAdapter;
-use self::time::{duration_to_smoltcp, instant_from_smoltcp, instant_to_smoltcp};
+#[cfg(feature = "dhcpv4")]
+use self::time::duration_to_smoltcp;
+use self::time::{instant_from_smoltcp, instant_to_smoltcp};
 
 const LOCAL_PORT_MIN: u16 = 1025;
 const LOCAL_PORT_MAX: u16 = 65535;
@@ -131,8 +149,8 @@ const STATE_WAITERS: usize = 4;
 
 /// Memory for a network stack: the socket slots and the shared state.
 ///
-/// `SOCK` is the number of sockets that can exist at once. DHCP uses one slot; every
-/// [`tcp::TcpSocket`] and every socket a state machine adds uses one.
+/// `SOCK` is the number of sockets that can exist at once. DHCP (feature `dhcpv4`) uses one slot;
+/// every [`tcp::TcpSocket`] and every socket a state machine adds uses one.
 pub struct StackResources<const SOCK: usize> {
     sockets: MaybeUninit<[SocketStorage<'static>; SOCK]>,
     inner: MaybeUninit<RefCell<Inner>>,
@@ -167,6 +185,7 @@ pub struct StaticConfigV4 {
 }
 
 /// Static IPv6 configuration.
+#[cfg(feature = "ipv6")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct StaticConfigV6 {
@@ -179,6 +198,7 @@ pub struct StaticConfigV6 {
 }
 
 /// DHCPv4 client configuration.
+#[cfg(feature = "dhcpv4")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -195,6 +215,7 @@ pub struct DhcpConfig {
     pub client_port: u16,
 }
 
+#[cfg(feature = "dhcpv4")]
 impl Default for DhcpConfig {
     fn default() -> Self {
         Self {
@@ -215,6 +236,7 @@ pub struct Config {
     /// IPv4 configuration.
     pub ipv4: ConfigV4,
     /// IPv6 configuration.
+    #[cfg(feature = "ipv6")]
     pub ipv6: ConfigV6,
 }
 
@@ -223,11 +245,13 @@ impl Config {
     pub const fn ipv4_static(config: StaticConfigV4) -> Self {
         Self {
             ipv4: ConfigV4::Static(config),
+            #[cfg(feature = "ipv6")]
             ipv6: ConfigV6::None,
         }
     }
 
     /// Static IPv6 addressing, no IPv4.
+    #[cfg(feature = "ipv6")]
     pub const fn ipv6_static(config: StaticConfigV6) -> Self {
         Self {
             ipv4: ConfigV4::None,
@@ -236,9 +260,11 @@ impl Config {
     }
 
     /// IPv4 addressing from DHCP, no IPv6: `Config::dhcpv4(Default::default())`.
+    #[cfg(feature = "dhcpv4")]
     pub const fn dhcpv4(config: DhcpConfig) -> Self {
         Self {
             ipv4: ConfigV4::Dhcp(config),
+            #[cfg(feature = "ipv6")]
             ipv6: ConfigV6::None,
         }
     }
@@ -254,10 +280,12 @@ pub enum ConfigV4 {
     /// A static address.
     Static(StaticConfigV4),
     /// An address from DHCP.
+    #[cfg(feature = "dhcpv4")]
     Dhcp(DhcpConfig),
 }
 
 /// IPv6 configuration.
+#[cfg(feature = "ipv6")]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ConfigV6 {
@@ -298,7 +326,9 @@ pub(crate) struct Inner {
     next_local_port: u16,
     link_up: bool,
     static_v4: Option<StaticConfigV4>,
+    #[cfg(feature = "ipv6")]
     static_v6: Option<StaticConfigV6>,
+    #[cfg(feature = "dhcpv4")]
     dhcp_socket: Option<SocketHandle>,
 }
 
@@ -352,10 +382,13 @@ pub fn new<'d, D: Driver, const SOCK: usize>(
         next_local_port,
         link_up: false,
         static_v4: None,
+        #[cfg(feature = "ipv6")]
         static_v6: None,
+        #[cfg(feature = "dhcpv4")]
         dhcp_socket: None,
     };
     inner.set_config_v4(config.ipv4);
+    #[cfg(feature = "ipv6")]
     inner.set_config_v6(config.ipv6);
     inner.apply_static_config();
 
@@ -370,9 +403,10 @@ fn to_smoltcp_hardware_address(addr: driver::HardwareAddress) -> (HardwareAddres
             HardwareAddress::Ethernet(EthernetAddress(eth)),
             Medium::Ethernet,
         ),
+        #[cfg(feature = "medium-ip")]
         driver::HardwareAddress::Ip => (HardwareAddress::Ip, Medium::Ip),
         #[allow(unreachable_patterns)]
-        _ => panic!("unsupported medium: p2psc::net supports Ethernet and IP drivers"),
+        _ => panic!("unsupported medium: p2psc::net supports Ethernet, and IP drivers with feature `medium-ip`"),
     }
 }
 
@@ -485,7 +519,7 @@ impl<'d> Stack<'d> {
 
     /// Whether the stack has an IP address (static, or leased by DHCP).
     pub fn is_config_up(&self) -> bool {
-        self.with_inner(|i| i.static_v4.is_some() || i.static_v6.is_some())
+        self.with_inner(|i| i.is_config_up())
     }
 
     /// Wait until the link is up. Needs [`Runner::run`] to be running.
@@ -530,6 +564,7 @@ impl<'d> Stack<'d> {
     }
 
     /// The current IPv6 configuration.
+    #[cfg(feature = "ipv6")]
     pub fn config_v6(&self) -> Option<StaticConfigV6> {
         self.with_inner(|i| i.static_v6.clone())
     }
@@ -544,6 +579,7 @@ impl<'d> Stack<'d> {
     }
 
     /// Replace the IPv6 configuration.
+    #[cfg(feature = "ipv6")]
     pub fn set_config_v6(&self, config: ConfigV6) {
         self.with_inner_mut(|i| {
             i.set_config_v6(config);
@@ -554,6 +590,14 @@ impl<'d> Stack<'d> {
 }
 
 impl Inner {
+    fn is_config_up(&self) -> bool {
+        #[cfg(feature = "ipv6")]
+        if self.static_v6.is_some() {
+            return true;
+        }
+        self.static_v4.is_some()
+    }
+
     /// Next ephemeral port not in use by a TCP socket of this stack.
     fn get_local_port(&mut self) -> u16 {
         let in_use = |sockets: &SocketSet<'_>, port: u16| {
@@ -562,6 +606,8 @@ impl Inner {
                     s.listen_endpoint().port == port
                         || s.local_endpoint().is_some_and(|e| e.port == port)
                 }
+                // The DHCP socket, when there is one.
+                #[allow(unreachable_patterns)]
                 _ => false,
             })
         };
@@ -580,8 +626,9 @@ impl Inner {
     fn set_config_v4(&mut self, config: ConfigV4) {
         self.static_v4 = match &config {
             ConfigV4::Static(c) => Some(c.clone()),
-            ConfigV4::None | ConfigV4::Dhcp(_) => None,
+            _ => None,
         };
+        #[cfg(feature = "dhcpv4")]
         match config {
             ConfigV4::Dhcp(c) => {
                 let handle = match self.dhcp_socket {
@@ -607,6 +654,7 @@ impl Inner {
         }
     }
 
+    #[cfg(feature = "ipv6")]
     fn set_config_v6(&mut self, config: ConfigV6) {
         self.static_v6 = match config {
             ConfigV6::None => None,
@@ -616,6 +664,7 @@ impl Inner {
 
     fn apply_static_config(&mut self) {
         let v4 = self.static_v4.clone();
+        #[cfg(feature = "ipv6")]
         let v6 = self.static_v6.clone();
 
         match &v4 {
@@ -624,6 +673,7 @@ impl Inner {
             }
             None => debug!("IPv4: down"),
         }
+        #[cfg(feature = "ipv6")]
         match &v6 {
             Some(c) => {
                 debug!("IPv6: up, address {:?}, gateway {:?}", c.address, c.gateway);
@@ -637,6 +687,7 @@ impl Inner {
                 // Two addresses at most; smoltcp keeps room for several.
                 let _ = addrs.push(IpCidr::Ipv4(c.address));
             }
+            #[cfg(feature = "ipv6")]
             if let Some(c) = &v6 {
                 let _ = addrs.push(IpCidr::Ipv6(c.address));
             }
@@ -653,6 +704,7 @@ impl Inner {
                 routes.remove_default_ipv4_route();
             }
         }
+        #[cfg(feature = "ipv6")]
         match v6.and_then(|c| c.gateway) {
             Some(gw) => {
                 if routes.add_default_ipv6_route(gw).is_err() {
@@ -665,6 +717,43 @@ impl Inner {
         }
 
         self.state_waker.wake();
+    }
+
+    /// Follow the DHCP client: restart it when the link comes up, apply or drop its lease.
+    #[cfg(feature = "dhcpv4")]
+    fn poll_dhcp(&mut self, old_link_up: bool) {
+        let Some(handle) = self.dhcp_socket else {
+            return;
+        };
+        let socket = self.sockets.get_mut::<dhcpv4::Socket>(handle);
+        let mut reconfigure = false;
+        if self.link_up {
+            if !old_link_up {
+                socket.reset();
+            }
+            match socket.poll() {
+                None => {}
+                Some(dhcpv4::Event::Deconfigured) => {
+                    self.static_v4 = None;
+                    reconfigure = true;
+                }
+                Some(dhcpv4::Event::Configured(config)) => {
+                    self.static_v4 = Some(StaticConfigV4 {
+                        address: config.address,
+                        gateway: config.router,
+                        dns_servers: config.dns_servers.iter().copied().take(3).collect(),
+                    });
+                    reconfigure = true;
+                }
+            }
+        } else if old_link_up {
+            socket.reset();
+            self.static_v4 = None;
+            reconfigure = true;
+        }
+        if reconfigure {
+            self.apply_static_config();
+        }
     }
 
     /// One turn of the runner: move frames, update link and DHCP state, arm the next wake-up.
@@ -698,37 +787,8 @@ impl Inner {
             self.state_waker.wake();
         }
 
-        let mut reconfigure = false;
-        if let Some(handle) = self.dhcp_socket {
-            let socket = self.sockets.get_mut::<dhcpv4::Socket>(handle);
-            if self.link_up {
-                if !old_link_up {
-                    socket.reset();
-                }
-                match socket.poll() {
-                    None => {}
-                    Some(dhcpv4::Event::Deconfigured) => {
-                        self.static_v4 = None;
-                        reconfigure = true;
-                    }
-                    Some(dhcpv4::Event::Configured(config)) => {
-                        self.static_v4 = Some(StaticConfigV4 {
-                            address: config.address,
-                            gateway: config.router,
-                            dns_servers: config.dns_servers.iter().copied().take(3).collect(),
-                        });
-                        reconfigure = true;
-                    }
-                }
-            } else if old_link_up {
-                socket.reset();
-                self.static_v4 = None;
-                reconfigure = true;
-            }
-        }
-        if reconfigure {
-            self.apply_static_config();
-        }
+        #[cfg(feature = "dhcpv4")]
+        self.poll_dhcp(old_link_up);
 
         // With the driver out of transmit buffers, its waker (not a timer) says when to go on.
         if !tx_exhausted {

@@ -281,14 +281,14 @@ impl Registration {
         }
         let (used, message) = self.reader.read(data);
         let event = match message {
-            None => None,
-            Some(Ok(message)) => self.process(now, signer, message)?,
+            None => Ok(None),
+            Some(Ok(message)) => self.process(now, signer, message),
             Some(Err(wire::Error::UnsupportedVersion(v))) => {
-                return Err(self.fail(RegisterError::UnsupportedVersion(Some(v))))
+                Err(RegisterError::UnsupportedVersion(Some(v)))
             }
-            Some(Err(e)) => return Err(self.fail(RegisterError::Wire(e))),
+            Some(Err(e)) => Err(RegisterError::Wire(e)),
         };
-        Ok((used, event))
+        event.map(|event| (used, event)).map_err(|e| self.fail(e))
     }
 
     fn fail(&mut self, error: RegisterError) -> RegisterError {
@@ -297,6 +297,7 @@ impl Registration {
         error
     }
 
+    /// Apply one message from the mediator; the caller fails the registration on an error.
     fn process<S: Signer>(
         &mut self,
         now: Instant,
@@ -305,12 +306,12 @@ impl Registration {
     ) -> Result<Option<RegisterEvent>, RegisterError> {
         match (self.state, message) {
             (_, Message::Abort(AbortReason::UnsupportedVersion)) => {
-                Err(self.fail(RegisterError::UnsupportedVersion(None)))
+                Err(RegisterError::UnsupportedVersion(None))
             }
-            (_, Message::Abort(reason)) => Err(self.fail(RegisterError::Aborted(reason))),
-            (_, Message::RetryAfter { millis }) => Err(self.fail(RegisterError::RetryAfter(
+            (_, Message::Abort(reason)) => Err(RegisterError::Aborted(reason)),
+            (_, Message::RetryAfter { millis }) => Err(RegisterError::RetryAfter(
                 Duration::from_millis(millis.into()),
-            ))),
+            )),
             (State::AwaitChallenge, Message::Challenge(challenge)) => {
                 let transcript = transcript::registration(&self.hello, &challenge);
                 let signature = signer.sign(transcript.as_bytes());
@@ -364,7 +365,7 @@ impl Registration {
                 self.outgoing = None;
                 Ok(Some(RegisterEvent::Matched(info)))
             }
-            (_, other) => Err(self.fail(RegisterError::UnexpectedMessage(other.msg_type()))),
+            (_, other) => Err(RegisterError::UnexpectedMessage(other.msg_type())),
         }
     }
 }

@@ -209,6 +209,9 @@ impl fmt::Display for AbortReason {
     }
 }
 
+// Field readers. The parsers take their body as a fixed-size array, so every offset is checked at
+// compile time and the generated code has no bounds checks.
+
 fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
     let mut out = [0u8; N];
     out.copy_from_slice(&bytes[..N]);
@@ -216,11 +219,22 @@ fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
 }
 
 fn u16_at(bytes: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([bytes[at], bytes[at + 1]])
+    u16::from_be_bytes(array(&bytes[at..]))
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+    u32::from_be_bytes(array(&bytes[at..]))
+}
+
+/// The body as the fixed-size array of its type (the length was checked against the type already).
+fn sized<const N: usize>(body: &[u8]) -> Result<&[u8; N]> {
+    body.try_into().map_err(|_| Error::BadLength)
+}
+
+/// The body being emitted as the fixed-size array of its type: [`Frame::body_mut`] is exactly as long
+/// as the header says, which `emit` has just set from the type.
+fn sized_mut<const N: usize>(body: &mut [u8]) -> &mut [u8; N] {
+    body.try_into().expect("body length is the message type's")
 }
 
 /// Peer → mediator, first message.
@@ -245,7 +259,7 @@ impl Hello {
     /// Body length.
     pub const LEN: usize = Self::LOCAL + ENDPOINT_LEN;
 
-    fn parse(b: &[u8]) -> Result<Self> {
+    fn parse(b: &[u8; Self::LEN]) -> Result<Self> {
         Ok(Hello {
             key: PublicKey::from_bytes(array(&b[Self::KEY..])),
             want: PublicKey::from_bytes(array(&b[Self::WANT..])),
@@ -254,7 +268,7 @@ impl Hello {
         })
     }
 
-    fn emit(&self, b: &mut [u8]) {
+    fn emit(&self, b: &mut [u8; Self::LEN]) {
         b[Self::KEY..Self::WANT].copy_from_slice(self.key.as_bytes());
         b[Self::WANT..Self::NONCE].copy_from_slice(self.want.as_bytes());
         b[Self::NONCE..Self::LOCAL].copy_from_slice(&self.nonce);
@@ -277,14 +291,14 @@ impl Proof {
     /// Body length.
     pub const LEN: usize = SIGNATURE_LEN + 2;
 
-    fn parse(b: &[u8]) -> Result<Self> {
+    fn parse(b: &[u8; Self::LEN]) -> Result<Self> {
         Ok(Proof {
             signature: Signature::from_bytes(array(b)),
             hold_ms: u16_at(b, SIGNATURE_LEN),
         })
     }
 
-    fn emit(&self, b: &mut [u8]) {
+    fn emit(&self, b: &mut [u8; Self::LEN]) {
         b[..SIGNATURE_LEN].copy_from_slice(self.signature.as_bytes());
         b[SIGNATURE_LEN..Self::LEN].copy_from_slice(&self.hold_ms.to_be_bytes());
     }
@@ -304,14 +318,14 @@ impl Pong {
     /// Body length.
     pub const LEN: usize = 6;
 
-    fn parse(b: &[u8]) -> Result<Self> {
+    fn parse(b: &[u8; Self::LEN]) -> Result<Self> {
         Ok(Pong {
             token: u32_at(b, 0),
             hold_ms: u16_at(b, 4),
         })
     }
 
-    fn emit(&self, b: &mut [u8]) {
+    fn emit(&self, b: &mut [u8; Self::LEN]) {
         b[..4].copy_from_slice(&self.token.to_be_bytes());
         b[4..6].copy_from_slice(&self.hold_ms.to_be_bytes());
     }
@@ -331,14 +345,14 @@ impl Challenge {
     /// Body length.
     pub const LEN: usize = NONCE_LEN + ENDPOINT_LEN;
 
-    fn parse(b: &[u8]) -> Result<Self> {
+    fn parse(b: &[u8; Self::LEN]) -> Result<Self> {
         Ok(Challenge {
             nonce: array(b),
             observed: parse_endpoint(&b[NONCE_LEN..])?.ok_or(Error::Malformed)?,
         })
     }
 
-    fn emit(&self, b: &mut [u8]) {
+    fn emit(&self, b: &mut [u8; Self::LEN]) {
         b[..NONCE_LEN].copy_from_slice(&self.nonce);
         emit_endpoint(Some(self.observed), &mut b[NONCE_LEN..]);
     }
@@ -369,7 +383,7 @@ impl Match {
     /// Body length.
     pub const LEN: usize = Self::LOCAL + ENDPOINT_LEN;
 
-    fn parse(b: &[u8]) -> Result<Self> {
+    fn parse(b: &[u8; Self::LEN]) -> Result<Self> {
         Ok(Match {
             role: Role::from_u8(b[Self::ROLE]).ok_or(Error::Malformed)?,
             start_delay_ms: u16_at(b, Self::DELAY),
@@ -379,7 +393,7 @@ impl Match {
         })
     }
 
-    fn emit(&self, b: &mut [u8]) {
+    fn emit(&self, b: &mut [u8; Self::LEN]) {
         b[Self::ROLE] = self.role.to_u8();
         b[Self::DELAY..Self::NONCE].copy_from_slice(&self.start_delay_ms.to_be_bytes());
         b[Self::NONCE..Self::OBSERVED].copy_from_slice(&self.peer_nonce);
@@ -409,7 +423,7 @@ impl PeerAuth {
     /// Body length.
     pub const LEN: usize = Self::SIGNATURE + SIGNATURE_LEN;
 
-    fn parse(b: &[u8]) -> Result<Self> {
+    fn parse(b: &[u8; Self::LEN]) -> Result<Self> {
         Ok(PeerAuth {
             key: PublicKey::from_bytes(array(b)),
             ephemeral: array(&b[Self::EPHEMERAL..]),
@@ -417,7 +431,7 @@ impl PeerAuth {
         })
     }
 
-    fn emit(&self, b: &mut [u8]) {
+    fn emit(&self, b: &mut [u8; Self::LEN]) {
         b[..Self::EPHEMERAL].copy_from_slice(self.key.as_bytes());
         b[Self::EPHEMERAL..Self::SIGNATURE].copy_from_slice(&self.ephemeral);
         b[Self::SIGNATURE..Self::LEN].copy_from_slice(self.signature.as_bytes());
@@ -492,22 +506,22 @@ impl Message {
             return Err(Error::BadLength);
         }
         Ok(match msg_type {
-            MessageType::Hello => Message::Hello(Hello::parse(body)?),
-            MessageType::Proof => Message::Proof(Proof::parse(body)?),
-            MessageType::Pong => Message::Pong(Pong::parse(body)?),
-            MessageType::Challenge => Message::Challenge(Challenge::parse(body)?),
+            MessageType::Hello => Message::Hello(Hello::parse(sized(body)?)?),
+            MessageType::Proof => Message::Proof(Proof::parse(sized(body)?)?),
+            MessageType::Pong => Message::Pong(Pong::parse(sized(body)?)?),
+            MessageType::Challenge => Message::Challenge(Challenge::parse(sized(body)?)?),
             MessageType::Registered => Message::Registered {
-                wait_ms: u32_at(body, 0),
+                wait_ms: u32::from_be_bytes(*sized(body)?),
             },
             MessageType::Ping => Message::Ping {
-                token: u32_at(body, 0),
+                token: u32::from_be_bytes(*sized(body)?),
             },
-            MessageType::Match => Message::Match(Match::parse(body)?),
+            MessageType::Match => Message::Match(Match::parse(sized(body)?)?),
             MessageType::RetryAfter => Message::RetryAfter {
-                millis: u32_at(body, 0),
+                millis: u32::from_be_bytes(*sized(body)?),
             },
-            MessageType::Abort => Message::Abort(AbortReason::from_u8(body[0])),
-            MessageType::PeerAuth => Message::PeerAuth(PeerAuth::parse(body)?),
+            MessageType::Abort => Message::Abort(AbortReason::from_u8(sized::<1>(body)?[0])),
+            MessageType::PeerAuth => Message::PeerAuth(PeerAuth::parse(sized(body)?)?),
             MessageType::Confirm => Message::Confirm,
         })
     }
@@ -531,16 +545,16 @@ impl Message {
         frame.set_body_len(msg_type.body_len() as u16);
         let b = frame.body_mut();
         match self {
-            Message::Hello(m) => m.emit(b),
-            Message::Proof(m) => m.emit(b),
-            Message::Pong(m) => m.emit(b),
-            Message::Challenge(m) => m.emit(b),
+            Message::Hello(m) => m.emit(sized_mut(b)),
+            Message::Proof(m) => m.emit(sized_mut(b)),
+            Message::Pong(m) => m.emit(sized_mut(b)),
+            Message::Challenge(m) => m.emit(sized_mut(b)),
             Message::Registered { wait_ms: v }
             | Message::Ping { token: v }
-            | Message::RetryAfter { millis: v } => b.copy_from_slice(&v.to_be_bytes()),
-            Message::Match(m) => m.emit(b),
-            Message::Abort(reason) => b[0] = reason.to_u8(),
-            Message::PeerAuth(m) => m.emit(b),
+            | Message::RetryAfter { millis: v } => *sized_mut(b) = v.to_be_bytes(),
+            Message::Match(m) => m.emit(sized_mut(b)),
+            Message::Abort(reason) => *sized_mut(b) = [reason.to_u8()],
+            Message::PeerAuth(m) => m.emit(sized_mut(b)),
             Message::Confirm => {}
         }
     }

@@ -35,6 +35,11 @@ fn main() {
         mac: "",
     };
     let config = buildcfg::from_env(&defaults);
+    // Without the feature p2psc is built without its DHCP client (smaller).
+    let dhcp = env::var("P2PSC_IPV4").is_ok_and(|v| v.trim() == "dhcp");
+    if dhcp && env::var_os("CARGO_FEATURE_DHCP").is_none() {
+        panic!("P2PSC_IPV4=dhcp needs the `dhcp` feature: cargo build --release --features dhcp");
+    }
     if config.contains("TEST_KEYS: bool = true") && target.starts_with("thumb") {
         println!("cargo:warning=building with the public TEST device key (set P2PSC_KEY_SEED, P2PSC_ENTROPY_SECRET)");
     }

@@ -578,23 +578,18 @@ pub struct TxToken<'a, R: Registers> {
     stats: &'a mut Stats,
 }
 
-impl<R: Registers> embassy_net_driver::TxToken for TxToken<'_, R> {
-    fn consume<T, F>(self, len: usize, f: F) -> T
-    where
-        F: FnOnce(&mut [u8]) -> T,
-    {
-        let len = len.min(MTU);
+impl<R: Registers> TxToken<'_, R> {
+    /// Push the first `len` bytes of the buffer into the TX FIFO. Out of line: smoltcp fills frames
+    /// from several places, and each gets its own copy of `consume`.
+    #[inline(never)]
+    fn send(self, len: usize) {
         let words = len.div_ceil(4);
-        // Zero the pad bytes of the last word: they go on the bus (and into tests) as written.
-        self.buf[len..words * 4].fill(0);
-        let result = f(&mut self.buf[..len]);
-
         // Room was checked when the token was made; a token from `receive` may find the FIFO
         // full, and then the frame is dropped (TCP retransmits) rather than blocking here.
         let free = (self.regs.read(reg::TX_FIFO_INF) & 0xFFFF) as usize;
         if free < words * 4 + 8 {
             self.stats.tx_dropped += 1;
-            return result;
+            return;
         }
         *self.tag = self.tag.wrapping_add(1);
         let len32 = len as u32;
@@ -614,6 +609,19 @@ impl<R: Registers> embassy_net_driver::TxToken for TxToken<'_, R> {
                 self.stats.tx_errors += 1;
             }
         }
+    }
+}
+
+impl<R: Registers> embassy_net_driver::TxToken for TxToken<'_, R> {
+    fn consume<T, F>(self, len: usize, f: F) -> T
+    where
+        F: FnOnce(&mut [u8]) -> T,
+    {
+        let len = len.min(MTU);
+        // Zero the pad bytes of the last word: they go on the bus (and into tests) as written.
+        self.buf[len..len.div_ceil(4) * 4].fill(0);
+        let result = f(&mut self.buf[..len]);
+        self.send(len);
         result
     }
 }

@@ -42,38 +42,41 @@ pub struct Console;
 
 impl fmt::Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        for (i, line) in s.split('\n').enumerate() {
-            if i > 0 {
-                write_bytes(b"\r\n");
+        for &b in s.as_bytes() {
+            if b == b'\n' {
+                write_bytes(b"\r");
             }
-            write_bytes(line.as_bytes());
+            write_bytes(&[b]);
         }
         Ok(())
     }
 }
 
+/// Print `args`, then a line break if `newline`. One out-of-line call per `print!`/`println!`: the
+/// firmware has some fifty of them.
 #[doc(hidden)]
-pub fn _print(args: fmt::Arguments<'_>) {
+#[inline(never)]
+pub fn _print(args: fmt::Arguments<'_>, newline: bool) {
     // Lines from an interrupt handler (the panic handler) must not interleave with thread mode.
     critical_section::with(|_| {
         let _ = fmt::Write::write_fmt(&mut Console, args);
+        if newline {
+            write_bytes(b"\r\n");
+        }
     });
 }
 
 /// Print to the UART console.
 #[macro_export]
 macro_rules! print {
-    ($($arg:tt)*) => { $crate::uart::_print(format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::uart::_print(format_args!($($arg)*), false) };
 }
 
 /// Print a line to the UART console.
 #[macro_export]
 macro_rules! println {
-    () => { $crate::uart::_print(format_args!("\n")) };
-    ($($arg:tt)*) => {{
-        $crate::uart::_print(format_args!($($arg)*));
-        $crate::uart::_print(format_args!("\n"));
-    }};
+    () => { $crate::uart::_print(format_args!(""), true) };
+    ($($arg:tt)*) => { $crate::uart::_print(format_args!($($arg)*), true) };
 }
 
 /// A `log` backend on the UART (feature `log`): p2psc's and the stack's own lines.

@@ -54,6 +54,27 @@ impl fmt::Display for Mac {
     }
 }
 
+/// A string for `{}`, written as it is. `str`'s own `Display` goes through `Formatter::pad` (0.6 KB of
+/// width, precision and alignment handling this firmware never asks for).
+pub struct Text<'a>(pub &'a str);
+
+impl fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// An IPv4 address as `a.b.c.d`. Every address this firmware prints goes through here: core's
+/// `Ipv4Addr` formatter (which pads and aligns into a buffer) would cost 0.5 KB more.
+pub struct Ip(pub Ipv4Address);
+
+impl fmt::Display for Ip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [x, y, z, w] = self.0.octets();
+        write!(f, "{}.{}.{}.{}", x, y, z, w)
+    }
+}
+
 /// A socket address as `a.b.c.d:port`, without linking core's IPv6 formatter (~1.7 KB of flash) for
 /// addresses that are IPv4 on this board.
 pub struct Addr(pub core::net::SocketAddr);
@@ -61,10 +82,7 @@ pub struct Addr(pub core::net::SocketAddr);
 impl fmt::Display for Addr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            core::net::SocketAddr::V4(a) => {
-                let [x, y, z, w] = a.ip().octets();
-                write!(f, "{}.{}.{}.{}:{}", x, y, z, w, a.port())
-            }
+            core::net::SocketAddr::V4(a) => write!(f, "{}:{}", Ip(*a.ip()), a.port()),
             core::net::SocketAddr::V6(a) => write!(f, "[IPv6]:{}", a.port()),
         }
     }
@@ -96,7 +114,10 @@ async fn net_task(mut runner: Runner<'static, Nic>) -> ! {
 pub fn start(spawner: Spawner, app: &str) -> Stack<'static> {
     crate::uart::init();
     println!();
-    println!("{}: p2psc on mps2-an386 (Cortex-M4 @ 25 MHz, LAN9118)", app);
+    println!(
+        "{}: p2psc on mps2-an386 (Cortex-M4 @ 25 MHz, LAN9118)",
+        Text(app)
+    );
     if config::TEST_KEYS {
         println!("WARNING: TEST device key / entropy secret (public values; set P2PSC_KEY_SEED, P2PSC_ENTROPY_SECRET)");
     }
@@ -167,9 +188,10 @@ pub async fn wait_config(stack: Stack<'static>) -> Option<StaticConfigV4> {
         return None;
     }
     let c = stack.config_v4()?;
+    let (addr, prefix) = (Ip(c.address.address()), c.address.prefix_len());
     match c.gateway {
-        Some(gw) => println!("net: {} gateway {}", c.address, gw),
-        None => println!("net: {} (no gateway)", c.address),
+        Some(gw) => println!("net: {}/{} gateway {}", addr, prefix, Ip(gw)),
+        None => println!("net: {}/{} (no gateway)", addr, prefix),
     }
     Some(c)
 }

@@ -60,7 +60,11 @@ async fn app(spawner: Spawner) {
             Ok(Ok(()))
         )
         && got == *msg;
-    println!("echo: {}", if ok { "ok" } else { "failed" });
+    if ok {
+        println!("echo: ok");
+    } else {
+        println!("echo: failed");
+    }
     socket.close();
     exit(ok)
 }

@@ -13,7 +13,7 @@
 use embassy_executor::Spawner;
 use embassy_time::{with_timeout, Duration, Instant, Timer};
 use embedded_io_async::Write as _;
-use mps2_an386::board::{Addr, Ep};
+use mps2_an386::board::{Addr, Ep, Text};
 use mps2_an386::executor::Executor;
 use mps2_an386::semihosting::exit;
 use mps2_an386::{board, config, entropy, println};
@@ -116,7 +116,7 @@ async fn app(spawner: Spawner) {
     match echo(&mut conn.socket).await {
         Ok(bytes) => println!("echo: ok ({} messages, {} bytes)", ROUNDS, bytes),
         Err(why) => {
-            println!("echo: failed: {}", why);
+            println!("echo: failed: {}", Text(why));
             exit(false)
         }
     }
@@ -133,14 +133,11 @@ async fn app(spawner: Spawner) {
     })
     .await;
     Timer::after(Duration::from_millis(200)).await; // our last ACK
-    println!(
-        "done{}",
-        if closed.is_ok() {
-            ""
-        } else {
-            " (peer did not close)"
-        }
-    );
+    if closed.is_ok() {
+        println!("done");
+    } else {
+        println!("done (peer did not close)");
+    }
     exit(true)
 }
 
@@ -180,11 +177,11 @@ fn report(event: ConnectEvent, started: Instant, registered: &mut bool) {
                 "p2psc: matched peer at {} as {:?}{} ({} ms)",
                 Addr(peer),
                 role,
-                if racing {
+                Text(if racing {
                     ", racing LAN and public paths"
                 } else {
                     ""
-                },
+                }),
                 ms
             );
         }

@@ -9,8 +9,9 @@
 #   port-preserving-drop   plain masquerade on both routers; both drop unsolicited inbound. Expect success.
 #   port-preserving-rst    plain masquerade, no filter: a router's own stack answers an early SYN with RST.
 #                          Peer B stalls 800 ms after the Match, so A's first SYN meets B's router before B
-#                          has dialled and is reset: the connector must recover with jittered retries.
-#                          Expect success.
+#                          has dialled and is reset (and the RST closes A's router's entry too): the
+#                          connector must recover, both SYNs leaving within one router-to-router delay
+#                          of each other at a slot of the shared retry schedule. Expect success.
 #   symmetric              A's router maps every connection to a random port (masquerade fully-random);
 #                          B's is port-preserving. Expect both peers to fail with PunchFailed.
 #   all                    The three above in turn; exits non-zero if any fails.
@@ -24,7 +25,9 @@
 #   --expect success|ERROR                e.g. --expect PunchFailed (the peers' typed ConnectError)
 #   --timeout S                           connector deadline per peer (default 30)
 #   --punch-timeout S                     connector punch deadline (default: the connector's, 15)
-#   --retry-ms MIN-MAX                    connector retry jitter range (default: the connector's, 20-300)
+#   --peer-arg ARG                        one more argument for both `host-sim tap peer`s (repeatable), e.g.
+#                                         the shared retry schedule: --peer-arg --dial-gap-ms=20-60,
+#                                         --listen-gap-ms=100-300, --slot-skew-us=3000, --jitter-us=500
 #   --prefix P                            namespace prefix (default p2l<PID>-); must be unique per run
 #   --logs DIR                            keep logs (and pcaps) in DIR (default: a temp dir, removed)
 #   --pcap                                tcpdump both routers' WAN and LAN into the log dir; print excerpts
@@ -55,7 +58,7 @@ case "$scenario" in -h|--help) usage; exit 0 ;; esac
 # --- defaults, then the scenario's, then the options ------------------------------------------------
 nat_a=port-preserving nat_b=port-preserving fw_a=drop fw_b=drop
 delay_a=20 delay_b=5 stall_a=0 stall_b=0 stagger=300 expect=success
-timeout_s=30 punch_timeout='' retry='' prefix="p2l$$-" logs='' pcap=0 build=0 quiet=0 verbose=0
+timeout_s=30 punch_timeout='' peer_args=() prefix="p2l$$-" logs='' pcap=0 build=0 quiet=0 verbose=0
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 host_sim=${HOST_SIM:-$target_dir/debug/host-sim}
 mediator_bin=${P2PSC_MEDIATOR_BIN:-$target_dir/debug/p2psc-mediator}
@@ -102,7 +105,7 @@ while [ $# -gt 0 ]; do
         --expect) expect=$val ;;
         --timeout) timeout_s=$val ;;
         --punch-timeout) punch_timeout=$val ;;
-        --retry-ms) retry=$val ;;
+        --peer-arg) peer_args+=("$val") ;;
         --prefix) prefix=$val ;;
         --logs) logs=$val ;;
         --host-sim) host_sim=$val ;;
@@ -120,7 +123,6 @@ done
 for v in "$delay_a" "$delay_b" "$stall_a" "$stall_b" "$stagger" "$timeout_s" ${punch_timeout:+"$punch_timeout"}; do
     case "$v" in ''|*[!0-9]*) echo "tap-lab: not a number: $v" >&2; exit 2 ;; esac
 done
-case "$retry" in ''|[0-9]*-[0-9]*) ;; *) echo "tap-lab: --retry-ms wants MIN-MAX, e.g. 20-300" >&2; exit 2 ;; esac
 case "$prefix" in ''|*[!A-Za-z0-9_.-]*) echo "tap-lab: bad prefix $prefix" >&2; exit 2 ;; esac
 
 # --- prerequisites -------------------------------------------------------------------------------------
@@ -177,7 +179,7 @@ peer_cmd() { # peer_cmd SIDE SEED PEERKEY ARGS…: sets cmd=(…), the peer's co
         "$host_sim" tap peer --tap tap0 --ip "$peer_ip" --gw "$lan_gw"
         --key-seed "$s" --peer-key "$k" --mediator "$pub_ip:$port" --timeout "$timeout_s")
     [ -n "$punch_timeout" ] && cmd+=(--punch-timeout "$punch_timeout")
-    [ -n "$retry" ] && cmd+=(--retry-min-ms "${retry%-*}" --retry-max-ms "${retry#*-}")
+    [ ${#peer_args[@]} -gt 0 ] && cmd+=("${peer_args[@]}")
     [ "${stall[$side]}" != 0 ] && cmd+=(--stall-after-match-ms "${stall[$side]}")
     [ "$verbose" = 1 ] && cmd+=(-vv)
     cmd+=("$@")

@@ -23,7 +23,9 @@
 //! cargo run --release -p host-sim                        # the demo: two home routers, timeline, latency
 //! cargo run --release -p host-sim -- --nat-a apdm/random/apdf/drop --mermaid demo.md
 //! cargo run --release -p host-sim -- matrix [--full]     # every NAT pair vs theory (~30 s on 2 cores)
-//! cargo run --release -p host-sim -- bench               # latency distribution; success under loss
+//! cargo run --release -p host-sim -- --nat-a linux-rst --nat-b linux-rst --delay-a 1 --delay-b 1 --stall-b 800
+//!                                                        # RST routers 2 ms apart, B stalls after the Match
+//! cargo run --release -p host-sim -- bench               # latency; loss; RST routers (with a stalled peer)
 //! cargo test -p host-sim                                 # includes every matrix cell (~1 min in debug)
 //! ```
 //!

@@ -39,9 +39,11 @@ enum Command {
     Tap(host_sim::tap::TapArgs),
 }
 
-/// A NAT behaviour: `home` (eim/preserve/apdf/drop), or MAPPING/ALLOCATION/FILTERING/UNSOLICITED with
-/// mapping eim|adm|apdm, allocation preserve|seq|random, filtering eif|adf|apdf, unsolicited
-/// drop|rst|icmp. Examples: `apdm/random/apdf/drop` (symmetric), `eim/preserve/eif/rst` (full cone).
+/// A NAT behaviour: `home` (eim/preserve/apdf/drop), `linux-rst` (eim/preserve/apdf/rst, and a RST
+/// ends the session it passes, as Linux conntrack does: masquerade without a firewall), or
+/// MAPPING/ALLOCATION/FILTERING/UNSOLICITED with mapping eim|adm|apdm, allocation preserve|seq|random,
+/// filtering eif|adf|apdf, unsolicited drop|rst|icmp. Examples: `apdm/random/apdf/drop` (symmetric),
+/// `eim/preserve/eif/rst` (full cone).
 #[derive(Debug, Clone, Copy)]
 struct NatSpec(NatConfig);
 
@@ -53,10 +55,13 @@ impl FromStr for NatSpec {
         if s == "home" {
             return Ok(NatSpec(NatConfig::home_router()));
         }
+        if s == "linux-rst" {
+            return Ok(NatSpec(NatConfig::linux_no_firewall()));
+        }
         let parts: Vec<&str> = s.split('/').collect();
         let [m, a, f, u] = parts.as_slice() else {
             return Err(format!(
-                "expected `home` or MAPPING/ALLOCATION/FILTERING/UNSOLICITED, got {s:?}"
+                "expected `home`, `linux-rst` or MAPPING/ALLOCATION/FILTERING/UNSOLICITED, got {s:?}"
             ));
         };
         Ok(NatSpec(NatConfig {
@@ -117,8 +122,9 @@ impl NetArgs {
 
 #[derive(Debug, Clone, Args)]
 struct DemoArgs {
-    /// NAT of peer A: `home` (= eim/preserve/apdf/drop) or MAPPING/ALLOCATION/FILTERING/UNSOLICITED,
-    /// from eim|adm|apdm / preserve|seq|random / eif|adf|apdf / drop|rst|icmp.
+    /// NAT of peer A: `home` (= eim/preserve/apdf/drop), `linux-rst` (eim/preserve/apdf/rst, a RST
+    /// ends the session) or MAPPING/ALLOCATION/FILTERING/UNSOLICITED, from eim|adm|apdm /
+    /// preserve|seq|random / eif|adf|apdf / drop|rst|icmp.
     #[arg(long, default_value = "home", value_name = "NAT")]
     nat_a: NatSpec,
     /// NAT of peer B (same syntax).
@@ -138,6 +144,10 @@ struct DemoArgs {
     /// When peer B calls connect (ms after peer A).
     #[arg(long, default_value_t = 1000)]
     b_start: u64,
+    /// Peer B stops polling (connector and network stack) for this long after the Match (ms): a slow
+    /// device that dials late.
+    #[arg(long, default_value_t = 0)]
+    stall_b: u64,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -182,6 +192,20 @@ struct BenchArgs {
     /// Loss (%) per path and direction in the loss benchmark.
     #[arg(long, default_value_t = 5.0)]
     loss: f64,
+    /// One-way delay (ms) between the two routers in the RST benchmark (half on each access link).
+    #[arg(long, default_value_t = 2.0)]
+    rst_delay: f64,
+    /// How long (ms) peer B stalls after the Match in the stalled RST benchmark.
+    #[arg(long, default_value_t = 800)]
+    rst_stall: u64,
+    /// Which benchmarks to run (comma-separated): latency, loss, rst (RST routers, no stall),
+    /// rst-stall (RST routers, B stalls).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "latency,loss,rst,rst-stall"
+    )]
+    only: Vec<String>,
     /// Base seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -208,6 +232,7 @@ fn demo(args: DemoArgs) -> ExitCode {
     };
     s.delays = args.net.delays();
     s.b.start = Some(Duration::from_millis(args.b_start));
+    s.b.stall_after_match = (args.stall_b > 0).then(|| Duration::from_millis(args.stall_b));
     s.trace = args.packets;
     let r = scenario::run(&s);
     print_demo(&s, &r, args.all);
@@ -384,6 +409,14 @@ fn bench_config(name: &str, scenarios: Vec<Scenario>, threads: usize) {
     let mut totals: Vec<Duration> = results.iter().filter(|r| r.0).filter_map(|r| r.2).collect();
     totals.sort();
     let first_try = results.iter().filter(|r| r.0 && r.3 == 1).count();
+    let mut attempts: Vec<u16> = results.iter().filter(|r| r.0).map(|r| r.3).collect();
+    attempts.sort();
+    let attempt = |p: f64| {
+        attempts
+            .get(((attempts.len().max(1) - 1) as f64 * p).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    };
     println!("{name}");
     println!(
         "  connected {ok}/{n} ({:.1} %), {first_try} on the first SYN attempt   [{:.1} s wall]",
@@ -400,6 +433,13 @@ fn bench_config(name: &str, scenarios: Vec<Scenario>, threads: usize) {
     if !failures.is_empty() {
         println!("  failures (A/B errors): {}", failures.join(", "));
     }
+    println!(
+        "  SYN attempts (busier peer, connected runs): median {}  p90 {}  p99 {}  max {}",
+        attempt(0.5),
+        attempt(0.9),
+        attempt(0.99),
+        attempt(1.0)
+    );
     println!(
         "  set-up latency (2nd registration -> both authenticated): min {:.1}  median {:.1}  p90 {:.1}  p99 {:.1}  max {:.1} ms",
         percentile(&setups, 0.0),
@@ -437,23 +477,70 @@ fn bench(args: BenchArgs) -> ExitCode {
             })
             .collect()
     };
-    bench_config(
-        &format!(
-            "Latency: {} runs, home routers, RTT {} ms on every path, jitter 0..{} ms per internet link, no loss",
-            args.runs, args.rtt, args.jitter
-        ),
-        make(args.rtt, 0.0),
-        threads,
-    );
-    println!();
-    bench_config(
-        &format!(
-            "Loss: {} runs, home routers, RTT {} ms, jitter 0..{} ms per internet link, {} % loss per path and direction",
-            args.runs, args.lossy_rtt, args.jitter, args.loss
-        ),
-        make(args.lossy_rtt, args.loss),
-        threads,
-    );
+    let wants = |name: &str| args.only.iter().any(|o| o == name);
+    let mut first = true;
+    let mut section = |name: String, scenarios: Vec<Scenario>| {
+        if !first {
+            println!();
+        }
+        first = false;
+        bench_config(&name, scenarios, threads);
+    };
+    if wants("latency") {
+        section(
+            format!(
+                "Latency: {} runs, home routers, RTT {} ms on every path, jitter 0..{} ms per internet link, no loss",
+                args.runs, args.rtt, args.jitter
+            ),
+            make(args.rtt, 0.0),
+        );
+    }
+    if wants("loss") {
+        section(
+            format!(
+                "Loss: {} runs, home routers, RTT {} ms, jitter 0..{} ms per internet link, {} % loss per path and direction",
+                args.runs, args.lossy_rtt, args.jitter, args.loss
+            ),
+            make(args.lossy_rtt, args.loss),
+        );
+    }
+    // Routers that reset early SYNs and end their session on the RST (Linux masquerade, no firewall):
+    // both SYNs must leave within one router-to-router delay. Short path, small jitter.
+    let rst = |stall: Option<u64>| -> Vec<Scenario> {
+        (0..args.runs)
+            .map(|i| {
+                let mut s = Scenario::home_routers(matrix::cell_seed(args.seed, i));
+                let nat = NatConfig::linux_no_firewall();
+                s.layout = Layout::TwoNats(nat, nat);
+                s.delays = Delays {
+                    access_a: ms(args.rst_delay / 2.0),
+                    access_b: ms(args.rst_delay / 2.0),
+                    mediator: ms(10.0),
+                    jitter: ms(0.5),
+                    ..Delays::default()
+                };
+                s.b.stall_after_match = stall.map(Duration::from_millis);
+                s
+            })
+            .collect()
+    };
+    let rst_name = |what: &str| {
+        format!(
+            "RST routers ({}): {} runs, router-to-router {} ms one way, mediator 10 ms beyond, jitter 0..0.5 ms per internet link, {what}",
+            NatConfig::linux_no_firewall().label(),
+            args.runs,
+            args.rst_delay
+        )
+    };
+    if wants("rst") {
+        section(rst_name("no stall"), rst(None));
+    }
+    if wants("rst-stall") {
+        section(
+            rst_name(&format!("B stalls {} ms after the Match", args.rst_stall)),
+            rst(Some(args.rst_stall)),
+        );
+    }
     ExitCode::SUCCESS
 }
 

@@ -32,8 +32,17 @@
 //! filter, to the internal endpoint that owns the destination port; with hairpinning off it is dropped.
 //!
 //! **Timeouts** (RFC 4787 §4.3, RFC 5382 §5): a session, and a mapping with no session, expires after
-//! `timeout` without packets in either direction. TCP state (FIN, RST) is not tracked: the model keeps a
-//! session until it idles out, so a reset punch attempt retried from the same port finds its mapping.
+//! `timeout` without packets in either direction. FIN is not tracked. A RST is tracked only if
+//! [`NatConfig::rst_ends_session`] is set: then a RST that passes through a session (either way) ends it,
+//! as Linux conntrack does (the entry goes to CLOSE; a later SYN from inside opens a new one, a SYN from
+//! outside finds nothing and is unsolicited). Otherwise the model keeps a session until it idles out,
+//! so a reset punch attempt retried from the same port finds its mapping.
+//!
+//! [`NatConfig::linux_no_firewall`] is the router the TAP lab's `port-preserving-rst` scenario builds
+//! with nftables: a SYN that reaches it before its own host's SYN went out is reset by the router's own
+//! stack, and that RST, passing back through the other router, closes the other side's session too.
+//! Each router therefore holds a usable session for one round trip after its host's SYN: both SYNs
+//! must leave within one router-to-router one-way delay of each other.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -111,6 +120,8 @@ pub struct NatConfig {
     pub hairpin: bool,
     /// Idle time after which a session or mapping expires.
     pub timeout: Duration,
+    /// A RST passing through a session ends it (Linux conntrack); otherwise sessions only idle out.
+    pub rst_ends_session: bool,
 }
 
 impl NatConfig {
@@ -125,14 +136,34 @@ impl NatConfig {
             unsolicited: Unsolicited::Drop,
             hairpin: true,
             timeout: Duration::from_secs(7440),
+            rst_ends_session: false,
         }
     }
 
-    /// Short label, e.g. `EIM/preserve/APDF/drop`.
+    /// A Linux router doing plain `masquerade` with no firewall (the TAP lab's `port-preserving-rst`):
+    /// port-preserving, endpoint-independent mapping; only conntrack entries let packets in (APDF); its
+    /// own stack answers an unsolicited SYN with RST; and a RST ends the conntrack entry it passes.
+    pub const fn linux_no_firewall() -> NatConfig {
+        NatConfig {
+            unsolicited: Unsolicited::Rst,
+            rst_ends_session: true,
+            ..NatConfig::home_router()
+        }
+    }
+
+    /// Short label, e.g. `EIM/preserve/APDF/drop` (`+rst-ends` if a RST ends a session).
     pub fn label(&self) -> String {
         format!(
-            "{}/{}/{}/{}",
-            self.mapping, self.allocation, self.filtering, self.unsolicited
+            "{}/{}/{}/{}{}",
+            self.mapping,
+            self.allocation,
+            self.filtering,
+            self.unsolicited,
+            if self.rst_ends_session {
+                "+rst-ends"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -533,6 +564,12 @@ impl Nat {
         external
     }
 
+    /// End the session of `internal` with `remote` (a RST passed); the mapping stays until it idles out.
+    fn end_session(&mut self, internal: SocketAddrV4, remote: SocketAddrV4) {
+        self.sessions
+            .retain(|s| !(s.internal == internal && s.remote == remote));
+    }
+
     fn touch_mapping(&mut self, now: Instant, internal: SocketAddrV4, external: u16) {
         for m in self
             .mappings
@@ -613,6 +650,9 @@ impl Nat {
             }
         };
         let external = self.translate_out(now, tcp.src, tcp.dst);
+        if tcp.rst && self.config.rst_ends_session {
+            self.end_session(tcp.src, tcp.dst);
+        }
         let src = SocketAddrV4::new(self.public, external);
         if *tcp.dst.ip() == self.public {
             self.events.push(NatEvent::Hairpin {
@@ -681,6 +721,9 @@ impl Nat {
         let is_syn = tcp.syn && !tcp.rst;
         match result {
             Ok((inside, verdict)) => {
+                if tcp.rst && self.config.rst_ends_session {
+                    self.end_session(inside, tcp.src);
+                }
                 if is_syn {
                     self.events.push(NatEvent::Syn {
                         from: tcp.src,
@@ -789,6 +832,7 @@ mod tests {
             unsolicited,
             hairpin: false,
             timeout: Duration::from_secs(60),
+            rst_ends_session: false,
         };
         Nat::new(config, "198.51.100.1".parse().unwrap(), Rng::new(1))
     }
@@ -918,6 +962,43 @@ mod tests {
         assert_eq!(v, SynVerdict::Icmp);
         let Out::Wan(r) = &outs[0] else { panic!() };
         assert!(matches!(packet::decode(r), Kind::IcmpUnreachable { .. }));
+    }
+
+    #[test]
+    fn a_rst_ends_the_session_only_when_tracked() {
+        let rst = |src: &str, dst: SocketAddrV4| {
+            let mut p = seg(ep(src), dst, false, true);
+            let mut t = TcpPacket::new_unchecked(&mut p[20..]);
+            t.set_rst(true);
+            t.fill_checksum(&IpAddress::Ipv4(*ep(src).ip()), &IpAddress::Ipv4(*dst.ip()));
+            p
+        };
+        for tracked in [false, true] {
+            let mut n = nat(
+                Mapping::EndpointIndependent,
+                Allocation::Preserving,
+                Filtering::AddressPortDependent,
+                Unsolicited::Rst,
+            );
+            n.config.rst_ends_session = tracked;
+            // Our SYN opens the session; the peer's router answers RST, which comes back through it.
+            n.outbound(T0, seg(ep(INSIDE), ep(PEER), true, false));
+            assert_eq!(n.inbound(T0, rst(PEER, ep("198.51.100.1:50000"))).len(), 1);
+            // The peer's own SYN now: let in only if the RST did not end the session.
+            let (v, _) = inbound_verdict(&mut n, PEER, 50000);
+            let expected = if tracked {
+                SynVerdict::Reset
+            } else {
+                SynVerdict::Session
+            };
+            assert_eq!(v, expected, "tracked {tracked}");
+            // A RST from inside ends it too; a new SYN from inside opens it again.
+            n.outbound(T0, seg(ep(INSIDE), ep(PEER), true, false));
+            n.outbound(T0, rst(INSIDE, ep(PEER)));
+            assert_eq!(inbound_verdict(&mut n, PEER, 50000).0, expected);
+            n.outbound(T0, seg(ep(INSIDE), ep(PEER), true, false));
+            assert_eq!(inbound_verdict(&mut n, PEER, 50000).0, SynVerdict::Session);
+        }
     }
 
     #[test]

@@ -31,7 +31,11 @@
 //! that figure from the configured delays (without jitter; the larger of the two mediator round trips).
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
 
 use embassy_time::{Duration, Instant, Timer};
 use embedded_io_async::{Read, Write};
@@ -139,6 +143,9 @@ pub struct PeerSpec {
     pub start: Option<Duration>,
     /// Give `connect` a second candidate socket, so the LAN and public paths race.
     pub race: bool,
+    /// Stop polling for this long right after the Match (a slow device): neither its connector nor
+    /// its network stack runs, so its first SYN goes out late and packets wait for it.
+    pub stall_after_match: Option<Duration>,
     /// Its connector's configuration.
     pub config: ConnectConfig,
 }
@@ -152,6 +159,7 @@ impl PeerSpec {
             claim: None,
             start: Some(Duration::from_millis(start_ms)),
             race: true,
+            stall_after_match: None,
             config: ConnectConfig::default(),
         }
     }
@@ -394,6 +402,43 @@ fn greeting(side: Side) -> String {
     format!("hello from {side}")
 }
 
+/// Until when a peer is stalled (`None`: running).
+type Gate = Rc<Cell<Option<Instant>>>;
+
+/// Runs `inner`, except while its gate holds a time still to come: a device that stopped polling.
+struct Stall<F: Future> {
+    inner: Pin<Box<F>>,
+    gate: Gate,
+    timer: Option<Pin<Box<Timer>>>,
+}
+
+impl<F: Future> Stall<F> {
+    fn new(inner: F, gate: &Gate) -> Stall<F> {
+        Stall {
+            inner: Box::pin(inner),
+            gate: gate.clone(),
+            timer: None,
+        }
+    }
+}
+
+impl<F: Future> Future for Stall<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        if let Some(until) = self.gate.get() {
+            if Instant::now() < until {
+                let timer = self.timer.get_or_insert_with(|| Box::pin(Timer::at(until)));
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+            self.timer = None;
+        }
+        self.inner.as_mut().poll(cx)
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn peer(
     side: Side,
@@ -403,6 +448,7 @@ async fn peer(
     bufs: &mut Buffers,
     seed: [u8; 32],
     log: Log,
+    gate: Gate,
 ) -> PeerReport {
     let mut report = PeerReport {
         result: None,
@@ -439,6 +485,11 @@ async fn peer(
         seed,
         |e| {
             match e {
+                ConnectEvent::Matched { .. } => {
+                    if let Some(stall) = spec.stall_after_match {
+                        gate.set(Some(Instant::now() + stall));
+                    }
+                }
                 ConnectEvent::Dialing(_, n) => attempts.set(attempts.get().max(n)),
                 ConnectEvent::Authenticated(_) => authenticated.set(Some(Instant::now())),
                 _ => {}
@@ -640,32 +691,41 @@ pub fn run_with(s: &Scenario, setup: impl FnOnce(&Network, &[NodeId])) -> Report
     let want_a = s.a.want.unwrap_or_else(|| s.b.key());
     let want_b = s.b.want.unwrap_or_else(|| s.a.key());
 
+    let (gate_a, gate_b): (Gate, Gate) = Default::default();
     let mut ex = Executor::new();
     ex.max_steps = usize::MAX;
     ex.max_time = s.max_time;
     ex.spawn(network.run());
     ex.spawn(async move { mrunner.run().await });
-    ex.spawn(async move { arunner.run().await });
-    ex.spawn(async move { brunner.run().await });
+    ex.spawn(Stall::new(async move { arunner.run().await }, &gate_a));
+    ex.spawn(Stall::new(async move { brunner.run().await }, &gate_b));
     ex.spawn(serve(mstack, &node, log.clone()));
     let (a, b) = ex.run(join(
-        peer(
-            Side::A,
-            astack,
-            &s.a,
-            want_a,
-            &mut bufs_a,
-            master.fork("connect A").bytes32(),
-            log.clone(),
+        Stall::new(
+            peer(
+                Side::A,
+                astack,
+                &s.a,
+                want_a,
+                &mut bufs_a,
+                master.fork("connect A").bytes32(),
+                log.clone(),
+                gate_a.clone(),
+            ),
+            &gate_a,
         ),
-        peer(
-            Side::B,
-            bstack,
-            &s.b,
-            want_b,
-            &mut bufs_b,
-            master.fork("connect B").bytes32(),
-            log.clone(),
+        Stall::new(
+            peer(
+                Side::B,
+                bstack,
+                &s.b,
+                want_b,
+                &mut bufs_b,
+                master.fork("connect B").bytes32(),
+                log.clone(),
+                gate_b.clone(),
+            ),
+            &gate_b,
         ),
     ));
     drop(ex);

@@ -31,6 +31,8 @@ pub struct TapArgs {
 }
 
 /// The TAP-mode programs.
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 pub enum TapCommand {
     /// Run one p2psc peer on a TAP device: register, punch, authenticate, exchange a message.

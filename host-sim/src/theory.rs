@@ -35,12 +35,15 @@
 //!    conflicting session: dropped), or a filter that refuses it.
 //!
 //!    So: if some peer X has filtering that admits the other's SYNs (EIF; or ADF with X predictable),
-//!    the connection is [`Prediction::Listener`]: it forms when one of Y's SYNs happens to arrive while X
-//!    is between attempts and listening. That is timing: X's attempts end by timeout (3 s) or by a reset
-//!    (from Y's NAT with RST behaviour, or Y's stack), then X listens for a random 20–300 ms. Over the
-//!    15 s punch window this nearly always happens, after a few attempts, but nothing guarantees it.
-//!    Otherwise the connection is impossible: [`Prediction::Fail`], and the connector ends with
-//!    `ConnectError::PunchFailed` at its punch deadline.
+//!    the connection is [`Prediction::Listener`]: it forms when one of Y's SYNs arrives while X is
+//!    listening. The connector's shared retry schedule provides for that: a quarter of its slots are
+//!    one-sided, the sides taking turns; in a slot where only Y dials, X does not, and an unanswered
+//!    attempt of X's that has run for 1.5 s (as one to a NAT that drops it does) is stopped, so X
+//!    listens for the long gap after the slot (100–300 ms) while Y's SYN comes in. X's attempts that
+//!    were reset (by Y's NAT with RST behaviour, or Y's stack) have ended already. Such slots come about
+//!    twice a second per side; over the 15 s punch window this nearly always works, typically within a
+//!    few seconds, but it is still timing, so theory does not promise it. Otherwise the connection is impossible: [`Prediction::Fail`], and the
+//!    connector ends with `ConnectError::PunchFailed` at its punch deadline.
 //!
 //! The classical UDP rule of thumb agrees: symmetric NAT ↔ port-restricted cone fails, symmetric ↔
 //! (address-)restricted or full cone works, symmetric ↔ symmetric works only against a full cone.

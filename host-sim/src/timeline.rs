@@ -149,7 +149,7 @@ impl fmt::Display for What {
                 }
                 ConnectEvent::Dialing(to, n) => write!(f, "SYN to {to} (attempt {n})"),
                 ConnectEvent::Retrying(to) => {
-                    write!(f, "attempt to {to} failed; retrying after a random delay")
+                    write!(f, "attempt to {to} ended; next SYN at our next shared slot")
                 }
                 ConnectEvent::Established(to) => write!(f, "TCP established with {to}"),
                 ConnectEvent::Authenticated(to) => write!(f, "peer authenticated on {to}"),

@@ -564,6 +564,79 @@ mod routed {
         assert_eq!(r.a.error(), Some(ConnectError::PeerNeverCame));
     }
 
+    /// Two routers that reset early SYNs and end their session on the RST (Linux masquerade, no
+    /// firewall), 2 ms apart: both SYNs must leave within 2 ms of each other.
+    fn rst_routers(seed: u64, stall_b: Option<u64>) -> Scenario {
+        let mut s = Scenario::home_routers(seed);
+        let nat = NatConfig::linux_no_firewall();
+        s.layout = Layout::TwoNats(nat, nat);
+        s.delays = Delays {
+            access_a: Duration::from_millis(1),
+            access_b: Duration::from_millis(1),
+            mediator: Duration::from_millis(10),
+            jitter: Duration::from_micros(500),
+            ..Delays::default()
+        };
+        s.b.stall_after_match = stall_b.map(Duration::from_millis);
+        s
+    }
+
+    /// When a peer's Match came (its timeline's Matched event).
+    fn matched_at(r: &Report, side: Side) -> embassy_time::Instant {
+        r.events
+            .iter()
+            .find(|e| {
+                e.who == Who::Peer(side)
+                    && matches!(e.what, What::Connect(ConnectEvent::Matched { .. }))
+            })
+            .expect("matched")
+            .at
+    }
+
+    #[test]
+    fn rst_routers_close_together_connect_on_the_first_syn() {
+        for seed in 1..=10 {
+            let r = scenario::run(&rst_routers(seed, None));
+            assert_connected(&r);
+            assert_eq!((r.a.attempts, r.b.attempts), (1, 1), "seed {seed}");
+        }
+    }
+
+    /// B stalls 800 ms after the Match (neither its connector nor its stack runs): A's SYNs meet
+    /// router B first and are reset, and each RST ends A's router's session too. Once B wakes, its
+    /// SYN goes out at once and then at the shared slots, where A dials as well: they connect soon.
+    #[test]
+    fn rst_routers_close_together_with_a_stalled_peer_connect_soon_after_it_wakes() {
+        for seed in 1..=20 {
+            let r = scenario::run(&rst_routers(seed, Some(800)));
+            assert_connected(&r);
+            // The stall is real: B's first SYN leaves 800 ms after its Match, not at the start time.
+            let first_syn = r
+                .events
+                .iter()
+                .find(|e| {
+                    e.who == Who::Peer(Side::B)
+                        && matches!(e.what, What::Connect(ConnectEvent::Dialing(..)))
+                })
+                .unwrap()
+                .at;
+            assert!(first_syn >= matched_at(&r, Side::B) + Duration::from_millis(800));
+            // A retried while B stalled, its SYNs reset by router B.
+            assert!(r.a.attempts >= 2, "seed {seed}");
+            let took =
+                r.a.authenticated_at
+                    .unwrap()
+                    .max(r.b.authenticated_at.unwrap())
+                    - matched_at(&r, Side::A);
+            assert!(
+                took < Duration::from_millis(2500),
+                "seed {seed}: {} ms after the Match\n{}",
+                took.as_millis(),
+                r.timeline(false)
+            );
+        }
+    }
+
     /// Same seed, same run: identical timelines and identical packets, byte for byte.
     #[test]
     fn deterministic_across_runs() {

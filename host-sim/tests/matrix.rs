@@ -29,7 +29,8 @@ fn every_cell_matches_the_prediction() {
         wrong.len(),
         wrong.join("\n")
     );
-    // Each class is populated, and the timing-dependent class mostly connects.
+    // Each class is populated, and the timing-dependent class nearly always connects (the shared
+    // retry schedule's one-sided slots give the listener its chances; 2880 of 2880 with seed 1).
     let count = |p: Prediction| {
         results
             .iter()
@@ -43,7 +44,7 @@ fn every_cell_matches_the_prediction() {
         .collect();
     let connected = listener.iter().filter(|r| r.connected).count();
     assert!(
-        connected * 10 >= listener.len() * 9,
+        connected * 100 >= listener.len() * 99,
         "only {connected} of {} listener cells connected",
         listener.len()
     );

@@ -69,12 +69,21 @@ pub struct PeerArgs {
     /// Punch deadline, seconds from the start time the mediator announces.
     #[arg(long, value_name = "S")]
     pub punch_timeout: Option<u64>,
-    /// Shortest random delay before a punch retry, ms (the connector's default if unset).
-    #[arg(long, value_name = "MS")]
-    pub retry_min_ms: Option<u64>,
-    /// Longest random delay before a punch retry, ms (the connector's default if unset).
-    #[arg(long, value_name = "MS")]
-    pub retry_max_ms: Option<u64>,
+    /// Gap range after a slot of the shared retry schedule where both peers dial, ms (the
+    /// connector's default if unset; both peers need the same value).
+    #[arg(long, value_name = "MIN-MAX", value_parser = parse_range)]
+    pub dial_gap_ms: Option<(u64, u64)>,
+    /// Gap range after a slot where only one peer dials, ms (the connector's default if unset; both
+    /// peers need the same value).
+    #[arg(long, value_name = "MIN-MAX", value_parser = parse_range)]
+    pub listen_gap_ms: Option<(u64, u64)>,
+    /// Largest skew between the peers' SYNs in a slot, µs (the connector's default if unset; both
+    /// peers need the same value).
+    #[arg(long, value_name = "US")]
+    pub slot_skew_us: Option<u64>,
+    /// Independent random delay added to each retry, µs (the connector's default if unset).
+    #[arg(long, value_name = "US")]
+    pub jitter_us: Option<u64>,
     /// Local port for the mediator connection and the punch (random in 49152..=65535 by default).
     #[arg(long, value_name = "PORT")]
     pub local_port: Option<u16>,
@@ -88,6 +97,19 @@ pub struct PeerArgs {
     /// Log p2psc's own debug lines (and smoltcp's, with -vv) to stderr.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// `MIN-MAX`, two numbers.
+fn parse_range(text: &str) -> Result<(u64, u64), String> {
+    let (lo, hi) = text
+        .split_once('-')
+        .ok_or_else(|| format!("expected MIN-MAX, got {text:?}"))?;
+    let num = |v: &str| v.trim().parse::<u64>().map_err(|e| format!("{v:?}: {e}"));
+    let (lo, hi) = (num(lo)?, num(hi)?);
+    if lo > hi {
+        return Err(format!("{lo} is more than {hi}"));
+    }
+    Ok((lo, hi))
 }
 
 /// Lines on stdout, stamped with the time since start.
@@ -232,11 +254,19 @@ fn peer(args: &PeerArgs, out: &Out) -> Result<(), Failure> {
     if let Some(s) = args.punch_timeout {
         config.punch_timeout = Duration::from_secs(s);
     }
-    if let Some(ms) = args.retry_min_ms {
-        config.retry_min = Duration::from_millis(ms);
+    if let Some((lo, hi)) = args.dial_gap_ms {
+        config.slots.dial_gap_min = Duration::from_millis(lo);
+        config.slots.dial_gap_max = Duration::from_millis(hi);
     }
-    if let Some(ms) = args.retry_max_ms {
-        config.retry_max = Duration::from_millis(ms);
+    if let Some((lo, hi)) = args.listen_gap_ms {
+        config.slots.listen_gap_min = Duration::from_millis(lo);
+        config.slots.listen_gap_max = Duration::from_millis(hi);
+    }
+    if let Some(us) = args.slot_skew_us {
+        config.slots.skew = Duration::from_micros(us);
+    }
+    if let Some(us) = args.jitter_us {
+        config.jitter = Duration::from_micros(us);
     }
     let seed = random::<32>().map_err(Failure::Setup)?;
     let started = Instant::now();
@@ -492,7 +522,9 @@ fn describe(event: &ConnectEvent, now: Instant) -> String {
             )
         }
         ConnectEvent::Dialing(to, n) => format!("dialing {to} (attempt {n})"),
-        ConnectEvent::Retrying(to) => format!("attempt to {to} reset or timed out; retrying"),
+        ConnectEvent::Retrying(to) => {
+            format!("attempt to {to} ended (reset, timed out, or listening); next slot")
+        }
         ConnectEvent::Established(to) => format!("TCP established with {to}"),
         ConnectEvent::Authenticated(to) => format!("peer authenticated on {to}"),
     }

@@ -566,6 +566,8 @@ pub struct Connector<S: Signer, V: Verifier> {
     candidates: heapless::Vec<Candidate, 2>,
     last_error: Option<ConnectError>,
     events: heapless::Deque<ConnectEvent, 8>,
+    /// Whether [`ConnectEvent::Registered`] was reported.
+    registered: bool,
 }
 
 impl<S: Signer, V: Verifier> core::fmt::Debug for Connector<S, V> {
@@ -633,6 +635,7 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
             candidates: heapless::Vec::new(),
             last_error: None,
             events: heapless::Deque::new(),
+            registered: false,
         }
     }
 
@@ -861,13 +864,23 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
         for e in events {
             let event = match e {
                 RegisterEvent::Challenged { observed } => ConnectEvent::Challenged(observed),
-                RegisterEvent::Registered { .. } => ConnectEvent::Registered,
-                RegisterEvent::Matched(info) => ConnectEvent::Matched {
-                    role: info.role,
-                    peer: info.peer_observed,
-                    start_at: info.start_at,
-                    racing: info.same_public_address(),
-                },
+                RegisterEvent::Registered { .. } => {
+                    self.registered = true;
+                    ConnectEvent::Registered
+                }
+                // The second peer of a pair is matched at once, without a Registered of its own; report
+                // the registration anyway, so progress reads the same for both peers.
+                RegisterEvent::Matched(info) => {
+                    if !core::mem::replace(&mut self.registered, true) {
+                        self.event(ConnectEvent::Registered);
+                    }
+                    ConnectEvent::Matched {
+                        role: info.role,
+                        peer: info.peer_observed,
+                        start_at: info.start_at,
+                        racing: info.same_public_address(),
+                    }
+                }
             };
             self.event(event);
         }

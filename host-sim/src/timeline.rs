@@ -130,7 +130,7 @@ impl fmt::Display for What {
             What::Connect(e) => match e {
                 ConnectEvent::MediatorConnected(l) => write!(f, "TCP to mediator up (local {l})"),
                 ConnectEvent::Challenged(o) => write!(f, "mediator sees us at {o}; proving key"),
-                ConnectEvent::Registered => f.write_str("registered; waiting for the peer"),
+                ConnectEvent::Registered => f.write_str("registered with the mediator"),
                 ConnectEvent::Matched {
                     role,
                     peer,

@@ -14,7 +14,7 @@ fn demo_timeline_is_identical_across_runs_with_one_seed() {
     assert!(r1.connected());
     let text = r1.timeline(false);
     for needle in [
-        "registered; waiting for the peer",
+        "registered with the mediator",
         "pair matched",
         "SYN to",
         "let in (hole open)",

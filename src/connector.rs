@@ -584,6 +584,17 @@ fn socket<'a, 'b>(sockets: &'a mut SocketSet<'b>, handle: SocketHandle) -> &'a m
     sockets.get_mut::<tcp::Socket>(handle)
 }
 
+/// `addr` as a smoltcp endpoint; `None` for an IPv6 address when p2psc is built without `ipv6`.
+fn endpoint(addr: SocketAddr) -> Option<IpEndpoint> {
+    match addr {
+        SocketAddr::V4(a) => Some(a.into()),
+        #[cfg(feature = "ipv6")]
+        SocketAddr::V6(a) => Some(a.into()),
+        #[cfg(not(feature = "ipv6"))]
+        SocketAddr::V6(_) => None,
+    }
+}
+
 /// A port from the IANA dynamic range, 49152..=65535.
 fn ephemeral_port(rng: &mut Drbg) -> u16 {
     rng.range(49152, 65535) as u16
@@ -926,11 +937,17 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
         let mut targets: heapless::Vec<IpEndpoint, 2> = heapless::Vec::new();
         // On a shared public address the LAN path is the likelier one: try it first.
         if racing {
-            if let Some(local) = info.peer_local {
-                let _ = targets.push(local.into());
+            if let Some(local) = info.peer_local.and_then(endpoint) {
+                let _ = targets.push(local);
             }
         }
-        let _ = targets.push(info.peer_observed.into());
+        if let Some(observed) = endpoint(info.peer_observed) {
+            let _ = targets.push(observed);
+        }
+        if targets.is_empty() {
+            // An IPv6 peer, and this build has no IPv6 (feature `ipv6`).
+            return Err(ConnectError::NoRoute);
+        }
         let params = HandshakeParams {
             role: info.role,
             peer: self.peer,

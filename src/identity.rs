@@ -46,6 +46,9 @@
 //! (RFC 8410, "PUBLIC KEY") for a [`PublicKey`]. Public keys also read and print as 64 hexadecimal
 //! digits ([`PublicKey::from_hex`], which works in `const` context, and `{:x}`), in every configuration.
 
+#[cfg(feature = "dalek")]
+pub mod dalek;
+
 use core::fmt;
 
 /// Length of an encoded Ed25519 public key.

@@ -6,30 +6,15 @@
 //! bytes either way. The peers still verify each other with p2psc's own salty verifier (that is what
 //! `p2psc::net::connect` uses), so the code a device runs is what the simulation runs.
 
-use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
-use p2psc::identity::{PublicKey, Signature, SignatureError, Signer, Verifier};
-
-/// Verifies with ed25519-dalek's `verify_strict` plus the weak-key check (the same rules as salty).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DalekVerifier;
-
-impl Verifier for DalekVerifier {
-    fn verify(&self, key: &PublicKey, msg: &[u8], sig: &Signature) -> Result<(), SignatureError> {
-        let key =
-            VerifyingKey::from_bytes(key.as_bytes()).map_err(|_| SignatureError::InvalidKey)?;
-        if key.is_weak() {
-            return Err(SignatureError::InvalidKey);
-        }
-        key.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(sig.as_bytes()))
-            .map_err(|_| SignatureError::BadSignature)
-    }
-}
+use p2psc::identity::dalek::DalekSigner;
+pub use p2psc::identity::dalek::DalekVerifier;
+use p2psc::identity::{PublicKey, Signature, Signer};
 
 /// A peer identity: signs with ed25519-dalek. `claim` lets a test present one key and sign with
 /// another (the mediator must answer that with `BadProof`).
 #[derive(Clone)]
 pub struct SimSigner {
-    key: SigningKey,
+    key: DalekSigner,
     claim: Option<PublicKey>,
 }
 
@@ -37,7 +22,7 @@ impl SimSigner {
     /// The identity of a 32-byte secret seed.
     pub fn from_seed(seed: &[u8; 32]) -> SimSigner {
         SimSigner {
-            key: SigningKey::from_bytes(seed),
+            key: DalekSigner::from_seed(seed),
             claim: None,
         }
     }
@@ -59,19 +44,18 @@ impl core::fmt::Debug for SimSigner {
 
 impl Signer for SimSigner {
     fn public_key(&self) -> PublicKey {
-        self.claim
-            .unwrap_or_else(|| PublicKey::from_bytes(self.key.verifying_key().to_bytes()))
+        self.claim.unwrap_or_else(|| self.key.public_key())
     }
 
     fn sign(&self, msg: &[u8]) -> Signature {
-        Signature::from_bytes(self.key.sign(msg).to_bytes())
+        self.key.sign(msg)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use p2psc::identity::{Keypair, SaltyVerifier};
+    use p2psc::identity::{Keypair, SaltyVerifier, Verifier};
 
     #[test]
     fn same_signatures_as_salty_and_both_verifiers_agree() {

@@ -19,8 +19,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
-use crate::dalek::DalekVerifier;
 use crate::shared::{ConnGuard, Mailbox, Refusal, Shared};
+use p2psc::identity::dalek::DalekVerifier;
 
 /// How long a closing connection keeps reading (and discarding) after its last frame, so that bytes the
 /// peer sent meanwhile do not turn our FIN into a RST that could destroy the Abort before it is read.

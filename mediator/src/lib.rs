@@ -40,7 +40,6 @@
 mod clock;
 mod config;
 mod conn;
-mod dalek;
 mod metrics;
 mod shared;
 
@@ -56,8 +55,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{parse_duration, Args};
-pub use dalek::{DalekSigner, DalekVerifier};
 pub use metrics::render as render_metrics;
+pub use p2psc::identity::dalek::{DalekSigner, DalekVerifier};
 pub use shared::Snapshot;
 
 use shared::{Shared, ABORT_LABELS};

@@ -1,13 +1,13 @@
-//! Ed25519 on ed25519-dalek: the server's fast [`Verifier`], and a [`Signer`] for load generators and
-//! tests.
+//! Ed25519 on ed25519-dalek, for hosts (feature `dalek`): a fast [`Verifier`] for servers and a fast
+//! [`Signer`] for load generators and simulations.
 //!
-//! p2psc's default verifier runs on salty, whose portable code needs about 2 ms per verification on a
-//! host; ed25519-dalek needs about 42 µs (see `mediator-bench`). Both accept exactly the same signatures (the rules are in
-//! `p2psc::identity`): `verify_strict` bounds `S`, rejects small-order `R`, and — with the explicit
+//! salty's portable code needs about 2 ms per verification on a host; ed25519-dalek about 42 µs (see
+//! `mediator-bench`). Both accept exactly the same signatures (the rules are in the parent module):
+//! `verify_strict` bounds `S`, rejects small-order `R`, and — with the explicit
 //! [`VerifyingKey::is_weak`] check below — rejects the small-order keys too.
 
+use super::{PublicKey, Signature, SignatureError, Signer, Verifier};
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
-use p2psc::identity::{PublicKey, Signature, SignatureError, Signer, Verifier};
 
 /// Verifies with ed25519-dalek's `verify_strict`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -25,8 +25,8 @@ impl Verifier for DalekVerifier {
     }
 }
 
-/// Signs with ed25519-dalek (the same RFC 8032 bytes as `p2psc::identity::Keypair`, tens of times
-/// faster on a host). Used by the benchmark and the tests to play many clients.
+/// Signs with ed25519-dalek (the same RFC 8032 bytes as [`Keypair`](super::Keypair), tens of times
+/// faster on a host). Load generators and simulations use it to play many clients.
 #[derive(Clone)]
 pub struct DalekSigner(SigningKey);
 
@@ -58,7 +58,7 @@ impl Signer for DalekSigner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use p2psc::identity::{Keypair, SaltyVerifier};
+    use crate::identity::{Keypair, SaltyVerifier};
 
     /// ℓ, little-endian.
     const GROUP_ORDER: [u8; 32] = [

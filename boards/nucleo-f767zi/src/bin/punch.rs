@@ -13,11 +13,7 @@ use embassy_stm32::eth::{self, Ethernet, GenericPhy, PacketQueue, Sma};
 use embassy_stm32::peripherals::{ETH, ETH_SMA, RNG};
 use embassy_stm32::rng::{self, Rng};
 use embassy_stm32::time::Hertz;
-use embassy_time::{with_timeout, Duration};
-use embedded_io_async::Write as _;
-use p2psc::connector::ConnectConfig;
-use p2psc::identity::{Keypair, PublicKey};
-use p2psc::net::{self, ConnectBuffers, Ipv4Address, Ipv4Cidr, Mediator, Peer, StackResources};
+use p2psc::net::{self, Ipv4Address, Ipv4Cidr, StackResources};
 use static_cell::StaticCell;
 #[cfg(feature = "defmt")]
 use {defmt_rtt as _, panic_probe as _};
@@ -36,6 +32,9 @@ macro_rules! info {
         let _ = ($(&$arg,)*);
     }};
 }
+
+#[path = "../../../common/app.rs"]
+mod app;
 
 #[cfg(not(feature = "defmt"))]
 #[panic_handler]
@@ -57,7 +56,7 @@ const SOCKETS: usize = 3;
 
 static PACKETS: StaticCell<PacketQueue<4, 4>> = StaticCell::new();
 static RESOURCES: StaticCell<StackResources<SOCKETS>> = StaticCell::new();
-static BUFFERS: StaticCell<[u8; 2 * 1024 + 2 * 256]> = StaticCell::new();
+static BUFFERS: StaticCell<[u8; app::BUFFERS]> = StaticCell::new();
 
 #[embassy_executor::task]
 async fn net_task(mut runner: net::Runner<'static, Device>) -> ! {
@@ -133,79 +132,11 @@ async fn main(spawner: Spawner) {
         u64::from_le_bytes(stack_seed),
     );
     spawner.spawn(net_task(runner).unwrap());
-    stack.wait_config_up().await;
-    if let Some(c) = stack.config_v4() {
-        info!("net: {} gateway {}", c.address, c.gateway);
-    }
-
-    let me = Keypair::from_seed(&config::KEY_SEED);
-    let peer = Peer::new(PublicKey::from_bytes(config::PEER_KEY));
-    let mediator = Mediator::new(
-        Ipv4Address::from(config::MEDIATOR_ADDR),
-        config::MEDIATOR_PORT,
-    );
-    info!(
-        "p2psc: me {}, peer {}, mediator {}",
-        me.public_key(),
-        peer.key,
-        mediator.endpoint
-    );
-
-    let b = BUFFERS.init([0; 2 * 1024 + 2 * 256]);
-    let (rx, rest) = b.split_at_mut(1024);
-    let (tx, rest) = rest.split_at_mut(1024);
-    let (mediator_rx, mediator_tx) = rest.split_at_mut(256);
-    let buffers = ConnectBuffers {
-        rx,
-        tx,
-        mediator_rx,
-        mediator_tx,
-        race: None,
-    };
-    let result = net::connect_observed(
+    app::punch_and_echo(
         stack,
-        &me,
-        &peer,
-        &mediator,
-        buffers,
-        ConnectConfig::default(),
+        BUFFERS.init([0; app::BUFFERS]),
         connect_seed,
-        |event| info!("p2psc: {}", event),
+        b"hello from a NUCLEO-F767ZI\n",
     )
     .await;
-    let mut conn = match result {
-        Ok(conn) => conn,
-        Err(e) => {
-            info!("p2psc: failed: {}", e);
-            return;
-        }
-    };
-    info!("p2psc: authenticated {} as {}", conn.remote, conn.role);
-
-    let msg = b"hello from a NUCLEO-F767ZI\n";
-    let mut back = [0u8; 27];
-    let ok = conn.socket.write_all(msg).await.is_ok()
-        && matches!(
-            with_timeout(
-                Duration::from_secs(10),
-                read_exact(&mut conn.socket, &mut back)
-            )
-            .await,
-            Ok(true)
-        )
-        && back == *msg;
-    info!("echo: {}", if ok { "ok" } else { "failed" });
-    conn.socket.close();
-    let _ = with_timeout(Duration::from_secs(2), conn.socket.flush()).await;
-}
-
-async fn read_exact(socket: &mut net::tcp::TcpSocket<'_>, buf: &mut [u8]) -> bool {
-    let mut n = 0;
-    while n < buf.len() {
-        match socket.read(&mut buf[n..]).await {
-            Ok(0) | Err(_) => return false,
-            Ok(read) => n += read,
-        }
-    }
-    true
 }

@@ -7,9 +7,11 @@
 //! proofs with ed25519-dalek ([`DalekVerifier`]). The table lives in a `heapless::Vec` rather than a
 //! `HashMap`, whose per-process random iteration order would make expiry order, and so runs, differ.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 
 use p2psc::identity::PublicKey;
+use p2psc::net::{self, Stack};
 use p2psc::proto::mediator::{ConnId, Entry, MediatorConfig, Notice, Session, SessionEvent, Table};
 use p2psc::rng::Drbg;
 use p2psc::time::Instant;
@@ -239,19 +241,20 @@ impl MediatorNode {
         }
     }
 
+    /// Log `event`, then let the core's [`Table::settle`] act on it; notices for other sessions are
+    /// queued in `notices`.
     fn handle(
         &mut self,
         i: usize,
         now: Instant,
-        event: SessionEvent,
+        mut event: SessionEvent,
         notices: &mut Vec<(ConnId, Notice)>,
     ) {
         let Some((conn, session)) = self.slots[i].session.as_mut() else {
             return;
         };
-        let conn = *conn;
-        match event {
-            SessionEvent::Verified(mut reg) => {
+        match &mut event {
+            SessionEvent::Verified(reg) => {
                 self.events.push((
                     now,
                     MediatorEvent::Verified {
@@ -265,23 +268,45 @@ impl MediatorNode {
                         reg.key = claimed;
                     }
                 }
-                let outcome = self.table.register(now, conn, reg);
-                if matches!(outcome.own, Notice::Match(_)) {
-                    self.events.push((now, MediatorEvent::Matched));
-                }
-                if let Some(e) = session.notify(now, outcome.own) {
-                    self.handle(i, now, e, notices);
-                }
-                notices.extend(outcome.others);
             }
-            SessionEvent::Rtt(key, rtt) => self.table.update_rtt(&key, conn, rtt),
-            SessionEvent::Aborted { reason, waiting } => {
-                self.table.stats_mut().record_abort(reason);
-                self.events.push((now, MediatorEvent::Aborted(reason)));
-                if let Some(key) = waiting {
-                    self.table.remove(&key, conn);
-                }
+            SessionEvent::Aborted { reason, .. } => {
+                self.events.push((now, MediatorEvent::Aborted(*reason)))
             }
+            SessionEvent::Rtt(..) => {}
+        }
+        let matches_before = self.table.stats().matches;
+        notices.extend(self.table.settle(now, *conn, session, event));
+        if self.table.stats().matches > matches_before {
+            self.events.push((now, MediatorEvent::Matched));
         }
     }
+}
+
+/// Serve `node` on `stack` for ever (run it as a task): poll it whenever its sockets or its deadlines
+/// want, handing each new [`MediatorEvent`] to `on_event`.
+pub async fn serve(
+    stack: Stack<'_>,
+    node: &RefCell<MediatorNode>,
+    mut on_event: impl FnMut(&MediatorEvent),
+) {
+    let mut seen = 0;
+    stack
+        .poll_with(|cx, _iface, sockets| {
+            let mut node = node.borrow_mut();
+            node.poll(net::now(), sockets);
+            for (_, e) in &node.events()[seen..] {
+                on_event(e);
+            }
+            seen = node.events().len();
+            for h in node.handles().collect::<Vec<_>>() {
+                let s = sockets.get_mut::<tcp::Socket>(h);
+                s.register_recv_waker(cx.waker());
+                s.register_send_waker(cx.waker());
+            }
+            if let Some(at) = node.poll_at() {
+                net::wake_at(cx, at);
+            }
+            core::task::Poll::<()>::Pending
+        })
+        .await
 }

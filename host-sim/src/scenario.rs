@@ -51,7 +51,7 @@ use p2psc::wire::Role;
 use crate::clock;
 use crate::crypto::SimSigner;
 use crate::exec::{join, Executor};
-use crate::mediator::{MediatorEvent, MediatorNode};
+use crate::mediator::{self, MediatorEvent, MediatorNode};
 use crate::nat::{Nat, NatConfig};
 use crate::network::{LinkParams, Network, NodeId, TraceRecord};
 use crate::rng::Rng;
@@ -373,30 +373,6 @@ fn stack_config(addr: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) -> Config {
     })
 }
 
-/// Serve the mediator on `stack` forever, copying its events into the log.
-async fn serve(stack: Stack<'_>, node: &RefCell<MediatorNode>, log: Log) {
-    let mut seen = 0;
-    stack
-        .poll_with(|cx, _iface, sockets| {
-            let mut node = node.borrow_mut();
-            node.poll(net::now(), sockets);
-            for (_, e) in &node.events()[seen..] {
-                log.push(Who::Mediator, What::Mediator(e.clone()));
-            }
-            seen = node.events().len();
-            for h in node.handles().collect::<Vec<_>>() {
-                let s = sockets.get_mut::<smoltcp::socket::tcp::Socket>(h);
-                s.register_recv_waker(cx.waker());
-                s.register_send_waker(cx.waker());
-            }
-            if let Some(at) = node.poll_at() {
-                net::wake_at(cx, at);
-            }
-            core::task::Poll::<()>::Pending
-        })
-        .await
-}
-
 /// The message the leader sends and the follower echoes in upper case.
 fn greeting(side: Side) -> String {
     format!("hello from {side}")
@@ -699,7 +675,10 @@ pub fn run_with(s: &Scenario, setup: impl FnOnce(&Network, &[NodeId])) -> Report
     ex.spawn(async move { mrunner.run().await });
     ex.spawn(Stall::new(async move { arunner.run().await }, &gate_a));
     ex.spawn(Stall::new(async move { brunner.run().await }, &gate_b));
-    ex.spawn(serve(mstack, &node, log.clone()));
+    let mlog = log.clone();
+    ex.spawn(mediator::serve(mstack, &node, move |e| {
+        mlog.push(Who::Mediator, What::Mediator(e.clone()))
+    }));
     let (a, b) = ex.run(join(
         Stall::new(
             peer(

@@ -9,7 +9,7 @@ use embedded_io_async::{Read, Write};
 use host_sim::clock;
 use host_sim::exec::{join, Executor};
 use host_sim::link::{Lan, Port};
-use host_sim::mediator::MediatorNode;
+use host_sim::mediator::{self, MediatorNode};
 use p2psc::connector::{ConnectConfig, ConnectError};
 use p2psc::identity::Keypair;
 use p2psc::net::{
@@ -54,25 +54,6 @@ fn buffers() -> ConnectBuffers<'static> {
     }
 }
 
-/// Serve the mediator on `stack` forever.
-async fn serve(stack: Stack<'static>, node: Rc<RefCell<MediatorNode>>) {
-    stack
-        .poll_with(|cx, _iface, sockets| {
-            let mut node = node.borrow_mut();
-            node.poll(net::now(), sockets);
-            for h in node.handles().collect::<Vec<_>>() {
-                let s = sockets.get_mut::<smoltcp::socket::tcp::Socket>(h);
-                s.register_recv_waker(cx.waker());
-                s.register_send_waker(cx.waker());
-            }
-            if let Some(at) = node.poll_at() {
-                net::wake_at(cx, at);
-            }
-            core::task::Poll::<()>::Pending
-        })
-        .await
-}
-
 struct World {
     lan: Lan,
     ex: Executor<'static>,
@@ -89,7 +70,8 @@ fn world(latency_ms: u64, config: MediatorConfig) -> World {
     let node = Rc::new(RefCell::new(mstack.with_mut(|_, sockets| {
         MediatorNode::new(MEDIATOR_PORT, 4, config, [9; 32], sockets)
     })));
-    ex.spawn(serve(mstack, node.clone()));
+    let served = node.clone();
+    ex.spawn(async move { mediator::serve(mstack, &served, |_| {}).await });
     let peers = [2, 3]
         .into_iter()
         .map(|h| {

@@ -328,8 +328,8 @@ fn print_demo(s: &Scenario, r: &Report, all: bool) {
         Some(setup) => println!(
             "\nSet-up latency (mediator's second verified registration -> both peers authenticated): {:.1} ms \
              = {:.2} peer RTTs\nPhysical limit 0.5 x mediator RTT + 1.5 x peer RTT = 0.5 x {:.1} + 1.5 x {:.1} = {:.1} ms \
-             ({:+.1} ms)\n(a direct connection takes the limit + 0.5 x peer RTT: smoltcp completes a simultaneous open in \
-             1.5 round trips, not 1; see host_sim::theory)",
+             ({:+.1} ms)\n(a direct connection takes the limit + 0.5 x peer RTT: smoltcp 0.13 completes a simultaneous \
+             open in 1.5 round trips, not 1; doc/smoltcp.md has the upstream fix, which reaches the limit)",
             dur_ms(setup),
             r.setup_in_rtts().unwrap_or(f64::NAN),
             dur_ms(r.mediator_rtt),

@@ -174,6 +174,24 @@ fn params(info: &PunchInfo, peer: PublicKey, racing: bool) -> HandshakeParams {
     }
 }
 
+/// The two handshakes of a registered pair (single candidate, deadline t = 5 s).
+fn handshakes(a: &Link, ia: &PunchInfo, b: &Link, ib: &PunchInfo) -> (Handshake, Handshake) {
+    (
+        Handshake::new(
+            &a.keypair,
+            params(ia, b.keypair.public_key(), false),
+            [7; 32],
+            at(5000),
+        ),
+        Handshake::new(
+            &b.keypair,
+            params(ib, a.keypair.public_key(), false),
+            [8; 32],
+            at(5000),
+        ),
+    )
+}
+
 fn frames(h: &mut Handshake) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut buf = [0u8; MAX_FRAME_LEN];
@@ -244,18 +262,7 @@ fn registration_match_and_mutual_authentication() {
     assert_eq!(ia.start_at, at(1040));
     assert!(!ia.same_public_address());
 
-    let mut ha = Handshake::new(
-        &a.keypair,
-        params(&ia, b.keypair.public_key(), false),
-        [7; 32],
-        at(5000),
-    );
-    let mut hb = Handshake::new(
-        &b.keypair,
-        params(&ib, a.keypair.public_key(), false),
-        [8; 32],
-        at(5000),
-    );
+    let (mut ha, mut hb) = handshakes(&a, &ia, &b, &ib);
     let (ea, eb) = handshake(&mut ha, &mut hb);
     let (Ok(AuthEvent::Authenticated(ka)), Ok(AuthEvent::Authenticated(kb))) = (&ea[0], &eb[0])
     else {
@@ -432,18 +439,7 @@ fn lying_mediator_can_only_break_the_handshake() {
     let (ia, mut ib) = (matched(&a), matched(&b));
     // The mediator tells B a wrong nonce for A, or gives both the same role.
     ib.peer_nonce = [0xEE; 32];
-    let mut ha = Handshake::new(
-        &a.keypair,
-        params(&ia, b.keypair.public_key(), false),
-        [7; 32],
-        at(5000),
-    );
-    let mut hb = Handshake::new(
-        &b.keypair,
-        params(&ib, a.keypair.public_key(), false),
-        [8; 32],
-        at(5000),
-    );
+    let (mut ha, mut hb) = handshakes(&a, &ia, &b, &ib);
     let (ea, eb) = handshake(&mut ha, &mut hb);
     assert_eq!(
         (ea, eb),
@@ -455,18 +451,7 @@ fn lying_mediator_can_only_break_the_handshake() {
 
     let (ia, mut ib) = (matched(&a), matched(&b));
     ib.role = Role::Leader;
-    let mut ha = Handshake::new(
-        &a.keypair,
-        params(&ia, b.keypair.public_key(), false),
-        [7; 32],
-        at(5000),
-    );
-    let mut hb = Handshake::new(
-        &b.keypair,
-        params(&ib, a.keypair.public_key(), false),
-        [8; 32],
-        at(5000),
-    );
+    let (mut ha, mut hb) = handshakes(&a, &ia, &b, &ib);
     let (ea, eb) = handshake(&mut ha, &mut hb);
     assert_eq!(
         (ea, eb),
@@ -804,18 +789,7 @@ fn racing_candidates_settle_on_the_leaders_choice() {
 fn application_data_after_peer_auth_stays_in_the_stream() {
     let (_, a, b) = register_pair(20, 20);
     let (ia, ib) = (matched(&a), matched(&b));
-    let mut ha = Handshake::new(
-        &a.keypair,
-        params(&ia, b.keypair.public_key(), false),
-        [7; 32],
-        at(5000),
-    );
-    let mut hb = Handshake::new(
-        &b.keypair,
-        params(&ib, a.keypair.public_key(), false),
-        [8; 32],
-        at(5000),
-    );
+    let (mut ha, mut hb) = handshakes(&a, &ia, &b, &ib);
     let mut buf = [0u8; MAX_FRAME_LEN + 5];
     let n = hb.transmit(&mut buf).unwrap();
     buf[n..n + 5].copy_from_slice(b"hello");

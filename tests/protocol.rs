@@ -174,6 +174,19 @@ fn params(info: &PunchInfo, peer: PublicKey, racing: bool) -> HandshakeParams {
     }
 }
 
+/// What a Match would tell a peer with `role`, without a registration behind it.
+fn lone_punch_info(role: Role) -> PunchInfo {
+    PunchInfo {
+        role,
+        start_at: at(0),
+        own_observed: ep("203.0.113.1:1"),
+        own_nonce: [1; 32],
+        peer_observed: ep("198.51.100.1:1"),
+        peer_local: None,
+        peer_nonce: [2; 32],
+    }
+}
+
 /// The two handshakes of a registered pair (single candidate, deadline t = 5 s).
 fn handshakes(a: &Link, ia: &PunchInfo, b: &Link, ib: &PunchInfo) -> (Handshake, Handshake) {
     (
@@ -563,15 +576,7 @@ fn out_of_order_messages_are_typed_errors() {
         Err(RegisterError::UnexpectedMessage(wire::MessageType::Match))
     );
     // A Challenge to a handshake.
-    let info = PunchInfo {
-        role: Role::Leader,
-        start_at: at(0),
-        own_observed: ep("203.0.113.1:1"),
-        own_nonce: [1; 32],
-        peer_observed: ep("198.51.100.1:1"),
-        peer_local: None,
-        peer_nonce: [2; 32],
-    };
+    let info = lone_punch_info(Role::Leader);
     let mut h = Handshake::new(
         &kp(1),
         params(&info, kp(2).public_key(), false),
@@ -602,15 +607,7 @@ fn out_of_order_messages_are_typed_errors() {
 
 #[test]
 fn handshake_times_out() {
-    let info = PunchInfo {
-        role: Role::Follower,
-        start_at: at(0),
-        own_observed: ep("203.0.113.1:1"),
-        own_nonce: [1; 32],
-        peer_observed: ep("198.51.100.1:1"),
-        peer_local: None,
-        peer_nonce: [2; 32],
-    };
+    let info = lone_punch_info(Role::Follower);
     let mut h = Handshake::new(
         &kp(1),
         params(&info, kp(2).public_key(), false),

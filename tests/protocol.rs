@@ -30,6 +30,18 @@ fn at(v: i64) -> Instant {
     Instant::from_millis(v)
 }
 
+/// A handshake on a connection established now, to finish by `deadline`.
+fn started(
+    signer: &Keypair,
+    params: HandshakeParams,
+    seed: [u8; 32],
+    deadline: Instant,
+) -> Handshake {
+    let mut h = Handshake::new(signer, params, seed);
+    h.start(deadline);
+    h
+}
+
 /// Move every byte of `bytes` into a `receive`-style function that may consume part of it per call.
 fn feed<E>(bytes: &[u8], mut receive: impl FnMut(&[u8]) -> (usize, Option<E>)) -> Vec<E> {
     let mut events = Vec::new();
@@ -190,13 +202,13 @@ fn lone_punch_info(role: Role) -> PunchInfo {
 /// The two handshakes of a registered pair (single candidate, deadline t = 5 s).
 fn handshakes(a: &Link, ia: &PunchInfo, b: &Link, ib: &PunchInfo) -> (Handshake, Handshake) {
     (
-        Handshake::new(
+        started(
             &a.keypair,
             params(ia, b.keypair.public_key(), false),
             [7; 32],
             at(5000),
         ),
-        Handshake::new(
+        started(
             &b.keypair,
             params(ib, a.keypair.public_key(), false),
             [8; 32],
@@ -388,13 +400,13 @@ fn another_key_fails_authentication() {
     let (ia, ib) = (matched(&a), matched(&b));
     // Mallory (key 3) answers in B's place, with B's nonce and role: A wants key 2, not 3.
     let mallory = kp(3);
-    let mut ha = Handshake::new(
+    let mut ha = started(
         &a.keypair,
         params(&ia, b.keypair.public_key(), false),
         [7; 32],
         at(5000),
     );
-    let mut hm = Handshake::new(
+    let mut hm = started(
         &mallory,
         params(&ib, a.keypair.public_key(), false),
         [8; 32],
@@ -411,7 +423,7 @@ fn replayed_peer_auth_is_rejected() {
     // Session 1: record B's PeerAuth.
     let (_, a1, b1) = register_pair(20, 20);
     let (ia1, ib1) = (matched(&a1), matched(&b1));
-    let mut hb1 = Handshake::new(
+    let mut hb1 = started(
         &b1.keypair,
         params(&ib1, a1.keypair.public_key(), false),
         [8; 32],
@@ -420,7 +432,7 @@ fn replayed_peer_auth_is_rejected() {
     let mut recorded = [0u8; MAX_FRAME_LEN];
     let n = hb1.transmit(&mut recorded).unwrap();
     // It was good in session 1.
-    let mut ha1 = Handshake::new(
+    let mut ha1 = started(
         &a1.keypair,
         params(&ia1, b1.keypair.public_key(), false),
         [7; 32],
@@ -434,7 +446,7 @@ fn replayed_peer_auth_is_rejected() {
     // Session 2: A has a fresh nonce; the replay must fail.
     let mut ia2 = ia1;
     ia2.own_nonce = [0x55; 32];
-    let mut ha2 = Handshake::new(
+    let mut ha2 = started(
         &a1.keypair,
         params(&ia2, b1.keypair.public_key(), false),
         [9; 32],
@@ -577,7 +589,7 @@ fn out_of_order_messages_are_typed_errors() {
     );
     // A Challenge to a handshake.
     let info = lone_punch_info(Role::Leader);
-    let mut h = Handshake::new(
+    let mut h = started(
         &kp(1),
         params(&info, kp(2).public_key(), false),
         [3; 32],
@@ -589,7 +601,7 @@ fn out_of_order_messages_are_typed_errors() {
         Err(AuthError::UnexpectedMessage(wire::MessageType::Confirm))
     );
     // Garbage to a handshake.
-    let mut h = Handshake::new(
+    let mut h = started(
         &kp(1),
         params(&info, kp(2).public_key(), false),
         [3; 32],
@@ -608,7 +620,7 @@ fn out_of_order_messages_are_typed_errors() {
 #[test]
 fn handshake_times_out() {
     let info = lone_punch_info(Role::Follower);
-    let mut h = Handshake::new(
+    let mut h = started(
         &kp(1),
         params(&info, kp(2).public_key(), false),
         [3; 32],
@@ -761,21 +773,19 @@ fn racing_candidates_settle_on_the_leaders_choice() {
     let (ia, ib) = (matched(&a), matched(&b));
     let (pa, pb) = (a.keypair.public_key(), b.keypair.public_key());
     // Two candidate connections; the leader selects the second.
-    let mut la =
-        [0, 1].map(|i| Handshake::new(&a.keypair, params(&ia, pb, true), [10 + i; 32], at(5000)));
-    let mut lb =
-        [0, 1].map(|i| Handshake::new(&b.keypair, params(&ib, pa, true), [20 + i; 32], at(5000)));
-    let mut keys = Vec::new();
+    let mut la = [0, 1].map(|i| started(&a.keypair, params(&ia, pb, true), [10 + i; 32], at(5000)));
+    let mut lb = [0, 1].map(|i| started(&b.keypair, params(&ib, pa, true), [20 + i; 32], at(5000)));
     for i in 0..2 {
         let (ea, eb) = handshake(&mut la[i], &mut lb[i]);
-        // The leader sees "authenticated, may select"; the follower waits for Confirm.
-        assert!(matches!(ea[..], [Ok(AuthEvent::Authenticated(_))]));
+        // The leader sees "verified, may select"; the follower waits for Confirm.
+        assert_eq!(ea, vec![Ok(AuthEvent::Verified)]);
         assert!(eb.is_empty());
-        keys.push(ea);
+        assert!(la[i].session_key().is_none());
     }
     assert!(la[1].select());
     let (_, eb) = handshake(&mut la[1], &mut lb[1]);
-    assert_eq!(eb, vec![keys[1][0]]);
+    let key = la[1].session_key().expect("selected");
+    assert_eq!(eb, vec![Ok(AuthEvent::Authenticated(key))]);
     assert!(lb[1].session_key().is_some() && lb[0].session_key().is_none());
     assert!(la[1].is_done() && !la[0].is_done());
     // A follower cannot select.

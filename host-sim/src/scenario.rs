@@ -39,12 +39,11 @@ use std::task::{Context, Poll};
 
 use embassy_time::{Duration, Instant, Timer};
 use embedded_io_async::{Read, Write};
-use p2psc::connector::{ConnectConfig, ConnectError, ConnectEvent};
-use p2psc::identity::{PublicKey, Signer};
-use p2psc::net::{
-    self, connect_observed, Config, ConnectBuffers, IpEndpoint, Ipv4Cidr, Mediator, Peer, Stack,
-    StackResources, StaticConfigV4,
+use p2psc::connector::{
+    connect_observed, ConnectBuffers, ConnectConfig, ConnectError, ConnectEvent, Mediator, Peer,
 };
+use p2psc::identity::{PublicKey, Signer};
+use p2psc::net::{self, Config, IpEndpoint, Ipv4Cidr, Stack, StackResources, StaticConfigV4};
 use p2psc::proto::MediatorConfig;
 use p2psc::wire::Role;
 

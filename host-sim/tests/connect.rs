@@ -10,11 +10,12 @@ use host_sim::clock;
 use host_sim::exec::{join, Executor};
 use host_sim::link::{Lan, Port};
 use host_sim::mediator::{self, MediatorNode};
-use p2psc::connector::{ConnectConfig, ConnectError};
+use p2psc::connector::{
+    connect, ConnectBuffers, ConnectConfig, ConnectError, Mediator, Peer, PeerConnection,
+};
 use p2psc::identity::Keypair;
 use p2psc::net::{
-    self, connect, Config, ConnectBuffers, Ipv4Address, Ipv4Cidr, Mediator, Peer, PeerConnection,
-    Runner, Stack, StackResources, StaticConfigV4,
+    self, Config, Ipv4Address, Ipv4Cidr, Runner, Stack, StackResources, StaticConfigV4,
 };
 use p2psc::proto::MediatorConfig;
 use p2psc::wire::Role;

@@ -109,7 +109,6 @@
 //! They are default features, so that hosts get the whole API; firmware turns them off with
 //! `default-features = false` and enables what it uses (`boards/` shows both).
 
-pub mod connect;
 pub mod driver;
 pub mod tcp;
 mod time;
@@ -120,7 +119,6 @@ use core::mem::MaybeUninit;
 use core::pin::pin;
 use core::task::{Context, Poll};
 
-pub use connect::{connect, connect_observed, ConnectBuffers, Mediator, Peer, PeerConnection};
 use embassy_net_driver::{Driver, LinkState};
 use embassy_sync::waitqueue::{MultiWakerRegistration, WakerRegistration};
 use embassy_time::Timer;

@@ -13,6 +13,7 @@
 //! ```text
 //!  AwaitPeerAuth ──valid PeerAuth──▶ Done                         (single candidate)
 //!                ──valid PeerAuth──▶ Verified ──select()──▶ Done  (leader, racing candidates)
+//!                                    (reported as AuthEvent::Verified)
 //!                ──valid PeerAuth──▶ AwaitConfirm ──Confirm──▶ Done (follower, racing candidates)
 //!  any state ──wrong key / bad signature / bad frame / deadline──▶ Failed(AuthError)
 //! ```
@@ -83,8 +84,10 @@ impl core::error::Error for AuthError {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum AuthEvent {
-    /// The peer proved its key on this connection. For a leader with racing candidates this means "may be
-    /// selected"; otherwise the connection is ready.
+    /// Leader with racing candidates: the peer proved its key on this connection, which may now be
+    /// chosen with [`Handshake::select`].
+    Verified,
+    /// The handshake is complete: the connection is the application's.
     Authenticated(SessionKey),
 }
 
@@ -125,7 +128,8 @@ pub struct Handshake {
     ours: PeerAuth,
     auth_sent: bool,
     state: State,
-    deadline: Instant,
+    /// Set when the connection is established ([`Handshake::start`]).
+    deadline: Option<Instant>,
     reader: FrameReader,
 }
 
@@ -141,12 +145,12 @@ impl fmt::Debug for Handshake {
 
 impl Handshake {
     /// Prepare a handshake: makes the ephemeral key from `ephemeral_seed` (32 fresh random bytes) and
-    /// signs our PeerAuth now, so this costly step can run before the connection is established.
+    /// signs our PeerAuth now, so this costly step can run before the connection is established. Call
+    /// [`start`](Self::start) once it is.
     pub fn new<S: Signer>(
         signer: &S,
         params: HandshakeParams,
         ephemeral_seed: [u8; 32],
-        deadline: Instant,
     ) -> Handshake {
         let own = signer.public_key();
         let secret = salty::agreement::SecretKey::from_seed(&ephemeral_seed);
@@ -171,16 +175,17 @@ impl Handshake {
             ours,
             auth_sent: false,
             state: State::AwaitPeerAuth,
-            deadline,
+            deadline: None,
             reader: FrameReader::new(),
         }
     }
 
-    /// Restart on a fresh connection with the same parameters and signature (after a reset attempt).
-    pub fn restart(&mut self, deadline: Instant) {
+    /// Begin on a freshly established connection, to finish by `deadline`. Starting again (a new
+    /// connection after a failed attempt) keeps the parameters and the signature.
+    pub fn start(&mut self, deadline: Instant) {
         self.auth_sent = false;
         self.state = State::AwaitPeerAuth;
-        self.deadline = deadline;
+        self.deadline = Some(deadline);
         self.reader = FrameReader::new();
     }
 
@@ -235,11 +240,11 @@ impl Handshake {
         None
     }
 
-    /// When [`poll`](Self::poll) must next be called.
+    /// When [`poll`](Self::poll) must next be called: the deadline, once started and until done.
     pub fn poll_at(&self) -> Option<Instant> {
         match self.state {
             State::Done(_) | State::Failed(_) => None,
-            _ => Some(self.deadline),
+            _ => self.deadline,
         }
     }
 
@@ -248,7 +253,7 @@ impl Handshake {
         if let Some(e) = self.error() {
             return Err(e);
         }
-        if now >= self.deadline && self.poll_at().is_some() {
+        if self.poll_at().is_some_and(|at| now >= at) {
             return Err(self.fail(AuthError::Timeout));
         }
         Ok(())
@@ -297,6 +302,7 @@ impl Handshake {
                 };
                 Ok(match self.state {
                     State::AwaitConfirm(_) => None,
+                    State::Verified(_) => Some(AuthEvent::Verified),
                     _ => Some(AuthEvent::Authenticated(key)),
                 })
             }

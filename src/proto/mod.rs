@@ -6,13 +6,19 @@
 //! the firmware, the mediator server and the simulator share one implementation, and what makes the
 //! simulator deterministic.
 //!
-//! - [`register`]: the peer's registration with the mediator, up to the Match.
-//! - [`auth`]: the peer-to-peer handshake on each candidate connection.
+//! - [`register`]: the peer's registration with the mediator, up to the Match (protocol §7).
+//! - [`punch`]: the punch (§8): targets, the shared retry schedule, each candidate's attempt life
+//!   cycle and the choice of the winning connection.
+//! - [`auth`]: the peer-to-peer handshake on each candidate connection (§9).
+//! - [`client`]: the peer's whole side, sequencing the three above with the mediator connection;
+//!   every peer shell drives it.
 //! - [`mediator`]: the mediator's per-connection sessions and its table of waiting peers.
 //! - [`transcript`]: what is signed, for all of them.
 
 pub mod auth;
+pub mod client;
 pub mod mediator;
+pub mod punch;
 pub mod register;
 pub mod transcript;
 

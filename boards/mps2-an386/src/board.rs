@@ -19,7 +19,7 @@ pub const LAN9118_BASE: usize = 0x4020_0000;
 /// Its interrupt line.
 const LAN9118_IRQ: u16 = 13;
 /// Socket slots: the mediator connection and one punch candidate (which becomes the application's
-/// socket), plus the DHCP client's when `P2PSC_IPV4=dhcp`. `net::connect` with `race: Some(..)`
+/// socket), plus the DHCP client's when `P2PSC_IPV4=dhcp`. `connector::connect` with `race: Some(..)`
 /// would need one more.
 pub const SOCKETS: usize = if config::IPV4.is_some() { 2 } else { 3 };
 

@@ -252,21 +252,21 @@ fn peer(args: &PeerArgs, out: &Out) -> Result<(), Failure> {
         ..ConnectConfig::default()
     };
     if let Some(s) = args.punch_timeout {
-        config.punch_timeout = Duration::from_secs(s);
+        config.punch.punch_timeout = Duration::from_secs(s);
     }
     if let Some((lo, hi)) = args.dial_gap_ms {
-        config.slots.dial_gap_min = Duration::from_millis(lo);
-        config.slots.dial_gap_max = Duration::from_millis(hi);
+        config.punch.slots.dial_gap_min = Duration::from_millis(lo);
+        config.punch.slots.dial_gap_max = Duration::from_millis(hi);
     }
     if let Some((lo, hi)) = args.listen_gap_ms {
-        config.slots.listen_gap_min = Duration::from_millis(lo);
-        config.slots.listen_gap_max = Duration::from_millis(hi);
+        config.punch.slots.listen_gap_min = Duration::from_millis(lo);
+        config.punch.slots.listen_gap_max = Duration::from_millis(hi);
     }
     if let Some(us) = args.slot_skew_us {
-        config.slots.skew = Duration::from_micros(us);
+        config.punch.slots.skew = Duration::from_micros(us);
     }
     if let Some(us) = args.jitter_us {
-        config.jitter = Duration::from_micros(us);
+        config.punch.jitter = Duration::from_micros(us);
     }
     let seed = random::<32>().map_err(Failure::Setup)?;
     let started = Instant::now();

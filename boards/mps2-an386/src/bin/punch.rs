@@ -17,10 +17,12 @@ use mps2_an386::board::{Addr, Ep, Text};
 use mps2_an386::executor::Executor;
 use mps2_an386::semihosting::exit;
 use mps2_an386::{board, config, entropy, println};
-use p2psc::connector::{ConnectConfig, ConnectEvent};
+use p2psc::connector::{
+    connect_observed, ConnectBuffers, ConnectConfig, ConnectEvent, Mediator, Peer,
+};
 use p2psc::identity::{Keypair, PublicKey};
 use p2psc::net::tcp::TcpSocket;
-use p2psc::net::{connect_observed, ConnectBuffers, Ipv4Address, Mediator, Peer};
+use p2psc::net::Ipv4Address;
 use p2psc::proto::SessionKey;
 use static_cell::StaticCell;
 
@@ -158,7 +160,7 @@ fn report(event: ConnectEvent, started: Instant) {
     let ms = started.elapsed().as_millis();
     match event {
         ConnectEvent::MediatorConnected(local) => {
-            println!("p2psc: mediator connected from {} ({} ms)", Ep(local), ms)
+            println!("p2psc: mediator connected from {} ({} ms)", Addr(local), ms)
         }
         ConnectEvent::Challenged(public) => println!("p2psc: mediator sees us at {}", Addr(public)),
         // Also for a peer that registers second: the mediator matches it at once, without a Registered
@@ -180,11 +182,13 @@ fn report(event: ConnectEvent, started: Instant) {
             );
         }
         ConnectEvent::Dialing(to, attempt) => {
-            println!("p2psc: dialing {} (attempt {})", Ep(to), attempt)
+            println!("p2psc: dialing {} (attempt {})", Addr(to), attempt)
         }
-        ConnectEvent::Retrying(to) => println!("p2psc: retrying {}", Ep(to)),
-        ConnectEvent::Established(to) => println!("p2psc: established {} ({} ms)", Ep(to), ms),
-        ConnectEvent::Authenticated(to) => println!("p2psc: authenticated {} ({} ms)", Ep(to), ms),
+        ConnectEvent::Retrying(to) => println!("p2psc: retrying {}", Addr(to)),
+        ConnectEvent::Established(to) => println!("p2psc: established {} ({} ms)", Addr(to), ms),
+        ConnectEvent::Authenticated(to) => {
+            println!("p2psc: authenticated {} ({} ms)", Addr(to), ms)
+        }
     }
 }
 

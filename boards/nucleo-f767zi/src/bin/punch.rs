@@ -1,4 +1,4 @@
-//! p2psc on a NUCLEO-F767ZI: DHCP (or static) on the on-chip Ethernet, then `p2psc::net::connect` to the
+//! p2psc on a NUCLEO-F767ZI: DHCP (or static) on the on-chip Ethernet, then `p2psc::connector::connect` to the
 //! peer through the mediator, then an echo exchange: send a message, expect it back (the peer runs
 //! `host-sim tap peer --echo` or any echoing p2psc peer). Logs over defmt/RTT (`probe-rs run`).
 //!

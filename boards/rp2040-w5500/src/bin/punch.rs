@@ -1,5 +1,5 @@
 //! p2psc on an RP2040 + WIZnet W5500 (pins of the W5500-EVB-Pico): DHCP (or static) through the W5500 in
-//! MACRAW mode, then `p2psc::net::connect` to the peer through the mediator, then an echo exchange: send
+//! MACRAW mode, then `p2psc::connector::connect` to the peer through the mediator, then an echo exchange: send
 //! a message, expect it back (`host-sim tap peer --echo` or any echoing p2psc peer). Logs over
 //! defmt/RTT (`probe-rs run`).
 //!

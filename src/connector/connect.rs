@@ -6,10 +6,10 @@
 
 use smoltcp::socket::tcp;
 
-use super::tcp::TcpSocket;
-use super::{now, wake_at, IpAddress, IpEndpoint, Stack};
-use crate::connector::{ConnectConfig, ConnectError, ConnectEvent, Connected, Connector, Sockets};
+use super::{ConnectConfig, ConnectError, ConnectEvent, Connected, Connector, Sockets};
 use crate::identity::{PublicKey, SaltyVerifier, Signer};
+use crate::net::tcp::TcpSocket;
+use crate::net::{now, wake_at, IpAddress, IpEndpoint, Stack};
 use crate::proto::SessionKey;
 use crate::wire::Role;
 

@@ -1,0 +1,304 @@
+//! The punch on smoltcp, as a poll API: one [`Connector`] drives registration, the TCP simultaneous
+//! open and the peer handshake over *your* smoltcp [`Interface`] and [`SocketSet`], advanced by
+//! [`Connector::poll`]; and [`connect`], the one async call over the [`net`](crate::net) stack.
+//!
+//! The [`Connector`] is for firmware that runs smoltcp itself (RTIC, a super-loop). It holds no protocol
+//! decision: those are the sans-IO [`Client`](crate::proto::client::Client)'s (registration, back-off,
+//! and the punch of [`proto::punch`](crate::proto::punch): targets, the retry schedule both peers share,
+//! each attempt's life cycle, the handshake, the racing leader's Confirm). The connector reports what
+//! its sockets do, feeds and drains them, and carries out the client's actions on them.
+//!
+//! What happens, in order:
+//! 1. The mediator connection goes out from a random (or configured) local port *P*, and registers.
+//! 2. On Match, it stays open (its NAT mapping is the one the peer aims at) and a candidate socket
+//!    *holds* port *P* by listening until the start time, so a peer SYN that arrives early is answered
+//!    with SYN|ACK instead of a reset.
+//! 3. At the start time the candidates connect from *P* to the peer's observed endpoint — and, when both
+//!    peers share one public address, to its LAN endpoint too — so each NAT sees outbound traffic and
+//!    lets the other's SYN in (TCP simultaneous open, RFC 9293 §3.5).
+//! 4. After a reset or an attempt timeout, a candidate holds the port again and retries at its next
+//!    slot of the schedule it shares with the peer, until the punch deadline. Attempts end without a
+//!    RST, which would end our own NAT's session for the peer (protocol §8.3).
+//! 5. The peer handshake runs on each established candidate; the first that authenticates wins (the
+//!    leader confirms it when candidates race), the others and the mediator connection are aborted.
+//!
+//! # Sockets
+//!
+//! You add the sockets to your set (with your buffers) and pass their handles ([`Sockets`]): the
+//! mediator socket needs at least [`wire::MAX_FRAME_LEN`](crate::wire::MAX_FRAME_LEN) bytes each way;
+//! each candidate socket becomes the application's socket if it wins, so size its buffers for the
+//! application (and at least one frame each way). One candidate socket is enough; a second lets the LAN
+//! and public paths be tried at once. Handles that are not TCP sockets of the set, or buffers smaller
+//! than a frame, end the connection with [`ConnectError::BadSocket`] at the first poll. Do not remove
+//! the sockets while the connector runs. On every outcome every socket is left closed except the
+//! winner, which [`Connector::poll`] returns.
+
+mod connect;
+mod socket;
+
+pub use connect::{connect, connect_observed, ConnectBuffers, Mediator, Peer, PeerConnection};
+pub use socket::{feed, send_frames};
+
+pub use crate::proto::client::{ConnectConfig, ConnectError, ConnectEvent};
+pub use crate::proto::punch::{Dialers, PunchConfig, Schedule, Slot, SlotConfig};
+
+use core::net::SocketAddr;
+use core::task::Poll;
+
+use smoltcp::iface::{Interface, SocketHandle, SocketSet};
+use smoltcp::wire::IpEndpoint;
+
+use crate::identity::{PublicKey, Signer, Verifier};
+use crate::proto::client::{Action, Client};
+use crate::proto::punch::{self, Winner};
+use crate::proto::SessionKey;
+use crate::time::Instant;
+use crate::wire::Role;
+use socket::{link, quiet_close, tcp, usable};
+
+/// The result: an established, authenticated TCP connection to the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Connected {
+    /// The winning socket, now the application's (Nagle is off; turn it back on if you like).
+    pub socket: SocketHandle,
+    /// The peer's endpoint as seen from here.
+    pub remote: IpEndpoint,
+    /// Our role.
+    pub role: Role,
+    /// The key both sides derived in the handshake.
+    pub session_key: SessionKey,
+}
+
+/// The sockets a [`Connector`] may use, all TCP sockets in your set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sockets {
+    /// For the mediator connection.
+    pub mediator: SocketHandle,
+    /// For the peer: the first is always used; the second, if any, lets two candidate paths race.
+    pub candidates: [Option<SocketHandle>; 2],
+}
+
+impl Sockets {
+    /// Every handle, the mediator's first.
+    fn all(&self) -> impl Iterator<Item = SocketHandle> {
+        [Some(self.mediator)]
+            .into_iter()
+            .chain(self.candidates)
+            .flatten()
+    }
+
+    /// The candidate handles in use, in order.
+    fn candidates(&self) -> heapless::Vec<SocketHandle, 2> {
+        self.candidates.into_iter().flatten().collect()
+    }
+}
+
+/// One connection to a peer through a mediator, advanced by [`poll`](Connector::poll).
+pub struct Connector<S: Signer, V: Verifier> {
+    client: Client,
+    signer: S,
+    verifier: V,
+    mediator: IpEndpoint,
+    sockets: Sockets,
+    candidates: heapless::Vec<SocketHandle, 2>,
+    /// Whether the sockets were checked ([`ConnectError::BadSocket`]).
+    checked: bool,
+    /// Whether the outcome was returned.
+    finished: bool,
+}
+
+impl<S: Signer, V: Verifier> core::fmt::Debug for Connector<S, V> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Connector")
+            .field("mediator", &self.mediator)
+            .field("client", &self.client)
+            .finish()
+    }
+}
+
+/// `addr` as a smoltcp endpoint; `None` for an IPv6 address when p2psc is built without `ipv6`.
+fn endpoint(addr: SocketAddr) -> Option<IpEndpoint> {
+    match addr {
+        SocketAddr::V4(a) => Some(a.into()),
+        #[cfg(feature = "ipv6")]
+        SocketAddr::V6(a) => Some(a.into()),
+        #[cfg(not(feature = "ipv6"))]
+        SocketAddr::V6(_) => None,
+    }
+}
+
+impl<S: Signer, V: Verifier> Connector<S, V> {
+    /// Start connecting to `peer` through `mediator`. `seed` is 32 bytes from a cryptographically secure
+    /// random source, fresh for each connection: the nonce, ephemeral key, port and jitter derive from it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: ConnectConfig,
+        signer: S,
+        verifier: V,
+        peer: PublicKey,
+        mediator: impl Into<IpEndpoint>,
+        sockets: Sockets,
+        seed: [u8; 32],
+        now: Instant,
+    ) -> Self {
+        let candidates = sockets.candidates();
+        let own = signer.public_key();
+        Connector {
+            client: Client::new(config, own, peer, candidates.len(), seed, now),
+            signer,
+            verifier,
+            mediator: mediator.into(),
+            sockets,
+            candidates,
+            checked: false,
+            finished: false,
+        }
+    }
+
+    /// The error, once failed.
+    pub fn error(&self) -> Option<ConnectError> {
+        self.client.result()?.err()
+    }
+
+    /// The local port of the mediator connection and the punch.
+    pub fn local_port(&self) -> u16 {
+        self.client.local_port()
+    }
+
+    /// The next progress event, oldest first (the queue keeps the latest 8).
+    pub fn next_event(&mut self) -> Option<ConnectEvent> {
+        self.client.next_event()
+    }
+
+    /// When [`poll`](Self::poll) must run next at the latest (besides after any interface activity).
+    pub fn poll_at(&self) -> Option<Instant> {
+        match self.finished {
+            true => None,
+            false => self.client.poll_at(),
+        }
+    }
+
+    /// Advance: call after every `Interface::poll` and at [`poll_at`](Self::poll_at). Returns
+    /// `Poll::Ready` once, with the authenticated connection or the error; every socket but the winner
+    /// is closed by then.
+    pub fn poll(
+        &mut self,
+        now: Instant,
+        iface: &mut Interface,
+        sockets: &mut SocketSet<'_>,
+    ) -> Poll<Result<Connected, ConnectError>> {
+        if self.finished {
+            return Poll::Pending;
+        }
+        if !core::mem::replace(&mut self.checked, true) {
+            self.check(sockets);
+        }
+        // Each round moves bytes and carries out actions; a few rounds carry one poll as far as the
+        // sockets allow (held port accepted → established → PeerAuth sent). The poll that brings the
+        // Match ends there, so that whoever reads the events sees it before the first SYN.
+        for _ in 0..4 {
+            let punching = self.client.is_punching();
+            let moved = self.round(now, iface, sockets);
+            let matched = !punching && self.client.is_punching();
+            if self.client.result().is_some() || !moved || matched {
+                break;
+            }
+        }
+        let Some(result) = self.client.result() else {
+            return Poll::Pending;
+        };
+        self.finished = true;
+        let result = result.and_then(|w| self.connected(w, sockets));
+        let winner = result.ok().map(|c| c.socket);
+        for handle in self.sockets.all().filter(|h| Some(*h) != winner) {
+            tcp(sockets, handle).abort();
+        }
+        Poll::Ready(result)
+    }
+
+    /// Check the handles once: a bad one would panic inside smoltcp.
+    fn check(&mut self, sockets: &mut SocketSet<'_>) {
+        let all_usable = self.sockets.all().all(|h| usable(sockets, h));
+        if self.candidates.is_empty() || !all_usable {
+            self.client.fail(ConnectError::BadSocket);
+        }
+    }
+
+    /// One round: report the sockets, feed them, act, send. Returns whether anything happened.
+    fn round(&mut self, now: Instant, iface: &mut Interface, sockets: &mut SocketSet<'_>) -> bool {
+        if self.client.result().is_some() {
+            return false;
+        }
+        let (client, signer, verifier) = (&mut self.client, &self.signer, &self.verifier);
+        let m = tcp(sockets, self.sockets.mediator);
+        client.observe_mediator(link(m));
+        let mut moved = socket::feed(m, |data| client.receive_mediator(now, signer, data));
+        for (k, handle) in self.candidates.iter().enumerate() {
+            let s = tcp(sockets, *handle);
+            client.observe(k, link(s));
+            moved |= socket::feed(s, |data| client.receive(k, verifier, data));
+        }
+        while let Some(action) = self.client.poll(now) {
+            moved = true;
+            self.apply(action, iface, sockets);
+        }
+        let client = &mut self.client;
+        let m = tcp(sockets, self.sockets.mediator);
+        moved |= send_frames(m, |buf| client.transmit_mediator(now, buf));
+        for (k, handle) in self.candidates.iter().enumerate() {
+            moved |= send_frames(tcp(sockets, *handle), |buf| client.transmit(k, buf));
+        }
+        moved
+    }
+
+    /// Carry out one action of the client on the sockets.
+    fn apply(&mut self, action: Action, iface: &mut Interface, sockets: &mut SocketSet<'_>) {
+        let port = self.client.local_port();
+        match action {
+            Action::DialMediator { from_port } => {
+                let s = tcp(sockets, self.sockets.mediator);
+                s.abort();
+                if s.connect(iface.context(), self.mediator, from_port)
+                    .is_err()
+                {
+                    self.client.fail(ConnectError::NoRoute);
+                }
+            }
+            Action::Candidate(punch::Action::Dial { candidate, target }) => {
+                let s = tcp(sockets, self.candidates[candidate]);
+                s.abort();
+                s.set_nagle_enabled(false);
+                let dialled = endpoint(target).map(|t| s.connect(iface.context(), t, port));
+                if !matches!(dialled, Some(Ok(()))) {
+                    self.client.fail(ConnectError::NoRoute);
+                }
+            }
+            Action::Candidate(punch::Action::Listen { candidate }) => {
+                let s = tcp(sockets, self.candidates[candidate]);
+                s.set_nagle_enabled(false);
+                let _ = s.listen(port);
+            }
+            Action::Candidate(punch::Action::Close { candidate }) => {
+                quiet_close(tcp(sockets, self.candidates[candidate]), port);
+            }
+            Action::Candidate(punch::Action::Abort { candidate }) => {
+                tcp(sockets, self.candidates[candidate]).abort();
+            }
+        }
+    }
+
+    /// The winner's socket, as the application gets it.
+    fn connected(&self, w: Winner, sockets: &mut SocketSet<'_>) -> Result<Connected, ConnectError> {
+        let socket = self.candidates[w.candidate];
+        let remote = tcp(sockets, socket)
+            .remote_endpoint()
+            .ok_or(ConnectError::PeerClosed)?;
+        Ok(Connected {
+            socket,
+            remote,
+            role: w.role,
+            session_key: w.session_key,
+        })
+    }
+}

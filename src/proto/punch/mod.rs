@@ -631,3 +631,6 @@ impl Punch {
         let _ = self.events.push_back(event);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -226,6 +226,8 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
     }
 
     /// One round: report the sockets, feed them, act, send. Returns whether anything happened.
+    // Out of line: `poll` calls it in a loop that the optimiser unrolls, which copied it 4 times.
+    #[inline(never)]
     fn round(&mut self, now: Instant, iface: &mut Interface, sockets: &mut SocketSet<'_>) -> bool {
         if self.client.result().is_some() {
             return false;
@@ -233,11 +235,11 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
         let (client, signer, verifier) = (&mut self.client, &self.signer, &self.verifier);
         let m = tcp(sockets, self.sockets.mediator);
         client.observe_mediator(link(m));
-        let mut moved = socket::feed(m, |data| client.receive_mediator(now, signer, data));
+        let mut moved = socket::feed(m, &mut |data| client.receive_mediator(now, signer, data));
         for (k, handle) in self.candidates.iter().enumerate() {
             let s = tcp(sockets, *handle);
             client.observe(k, link(s));
-            moved |= socket::feed(s, |data| client.receive(k, verifier, data));
+            moved |= socket::feed(s, &mut |data| client.receive(k, verifier, data));
         }
         while let Some(action) = self.client.poll(now) {
             moved = true;
@@ -245,9 +247,9 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
         }
         let client = &mut self.client;
         let m = tcp(sockets, self.sockets.mediator);
-        moved |= send_frames(m, |buf| client.transmit_mediator(now, buf));
+        moved |= send_frames(m, &mut |buf| client.transmit_mediator(now, buf));
         for (k, handle) in self.candidates.iter().enumerate() {
-            moved |= send_frames(tcp(sockets, *handle), |buf| client.transmit(k, buf));
+            moved |= send_frames(tcp(sockets, *handle), &mut |buf| client.transmit(k, buf));
         }
         moved
     }
@@ -289,6 +291,8 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
     }
 
     /// The winner's socket, as the application gets it.
+    // Out of line: inlined, it was copied into several callers (firmware size, size-report.sh).
+    #[inline(never)]
     fn connected(&self, w: Winner, sockets: &mut SocketSet<'_>) -> Result<Connected, ConnectError> {
         let socket = self.candidates[w.candidate];
         let remote = tcp(sockets, socket)

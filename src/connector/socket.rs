@@ -58,8 +58,8 @@ pub(crate) fn quiet_close(s: &mut tcp::Socket, port: u16) {
 }
 
 /// Queue the frames `next` hands out while a largest frame still fits in `s`'s transmit buffer.
-/// Returns whether any was queued.
-pub fn send_frames(s: &mut tcp::Socket, mut next: impl FnMut(&mut [u8]) -> Option<usize>) -> bool {
+/// Returns whether any was queued. (`dyn`: one copy of the loop for every machine that sends.)
+pub fn send_frames(s: &mut tcp::Socket, next: &mut dyn FnMut(&mut [u8]) -> Option<usize>) -> bool {
     let mut buf = [0u8; MAX_FRAME_LEN];
     let mut sent = false;
     while s.send_capacity() - s.send_queue() >= MAX_FRAME_LEN {
@@ -71,7 +71,7 @@ pub fn send_frames(s: &mut tcp::Socket, mut next: impl FnMut(&mut [u8]) -> Optio
 
 /// Hand what `s` has received to `take` until it consumes nothing more (it returns how many bytes of
 /// the slice it consumed). Returns whether anything was consumed.
-pub fn feed(s: &mut tcp::Socket, mut take: impl FnMut(&[u8]) -> usize) -> bool {
+pub fn feed(s: &mut tcp::Socket, take: &mut dyn FnMut(&[u8]) -> usize) -> bool {
     let mut fed = false;
     while s.can_recv() {
         match s.recv(|data| {

@@ -551,6 +551,8 @@ impl Client {
     }
 
     /// Report a registration event; on the Match, start the punch.
+    // Out of line: inlined, it was copied into several callers (firmware size, size-report.sh).
+    #[inline(never)]
     fn registration_event<S: Signer>(&mut self, signer: &S, event: RegisterEvent) {
         let event = match event {
             RegisterEvent::Challenged { observed } => ConnectEvent::Challenged(observed),
@@ -577,6 +579,8 @@ impl Client {
         self.event(event);
     }
 
+    // Out of line: inlined, it was copied into several callers (firmware size, size-report.sh).
+    #[inline(never)]
     fn start_punch<S: Signer>(&mut self, signer: &S, info: &PunchInfo) {
         let from = match self.mediator {
             Link::Established { local, .. } => Some(local),

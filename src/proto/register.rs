@@ -298,6 +298,8 @@ impl Registration {
     }
 
     /// Apply one message from the mediator; the caller fails the registration on an error.
+    // Out of line: inlined, its message dispatch grew the firmware by ~0.4 KiB.
+    #[inline(never)]
     fn process<S: Signer>(
         &mut self,
         now: Instant,

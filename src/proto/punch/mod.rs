@@ -212,22 +212,12 @@ enum Attempt {
 
 #[derive(Debug, Clone)]
 struct Candidate {
-    /// What this candidate dials, in turn.
-    targets: heapless::Vec<SocketAddr, 2>,
     /// SYNs sent so far.
     attempts: u16,
     attempt: Attempt,
     /// What the shell last reported of its socket (or what our last action made of it).
     link: Link,
     handshake: Handshake,
-}
-
-impl Candidate {
-    /// The target of the latest dial, if any.
-    fn last_dialled(&self) -> Option<SocketAddr> {
-        let n = usize::from(self.attempts).checked_sub(1)?;
-        self.targets.get(n % self.targets.len()).copied()
-    }
 }
 
 /// The targets of a punch (§8.2): the peer's observed endpoint, after its LAN endpoint when both peers
@@ -241,10 +231,18 @@ pub fn targets(info: &PunchInfo, from: Option<SocketAddr>) -> heapless::Vec<Sock
         .collect()
 }
 
+/// Which target candidate `k` dials in its attempt `attempt` (from 0), of `candidates` for `targets`:
+/// its own when there is a candidate per target, else (one candidate) each in turn.
+fn target_index(k: usize, attempt: u16, candidates: usize, targets: usize) -> usize {
+    (k + usize::from(attempt) * candidates) % targets
+}
+
 /// One punch, from the Match to the winning connection (module docs).
 pub struct Punch {
     config: PunchConfig,
     role: Role,
+    /// What the candidates dial (§8.2).
+    targets: heapless::Vec<SocketAddr, 2>,
     deadline: Instant,
     cursor: SlotCursor,
     candidates: heapless::Vec<Candidate, MAX_CANDIDATES>,
@@ -270,6 +268,8 @@ impl Punch {
     /// Start the punch the Match in `info` describes, towards `peer` (the configured key), from the
     /// punch port `from` (when known), on `sockets` candidate sockets (1 or 2: with one, the targets are
     /// tried in turn). Signs our PeerAuth now. `seed`: 32 fresh random bytes (ephemeral key, jitter).
+    // Out of line: inlined, it was copied into several callers (firmware size, size-report.sh).
+    #[inline(never)]
     pub fn new<S: Signer>(
         signer: &S,
         peer: PublicKey,
@@ -293,30 +293,22 @@ impl Punch {
         };
         // Sign once; every candidate sends the same PeerAuth (same punch, same ephemeral key).
         let handshake = Handshake::new(signer, params, rng.bytes32());
-        let sockets = sockets.min(MAX_CANDIDATES);
-        let candidates = (0..sockets)
-            .map(|k| {
-                // A socket per target when there are enough of them; otherwise one takes turns.
-                let mine = if sockets >= targets.len() {
-                    targets.iter().skip(k).take(1).copied().collect()
-                } else {
-                    targets.clone()
-                };
-                Candidate {
-                    targets: mine,
-                    attempts: 0,
-                    attempt: Attempt::Waiting {
-                        until: info.start_at,
-                    },
-                    link: Link::Closed,
-                    handshake: handshake.clone(),
-                }
-            })
-            .filter(|c| !c.targets.is_empty())
-            .collect();
+        // A socket per target when there are enough of them; otherwise one takes turns.
+        let mut candidates = heapless::Vec::new();
+        for _ in 0..sockets.min(targets.len()).min(MAX_CANDIDATES) {
+            let _ = candidates.push(Candidate {
+                attempts: 0,
+                attempt: Attempt::Waiting {
+                    until: info.start_at,
+                },
+                link: Link::Closed,
+                handshake: handshake.clone(),
+            });
+        }
         Ok(Punch {
             config,
             role: info.role,
+            targets,
             deadline: info.start_at + config.punch_timeout,
             cursor: SlotCursor::new(info, config.slots),
             candidates,
@@ -359,6 +351,8 @@ impl Punch {
     /// Feed bytes received on candidate socket `k`. Returns how many were consumed (call again with the
     /// rest): only handshake frames are, so bytes after the handshake's last frame stay for the
     /// application. A bad frame fails that candidate at the next [`poll`](Self::poll).
+    // Out of line: inlined, it was copied into several callers (firmware size, size-report.sh).
+    #[inline(never)]
     pub fn receive<V: Verifier>(&mut self, k: usize, verifier: &V, data: &[u8]) -> usize {
         match self.candidates.get_mut(k) {
             Some(c) if matches!(c.attempt, Attempt::Authenticating { .. }) => c
@@ -458,21 +452,23 @@ impl Punch {
 
     /// Waiting: the held port took the peer's SYN, or our next dial time has come.
     fn wait(&mut self, k: usize, now: Instant, until: Instant) -> Option<Action> {
-        let c = &mut self.candidates[k];
-        if matches!(c.link, Link::SynReceived | Link::Established { .. }) {
-            self.set(
-                k,
-                Attempt::Opening {
-                    since: now,
-                    target: None,
-                },
-            );
+        if matches!(
+            self.candidates[k].link,
+            Link::SynReceived | Link::Established { .. }
+        ) {
+            let accepted = Attempt::Opening {
+                since: now,
+                target: None,
+            };
+            self.set(k, accepted);
             return None;
         }
         if now < until {
             return None;
         }
-        let target = c.targets[usize::from(c.attempts) % c.targets.len()];
+        let (candidates, targets) = (self.candidates.len(), self.targets.len());
+        let c = &mut self.candidates[k];
+        let target = self.targets[target_index(k, c.attempts, candidates, targets)];
         c.attempts = c.attempts.saturating_add(1);
         c.link = Link::SynSent;
         let attempt = c.attempts;
@@ -521,7 +517,7 @@ impl Punch {
             return None;
         }
         // Reset, refused, timed out or stopped: hold the port and wait for our next slot.
-        let ended = target.or_else(|| self.candidates[k].last_dialled());
+        let ended = target.or_else(|| self.last_dialled(k));
         let until = self.cursor.next_dial(now) + self.jitter();
         self.candidates[k].link = Link::Closed;
         self.set(k, Attempt::Waiting { until });
@@ -601,14 +597,14 @@ impl Punch {
         if self
             .candidates
             .iter()
-            .any(|c| waiting(c) && c.link == Link::Listening)
+            .any(|c| waiting(c) && matches!(c.link, Link::Listening))
         {
             return None;
         }
         let k = self
             .candidates
             .iter()
-            .position(|c| waiting(c) && c.link == Link::Closed)?;
+            .position(|c| waiting(c) && matches!(c.link, Link::Closed))?;
         self.candidates[k].link = Link::Listening;
         Some(Action::Listen { candidate: k })
     }
@@ -616,6 +612,13 @@ impl Punch {
     /// Our own random delay on top of a slot time.
     fn jitter(&mut self) -> Duration {
         Duration::from_micros(self.rng.range(0, self.config.jitter.total_micros()))
+    }
+
+    /// The target of candidate `k`'s latest dial, if any.
+    fn last_dialled(&self, k: usize) -> Option<SocketAddr> {
+        let attempts = self.candidates[k].attempts.checked_sub(1)?;
+        let n = target_index(k, attempts, self.candidates.len(), self.targets.len());
+        self.targets.get(n).copied()
     }
 
     /// The one place where a candidate changes state.

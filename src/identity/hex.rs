@@ -5,6 +5,7 @@
 use core::fmt;
 
 use super::{KeyError, PublicKey, Signature};
+use crate::fmt::Bytes;
 
 /// How many leading bytes `Debug`, `Display` and `defmt::Format` show of a key or signature.
 const SHORT_LEN: usize = 8;
@@ -54,7 +55,7 @@ impl fmt::Display for PublicKey {
 /// All 64 hex digits, lowercase; [`PublicKey::from_hex`] reads them back.
 impl fmt::LowerHex for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_hex(f, self.as_bytes())
+        fmt::LowerHex::fmt(&Bytes(self.as_bytes()), f)
     }
 }
 
@@ -86,7 +87,7 @@ impl fmt::Debug for Signature {
 /// All 128 hex digits, lowercase.
 impl fmt::LowerHex for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_hex(f, self.as_bytes())
+        fmt::LowerHex::fmt(&Bytes(self.as_bytes()), f)
     }
 }
 
@@ -134,10 +135,6 @@ const fn decode_hex(hex: &[u8]) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
-    bytes.iter().try_for_each(|b| write!(f, "{b:02x}"))
-}
-
 fn write_short_hex(
     f: &mut fmt::Formatter<'_>,
     prefix: &str,
@@ -145,7 +142,7 @@ fn write_short_hex(
     suffix: &str,
 ) -> fmt::Result {
     f.write_str(prefix)?;
-    write_hex(f, &bytes[..SHORT_LEN])?;
+    fmt::LowerHex::fmt(&Bytes(&bytes[..SHORT_LEN]), f)?;
     f.write_str("…")?;
     f.write_str(suffix)
 }

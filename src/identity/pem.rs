@@ -26,9 +26,9 @@ impl PublicKey {
     /// Write a SubjectPublicKeyInfo PEM, byte for byte what `openssl pkey -pubout` writes
     /// (LF line endings, final newline).
     pub fn to_public_key_pem(&self) -> String {
-        PublicKeyBytes(self.to_bytes())
-            .to_public_key_pem(LineEnding::LF)
-            .expect("a 32-byte SubjectPublicKeyInfo always encodes")
+        // `.ok()`: the `der` error cannot be shown through defmt.
+        let pem = PublicKeyBytes(self.to_bytes()).to_public_key_pem(LineEnding::LF);
+        unwrap!(pem.ok(), "a 32-byte SubjectPublicKeyInfo always encodes")
     }
 
     /// All 64 hex digits, lowercase (same as `format!("{:x}", key)`).
@@ -75,7 +75,7 @@ impl Keypair {
         };
         let pem = bytes.to_pkcs8_pem(LineEnding::LF);
         wipe(&mut bytes.secret_key);
-        pem.expect("a 32-byte PKCS#8 key always encodes")
+        unwrap!(pem.ok(), "a 32-byte PKCS#8 key always encodes")
     }
 }
 

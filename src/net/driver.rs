@@ -43,8 +43,10 @@ pub(crate) struct DriverAdapter<'d, 'c, T: Driver> {
 
 /// The runner only polls the interface with a context; `None` here is a bug in this module.
 fn task_cx<'a, 'c>(cx: &'a mut Option<&mut Context<'c>>) -> &'a mut Context<'c> {
-    cx.as_deref_mut()
-        .expect("DriverAdapter used for I/O without a task context")
+    unwrap!(
+        cx.as_deref_mut(),
+        "DriverAdapter used for I/O without a task context"
+    )
 }
 
 impl<'d, 'c, T: Driver> phy::Device for DriverAdapter<'d, 'c, T> {

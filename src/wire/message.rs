@@ -36,7 +36,10 @@ fn sized<const N: usize>(body: &[u8]) -> Result<&[u8; N]> {
 /// The body being emitted as the fixed-size array of its type: [`Frame::body_mut`] is exactly as long
 /// as the header says, which `emit` has just set from the type.
 fn sized_mut<const N: usize>(body: &mut [u8]) -> &mut [u8; N] {
-    body.try_into().expect("body length is the message type's")
+    unwrap!(
+        <&mut [u8; N]>::try_from(body).ok(),
+        "body length is the message type's"
+    )
 }
 
 /// Peer → mediator, first message.

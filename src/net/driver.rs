@@ -10,6 +10,21 @@ use core::task::Context;
 pub use embassy_net_driver::*;
 use smoltcp::phy::{self, Medium};
 use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress as SmolHardwareAddress};
+
+/// The driver's hardware address as smoltcp's, and the medium it implies.
+pub(crate) fn to_smoltcp_hardware_address(addr: HardwareAddress) -> (SmolHardwareAddress, Medium) {
+    match addr {
+        HardwareAddress::Ethernet(eth) => (
+            SmolHardwareAddress::Ethernet(EthernetAddress(eth)),
+            Medium::Ethernet,
+        ),
+        #[cfg(feature = "medium-ip")]
+        HardwareAddress::Ip => (SmolHardwareAddress::Ip, Medium::Ip),
+        #[allow(unreachable_patterns)]
+        _ => panic!("unsupported medium: p2psc::net supports Ethernet, and IP drivers with feature `medium-ip`"),
+    }
+}
 
 /// A [`Driver`] seen as a smoltcp [`phy::Device`] while the runner holds the task context.
 ///
@@ -28,8 +43,10 @@ pub(crate) struct DriverAdapter<'d, 'c, T: Driver> {
 
 /// The runner only polls the interface with a context; `None` here is a bug in this module.
 fn task_cx<'a, 'c>(cx: &'a mut Option<&mut Context<'c>>) -> &'a mut Context<'c> {
-    cx.as_deref_mut()
-        .expect("DriverAdapter used for I/O without a task context")
+    unwrap!(
+        cx.as_deref_mut(),
+        "DriverAdapter used for I/O without a task context"
+    )
 }
 
 impl<'d, 'c, T: Driver> phy::Device for DriverAdapter<'d, 'c, T> {

@@ -1,213 +1,15 @@
 //! Message representations: one struct (or variant) per message type, with fixed body layouts.
 
-use core::fmt;
 use core::net::SocketAddr;
 
+use super::codes::{AbortReason, MessageType, Role};
 use super::{emit_endpoint, parse_endpoint, Error, Frame, Nonce, Result};
 use super::{ENDPOINT_LEN, HEADER_LEN, NONCE_LEN, VERSION};
 
 use crate::identity::{PublicKey, Signature, PUBLIC_KEY_LEN, SIGNATURE_LEN};
 
-/// Message type codes. The two high bits give the direction: `00` peer → mediator, `10` mediator → peer,
-/// `11` peer ↔ peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[repr(u8)]
-pub enum MessageType {
-    /// Peer → mediator: who I am, whom I want, my nonce and LAN endpoint.
-    Hello = 0x01,
-    /// Peer → mediator: signature proving ownership of the key in Hello.
-    Proof = 0x02,
-    /// Peer → mediator: answer to a Ping.
-    Pong = 0x03,
-    /// Mediator → peer: the mediator's nonce and the endpoint it observed.
-    Challenge = 0x81,
-    /// Mediator → peer: proof accepted, waiting for the other peer.
-    Registered = 0x82,
-    /// Mediator → peer: liveness and round-trip probe while waiting.
-    Ping = 0x83,
-    /// Mediator → peer: the other peer is here; punch.
-    Match = 0x84,
-    /// Mediator → peer: busy, register again later.
-    RetryAfter = 0x85,
-    /// Mediator → peer: registration ended, with a reason. Its layout is the same in every version.
-    Abort = 0x86,
-    /// Peer ↔ peer: key, ephemeral key and signature, each side's first flight.
-    PeerAuth = 0xC1,
-    /// Peer ↔ peer: the leader chose this connection (only when several candidates raced).
-    Confirm = 0xC2,
-}
-
-impl MessageType {
-    /// Decode a type byte.
-    pub const fn from_u8(value: u8) -> Option<MessageType> {
-        Some(match value {
-            0x01 => MessageType::Hello,
-            0x02 => MessageType::Proof,
-            0x03 => MessageType::Pong,
-            0x81 => MessageType::Challenge,
-            0x82 => MessageType::Registered,
-            0x83 => MessageType::Ping,
-            0x84 => MessageType::Match,
-            0x85 => MessageType::RetryAfter,
-            0x86 => MessageType::Abort,
-            0xC1 => MessageType::PeerAuth,
-            0xC2 => MessageType::Confirm,
-            _ => return None,
-        })
-    }
-
-    /// The one valid body length of this type.
-    pub const fn body_len(self) -> usize {
-        match self {
-            MessageType::Hello => Hello::LEN,
-            MessageType::Proof => Proof::LEN,
-            MessageType::Pong => Pong::LEN,
-            MessageType::Challenge => Challenge::LEN,
-            MessageType::Registered => 4,
-            MessageType::Ping => 4,
-            MessageType::Match => Match::LEN,
-            MessageType::RetryAfter => 4,
-            MessageType::Abort => 1,
-            MessageType::PeerAuth => PeerAuth::LEN,
-            MessageType::Confirm => 0,
-        }
-    }
-}
-
+/// The largest body of any message type (a [`PeerAuth`]).
 pub(super) const MAX_BODY_LEN: usize = PeerAuth::LEN;
-
-/// The role the mediator assigns each peer of a pair. Both peers dial; the leader breaks ties when several
-/// candidate connections authenticate (see [`MessageType::Confirm`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Role {
-    /// The peer that registered first.
-    Leader,
-    /// The peer that registered second.
-    Follower,
-}
-
-impl Role {
-    /// The other role.
-    pub const fn other(self) -> Role {
-        match self {
-            Role::Leader => Role::Follower,
-            Role::Follower => Role::Leader,
-        }
-    }
-
-    /// Wire value.
-    pub const fn to_u8(self) -> u8 {
-        match self {
-            Role::Leader => 0,
-            Role::Follower => 1,
-        }
-    }
-
-    /// Decode a wire value.
-    pub const fn from_u8(value: u8) -> Option<Role> {
-        match value {
-            0 => Some(Role::Leader),
-            1 => Some(Role::Follower),
-            _ => None,
-        }
-    }
-}
-
-/// Why the mediator ended a registration. Codes a receiver does not know are kept as [`AbortReason::Other`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum AbortReason {
-    /// The peer's frames carry a protocol version the mediator does not speak (the Abort frame's own version
-    /// field carries the mediator's).
-    UnsupportedVersion,
-    /// A frame could not be parsed.
-    Malformed,
-    /// A message arrived that is not valid in the current state.
-    UnexpectedMessage,
-    /// The signature in Proof did not verify.
-    BadProof,
-    /// The waiting table is full and the mediator will not take retries either.
-    TableFull,
-    /// A registration step did not finish within its deadline.
-    Timeout,
-    /// The wanted peer did not register within the wait deadline.
-    PeerTimeout,
-    /// A newer registration of the same key replaced this one.
-    Replaced,
-    /// The peer asked to be matched with its own key.
-    SelfMatch,
-    /// The mediator is shutting down.
-    ShuttingDown,
-    /// Too many connections from this peer's address.
-    TooManyConnections,
-    /// The peer did not answer Pings.
-    Unresponsive,
-    /// A reason code this implementation does not know.
-    Other(u8),
-}
-
-impl AbortReason {
-    /// Wire value.
-    pub const fn to_u8(self) -> u8 {
-        match self {
-            AbortReason::UnsupportedVersion => 1,
-            AbortReason::Malformed => 2,
-            AbortReason::UnexpectedMessage => 3,
-            AbortReason::BadProof => 4,
-            AbortReason::TableFull => 5,
-            AbortReason::Timeout => 6,
-            AbortReason::PeerTimeout => 7,
-            AbortReason::Replaced => 8,
-            AbortReason::SelfMatch => 9,
-            AbortReason::ShuttingDown => 10,
-            AbortReason::TooManyConnections => 11,
-            AbortReason::Unresponsive => 12,
-            AbortReason::Other(v) => v,
-        }
-    }
-
-    /// Decode a wire value; unknown codes become [`AbortReason::Other`].
-    pub const fn from_u8(value: u8) -> AbortReason {
-        match value {
-            1 => AbortReason::UnsupportedVersion,
-            2 => AbortReason::Malformed,
-            3 => AbortReason::UnexpectedMessage,
-            4 => AbortReason::BadProof,
-            5 => AbortReason::TableFull,
-            6 => AbortReason::Timeout,
-            7 => AbortReason::PeerTimeout,
-            8 => AbortReason::Replaced,
-            9 => AbortReason::SelfMatch,
-            10 => AbortReason::ShuttingDown,
-            11 => AbortReason::TooManyConnections,
-            12 => AbortReason::Unresponsive,
-            v => AbortReason::Other(v),
-        }
-    }
-}
-
-impl fmt::Display for AbortReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = match self {
-            AbortReason::UnsupportedVersion => "unsupported protocol version",
-            AbortReason::Malformed => "malformed frame",
-            AbortReason::UnexpectedMessage => "unexpected message",
-            AbortReason::BadProof => "key ownership proof did not verify",
-            AbortReason::TableFull => "mediator table full",
-            AbortReason::Timeout => "registration step timed out",
-            AbortReason::PeerTimeout => "peer did not register in time",
-            AbortReason::Replaced => "replaced by a newer registration of the same key",
-            AbortReason::SelfMatch => "a peer cannot ask for itself",
-            AbortReason::ShuttingDown => "mediator shutting down",
-            AbortReason::TooManyConnections => "too many connections from this address",
-            AbortReason::Unresponsive => "peer did not answer pings",
-            AbortReason::Other(v) => return write!(f, "abort reason {}", v),
-        };
-        f.write_str(text)
-    }
-}
 
 // Field readers. The parsers take their body as a fixed-size array, so every offset is checked at
 // compile time and the generated code has no bounds checks.
@@ -234,7 +36,10 @@ fn sized<const N: usize>(body: &[u8]) -> Result<&[u8; N]> {
 /// The body being emitted as the fixed-size array of its type: [`Frame::body_mut`] is exactly as long
 /// as the header says, which `emit` has just set from the type.
 fn sized_mut<const N: usize>(body: &mut [u8]) -> &mut [u8; N] {
-    body.try_into().expect("body length is the message type's")
+    unwrap!(
+        <&mut [u8; N]>::try_from(body).ok(),
+        "body length is the message type's"
+    )
 }
 
 /// Peer → mediator, first message.
@@ -570,7 +375,7 @@ impl Message {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{FrameReader, MAX_BODY_LEN, MAX_FRAME_LEN};
+    use super::super::{FrameReader, MAX_FRAME_LEN};
     use super::*;
     use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
     use proptest::prelude::*;
@@ -746,30 +551,6 @@ mod tests {
     }
 
     #[test]
-    fn frame_sizes() {
-        // Documented in doc/protocol.md; a change here is a protocol change.
-        let sizes = [
-            (MessageType::Hello, 114),
-            (MessageType::Proof, 66),
-            (MessageType::Pong, 6),
-            (MessageType::Challenge, 50),
-            (MessageType::Registered, 4),
-            (MessageType::Ping, 4),
-            (MessageType::Match, 71),
-            (MessageType::RetryAfter, 4),
-            (MessageType::Abort, 1),
-            (MessageType::PeerAuth, 128),
-            (MessageType::Confirm, 0),
-        ];
-        for (t, len) in sizes {
-            assert_eq!(t.body_len(), len, "{:?}", t);
-            assert_eq!(MessageType::from_u8(t as u8), Some(t));
-        }
-        assert_eq!(MAX_BODY_LEN, 128);
-        assert_eq!(MAX_FRAME_LEN, 132);
-    }
-
-    #[test]
     fn rejects_bad_frames() {
         let (mut buf, len) = emit(&Message::Ping { token: 7 });
         // Unknown type.
@@ -822,12 +603,5 @@ mod tests {
             Message::parse_bytes(&[9, 0x86, 0, 2, 1, 0]),
             Err(Error::UnsupportedVersion(9))
         );
-    }
-
-    #[test]
-    fn abort_reason_codes_round_trip() {
-        for code in 0..=255u8 {
-            assert_eq!(AbortReason::from_u8(code).to_u8(), code);
-        }
     }
 }

@@ -24,12 +24,12 @@
 use core::fmt;
 use core::net::{IpAddr, Ipv6Addr, SocketAddr};
 
+mod codes;
 mod message;
 mod reader;
 
-pub use message::{
-    AbortReason, Challenge, Hello, Match, Message, MessageType, PeerAuth, Pong, Proof, Role,
-};
+pub use codes::{AbortReason, MessageType, Role};
+pub use message::{Challenge, Hello, Match, Message, PeerAuth, Pong, Proof};
 pub use reader::FrameReader;
 
 /// The protocol version this implementation speaks, carried in every frame header.

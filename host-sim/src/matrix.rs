@@ -213,14 +213,24 @@ pub fn run_cell(cell: Cell, seed: u64) -> CellResult {
 
 /// Run `cells` (seeded from `base_seed` and their index) on `threads` threads; results in cell order.
 pub fn run_cells(cells: &[Cell], base_seed: u64, threads: usize) -> Vec<CellResult> {
+    let numbered: Vec<(usize, Cell)> = cells.iter().copied().enumerate().collect();
+    run_numbered(&numbered, base_seed, threads)
+}
+
+/// Run cells numbered by their place in the whole matrix ([`cells`]), each seeded from `base_seed` and
+/// its number, so that part of the matrix runs exactly as it does within the whole; on `threads`
+/// threads, results in the order given.
+pub fn run_numbered(cells: &[(usize, Cell)], base_seed: u64, threads: usize) -> Vec<CellResult> {
     let next = AtomicUsize::new(0);
     let results = Mutex::new(vec![None; cells.len()]);
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(cell) = cells.get(i) else { break };
-                let r = run_cell(*cell, cell_seed(base_seed, i));
+                let Some(&(number, cell)) = cells.get(i) else {
+                    break;
+                };
+                let r = run_cell(cell, cell_seed(base_seed, number));
                 results.lock().unwrap()[i] = Some(r);
             });
         }

@@ -213,14 +213,24 @@ pub fn run_cell(cell: Cell, seed: u64) -> CellResult {
 
 /// Run `cells` (seeded from `base_seed` and their index) on `threads` threads; results in cell order.
 pub fn run_cells(cells: &[Cell], base_seed: u64, threads: usize) -> Vec<CellResult> {
+    let numbered: Vec<(usize, Cell)> = cells.iter().copied().enumerate().collect();
+    run_numbered(&numbered, base_seed, threads)
+}
+
+/// Run cells numbered by their place in the whole matrix ([`cells`]), each seeded from `base_seed` and
+/// its number, so that part of the matrix runs exactly as it does within the whole; on `threads`
+/// threads, results in the order given.
+pub fn run_numbered(cells: &[(usize, Cell)], base_seed: u64, threads: usize) -> Vec<CellResult> {
     let next = AtomicUsize::new(0);
     let results = Mutex::new(vec![None; cells.len()]);
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(cell) = cells.get(i) else { break };
-                let r = run_cell(*cell, cell_seed(base_seed, i));
+                let Some(&(number, cell)) = cells.get(i) else {
+                    break;
+                };
+                let r = run_cell(cell, cell_seed(base_seed, number));
                 results.lock().unwrap()[i] = Some(r);
             });
         }
@@ -253,6 +263,18 @@ pub fn summary(results: &[CellResult]) -> String {
         .iter()
         .filter(|r| matches!(r.cell, Cell::One(..)))
         .collect();
+    by_prediction(&mut out, &two);
+    mapping_grid(&mut out, &two);
+    unpredictable_sides(&mut out, &two);
+    if !one.is_empty() {
+        one_nat(&mut out, &one);
+    }
+    mismatches(&mut out, results);
+    out
+}
+
+/// The two-NAT cells by prediction: outcomes, set-up latencies, attempts, and how failures end.
+fn by_prediction(out: &mut String, two: &[&CellResult]) {
     let _ = writeln!(
         out,
         "Two NATs ({} pairs of behaviours), by prediction:",
@@ -271,23 +293,10 @@ pub fn summary(results: &[CellResult]) -> String {
         "attempts max"
     );
     for p in [Prediction::Direct, Prediction::Listener, Prediction::Fail] {
-        let rs: Vec<&&CellResult> = two.iter().filter(|r| r.prediction == p).collect();
-        if rs.is_empty() {
-            continue;
+        let rs: Vec<&CellResult> = two.iter().copied().filter(|r| r.prediction == p).collect();
+        if !rs.is_empty() {
+            prediction_row(out, p, &rs);
         }
-        let setups: Vec<Duration> = rs.iter().filter_map(|r| r.setup).collect();
-        let _ = writeln!(
-            out,
-            "  {:<9} {:>6} {:>10} {:>9} {:>12} {:>9.1} ms {:>10.1} ms {:>14}",
-            p.to_string(),
-            rs.len(),
-            rs.iter().filter(|r| r.connected).count(),
-            rs.iter().filter(|r| !r.connected).count(),
-            rs.iter().filter(|r| r.matches_prediction()).count(),
-            median(setups.clone()).map_or(f64::NAN, ms),
-            setups.iter().max().copied().map_or(f64::NAN, ms),
-            rs.iter().map(|r| r.attempts).max().unwrap_or(0),
-        );
     }
     if let Some(r) = two.first() {
         let _ = writeln!(
@@ -309,10 +318,28 @@ pub fn summary(results: &[CellResult]) -> String {
             ms(*max)
         );
     }
+}
 
-    // Grid: rows A's mapping/allocation, columns B's; entry: connected/27+27... of the 81 filter and
-    // unsolicited combinations, and the prediction's letter.
-    let classes: Vec<(Mapping, Allocation)> = [
+/// One row of [`by_prediction`]: the cells `rs` that theory predicts `p` for.
+fn prediction_row(out: &mut String, p: Prediction, rs: &[&CellResult]) {
+    let setups: Vec<Duration> = rs.iter().filter_map(|r| r.setup).collect();
+    let _ = writeln!(
+        out,
+        "  {:<9} {:>6} {:>10} {:>9} {:>12} {:>9.1} ms {:>10.1} ms {:>14}",
+        p.to_string(),
+        rs.len(),
+        rs.iter().filter(|r| r.connected).count(),
+        rs.iter().filter(|r| !r.connected).count(),
+        rs.iter().filter(|r| r.matches_prediction()).count(),
+        median(setups.clone()).map_or(f64::NAN, ms),
+        setups.iter().max().copied().map_or(f64::NAN, ms),
+        rs.iter().map(|r| r.attempts).max().unwrap_or(0),
+    );
+}
+
+/// The nine mapping/allocation classes, in table order.
+fn mapping_allocation_classes() -> Vec<(Mapping, Allocation)> {
+    [
         Mapping::EndpointIndependent,
         Mapping::AddressDependent,
         Mapping::AddressPortDependent,
@@ -326,7 +353,13 @@ pub fn summary(results: &[CellResult]) -> String {
         ]
         .map(|a| (m, a))
     })
-    .collect();
+    .collect()
+}
+
+/// Grid: rows A's mapping/allocation, columns B's; entry: connected/27+27... of the 81 filter and
+/// unsolicited combinations, and the prediction's letter.
+fn mapping_grid(out: &mut String, two: &[&CellResult]) {
+    let classes = mapping_allocation_classes();
     let name = |(m, a): (Mapping, Allocation)| format!("{m}/{a}");
     let _ = writeln!(
         out,
@@ -341,8 +374,9 @@ pub fn summary(results: &[CellResult]) -> String {
     for ra in &classes {
         let _ = write!(out, "  {:<15}", name(*ra));
         for cb in &classes {
-            let rs: Vec<&&CellResult> = two
+            let rs: Vec<&CellResult> = two
                 .iter()
+                .copied()
                 .filter(|r| match r.cell {
                     Cell::Two(a, b) => {
                         (a.mapping, a.allocation) == *ra && (b.mapping, b.allocation) == *cb
@@ -350,25 +384,34 @@ pub fn summary(results: &[CellResult]) -> String {
                     Cell::One(_) => false,
                 })
                 .collect();
-            let connected = rs.iter().filter(|r| r.connected).count();
-            let mut preds: Vec<Prediction> = rs.iter().map(|r| r.prediction).collect();
-            preds.sort();
-            preds.dedup();
-            let tag = match preds.as_slice() {
-                [Prediction::Direct] => "D",
-                [Prediction::Listener] => "L",
-                [Prediction::Fail] => "F",
-                _ => "*",
-            };
-            let _ = write!(out, "{:>11} {tag} ", format!("{connected}/{}", rs.len()));
+            grid_entry(out, &rs);
         }
         out.push('\n');
     }
+}
 
-    // Where the grid says "*": the filtering decides (theory, point 3).
+/// One entry of [`mapping_grid`]: how many of `rs` connected, and what theory predicts for them.
+fn grid_entry(out: &mut String, rs: &[&CellResult]) {
+    let connected = rs.iter().filter(|r| r.connected).count();
+    let mut preds: Vec<Prediction> = rs.iter().map(|r| r.prediction).collect();
+    preds.sort();
+    preds.dedup();
+    let tag = match preds.as_slice() {
+        [Prediction::Direct] => "D",
+        [Prediction::Listener] => "L",
+        [Prediction::Fail] => "F",
+        _ => "*",
+    };
+    let _ = write!(out, "{:>11} {tag} ", format!("{connected}/{}", rs.len()));
+}
+
+/// Where the grid says "*": the filtering decides (theory, point 3).
+fn unpredictable_sides(out: &mut String, two: &[&CellResult]) {
+    // Connected and all of the pairs for which `f` holds one way round or the other.
     let pairs = |f: &dyn Fn(&NatConfig, &NatConfig) -> bool| -> (usize, usize) {
-        let rs: Vec<&&CellResult> = two
+        let rs: Vec<&CellResult> = two
             .iter()
+            .copied()
             .filter(|r| match r.cell {
                 Cell::Two(a, b) => f(&a, &b) || f(&b, &a),
                 Cell::One(_) => false,
@@ -389,38 +432,34 @@ pub fn summary(results: &[CellResult]) -> String {
         let (c, n) = pairs(&|x, y| sym(x) && !sym(y) && y.filtering == f);
         let _ = write!(out, "  {f}: {c}/{n} connected");
     }
-    let (c, n) = pairs(&|x, y| {
-        sym(x)
-            && sym(y)
-            && (x.filtering == Filtering::EndpointIndependent
-                || y.filtering == Filtering::EndpointIndependent)
-    });
-    let (c2, n2) = pairs(&|x, y| {
-        sym(x)
-            && sym(y)
-            && x.filtering != Filtering::EndpointIndependent
-            && y.filtering != Filtering::EndpointIndependent
-    });
+    let eif = |n: &NatConfig| n.filtering == Filtering::EndpointIndependent;
+    let (c, n) = pairs(&|x, y| sym(x) && sym(y) && (eif(x) || eif(y)));
+    let (c2, n2) = pairs(&|x, y| sym(x) && sym(y) && !eif(x) && !eif(y));
     let _ = writeln!(
         out,
         "\nBoth unpredictable: with an EIF side {c}/{n} connected, without {c2}/{n2}."
     );
+}
 
-    if !one.is_empty() {
-        let via_lan = one.iter().filter(|r| r.via_lan).count();
-        let setups: Vec<Duration> = one.iter().filter_map(|r| r.setup).collect();
-        let _ = writeln!(
-            out,
-            "\nOne NAT ({} cells: 81 behaviours x hairpinning on/off): {} connected, {} over the LAN path, \
-             {} as predicted; setup median {:.1} ms (limit {:.1} ms)",
-            one.len(),
-            one.iter().filter(|r| r.connected).count(),
-            via_lan,
-            one.iter().filter(|r| r.matches_prediction()).count(),
-            median(setups).map_or(f64::NAN, ms),
-            one.first().map_or(f64::NAN, |r| ms(r.limit)),
-        );
-    }
+/// The one-NAT cells: outcomes, the LAN path, set-up latency.
+fn one_nat(out: &mut String, one: &[&CellResult]) {
+    let via_lan = one.iter().filter(|r| r.via_lan).count();
+    let setups: Vec<Duration> = one.iter().filter_map(|r| r.setup).collect();
+    let _ = writeln!(
+        out,
+        "\nOne NAT ({} cells: 81 behaviours x hairpinning on/off): {} connected, {} over the LAN path, \
+         {} as predicted; setup median {:.1} ms (limit {:.1} ms)",
+        one.len(),
+        one.iter().filter(|r| r.connected).count(),
+        via_lan,
+        one.iter().filter(|r| r.matches_prediction()).count(),
+        median(setups).map_or(f64::NAN, ms),
+        one.first().map_or(f64::NAN, |r| ms(r.limit)),
+    );
+}
+
+/// How many cells went as predicted, and the first 20 that did not.
+fn mismatches(out: &mut String, results: &[CellResult]) {
     let mismatches: Vec<&CellResult> = results.iter().filter(|r| !r.matches_prediction()).collect();
     let _ = writeln!(
         out,
@@ -437,7 +476,6 @@ pub fn summary(results: &[CellResult]) -> String {
             describe(r)
         );
     }
-    out
 }
 
 /// One line for a result.

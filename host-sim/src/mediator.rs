@@ -224,9 +224,7 @@ impl MediatorNode {
         let peer_gone = !socket.may_recv() && socket.state() != State::Established;
         let closed = session.is_closed();
         if closed || peer_gone {
-            if let Some(key) = session.waiting_key() {
-                self.table.remove(&key, *conn);
-            }
+            self.table.connection_ended(*conn, session);
             socket.close();
         }
         // Once our FIN is acknowledged the session has nothing more to say: free the slot rather than

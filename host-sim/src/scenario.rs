@@ -43,7 +43,9 @@ use p2psc::connector::{
     connect_observed, ConnectBuffers, ConnectConfig, ConnectError, ConnectEvent, Mediator, Peer,
 };
 use p2psc::identity::{PublicKey, Signer};
-use p2psc::net::{self, Config, IpEndpoint, Ipv4Cidr, Stack, StackResources, StaticConfigV4};
+use p2psc::net::{
+    self, Config, IpEndpoint, Ipv4Cidr, Runner, Stack, StackResources, StaticConfigV4,
+};
 use p2psc::proto::MediatorConfig;
 use p2psc::wire::Role;
 
@@ -52,7 +54,7 @@ use crate::crypto::SimSigner;
 use crate::exec::{join, Executor};
 use crate::mediator::{self, MediatorEvent, MediatorNode};
 use crate::nat::{Nat, NatConfig};
-use crate::network::{LinkParams, Network, NodeId, TraceRecord};
+use crate::network::{HostPort, LinkParams, Network, NodeId, TraceRecord};
 use crate::rng::Rng;
 use crate::timeline::{self, Event, Log, Side, What, Who};
 
@@ -545,126 +547,219 @@ pub fn run_with(s: &Scenario, setup: impl FnOnce(&Network, &[NodeId])) -> Report
     let master = Rng::new(s.seed);
     let log = Log::new();
     let network = Network::new(master.fork("network"), log.clone(), s.trace);
-    let d = s.delays;
-    let lan = LinkParams::delay(d.lan);
-    let inet = |delay: Duration| LinkParams {
-        delay,
-        jitter: d.jitter,
-        loss: 0.0,
-    };
-    // Loss where packets leave the internet router: once per path and direction.
-    let inet_down = |delay: Duration| LinkParams {
-        loss: d.loss,
-        ..inet(delay)
-    };
+    let topology = Topology::build(s, &network, &master);
+    setup(&network, &topology.nat_nodes);
+    let outcome = simulate(s, &network, &topology, &master, &log);
+    report(
+        s,
+        outcome,
+        log.events(),
+        network.trace(),
+        topology.nat_names,
+    )
+}
 
-    let core = network.add_router("internet");
-    let mediator_host = network.add_host("mediator");
-    network.uplink(
-        mediator_host,
-        MEDIATOR_ADDR,
-        core,
-        inet(d.mediator),
-        inet_down(d.mediator),
-    );
+/// A host on the network, and how its stack is addressed.
+#[derive(Debug, Clone, Copy)]
+struct Host {
+    node: NodeId,
+    addr: Ipv4Addr,
+    prefix: u8,
+    gateway: Ipv4Addr,
+}
 
-    // Build one home: a switch, the NAT, and the hosts on it. Returns host nodes and addresses.
-    let mut nat_nodes = Vec::new();
-    let mut nat_names = Vec::new();
-    let mut home = |name: &'static str,
-                    config: NatConfig,
-                    public: Ipv4Addr,
-                    access: Duration,
-                    hosts: &[(&str, Ipv4Addr)]|
-     -> Vec<NodeId> {
+impl Host {
+    /// A host on a home LAN.
+    fn on_lan(node: NodeId, addr: Ipv4Addr) -> Host {
+        Host {
+            node,
+            addr,
+            prefix: 24,
+            gateway: LAN_GATEWAY,
+        }
+    }
+
+    fn stack_config(&self) -> Config {
+        stack_config(self.addr, self.prefix, self.gateway)
+    }
+}
+
+/// The network of the module doc, as a run needs it.
+struct Topology {
+    mediator: Host,
+    peer_a: Host,
+    peer_b: Host,
+    /// The NATs, A's first.
+    nat_nodes: Vec<NodeId>,
+    /// Their names, in the same order.
+    nat_names: Vec<&'static str>,
+}
+
+impl Topology {
+    /// Build the scenario's topology on `network`: the internet router, the mediator, the homes.
+    fn build(s: &Scenario, network: &Network, master: &Rng) -> Topology {
+        let mut builder = Builder {
+            network,
+            master,
+            delays: s.delays,
+            core: network.add_router("internet"),
+            nat_nodes: Vec::new(),
+            nat_names: Vec::new(),
+        };
+        let mediator = network.add_host("mediator");
+        builder.uplink(mediator, MEDIATOR_ADDR, s.delays.mediator);
+        let (peer_a, peer_b) = builder.peers(s.layout);
+        Topology {
+            mediator: Host {
+                node: mediator,
+                addr: MEDIATOR_ADDR,
+                prefix: 24,
+                gateway: CORE_ADDR,
+            },
+            peer_a,
+            peer_b,
+            nat_nodes: builder.nat_nodes,
+            nat_names: builder.nat_names,
+        }
+    }
+}
+
+/// Adds nodes and links to a network, with the link properties of the scenario's [`Delays`].
+struct Builder<'a> {
+    network: &'a Network,
+    master: &'a Rng,
+    delays: Delays,
+    /// The internet router.
+    core: NodeId,
+    nat_nodes: Vec<NodeId>,
+    nat_names: Vec<&'static str>,
+}
+
+impl Builder<'_> {
+    fn lan(&self) -> LinkParams {
+        LinkParams::delay(self.delays.lan)
+    }
+
+    /// A link towards the internet router.
+    fn inet(&self, delay: Duration) -> LinkParams {
+        LinkParams {
+            delay,
+            jitter: self.delays.jitter,
+            loss: 0.0,
+        }
+    }
+
+    /// A link from the internet router: loss where packets leave it, once per path and direction.
+    fn inet_down(&self, delay: Duration) -> LinkParams {
+        LinkParams {
+            loss: self.delays.loss,
+            ..self.inet(delay)
+        }
+    }
+
+    /// Connect `node`, at public address `addr`, to the internet router (one-way `delay`).
+    fn uplink(&self, node: NodeId, addr: Ipv4Addr, delay: Duration) {
+        self.network.uplink(
+            node,
+            addr,
+            self.core,
+            self.inet(delay),
+            self.inet_down(delay),
+        );
+    }
+
+    /// The peers' hosts, and the NATs in front of them.
+    fn peers(&mut self, layout: Layout) -> (Host, Host) {
+        let d = self.delays;
+        let private = |n: u8| Ipv4Addr::new(192, 168, 1, n);
+        match layout {
+            Layout::TwoNats(na, nb) => {
+                let a = self.home(NAT_A, na, NAT_A_ADDR, d.access_a, &[("peer A", private(2))]);
+                let b = self.home(NAT_B, nb, NAT_B_ADDR, d.access_b, &[("peer B", private(2))]);
+                (a[0], b[0])
+            }
+            Layout::OneNat(n) => {
+                let hosts = [("peer A", private(2)), ("peer B", private(3))];
+                let hosts = self.home(NAT_SHARED, n, NAT_A_ADDR, d.access_a, &hosts);
+                (hosts[0], hosts[1])
+            }
+            Layout::Public => (
+                self.public_host("peer A", Ipv4Addr::new(198, 51, 100, 2), d.access_a),
+                self.public_host("peer B", Ipv4Addr::new(192, 0, 2, 2), d.access_b),
+            ),
+        }
+    }
+
+    /// One home: a switch, the NAT `name` between it and the internet (one-way `access`), and `hosts`
+    /// on the switch.
+    fn home(
+        &mut self,
+        name: &'static str,
+        config: NatConfig,
+        public: Ipv4Addr,
+        access: Duration,
+        hosts: &[(&str, Ipv4Addr)],
+    ) -> Vec<Host> {
+        let network = self.network;
         let switch = network.add_switch(&format!("{name} LAN"));
-        let nat = network.add_nat(name, Nat::new(config, public, master.fork(name)));
-        network.attach(nat, LAN_GATEWAY, switch, lan, lan);
-        network.uplink(nat, public, core, inet(access), inet_down(access));
-        nat_nodes.push(nat);
-        nat_names.push(name);
+        let nat = network.add_nat(name, Nat::new(config, public, self.master.fork(name)));
+        network.attach(nat, LAN_GATEWAY, switch, self.lan(), self.lan());
+        self.uplink(nat, public, access);
+        self.nat_nodes.push(nat);
+        self.nat_names.push(name);
         hosts
             .iter()
-            .map(|(h, addr)| {
-                let node = network.add_host(h);
-                network.attach(node, *addr, switch, lan, lan);
-                node
+            .map(|&(host, addr)| {
+                let node = network.add_host(host);
+                network.attach(node, addr, switch, self.lan(), self.lan());
+                Host::on_lan(node, addr)
             })
             .collect()
-    };
-    let private = |n: u8| Ipv4Addr::new(192, 168, 1, n);
-    // (node, address, prefix, gateway) of each peer.
-    let (peer_a, peer_b) = match s.layout {
-        Layout::TwoNats(na, nb) => {
-            let a = home(NAT_A, na, NAT_A_ADDR, d.access_a, &[("peer A", private(2))]);
-            let b = home(NAT_B, nb, NAT_B_ADDR, d.access_b, &[("peer B", private(2))]);
-            (
-                (a[0], private(2), 24, LAN_GATEWAY),
-                (b[0], private(2), 24, LAN_GATEWAY),
-            )
-        }
-        Layout::OneNat(n) => {
-            let hosts = home(
-                NAT_SHARED,
-                n,
-                NAT_A_ADDR,
-                d.access_a,
-                &[("peer A", private(2)), ("peer B", private(3))],
-            );
-            (
-                (hosts[0], private(2), 24, LAN_GATEWAY),
-                (hosts[1], private(3), 24, LAN_GATEWAY),
-            )
-        }
-        Layout::Public => {
-            let (addr_a, addr_b) = (Ipv4Addr::new(198, 51, 100, 2), Ipv4Addr::new(192, 0, 2, 2));
-            let a = network.add_host("peer A");
-            network.uplink(a, addr_a, core, inet(d.access_a), inet_down(d.access_a));
-            let b = network.add_host("peer B");
-            network.uplink(b, addr_b, core, inet(d.access_b), inet_down(d.access_b));
-            ((a, addr_a, 32, CORE_ADDR), (b, addr_b, 32, CORE_ADDR))
-        }
-    };
-    setup(&network, &nat_nodes);
+    }
 
+    /// A host with a public address, straight on the internet router (one-way `access`).
+    fn public_host(&self, name: &str, addr: Ipv4Addr, access: Duration) -> Host {
+        let node = self.network.add_host(name);
+        self.uplink(node, addr, access);
+        Host {
+            node,
+            addr,
+            prefix: 32,
+            gateway: CORE_ADDR,
+        }
+    }
+}
+
+/// What the simulation of a run produced.
+struct Outcome {
+    a: PeerReport,
+    b: PeerReport,
+    /// Pairs the mediator matched.
+    matches: u64,
+}
+
+/// Run the mediator and both peers on `topology` until both peers are done.
+fn simulate(
+    s: &Scenario,
+    network: &Network,
+    topology: &Topology,
+    master: &Rng,
+    log: &Log,
+) -> Outcome {
     let stack_seed = |label: &str| master.fork(label).next_u64();
     let mut res_m = StackResources::<8>::new();
-    let (mstack, mut mrunner) = net::new(
-        network.port(mediator_host),
-        stack_config(MEDIATOR_ADDR, 24, CORE_ADDR),
+    let (mstack, mut mrunner) = stack(
+        network,
+        &topology.mediator,
         &mut res_m,
         stack_seed("stack mediator"),
     );
-    let mut node = mstack.with_mut(|_, sockets| {
-        MediatorNode::new(
-            MEDIATOR_PORT,
-            4,
-            s.mediator,
-            master.fork("mediator").bytes32(),
-            sockets,
-        )
-    });
-    if let Some((real, claimed)) = s.impersonate {
-        node.impersonate(real, claimed);
-    }
-    let node = RefCell::new(node);
+    let node = RefCell::new(mediator_node(s, mstack, master));
     let mut res_a = StackResources::<8>::new();
-    let (astack, mut arunner) = net::new(
-        network.port(peer_a.0),
-        stack_config(peer_a.1, peer_a.2, peer_a.3),
-        &mut res_a,
-        stack_seed("stack A"),
-    );
+    let (astack, mut arunner) = stack(network, &topology.peer_a, &mut res_a, stack_seed("stack A"));
     let mut res_b = StackResources::<8>::new();
-    let (bstack, mut brunner) = net::new(
-        network.port(peer_b.0),
-        stack_config(peer_b.1, peer_b.2, peer_b.3),
-        &mut res_b,
-        stack_seed("stack B"),
-    );
+    let (bstack, mut brunner) = stack(network, &topology.peer_b, &mut res_b, stack_seed("stack B"));
     let (mut bufs_a, mut bufs_b) = (Buffers::new(), Buffers::new());
-    let want_a = s.a.want.unwrap_or_else(|| s.b.key());
-    let want_b = s.b.want.unwrap_or_else(|| s.a.key());
 
     let (gate_a, gate_b): (Gate, Gate) = Default::default();
     let mut ex = Executor::new();
@@ -679,36 +774,84 @@ pub fn run_with(s: &Scenario, setup: impl FnOnce(&Network, &[NodeId])) -> Report
         mlog.push(Who::Mediator, What::Mediator(e.clone()))
     }));
     let (a, b) = ex.run(join(
-        Stall::new(
-            peer(
-                Side::A,
-                astack,
-                &s.a,
-                want_a,
-                &mut bufs_a,
-                master.fork("connect A").bytes32(),
-                log.clone(),
-                gate_a.clone(),
-            ),
-            &gate_a,
-        ),
-        Stall::new(
-            peer(
-                Side::B,
-                bstack,
-                &s.b,
-                want_b,
-                &mut bufs_b,
-                master.fork("connect B").bytes32(),
-                log.clone(),
-                gate_b.clone(),
-            ),
-            &gate_b,
-        ),
+        peer_task(s, Side::A, astack, &mut bufs_a, master, log, &gate_a),
+        peer_task(s, Side::B, bstack, &mut bufs_b, master, log, &gate_b),
     ));
     drop(ex);
+    let matches = node.borrow().table().stats().matches;
+    Outcome { a, b, matches }
+}
 
-    let events = log.events();
+/// A network stack for `host`, on `resources`.
+fn stack<'r>(
+    network: &Network,
+    host: &Host,
+    resources: &'r mut StackResources<8>,
+    seed: u64,
+) -> (Stack<'r>, Runner<'r, HostPort>) {
+    net::new(
+        network.port(host.node),
+        host.stack_config(),
+        resources,
+        seed,
+    )
+}
+
+/// The mediator, on `stack`.
+fn mediator_node(s: &Scenario, stack: Stack<'_>, master: &Rng) -> MediatorNode {
+    let mut node = stack.with_mut(|_, sockets| {
+        MediatorNode::new(
+            MEDIATOR_PORT,
+            4,
+            s.mediator,
+            master.fork("mediator").bytes32(),
+            sockets,
+        )
+    });
+    if let Some((real, claimed)) = s.impersonate {
+        node.impersonate(real, claimed);
+    }
+    node
+}
+
+/// Peer `side` of the scenario, stalled while its gate says so.
+fn peer_task<'a>(
+    s: &'a Scenario,
+    side: Side,
+    stack: Stack<'a>,
+    bufs: &'a mut Buffers,
+    master: &Rng,
+    log: &Log,
+    gate: &Gate,
+) -> Stall<impl Future<Output = PeerReport> + 'a> {
+    let (spec, other, label) = match side {
+        Side::A => (&s.a, &s.b, "connect A"),
+        Side::B => (&s.b, &s.a, "connect B"),
+    };
+    let want = spec.want.unwrap_or_else(|| other.key());
+    let seed = master.fork(label).bytes32();
+    let run = peer(
+        side,
+        stack,
+        spec,
+        want,
+        bufs,
+        seed,
+        log.clone(),
+        gate.clone(),
+    );
+    Stall::new(run, gate)
+}
+
+/// The report of a run: the peers' reports, the timeline, and the set-up latency it shows.
+fn report(
+    s: &Scenario,
+    outcome: Outcome,
+    events: Vec<Event>,
+    trace: Vec<TraceRecord>,
+    nat_names: Vec<&'static str>,
+) -> Report {
+    let Outcome { a, b, matches } = outcome;
     let second_registration = events
         .iter()
         .filter(|e| matches!(e.what, What::Mediator(MediatorEvent::Verified { .. })))
@@ -718,12 +861,11 @@ pub fn run_with(s: &Scenario, setup: impl FnOnce(&Network, &[NodeId])) -> Report
         (Some(t), Some(x), Some(y)) => Some(x.max(y).duration_since(t)),
         _ => None,
     };
-    let matches = node.borrow().table().stats().matches;
     Report {
         a,
         b,
         events,
-        trace: network.trace(),
+        trace,
         second_registration,
         setup,
         limit: s.limit(),

@@ -1,15 +1,33 @@
 //! Every cell of the NAT matrix (81 behaviours on each side, and one NAT with hairpinning on and off)
 //! simulated, and its outcome compared with `host_sim::theory`'s prediction.
+//!
+//! One test per predicted class, so that a class runs alone:
+//! `cargo test -p host-sim --test matrix direct` (or `listener`, `fail`). Each cell runs with the
+//! seed it has in the whole matrix, as `host-sim matrix --seed 1` runs it.
 
-use host_sim::matrix::{self, Cell};
+use host_sim::matrix::{self, Cell, CellResult};
 use host_sim::theory::Prediction;
 
-#[test]
-fn every_cell_matches_the_prediction() {
-    let cells = matrix::cells();
-    assert_eq!(cells.len(), 81 * 81 + 2 * 81);
+/// The matrix's base seed.
+const SEED: u64 = 1;
+
+/// Every predicted class.
+const CLASSES: [Prediction; 3] = [Prediction::Direct, Prediction::Listener, Prediction::Fail];
+
+/// The cells theory predicts `predicted` for, numbered by their place in the whole matrix.
+fn class(predicted: Prediction) -> Vec<(usize, Cell)> {
+    matrix::cells()
+        .into_iter()
+        .enumerate()
+        .filter(|(_, cell)| cell.prediction() == predicted)
+        .collect()
+}
+
+/// Simulate every cell theory predicts `predicted` for, assert that each went that way, and return
+/// the results.
+fn run_class(predicted: Prediction) -> Vec<CellResult> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let results = matrix::run_cells(&cells, 1, threads);
+    let results = matrix::run_numbered(&class(predicted), SEED, threads);
     println!("{}", matrix::summary(&results));
     let wrong: Vec<String> = results
         .iter()
@@ -29,23 +47,51 @@ fn every_cell_matches_the_prediction() {
         wrong.len(),
         wrong.join("\n")
     );
-    // Each class is populated, and the timing-dependent class nearly always connects (the shared
-    // retry schedule's one-sided slots give the listener its chances; 2880 of 2880 with seed 1).
-    let count = |p: Prediction| {
-        results
-            .iter()
-            .filter(|r| matches!(r.cell, Cell::Two(..)) && r.prediction == p)
-            .count()
-    };
-    assert!(count(Prediction::Direct) > 0 && count(Prediction::Fail) > 0);
-    let listener: Vec<_> = results
+    results
+}
+
+/// How many of `results` are two-NAT cells.
+fn two_nat_cells(results: &[CellResult]) -> usize {
+    results
         .iter()
-        .filter(|r| r.prediction == Prediction::Listener)
-        .collect();
-    let connected = listener.iter().filter(|r| r.connected).count();
+        .filter(|r| matches!(r.cell, Cell::Two(..)))
+        .count()
+}
+
+#[test]
+fn every_cell_is_in_exactly_one_class() {
+    let cells = matrix::cells();
+    assert_eq!(cells.len(), 81 * 81 + 2 * 81);
+    let mut classes_of_cell = vec![0; cells.len()];
+    for c in CLASSES {
+        for (number, _) in class(c) {
+            classes_of_cell[number] += 1;
+        }
+    }
+    assert!(classes_of_cell.iter().all(|&n| n == 1));
+}
+
+#[test]
+fn direct_cells_connect_on_the_first_syn_at_the_predicted_latency() {
+    let results = run_class(Prediction::Direct);
+    assert!(two_nat_cells(&results) > 0);
+}
+
+#[test]
+fn fail_cells_end_in_punch_failed_on_both_sides() {
+    let results = run_class(Prediction::Fail);
+    assert!(two_nat_cells(&results) > 0);
+}
+
+#[test]
+fn listener_cells_nearly_all_connect() {
+    let results = run_class(Prediction::Listener);
+    // The timing-dependent class nearly always connects (the shared retry schedule's one-sided
+    // slots give the listener its chances; 2880 of 2880 with seed 1).
+    let connected = results.iter().filter(|r| r.connected).count();
     assert!(
-        connected * 100 >= listener.len() * 99,
+        connected * 100 >= results.len() * 99,
         "only {connected} of {} listener cells connected",
-        listener.len()
+        results.len()
     );
 }

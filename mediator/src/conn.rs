@@ -155,7 +155,7 @@ pub(crate) async fn serve(
             drop(stream);
         }
         End::PeerClosed | End::Failed(_) => {
-            let waited = shared.disconnected(conn, session.waiting_key());
+            let waited = shared.disconnected(conn, &session);
             match end {
                 End::Failed(e) => tracing::debug!(conn, error = %e, waited, "connection failed"),
                 _ => tracing::debug!(conn, waited, "peer closed the connection"),

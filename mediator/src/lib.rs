@@ -21,6 +21,9 @@
 //! full), writes (a peer that does not read is dropped after `step_timeout`), and shutdown (every live
 //! session is sent `Abort(ShuttingDown)` within `shutdown_grace`).
 //!
+//! [`client`] is the other side for load tests and tests: a tokio client that registers over TCP with
+//! the same registration state machine the peers use.
+//!
 //! ```no_run
 //! # async fn example() -> std::io::Result<()> {
 //! use p2psc_mediator::{run, ServerConfig};
@@ -37,6 +40,7 @@
 
 #![warn(missing_docs)]
 
+pub mod client;
 mod clock;
 mod config;
 mod conn;

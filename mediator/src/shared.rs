@@ -175,11 +175,11 @@ impl Shared {
 
     /// A connection ended without its session ending (EOF, reset, write failure): drop its waiting entry
     /// and mailbox. Returns whether it was waiting.
-    pub(crate) fn disconnected(&self, conn: ConnId, waiting: Option<PublicKey>) -> bool {
+    pub(crate) fn disconnected(&self, conn: ConnId, session: &Session) -> bool {
         let removed = {
             let mut inner = lock(&self.inner);
             inner.mailboxes.remove(&conn);
-            waiting.is_some_and(|key| inner.table.remove(&key, conn))
+            inner.table.connection_ended(conn, session)
         };
         self.counters.disconnects.fetch_add(1, Relaxed);
         if removed {

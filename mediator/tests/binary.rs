@@ -49,14 +49,14 @@ async fn configured_by_environment_and_stops_on_sigterm() {
     }
     assert!(addrs[0].is_ipv4() && addrs[1].is_ipv6(), "{addrs:?}");
 
-    let mut waiting = Client::connect(addrs[1], signer(1), key(2)).await;
+    let mut waiting = connect(addrs[1], signer(1), key(2)).await;
     waiting.registered().await.unwrap();
 
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     assert_eq!(
         within(LONG, waiting.failure()).await,
-        Failure::Register(RegisterError::Aborted(AbortReason::ShuttingDown))
+        ClientError::Register(RegisterError::Aborted(AbortReason::ShuttingDown))
     );
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await

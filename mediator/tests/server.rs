@@ -14,26 +14,26 @@ use p2psc::wire::{AbortReason, Message, Role};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-fn aborted(reason: AbortReason) -> Failure {
-    Failure::Register(RegisterError::Aborted(reason))
+fn aborted(reason: AbortReason) -> ClientError {
+    ClientError::Register(RegisterError::Aborted(reason))
 }
 
 /// Register the pair (a, b) from two connections at once; both must be matched with each other.
 async fn pair(addr: SocketAddr, a: u32, b: u32) {
     let (mut left, mut right) = tokio::join!(
-        Client::connect(addr, signer(a), key(b)),
-        Client::connect(addr, signer(b), key(a)),
+        connect(addr, signer(a), key(b)),
+        connect(addr, signer(b), key(a)),
     );
     let (l, r) = tokio::join!(left.matched(), right.matched());
     let (l, r) = (l.expect("left matched"), r.expect("right matched"));
     // Each learns the other's public endpoint: on loopback, the other's local address.
-    assert_eq!(l.peer_observed, right.local);
-    assert_eq!(r.peer_observed, left.local);
-    assert_eq!(l.own_observed, left.local);
+    assert_eq!(l.peer_observed, right.local_addr());
+    assert_eq!(r.peer_observed, left.local_addr());
+    assert_eq!(l.own_observed, left.local_addr());
     assert_eq!(l.role, r.role.other());
     assert_eq!(l.peer_nonce, r.own_nonce);
     assert_eq!(r.peer_nonce, l.own_nonce);
-    assert_eq!(l.peer_local, Some(right.local));
+    assert_eq!(l.peer_local, Some(right.local_addr()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,9 +56,9 @@ async fn two_hundred_pairs_match_concurrently() {
 #[tokio::test]
 async fn first_registered_leads_and_connection_closes_after_linger() {
     let mediator = Mediator::start(config()).await;
-    let mut first = Client::connect(mediator.addr(), signer(1), key(2)).await;
+    let mut first = connect(mediator.addr(), signer(1), key(2)).await;
     first.registered().await.unwrap();
-    let mut second = Client::connect(mediator.addr(), signer(2), key(1)).await;
+    let mut second = connect(mediator.addr(), signer(2), key(1)).await;
     let info = within(LONG, second.matched()).await.unwrap();
     assert_eq!(info.role, Role::Follower);
     assert_eq!(
@@ -67,11 +67,11 @@ async fn first_registered_leads_and_connection_closes_after_linger() {
     );
     // After the linger the mediator closes: nothing more arrives, then EOF.
     assert_eq!(
-        within(LONG, read_until_closed(&mut first.stream)).await,
+        within(LONG, read_until_closed(first.stream_mut())).await,
         vec![]
     );
     assert_eq!(
-        within(LONG, read_until_closed(&mut second.stream)).await,
+        within(LONG, read_until_closed(second.stream_mut())).await,
         vec![]
     );
 }
@@ -80,7 +80,7 @@ async fn first_registered_leads_and_connection_closes_after_linger() {
 async fn wrong_proof_is_aborted() {
     let mediator = Mediator::start(config()).await;
     // Claims key 1, signs with key 3.
-    let mut client = Client::connect_claiming(mediator.addr(), key(1), signer(3), key(2)).await;
+    let mut client = connect_claiming(mediator.addr(), key(1), signer(3), key(2)).await;
     assert_eq!(
         within(LONG, client.failure()).await,
         aborted(AbortReason::BadProof)
@@ -104,7 +104,7 @@ async fn unsupported_version_is_aborted() {
         vec![Message::Abort(AbortReason::UnsupportedVersion)]
     );
     // The server goes on serving everyone else.
-    let mut client = Client::connect(mediator.addr(), signer(1), key(2)).await;
+    let mut client = connect(mediator.addr(), signer(1), key(2)).await;
     client.registered().await.unwrap();
 }
 
@@ -113,7 +113,7 @@ async fn wait_timeout_aborts_with_peer_timeout() {
     let mut config = config();
     config.mediator.wait_timeout = ms(300);
     let mediator = Mediator::start(config).await;
-    let mut client = Client::connect(mediator.addr(), signer(1), key(2)).await;
+    let mut client = connect(mediator.addr(), signer(1), key(2)).await;
     assert_eq!(client.registered().await.unwrap(), ms(300));
     assert_eq!(
         within(LONG, client.failure()).await,
@@ -126,7 +126,7 @@ async fn wait_timeout_aborts_with_peer_timeout() {
 #[tokio::test]
 async fn disconnect_before_match_removes_the_entry() {
     let mediator = Mediator::start(config()).await;
-    let mut gone = Client::connect(mediator.addr(), signer(1), key(2)).await;
+    let mut gone = connect(mediator.addr(), signer(1), key(2)).await;
     gone.registered().await.unwrap();
     drop(gone);
     let stats = mediator
@@ -135,34 +135,34 @@ async fn disconnect_before_match_removes_the_entry() {
     assert_eq!(stats.disconnects, 1);
 
     // Its counterpart does not match the departed peer: it waits.
-    let mut other = Client::connect(mediator.addr(), signer(2), key(1)).await;
+    let mut other = connect(mediator.addr(), signer(2), key(1)).await;
     other.registered().await.unwrap();
     assert_eq!(mediator.wait_for(|s| s.waiting == 1).await.table.matches, 0);
     // Until the peer comes back.
-    let mut back = Client::connect(mediator.addr(), signer(1), key(2)).await;
+    let mut back = connect(mediator.addr(), signer(1), key(2)).await;
     let info = within(LONG, back.matched()).await.unwrap();
-    assert_eq!(info.peer_observed, other.local);
+    assert_eq!(info.peer_observed, other.local_addr());
     assert_eq!(
         within(LONG, other.matched()).await.unwrap().peer_observed,
-        back.local
+        back.local_addr()
     );
 }
 
 #[tokio::test]
 async fn same_key_twice_replaces_the_first() {
     let mediator = Mediator::start(config()).await;
-    let mut first = Client::connect(mediator.addr(), signer(1), key(2)).await;
+    let mut first = connect(mediator.addr(), signer(1), key(2)).await;
     first.registered().await.unwrap();
-    let mut second = Client::connect(mediator.addr(), signer(1), key(2)).await;
+    let mut second = connect(mediator.addr(), signer(1), key(2)).await;
     second.registered().await.unwrap();
     assert_eq!(
         within(LONG, first.failure()).await,
         aborted(AbortReason::Replaced)
     );
-    let mut peer = Client::connect(mediator.addr(), signer(2), key(1)).await;
+    let mut peer = connect(mediator.addr(), signer(2), key(1)).await;
     assert_eq!(
         within(LONG, peer.matched()).await.unwrap().peer_observed,
-        second.local
+        second.local_addr()
     );
     let stats = mediator.wait_for(|s| s.table.matches == 1).await;
     assert_eq!(stats.table.replaced, 1);
@@ -289,17 +289,17 @@ async fn full_table_answers_retry_after() {
     let mediator = Mediator::start(config).await;
     let mut waiting = Vec::new();
     for i in 0..2 {
-        let mut client = Client::connect(mediator.addr(), signer(i), key(100 + i)).await;
+        let mut client = connect(mediator.addr(), signer(i), key(100 + i)).await;
         client.registered().await.unwrap();
         waiting.push(client);
     }
-    let mut late = Client::connect(mediator.addr(), signer(7), key(107)).await;
+    let mut late = connect(mediator.addr(), signer(7), key(107)).await;
     assert_eq!(
         within(LONG, late.failure()).await,
-        Failure::Register(RegisterError::RetryAfter(ms(1_500)))
+        ClientError::Register(RegisterError::RetryAfter(ms(1_500)))
     );
     // A registration that completes a pair still gets in: it takes a waiting peer out.
-    let mut partner = Client::connect(mediator.addr(), signer(100), key(0)).await;
+    let mut partner = connect(mediator.addr(), signer(100), key(0)).await;
     within(LONG, partner.matched()).await.unwrap();
     let stats = mediator.wait_for(|s| s.table.matches == 1).await;
     assert_eq!(stats.table.full, 1);
@@ -312,9 +312,9 @@ async fn per_ip_limit() {
     config.max_per_ip = 2;
     let mediator = Mediator::start(config).await;
     let addr = mediator.addr();
-    let mut a = Client::connect(addr, signer(1), key(2)).await;
+    let mut a = connect(addr, signer(1), key(2)).await;
     a.registered().await.unwrap();
-    let mut b = Client::connect(addr, signer(3), key(4)).await;
+    let mut b = connect(addr, signer(3), key(4)).await;
     b.registered().await.unwrap();
 
     let mut third = TcpStream::connect(addr).await.unwrap();
@@ -323,7 +323,7 @@ async fn per_ip_limit() {
         vec![Message::Abort(AbortReason::TooManyConnections)]
     );
     // The client machine sees the same abort.
-    let mut fourth = Client::connect(addr, signer(5), key(6)).await;
+    let mut fourth = connect(addr, signer(5), key(6)).await;
     assert_eq!(
         within(LONG, fourth.failure()).await,
         aborted(AbortReason::TooManyConnections)
@@ -332,13 +332,13 @@ async fn per_ip_limit() {
 
     // Another source address has its own allowance.
     let source: SocketAddr = "127.0.0.2:0".parse().unwrap();
-    let mut elsewhere = Client::connect_from(source, addr, signer(2), key(1)).await;
+    let mut elsewhere = connect_from(source, addr, signer(2), key(1)).await;
     assert_eq!(
         within(LONG, elsewhere.matched())
             .await
             .unwrap()
             .peer_observed,
-        a.local
+        a.local_addr()
     );
 
     // Once one closes, the address may connect again.
@@ -346,7 +346,7 @@ async fn per_ip_limit() {
     mediator
         .wait_for(|s| s.waiting_disconnects == 1 && s.connections <= 3)
         .await;
-    let mut again = Client::connect(addr, signer(3), key(4)).await;
+    let mut again = connect(addr, signer(3), key(4)).await;
     again.registered().await.unwrap();
 }
 
@@ -356,11 +356,11 @@ async fn max_connections_limit() {
     config.max_connections = 2;
     let mediator = Mediator::start(config).await;
     let addr = mediator.addr();
-    let mut a = Client::connect(addr, signer(1), key(2)).await;
+    let mut a = connect(addr, signer(1), key(2)).await;
     a.registered().await.unwrap();
-    let mut b = Client::connect(addr, signer(3), key(4)).await;
+    let mut b = connect(addr, signer(3), key(4)).await;
     b.registered().await.unwrap();
-    let mut c = Client::connect(addr, signer(5), key(6)).await;
+    let mut c = connect(addr, signer(5), key(6)).await;
     assert_eq!(
         within(LONG, c.failure()).await,
         aborted(AbortReason::TooManyConnections)
@@ -374,7 +374,7 @@ async fn max_connections_limit() {
 async fn shutdown_aborts_live_sessions() {
     let mut mediator = Mediator::start(config()).await;
     let addr = mediator.addr();
-    let mut waiting = Client::connect(addr, signer(1), key(2)).await;
+    let mut waiting = connect(addr, signer(1), key(2)).await;
     waiting.registered().await.unwrap();
     // A connection in the middle of nothing.
     let mut silent = TcpStream::connect(addr).await.unwrap();
@@ -406,10 +406,10 @@ async fn waiting_peers_are_pinged_and_the_silent_one_dropped() {
     let mediator = Mediator::start(config).await;
     let addr = mediator.addr();
 
-    let mut silent = Client::connect(addr, signer(1), key(2)).await;
+    let mut silent = connect(addr, signer(1), key(2)).await;
     silent.registered().await.unwrap();
     // `silent` is no longer driven: it never answers the Ping.
-    let mut lively = Client::connect(addr, signer(3), key(4)).await;
+    let mut lively = connect(addr, signer(3), key(4)).await;
     lively.registered().await.unwrap();
     // Keep answering Pings while the silent one is dropped.
     let stats = mediator.running.stats().clone();
@@ -422,10 +422,10 @@ async fn waiting_peers_are_pinged_and_the_silent_one_dropped() {
         aborted(AbortReason::Unresponsive)
     );
     // Several ping rounds later the answering peer is still registered, and matches.
-    let mut partner = Client::connect(addr, signer(4), key(3)).await;
+    let mut partner = connect(addr, signer(4), key(3)).await;
     let (l, p) = tokio::join!(lively.matched(), partner.matched());
-    assert_eq!(l.unwrap().peer_observed, partner.local);
-    assert_eq!(p.unwrap().peer_observed, lively.local);
+    assert_eq!(l.unwrap().peer_observed, partner.local_addr());
+    assert_eq!(p.unwrap().peer_observed, lively.local_addr());
 }
 
 #[tokio::test]
@@ -438,13 +438,13 @@ async fn ipv4_and_ipv6_listeners_match_across_families() {
         mediator.running.local_addrs()[1],
     );
     assert!(v6.is_ipv6());
-    let mut a = Client::connect(v4, signer(1), key(2)).await;
-    let mut b = Client::connect(v6, signer(2), key(1)).await;
+    let mut a = connect(v4, signer(1), key(2)).await;
+    let mut b = connect(v6, signer(2), key(1)).await;
     let (ia, ib) = tokio::join!(a.matched(), b.matched());
     let (ia, ib) = (ia.unwrap(), ib.unwrap());
-    assert_eq!(ia.peer_observed, b.local);
+    assert_eq!(ia.peer_observed, b.local_addr());
     assert!(ia.peer_observed.is_ipv6());
-    assert_eq!(ib.peer_observed, a.local);
+    assert_eq!(ib.peer_observed, a.local_addr());
     assert!(ib.peer_observed.is_ipv4());
 }
 

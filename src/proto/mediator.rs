@@ -342,6 +342,15 @@ impl<S: Storage> Table<S> {
         }
     }
 
+    /// The connection `conn` of `session` ended without the session ending (the peer closed it, or reading
+    /// or writing failed): remove the entry it holds in the table, if it still holds one. Returns whether
+    /// an entry was removed, that is whether the peer was waiting.
+    pub fn connection_ended(&mut self, conn: ConnId, session: &Session) -> bool {
+        session
+            .waiting_key()
+            .is_some_and(|key| self.remove(&key, conn))
+    }
+
     /// Record a fresh round-trip measurement of a waiting peer. The table keeps the smallest sample: a
     /// lost and retransmitted segment only ever inflates a sample, and the start delays want the
     /// path's propagation delay.
@@ -482,7 +491,8 @@ impl Session {
         }
     }
 
-    /// The key this session holds in the table, if any: remove it when the connection closes.
+    /// The key this session holds in the table, if any: [`Table::connection_ended`] removes it when the
+    /// connection closes.
     pub fn waiting_key(&self) -> Option<PublicKey> {
         match self.state {
             State::Waiting { key, .. } => Some(key),
@@ -723,5 +733,105 @@ impl Session {
             (State::Waiting { .. }, Message::Pong(_)) => None,
             _ => self.abort(AbortReason::UnexpectedMessage),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{Keypair, SaltyVerifier};
+    use crate::proto::{RegisterConfig, Registration as Client};
+    use crate::wire::MAX_FRAME_LEN;
+    use std::vec::Vec;
+
+    type TestTable = Table<heapless::Vec<Entry, 4>>;
+
+    fn table() -> TestTable {
+        Table::new(heapless::Vec::new(), MediatorConfig::default())
+    }
+
+    fn key(seed: u8) -> PublicKey {
+        Keypair::from_seed(&[seed; 32]).public_key()
+    }
+
+    /// Bytes from one side to the other until neither has anything more to say, at time zero: the
+    /// session's events.
+    fn exchange(
+        client: &mut Client,
+        keypair: &Keypair,
+        session: &mut Session,
+    ) -> Vec<SessionEvent> {
+        let (now, mut events, mut buf) = (Instant::ZERO, Vec::new(), [0u8; MAX_FRAME_LEN]);
+        loop {
+            let mut quiet = true;
+            while let Some(n) = client.transmit(now, &mut buf) {
+                let (used, event) = session.receive(now, &SaltyVerifier, &buf[..n]);
+                assert_eq!(used, n);
+                events.extend(event);
+                quiet = false;
+            }
+            while let Some(n) = session.transmit(now, &mut buf) {
+                let (used, _) = client.receive(now, keypair, &buf[..n]).unwrap();
+                assert_eq!(used, n);
+                quiet = false;
+            }
+            if quiet {
+                return events;
+            }
+        }
+    }
+
+    /// The session of the peer with key seed `seed`, wanting `want`, registered in `table` on `conn`.
+    fn registered(table: &mut TestTable, conn: ConnId, seed: u8, want: u8) -> Session {
+        let keypair = Keypair::from_seed(&[seed; 32]);
+        let (now, observed) = (Instant::ZERO, "203.0.113.7:40000".parse().unwrap());
+        let mut client = Client::new(
+            RegisterConfig::default(),
+            keypair.public_key(),
+            key(want),
+            [seed; 32],
+            None,
+            now,
+        );
+        let mut session = Session::new(MediatorConfig::default(), observed, [0xA0; 32], now);
+        for event in exchange(&mut client, &keypair, &mut session) {
+            // Another session's notice (Replaced) is not delivered: its connection may end first.
+            let _ = table.settle(now, conn, &mut session, event);
+        }
+        session
+    }
+
+    #[test]
+    fn connection_ended_removes_the_waiting_entry_of_its_own_connection_only() {
+        let mut table = table();
+        let first = registered(&mut table, 1, 1, 2);
+        assert_eq!(first.waiting_key(), Some(key(1)));
+        // The same key again from connection 2 replaces the entry.
+        let second = registered(&mut table, 2, 1, 2);
+        assert!(!table.connection_ended(1, &first));
+        assert_eq!(table.get(&key(1)).map(|e| e.conn), Some(2));
+        assert!(table.connection_ended(2, &second));
+        assert!(table.is_empty());
+        assert!(!table.connection_ended(2, &second));
+    }
+
+    #[test]
+    fn connection_ended_before_waiting_or_after_the_match_removes_nothing() {
+        let mut table = table();
+        let waiting = registered(&mut table, 1, 1, 2);
+        let fresh = Session::new(
+            MediatorConfig::default(),
+            "203.0.113.8:40000".parse().unwrap(),
+            [0xA1; 32],
+            Instant::ZERO,
+        );
+        assert!(!table.connection_ended(3, &fresh));
+        assert_eq!(table.len(), 1);
+        // Its counterpart comes: both leave the table matched.
+        let matched = registered(&mut table, 2, 2, 1);
+        assert!(matched.is_matched());
+        assert!(table.is_empty());
+        assert!(!table.connection_ended(2, &matched));
+        assert!(!table.connection_ended(1, &waiting));
     }
 }

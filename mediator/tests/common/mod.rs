@@ -1,5 +1,6 @@
-//! Test clients for the mediator over real TCP: a peer driven by p2psc's own registration state machine,
-//! and raw-byte helpers for misbehaving ones. Every wait is bounded by [`within`].
+//! Test clients for the mediator over real TCP: the crate's registration client
+//! ([`p2psc_mediator::client`]), and raw-byte helpers for misbehaving ones. Every wait is bounded by
+//! [`within`].
 #![allow(dead_code)]
 
 use std::future::Future;
@@ -7,11 +8,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use p2psc::identity::{PublicKey, Signer};
-use p2psc::proto::{PunchInfo, RegisterConfig, RegisterError, RegisterEvent, Registration};
-use p2psc::time::Instant;
+use p2psc::proto::{RegisterConfig, RegisterEvent};
 use p2psc::wire::{FrameReader, Message, MAX_FRAME_LEN};
+pub use p2psc_mediator::client::{Client, ClientError};
 use p2psc_mediator::{run, DalekSigner, Running, ServerConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 
@@ -99,202 +100,71 @@ pub fn key(n: u32) -> PublicKey {
     signer(n).public_key()
 }
 
-/// Why a client stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// The registration machine failed (Abort, RetryAfter, bad frame, deadline).
-    Register(RegisterError),
-    /// The mediator closed the connection without a word.
-    Closed,
-    /// Reading or writing failed.
-    Io(std::io::ErrorKind),
+/// A client of `signer`'s key wanting `want`, connected to `addr`, its Hello sent.
+pub async fn connect(addr: SocketAddr, signer: DalekSigner, want: PublicKey) -> Client {
+    let own = signer.public_key();
+    connect_claiming(addr, own, signer, want).await
 }
 
-/// A peer registering with the mediator through `p2psc::proto::Registration`.
-pub struct Client {
-    pub stream: TcpStream,
-    pub local: SocketAddr,
-    registration: Registration,
+/// Claim `own` in Hello but sign with `signer` (a wrong proof when they differ).
+pub async fn connect_claiming(
+    addr: SocketAddr,
+    own: PublicKey,
     signer: DalekSigner,
-    start: tokio::time::Instant,
-    events: Vec<RegisterEvent>,
-    seen: usize,
-    failure: Option<Failure>,
+    want: PublicKey,
+) -> Client {
+    let stream = within(LONG, TcpStream::connect(addr))
+        .await
+        .expect("connect");
+    Client::register_claiming(stream, own, signer, want, RegisterConfig::default())
+        .await
+        .expect("send Hello")
 }
 
-impl Client {
-    /// Connect and send Hello as `signer`'s key, wanting `want`.
-    pub async fn connect(addr: SocketAddr, signer: DalekSigner, want: PublicKey) -> Client {
-        let own = signer.public_key();
-        Self::connect_claiming(addr, own, signer, want).await
-    }
+/// Connect from a chosen loopback source address.
+pub async fn connect_from(
+    source: SocketAddr,
+    addr: SocketAddr,
+    signer: DalekSigner,
+    want: PublicKey,
+) -> Client {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(source).unwrap();
+    let stream = within(LONG, socket.connect(addr)).await.expect("connect");
+    Client::register(stream, signer, want, RegisterConfig::default())
+        .await
+        .expect("send Hello")
+}
 
-    /// Claim `own` in Hello but sign with `signer` (a wrong proof when they differ).
-    pub async fn connect_claiming(
-        addr: SocketAddr,
-        own: PublicKey,
-        signer: DalekSigner,
-        want: PublicKey,
-    ) -> Client {
-        let stream = within(LONG, TcpStream::connect(addr))
-            .await
-            .expect("connect");
-        Self::over(stream, own, signer, want).await
-    }
+/// What the tests expect of a client on its way, as assertions.
+#[allow(async_fn_in_trait)]
+pub trait Expect {
+    /// Until registered (waiting); returns the announced wait. Panics if matched instead.
+    async fn registered(&mut self) -> Result<p2psc::time::Duration, ClientError>;
 
-    /// Connect from a chosen loopback source address.
-    pub async fn connect_from(
-        source: SocketAddr,
-        addr: SocketAddr,
-        signer: DalekSigner,
-        want: PublicKey,
-    ) -> Client {
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.bind(source).unwrap();
-        let stream = within(LONG, socket.connect(addr)).await.expect("connect");
-        let own = signer.public_key();
-        Self::over(stream, own, signer, want).await
-    }
+    /// The error the registration ends with. Panics if it matches.
+    async fn failure(&mut self) -> ClientError;
+}
 
-    async fn over(
-        stream: TcpStream,
-        own: PublicKey,
-        signer: DalekSigner,
-        want: PublicKey,
-    ) -> Client {
-        let local = stream.local_addr().unwrap();
-        let start = tokio::time::Instant::now();
-        let config = RegisterConfig {
-            step_timeout: p2psc::time::Duration::from_secs(10),
-            wait_timeout: p2psc::time::Duration::from_secs(60),
+impl Expect for Client {
+    async fn registered(&mut self) -> Result<p2psc::time::Duration, ClientError> {
+        let waiting_or_matched = |e: &RegisterEvent| {
+            matches!(
+                e,
+                RegisterEvent::Registered { .. } | RegisterEvent::Matched(_)
+            )
         };
-        let mut nonce = [0u8; 32];
-        nonce[..2].copy_from_slice(&local.port().to_be_bytes());
-        let registration = Registration::new(config, own, want, nonce, Some(local), Instant::ZERO);
-        let mut client = Client {
-            stream,
-            local,
-            registration,
-            signer,
-            start,
-            events: Vec::new(),
-            seen: 0,
-            failure: None,
-        };
-        client.flush().await.expect("send Hello");
-        client
-    }
-
-    fn now(&self) -> Instant {
-        Instant::from_micros(self.start.elapsed().as_micros() as i64)
-    }
-
-    async fn flush(&mut self) -> std::io::Result<()> {
-        let mut buf = [0u8; MAX_FRAME_LEN];
-        while let Some(n) = self.registration.transmit(self.now(), &mut buf) {
-            self.stream.write_all(&buf[..n]).await?;
-        }
-        Ok(())
-    }
-
-    /// Drive the registration (answering Pings) until an event satisfies `done`, or it fails.
-    pub async fn until(
-        &mut self,
-        mut done: impl FnMut(&RegisterEvent) -> bool,
-    ) -> Result<RegisterEvent, Failure> {
-        loop {
-            while self.seen < self.events.len() {
-                let event = self.events[self.seen];
-                self.seen += 1;
-                if done(&event) {
-                    return Ok(event);
-                }
-            }
-            if let Some(failure) = self.failure {
-                return Err(failure);
-            }
-            if let Err(e) = self.flush().await {
-                self.failure = Some(Failure::Io(e.kind()));
-                continue;
-            }
-            let deadline = self.registration.poll_at();
-            let mut buf = [0u8; 1024];
-            tokio::select! {
-                read = self.stream.read(&mut buf) => match read {
-                    Ok(0) => self.failure = Some(Failure::Closed),
-                    Ok(n) => self.feed(&buf[..n]),
-                    Err(e) => self.failure = Some(Failure::Io(e.kind())),
-                },
-                _ = sleep_until(deadline, self.start) => {
-                    if let Err(e) = self.registration.poll(self.now()) {
-                        self.failure = Some(Failure::Register(e));
-                    }
-                }
-            }
-        }
-    }
-
-    fn feed(&mut self, mut data: &[u8]) {
-        let now = self.now();
-        while !data.is_empty() {
-            match self.registration.receive(now, &self.signer, data) {
-                Ok((used, event)) => {
-                    self.events.extend(event);
-                    if used == 0 {
-                        break;
-                    }
-                    data = &data[used..];
-                }
-                Err(e) => {
-                    self.failure = Some(Failure::Register(e));
-                    break;
-                }
-            }
-        }
-    }
-
-    /// Until registered (waiting); returns the announced wait.
-    pub async fn registered(&mut self) -> Result<p2psc::time::Duration, Failure> {
-        match self
-            .until(|e| {
-                matches!(
-                    e,
-                    RegisterEvent::Registered { .. } | RegisterEvent::Matched(_)
-                )
-            })
-            .await?
-        {
+        match self.until(waiting_or_matched).await? {
             RegisterEvent::Registered { wait } => Ok(wait),
             other => panic!("matched before registered: {other:?}"),
         }
     }
 
-    /// Until matched.
-    pub async fn matched(&mut self) -> Result<PunchInfo, Failure> {
-        match self
-            .until(|e| matches!(e, RegisterEvent::Matched(_)))
-            .await?
-        {
-            RegisterEvent::Matched(info) => Ok(info),
-            _ => unreachable!(),
-        }
-    }
-
-    /// The error the registration ends with (it must not match).
-    pub async fn failure(&mut self) -> Failure {
+    async fn failure(&mut self) -> ClientError {
         match self.matched().await {
             Ok(info) => panic!("matched unexpectedly: {info:?}"),
             Err(failure) => failure,
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>, start: tokio::time::Instant) {
-    match deadline {
-        Some(at) => {
-            tokio::time::sleep_until(start + Duration::from_micros(at.total_micros() as u64)).await
-        }
-        None => std::future::pending().await,
     }
 }
 

@@ -37,3 +37,5 @@ pub mod proto;
 pub mod wire;
 
 pub mod rng;
+
+pub use proto::client::Error;

@@ -369,7 +369,7 @@ fn client_times_out_a_silent_mediator_at_every_step() {
     assert_eq!(
         r.poll(at(0) + cfg.step_timeout),
         Err(RegisterError::Timeout(
-            p2psc::proto::register::Phase::Challenge
+            p2psc::proto::register::Awaiting::Challenge
         ))
     );
     // A failed machine stays failed and sends nothing.
@@ -390,7 +390,9 @@ fn client_times_out_a_silent_mediator_at_every_step() {
     );
     assert_eq!(
         l.client.poll(deadline),
-        Err(RegisterError::Timeout(p2psc::proto::register::Phase::Match))
+        Err(RegisterError::Timeout(
+            p2psc::proto::register::Awaiting::Match
+        ))
     );
 }
 
@@ -738,7 +740,7 @@ fn pings_measure_rtt_and_catch_unresponsive_peers() {
     let mut l = Link::new(1, kp(1), kp(2).public_key(), "203.0.113.1:1", at(0));
     register(&mut table, &mut [&mut l], 0, 0, 20);
     let key = kp(1).public_key();
-    assert_eq!(table.get(&key).unwrap().registration.rtt, ms(20));
+    assert_eq!(table.get(&key).unwrap().registrant.rtt, ms(20));
     // First Ping after the interval; its answer 80 ms later is a new round-trip sample.
     let t1 = at(20) + cfg.ping_interval;
     assert_eq!(l.session.poll_at(), Some(t1));
@@ -748,9 +750,9 @@ fn pings_measure_rtt_and_catch_unresponsive_peers() {
     assert_eq!(events, vec![SessionEvent::Rtt(key, ms(80))]);
     settle(&mut table, &mut [&mut l], 0, events[0], t1 + ms(80));
     // A slower sample (a retransmission, say) does not raise the estimate: the table keeps the minimum.
-    assert_eq!(table.get(&key).unwrap().registration.rtt, ms(20));
+    assert_eq!(table.get(&key).unwrap().registrant.rtt, ms(20));
     table.update_rtt(&key, 1, ms(12));
-    assert_eq!(table.get(&key).unwrap().registration.rtt, ms(12));
+    assert_eq!(table.get(&key).unwrap().registrant.rtt, ms(12));
     // Next Ping is never answered.
     let t2 = t1 + ms(80) + cfg.ping_interval;
     assert_eq!(l.session.poll(t2), None);

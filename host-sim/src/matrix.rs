@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use embassy_time::Duration;
-use p2psc::connector::ConnectError;
 
 use crate::nat::{Allocation, Filtering, Mapping, NatConfig, Unsolicited};
 use crate::scenario::{self, Delays, Layout, Scenario};
@@ -126,7 +125,7 @@ pub struct CellResult {
     /// Both authenticated and exchanged data.
     pub connected: bool,
     /// The peers' errors, if any.
-    pub errors: (Option<ConnectError>, Option<ConnectError>),
+    pub errors: (Option<p2psc::Error>, Option<p2psc::Error>),
     /// Set-up latency.
     pub setup: Option<Duration>,
     /// The physical limit.
@@ -148,8 +147,8 @@ impl CellResult {
     pub fn matches_prediction(&self) -> bool {
         let failed_cleanly = self.errors
             == (
-                Some(ConnectError::PunchFailed),
-                Some(ConnectError::PunchFailed),
+                Some(p2psc::Error::PunchFailed),
+                Some(p2psc::Error::PunchFailed),
             );
         match self.prediction {
             Prediction::Direct => {

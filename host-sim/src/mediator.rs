@@ -10,12 +10,12 @@
 use std::cell::RefCell;
 use std::net::SocketAddr;
 
+use p2psc::connector::{feed, send_frames};
 use p2psc::identity::PublicKey;
 use p2psc::net::{self, Stack};
 use p2psc::proto::mediator::{ConnId, Entry, MediatorConfig, Notice, Session, SessionEvent, Table};
 use p2psc::rng::Drbg;
 use p2psc::time::Instant;
-use p2psc::wire::MAX_FRAME_LEN;
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
 
@@ -186,19 +186,16 @@ impl MediatorNode {
                 _ => return,
             }
         }
-        // Read.
-        loop {
-            let socket = sockets.get_mut::<tcp::Socket>(handle);
-            if !socket.can_recv() {
-                break;
-            }
-            let (_, session) = self.slots[i].session.as_mut().expect("session");
-            let Ok(event) = socket.recv(|data| session.receive(now, &DalekVerifier, data)) else {
-                break;
-            };
-            if let Some(event) = event {
-                self.handle(i, now, event, notices);
-            }
+        // Read; then act on what the session reported.
+        let mut events = Vec::new();
+        let (_, session) = self.slots[i].session.as_mut().expect("session");
+        feed(sockets.get_mut::<tcp::Socket>(handle), &mut |data| {
+            let (used, event) = session.receive(now, &DalekVerifier, data);
+            events.extend(event);
+            used
+        });
+        for event in events {
+            self.handle(i, now, event, notices);
         }
         let (_, session) = self.slots[i].session.as_mut().expect("session");
         if let Some(event) = session.poll(now) {
@@ -214,13 +211,7 @@ impl MediatorNode {
         let Some((conn, session)) = self.slots[i].session.as_mut() else {
             return;
         };
-        let mut buf = [0u8; MAX_FRAME_LEN];
-        while socket.send_capacity() - socket.send_queue() >= MAX_FRAME_LEN {
-            let Some(n) = session.transmit(now, &mut buf) else {
-                break;
-            };
-            let _ = socket.send_slice(&buf[..n]);
-        }
+        send_frames(socket, &mut |buf| session.transmit(now, buf));
         let peer_gone = !socket.may_recv() && socket.state() != State::Established;
         let closed = session.is_closed();
         if closed || peer_gone {
@@ -296,14 +287,8 @@ pub async fn serve(
                 on_event(e);
             }
             seen = node.events().len();
-            for h in node.handles().collect::<Vec<_>>() {
-                let s = sockets.get_mut::<tcp::Socket>(h);
-                s.register_recv_waker(cx.waker());
-                s.register_send_waker(cx.waker());
-            }
-            if let Some(at) = node.poll_at() {
-                net::wake_at(cx, at);
-            }
+            let handles: Vec<_> = node.handles().collect();
+            net::wake_on(cx, sockets, handles, node.poll_at());
             core::task::Poll::<()>::Pending
         })
         .await

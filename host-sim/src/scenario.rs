@@ -40,7 +40,7 @@ use std::task::{Context, Poll};
 use embassy_time::{Duration, Instant, Timer};
 use embedded_io_async::{Read, Write};
 use p2psc::connector::{
-    connect_observed, ConnectBuffers, ConnectConfig, ConnectError, ConnectEvent, Mediator, Peer,
+    connect_observed, ConnectBuffers, ConnectConfig, ConnectEvent, Mediator, Peer,
 };
 use p2psc::identity::{PublicKey, Signer};
 use p2psc::net::{
@@ -260,7 +260,7 @@ pub struct Session {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerReport {
     /// `None` if it never called `connect`.
-    pub result: Option<Result<Session, ConnectError>>,
+    pub result: Option<Result<Session, p2psc::Error>>,
     /// Attempts of its busiest candidate socket (1: the first SYN worked).
     pub attempts: u16,
     /// When it authenticated the peer.
@@ -273,7 +273,7 @@ pub struct PeerReport {
 
 impl PeerReport {
     /// Its error, if `connect` failed.
-    pub fn error(&self) -> Option<ConnectError> {
+    pub fn error(&self) -> Option<p2psc::Error> {
         self.result.and_then(|r| r.err())
     }
 

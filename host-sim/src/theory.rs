@@ -43,7 +43,7 @@
 //!    were reset (by Y's NAT with RST behaviour, or Y's stack) have ended already. Such slots come about
 //!    twice a second per side; over the 15 s punch window this nearly always works, typically within a
 //!    few seconds, but it is still timing, so theory does not promise it. Otherwise the connection is impossible: [`Prediction::Fail`], and the
-//!    connector ends with `ConnectError::PunchFailed` at its punch deadline.
+//!    connector ends with `p2psc::Error::PunchFailed` at its punch deadline.
 //!
 //! The classical UDP rule of thumb agrees: symmetric NAT ↔ port-restricted cone fails, symmetric ↔
 //! (address-)restricted or full cone works, symmetric ↔ symmetric works only against a full cone.
@@ -75,7 +75,7 @@ pub enum Prediction {
     /// Possible only through the listening socket between attempts: connects after some attempts,
     /// when timing allows; can fail.
     Listener,
-    /// Impossible: `ConnectError::PunchFailed` at the punch deadline.
+    /// Impossible: `p2psc::Error::PunchFailed` at the punch deadline.
     Fail,
 }
 

@@ -9,7 +9,7 @@ use std::fmt::{self, Write as _};
 use std::rc::Rc;
 
 use embassy_time::{Duration, Instant};
-use p2psc::connector::{ConnectError, ConnectEvent};
+use p2psc::connector::ConnectEvent;
 
 use crate::mediator::MediatorEvent;
 use crate::nat::{NatEvent, SynVerdict};
@@ -67,7 +67,7 @@ pub enum What {
     /// Progress of a peer's connector.
     Connect(ConnectEvent),
     /// A peer's `connect` failed.
-    Failed(ConnectError),
+    Failed(p2psc::Error),
     /// A peer sent application data.
     Sent(String),
     /// A peer received application data.
@@ -127,33 +127,7 @@ impl fmt::Display for What {
             What::Start { mediator } => {
                 write!(f, "connect(): registering with mediator {mediator}")
             }
-            What::Connect(e) => match e {
-                ConnectEvent::MediatorConnected(l) => write!(f, "TCP to mediator up (local {l})"),
-                ConnectEvent::Challenged(o) => write!(f, "mediator sees us at {o}; proving key"),
-                ConnectEvent::Registered => f.write_str("registered with the mediator"),
-                ConnectEvent::Matched {
-                    role,
-                    peer,
-                    start_at,
-                    racing,
-                } => {
-                    let start = at_ms(crate::time_from_p2psc(*start_at));
-                    write!(
-                        f,
-                        "matched as {role:?}: peer at {peer}, punch at {start:.1} ms"
-                    )?;
-                    if *racing {
-                        f.write_str(" (same public address: racing LAN and public paths)")?;
-                    }
-                    Ok(())
-                }
-                ConnectEvent::Dialing(to, n) => write!(f, "SYN to {to} (attempt {n})"),
-                ConnectEvent::Retrying(to) => {
-                    write!(f, "attempt to {to} ended; next SYN at our next shared slot")
-                }
-                ConnectEvent::Established(to) => write!(f, "TCP established with {to}"),
-                ConnectEvent::Authenticated(to) => write!(f, "peer authenticated on {to}"),
-            },
+            What::Connect(e) => write!(f, "{e}"),
             What::Failed(e) => write!(f, "connect() failed: {e} ({e:?})"),
             What::Sent(s) => write!(f, "sent {s:?}"),
             What::Received(s) => write!(f, "received {s:?}"),

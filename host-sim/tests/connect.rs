@@ -10,9 +10,7 @@ use host_sim::clock;
 use host_sim::exec::{join, Executor};
 use host_sim::link::{Lan, Port};
 use host_sim::mediator::{self, MediatorNode};
-use p2psc::connector::{
-    connect, ConnectBuffers, ConnectConfig, ConnectError, Mediator, Peer, PeerConnection,
-};
+use p2psc::connector::{connect, ConnectBuffers, ConnectConfig, Mediator, Peer, PeerConnection};
 use p2psc::identity::Keypair;
 use p2psc::net::{
     self, Config, Ipv4Address, Ipv4Cidr, Runner, Stack, StackResources, StaticConfigV4,
@@ -189,7 +187,7 @@ fn peer_that_never_registers_gives_peer_never_came() {
         .await
         .err()
     });
-    assert_eq!(result, Some(ConnectError::PeerNeverCame));
+    assert_eq!(result, Some(p2psc::Error::PeerNeverCame));
     assert_eq!(a.with_mut(|_, sockets| sockets.iter().count()), 0);
 }
 
@@ -208,7 +206,7 @@ mod routed {
     use host_sim::scenario::{self, Delays, Layout, Report, Scenario, MEDIATOR_PORT};
     use host_sim::theory;
     use host_sim::timeline::{Side, What, Who};
-    use p2psc::connector::{ConnectConfig, ConnectError, ConnectEvent};
+    use p2psc::connector::{ConnectConfig, ConnectEvent};
     use p2psc::identity::Keypair;
     use p2psc::net::IpAddress;
     use p2psc::proto::{AuthError, MediatorConfig};
@@ -452,7 +450,7 @@ mod routed {
         s.b.start = None;
         s.mediator.wait_timeout = p2psc::time::Duration::from_secs(20);
         let r = scenario::run(&s);
-        assert_eq!(r.a.error(), Some(ConnectError::PeerNeverCame));
+        assert_eq!(r.a.error(), Some(p2psc::Error::PeerNeverCame));
         assert_eq!(r.b.result, None);
     }
 
@@ -468,7 +466,7 @@ mod routed {
         let r = scenario::run(&s);
         assert_eq!(
             r.a.error(),
-            Some(ConnectError::AuthFailed(AuthError::WrongKey))
+            Some(p2psc::Error::AuthFailed(AuthError::WrongKey))
         );
         assert!(r.b.session().is_none(), "C must not get a connection");
     }
@@ -482,7 +480,7 @@ mod routed {
         let r = scenario::run(&s);
         assert_eq!(
             r.a.error(),
-            Some(ConnectError::Aborted(AbortReason::SelfMatch))
+            Some(p2psc::Error::Aborted(AbortReason::SelfMatch))
         );
         // Claiming a key one cannot sign for.
         let mut s = Scenario::home_routers(10);
@@ -491,7 +489,7 @@ mod routed {
         let r = scenario::run(&s);
         assert_eq!(
             r.a.error(),
-            Some(ConnectError::Aborted(AbortReason::BadProof))
+            Some(p2psc::Error::Aborted(AbortReason::BadProof))
         );
     }
 
@@ -512,7 +510,7 @@ mod routed {
         let r = scenario::run(&s);
         assert_eq!(
             r.a.error(),
-            Some(ConnectError::MediatorBusy),
+            Some(p2psc::Error::MediatorBusy),
             "{}",
             r.timeline(true)
         );
@@ -544,7 +542,7 @@ mod routed {
         assert!(nat_events(&r)
             .iter()
             .any(|e| matches!(e, NatEvent::MappingExpired { .. })));
-        assert_eq!(r.a.error(), Some(ConnectError::PeerNeverCame));
+        assert_eq!(r.a.error(), Some(p2psc::Error::PeerNeverCame));
     }
 
     /// Two routers that reset early SYNs and end their session on the RST (Linux masquerade, no

@@ -277,12 +277,12 @@ fn port_preserving_nat_with_drop_firewalls_connects() {
         let log = peer_log(&output, side);
         let local = log
             .iter()
-            .find_map(|l| l.split("mediator connected (local 192.168.1.2:").nth(1));
+            .find_map(|l| l.split("TCP to mediator up (local 192.168.1.2:").nth(1));
         let public = log
             .iter()
             .find_map(|l| l.split("mediator sees us at ").nth(1));
         let local_port = local.and_then(|s| s.split(')').next());
-        let public_port = public.and_then(|s| s.rsplit(':').next());
+        let public_port = public.and_then(|s| s.split(';').next()?.rsplit(':').next());
         assert_eq!(
             local_port, public_port,
             "router {side} did not preserve the port"
@@ -329,7 +329,7 @@ fn fully_random_nat_fails_with_punch_failed_within_deadline() {
             "peer {side} connected through a fully-random NAT"
         );
         let matched =
-            stamp(&log, "matched: ").unwrap_or_else(|| panic!("peer {side} was not matched"));
+            stamp(&log, "matched as ").unwrap_or_else(|| panic!("peer {side} was not matched"));
         let failed = stamp(&log, "connect failed: PunchFailed ")
             .unwrap_or_else(|| panic!("peer {side} did not fail with PunchFailed: {log:#?}"));
         // It gives up at the punch deadline: not before, and not much after.

@@ -179,11 +179,15 @@ impl Client {
 
     /// Write every frame the registration has queued.
     async fn flush(&mut self) -> io::Result<()> {
-        let mut buf = [0u8; MAX_FRAME_LEN];
-        while let Some(n) = self.registration.transmit(self.now(), &mut buf) {
+        let mut buf = [0u8; 2 * MAX_FRAME_LEN];
+        loop {
+            let now = self.now();
+            let n = p2psc::proto::fill(&mut buf, |out| self.registration.transmit(now, out));
+            if n == 0 {
+                return Ok(());
+            }
             self.stream.write_all(&buf[..n]).await?;
         }
-        Ok(())
     }
 
     /// Send what is queued, then wait for the mediator's next bytes or the registration's next
@@ -210,23 +214,20 @@ impl Client {
     }
 
     /// Feed stream bytes to the registration, keeping its events.
-    fn receive(&mut self, mut data: &[u8]) {
+    fn receive(&mut self, data: &[u8]) {
         let now = self.now();
-        while !data.is_empty() {
-            match self.registration.receive(now, &self.signer, data) {
-                Ok((used, event)) => {
-                    self.events.extend(event);
-                    if used == 0 {
-                        break;
-                    }
-                    data = &data[used..];
-                }
-                Err(e) => {
-                    self.failure = Some(ClientError::Register(e));
-                    break;
-                }
+        let (registration, signer) = (&mut self.registration, &self.signer);
+        let (events, failure) = (&mut self.events, &mut self.failure);
+        p2psc::proto::feed(data, |rest| match registration.receive(now, signer, rest) {
+            Ok((used, event)) => {
+                events.extend(event);
+                used
             }
-        }
+            Err(e) => {
+                *failure = Some(ClientError::Register(e));
+                0
+            }
+        });
     }
 }
 

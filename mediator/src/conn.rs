@@ -114,17 +114,13 @@ pub(crate) async fn serve(
                     Ok(0) => break End::PeerClosed,
                     Ok(n) => {
                         let now = clock.now();
-                        let mut data = &buf[..n];
-                        while !data.is_empty() {
+                        p2psc::proto::feed(&buf[..n], |data| {
                             let (used, event) = session.receive(now, &DalekVerifier, data);
                             if let Some(event) = event {
                                 shared.settle(conn, &mut session, &mut mailbox, event);
                             }
-                            if used == 0 {
-                                break;
-                            }
-                            data = &data[used..];
-                        }
+                            used
+                        });
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => break End::Failed(e),
@@ -177,13 +173,7 @@ async fn flush(
 ) -> io::Result<()> {
     let mut buf = [0u8; 2 * MAX_FRAME_LEN];
     loop {
-        let mut len = 0;
-        while buf.len() - len >= MAX_FRAME_LEN {
-            match session.transmit(clock.now(), &mut buf[len..]) {
-                Some(n) => len += n,
-                None => break,
-            }
-        }
+        let len = p2psc::proto::fill(&mut buf, |out| session.transmit(clock.now(), out));
         if len == 0 {
             return Ok(());
         }

@@ -4,12 +4,10 @@
 //! connector inside [`Stack::poll_with`] (woken by the sockets and by the connector's own deadlines), and
 //! hands back the winning socket. Every other socket is removed on every path.
 
-use smoltcp::socket::tcp;
-
-use super::{ConnectConfig, ConnectError, ConnectEvent, Connected, Connector, Sockets};
+use super::{ConnectConfig, ConnectEvent, Connected, Connector, Error, Sockets};
 use crate::identity::{PublicKey, SaltyVerifier, Signer};
 use crate::net::tcp::TcpSocket;
-use crate::net::{now, wake_at, IpAddress, IpEndpoint, Stack};
+use crate::net::{now, wake_on, IpAddress, IpEndpoint, Stack};
 use crate::proto::SessionKey;
 use crate::wire::Role;
 
@@ -84,7 +82,7 @@ pub async fn connect<'a, S: Signer>(
     buffers: ConnectBuffers<'a>,
     config: ConnectConfig,
     seed: [u8; 32],
-) -> Result<PeerConnection<'a>, ConnectError> {
+) -> Result<PeerConnection<'a>, Error> {
     connect_observed(stack, signer, peer, mediator, buffers, config, seed, |_| {}).await
 }
 
@@ -100,7 +98,7 @@ pub async fn connect_observed<'a, S: Signer>(
     config: ConnectConfig,
     seed: [u8; 32],
     mut observe: impl FnMut(ConnectEvent),
-) -> Result<PeerConnection<'a>, ConnectError> {
+) -> Result<PeerConnection<'a>, Error> {
     let mediator_socket = TcpSocket::new(stack, buffers.mediator_rx, buffers.mediator_tx);
     let first = TcpSocket::new(stack, buffers.rx, buffers.tx);
     let second = buffers.race.map(|(rx, tx)| TcpSocket::new(stack, rx, tx));
@@ -118,26 +116,14 @@ pub async fn connect_observed<'a, S: Signer>(
         seed,
         now(),
     );
-    let result: Result<Connected, ConnectError> = stack
+    let result: Result<Connected, Error> = stack
         .poll_with(|cx, iface, sockets| {
             let poll = connector.poll(now(), iface, sockets);
             while let Some(event) = connector.next_event() {
                 observe(event);
             }
             if poll.is_pending() {
-                let all = [
-                    Some(handles.mediator),
-                    handles.candidates[0],
-                    handles.candidates[1],
-                ];
-                for handle in all.into_iter().flatten() {
-                    let s = sockets.get_mut::<tcp::Socket>(handle);
-                    s.register_recv_waker(cx.waker());
-                    s.register_send_waker(cx.waker());
-                }
-                if let Some(at) = connector.poll_at() {
-                    wake_at(cx, at);
-                }
+                wake_on(cx, sockets, handles.all(), connector.poll_at());
             }
             poll
         })

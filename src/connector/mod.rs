@@ -29,7 +29,7 @@
 //! each candidate socket becomes the application's socket if it wins, so size its buffers for the
 //! application (and at least one frame each way). One candidate socket is enough; a second lets the LAN
 //! and public paths be tried at once. Handles that are not TCP sockets of the set, or buffers smaller
-//! than a frame, end the connection with [`ConnectError::BadSocket`] at the first poll. Do not remove
+//! than a frame, end the connection with [`Error::BadSocket`] at the first poll. Do not remove
 //! the sockets while the connector runs. On every outcome every socket is left closed except the
 //! winner, which [`Connector::poll`] returns.
 
@@ -39,7 +39,7 @@ mod socket;
 pub use connect::{connect, connect_observed, ConnectBuffers, Mediator, Peer, PeerConnection};
 pub use socket::{feed, send_frames};
 
-pub use crate::proto::client::{ConnectConfig, ConnectError, ConnectEvent};
+pub use crate::proto::client::{ConnectConfig, ConnectEvent, Error};
 pub use crate::proto::punch::{Dialers, PunchConfig, Schedule, Slot, SlotConfig};
 
 use core::net::SocketAddr;
@@ -81,7 +81,7 @@ pub struct Sockets {
 
 impl Sockets {
     /// Every handle, the mediator's first.
-    fn all(&self) -> impl Iterator<Item = SocketHandle> {
+    pub fn all(&self) -> impl Iterator<Item = SocketHandle> {
         [Some(self.mediator)]
             .into_iter()
             .chain(self.candidates)
@@ -102,7 +102,7 @@ pub struct Connector<S: Signer, V: Verifier> {
     mediator: IpEndpoint,
     sockets: Sockets,
     candidates: heapless::Vec<SocketHandle, 2>,
-    /// Whether the sockets were checked ([`ConnectError::BadSocket`]).
+    /// Whether the sockets were checked ([`Error::BadSocket`]).
     checked: bool,
     /// Whether the outcome was returned.
     finished: bool,
@@ -157,7 +157,7 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
     }
 
     /// The error, once failed.
-    pub fn error(&self) -> Option<ConnectError> {
+    pub fn error(&self) -> Option<Error> {
         self.client.result()?.err()
     }
 
@@ -187,7 +187,7 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
         now: Instant,
         iface: &mut Interface,
         sockets: &mut SocketSet<'_>,
-    ) -> Poll<Result<Connected, ConnectError>> {
+    ) -> Poll<Result<Connected, Error>> {
         if self.finished {
             return Poll::Pending;
         }
@@ -221,7 +221,7 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
     fn check(&mut self, sockets: &mut SocketSet<'_>) {
         let all_usable = self.sockets.all().all(|h| usable(sockets, h));
         if self.candidates.is_empty() || !all_usable {
-            self.client.fail(ConnectError::BadSocket);
+            self.client.fail(Error::BadSocket);
         }
     }
 
@@ -264,7 +264,7 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
                 if s.connect(iface.context(), self.mediator, from_port)
                     .is_err()
                 {
-                    self.client.fail(ConnectError::NoRoute);
+                    self.client.fail(Error::NoRoute);
                 }
             }
             Action::Candidate(punch::Action::Dial { candidate, target }) => {
@@ -273,7 +273,7 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
                 s.set_nagle_enabled(false);
                 let dialled = endpoint(target).map(|t| s.connect(iface.context(), t, port));
                 if !matches!(dialled, Some(Ok(()))) {
-                    self.client.fail(ConnectError::NoRoute);
+                    self.client.fail(Error::NoRoute);
                 }
             }
             Action::Candidate(punch::Action::Listen { candidate }) => {
@@ -293,11 +293,11 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
     /// The winner's socket, as the application gets it.
     // Out of line: inlined, it was copied into several callers (firmware size, size-report.sh).
     #[inline(never)]
-    fn connected(&self, w: Winner, sockets: &mut SocketSet<'_>) -> Result<Connected, ConnectError> {
+    fn connected(&self, w: Winner, sockets: &mut SocketSet<'_>) -> Result<Connected, Error> {
         let socket = self.candidates[w.candidate];
         let remote = tcp(sockets, socket)
             .remote_endpoint()
-            .ok_or(ConnectError::PeerClosed)?;
+            .ok_or(Error::PeerClosed)?;
         Ok(Connected {
             socket,
             remote,

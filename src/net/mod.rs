@@ -155,3 +155,22 @@ pub fn wake_at(cx: &mut Context<'_>, at: crate::time::Instant) {
         cx.waker().wake_by_ref();
     }
 }
+
+/// Arrange for the task behind `cx` to be woken when any of the TCP sockets `handles` can receive or
+/// send (or changes state), and at `at` if given: what a [`Stack::poll_with`] closure driving a poll-API
+/// state machine over those sockets needs before it returns `Pending`.
+pub fn wake_on(
+    cx: &mut Context<'_>,
+    sockets: &mut SocketSet<'_>,
+    handles: impl IntoIterator<Item = SocketHandle>,
+    at: Option<crate::time::Instant>,
+) {
+    for handle in handles {
+        let s = sockets.get_mut::<smoltcp::socket::tcp::Socket>(handle);
+        s.register_recv_waker(cx.waker());
+        s.register_send_waker(cx.waker());
+    }
+    if let Some(at) = at {
+        wake_at(cx, at);
+    }
+}

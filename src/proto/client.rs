@@ -20,14 +20,14 @@
 //!  Start ─DialMediator─▶ DialingMediator ─established─▶ Registering ─Match─▶ Punching ─▶ winner
 //!                              ▲                            │ RetryAfter (within the deadline)
 //!                              └──DialMediator── Backoff ◀──┘ (from a fresh port)
-//!  any phase ── error or overall deadline ──▶ Failed(ConnectError)
+//!  any phase ── error or overall deadline ──▶ Failed(Error)
 //! ```
 
 use core::fmt;
 use core::net::SocketAddr;
 
 use super::punch::{self, Link, Punch, PunchConfig, PunchError, PunchEvent, Winner};
-use super::register::{Phase as RegisterPhase, PunchInfo, RegisterConfig, RegisterError};
+use super::register::{Awaiting, PunchInfo, RegisterConfig, RegisterError};
 use super::register::{RegisterEvent, Registration};
 use super::AuthError;
 use crate::identity::{PublicKey, Signer, Verifier};
@@ -69,7 +69,7 @@ impl Default for ConnectConfig {
 /// Why a connection could not be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum ConnectError {
+pub enum Error {
     /// No address to reach the mediator or the peer from (no route, no address of that family).
     NoRoute,
     /// The TCP connection to the mediator failed or timed out.
@@ -100,52 +100,52 @@ pub enum ConnectError {
     BadSocket,
 }
 
-impl fmt::Display for ConnectError {
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConnectError::NoRoute => f.write_str("no address to connect from"),
-            ConnectError::MediatorUnreachable => f.write_str("mediator unreachable"),
-            ConnectError::MediatorClosed => f.write_str("mediator closed the connection"),
-            ConnectError::Aborted(r) => write!(f, "mediator aborted: {}", r),
-            ConnectError::UnsupportedVersion(v) => {
+            Error::NoRoute => f.write_str("no address to connect from"),
+            Error::MediatorUnreachable => f.write_str("mediator unreachable"),
+            Error::MediatorClosed => f.write_str("mediator closed the connection"),
+            Error::Aborted(r) => write!(f, "mediator aborted: {}", r),
+            Error::UnsupportedVersion(v) => {
                 fmt::Display::fmt(&RegisterError::UnsupportedVersion(*v), f)
             }
-            ConnectError::Mediator(e) => write!(f, "mediator: {}", e),
-            ConnectError::MediatorBusy => f.write_str("mediator busy"),
-            ConnectError::PeerNeverCame => f.write_str("peer did not come"),
-            ConnectError::PunchFailed => f.write_str("could not reach the peer"),
-            ConnectError::AuthFailed(e) => write!(f, "authentication failed: {}", e),
-            ConnectError::PeerClosed => f.write_str("peer closed the connection"),
-            ConnectError::Timeout => f.write_str("timed out"),
-            ConnectError::BadSocket => f.write_str("unusable socket"),
+            Error::Mediator(e) => write!(f, "mediator: {}", e),
+            Error::MediatorBusy => f.write_str("mediator busy"),
+            Error::PeerNeverCame => f.write_str("peer did not come"),
+            Error::PunchFailed => f.write_str("could not reach the peer"),
+            Error::AuthFailed(e) => write!(f, "authentication failed: {}", e),
+            Error::PeerClosed => f.write_str("peer closed the connection"),
+            Error::Timeout => f.write_str("timed out"),
+            Error::BadSocket => f.write_str("unusable socket"),
         }
     }
 }
 
-impl core::error::Error for ConnectError {}
+impl core::error::Error for Error {}
 
-impl From<RegisterError> for ConnectError {
+impl From<RegisterError> for Error {
     fn from(e: RegisterError) -> Self {
         match e {
             RegisterError::Aborted(AbortReason::PeerTimeout)
-            | RegisterError::Timeout(RegisterPhase::Match) => ConnectError::PeerNeverCame,
+            | RegisterError::Timeout(Awaiting::Match) => Error::PeerNeverCame,
             RegisterError::Aborted(AbortReason::UnsupportedVersion) => {
-                ConnectError::UnsupportedVersion(None)
+                Error::UnsupportedVersion(None)
             }
-            RegisterError::Aborted(r) => ConnectError::Aborted(r),
-            RegisterError::UnsupportedVersion(v) => ConnectError::UnsupportedVersion(v),
-            e => ConnectError::Mediator(e),
+            RegisterError::Aborted(r) => Error::Aborted(r),
+            RegisterError::UnsupportedVersion(v) => Error::UnsupportedVersion(v),
+            e => Error::Mediator(e),
         }
     }
 }
 
-impl From<PunchError> for ConnectError {
+impl From<PunchError> for Error {
     fn from(e: PunchError) -> Self {
         match e {
-            PunchError::NoTarget => ConnectError::NoRoute,
-            PunchError::Unreachable => ConnectError::PunchFailed,
-            PunchError::AuthFailed(e) => ConnectError::AuthFailed(e),
-            PunchError::PeerClosed => ConnectError::PeerClosed,
+            PunchError::NoTarget => Error::NoRoute,
+            PunchError::Unreachable => Error::PunchFailed,
+            PunchError::AuthFailed(e) => Error::AuthFailed(e),
+            PunchError::PeerClosed => Error::PeerClosed,
         }
     }
 }
@@ -206,8 +206,8 @@ impl fmt::Display for ConnectEvent {
                 start_at,
                 racing,
             } => {
-                let us = start_at.total_micros();
-                let (ms, tenth) = (us / 1000, (us % 1000) / 100);
+                let tenths = (start_at.total_micros() + 50) / 100;
+                let (ms, tenth) = (tenths / 10, tenths % 10);
                 write!(
                     f,
                     "matched as {:?}: peer at {}, punch at {}.{} ms",
@@ -264,7 +264,7 @@ enum Phase {
         punch: Punch,
         yielded: bool,
     },
-    Failed(ConnectError),
+    Failed(Error),
 }
 
 /// The peer's side of one connection, from the first mediator dial to the authenticated connection
@@ -338,10 +338,10 @@ impl Client {
     }
 
     /// The outcome, once decided: the winning candidate, or why the connection failed.
-    pub fn result(&self) -> Option<Result<Winner, ConnectError>> {
+    pub fn result(&self) -> Option<Result<Winner, Error>> {
         match &self.phase {
             Phase::Failed(e) => Some(Err(*e)),
-            Phase::Punching { punch, .. } => punch.result().map(|r| r.map_err(ConnectError::from)),
+            Phase::Punching { punch, .. } => punch.result().map(|r| r.map_err(Error::from)),
             _ => None,
         }
     }
@@ -352,7 +352,8 @@ impl Client {
     }
 
     /// The shell could not carry out an action (no route, unusable socket): the connection fails.
-    pub fn fail(&mut self, error: ConnectError) {
+    #[cold]
+    pub fn fail(&mut self, error: Error) {
         if self.result().is_none() {
             warn!("p2psc: connect failed: {:?}", error);
             self.phase = Phase::Failed(error);
@@ -403,14 +404,7 @@ impl Client {
         let Phase::Punching { punch, .. } = &mut self.phase else {
             return 0;
         };
-        let mut used = 0;
-        loop {
-            let n = punch.receive(k, verifier, &data[used..]);
-            if n == 0 {
-                return used;
-            }
-            used += n;
-        }
+        super::feed(data, |rest| punch.receive(k, verifier, rest))
     }
 
     /// The next frame for the mediator, written into `buf` (at least
@@ -452,10 +446,10 @@ impl Client {
         }
         if now >= self.deadline {
             let last = match &self.phase {
-                Phase::Punching { punch, .. } => punch.last_error().map(ConnectError::from),
+                Phase::Punching { punch, .. } => punch.last_error().map(Error::from),
                 _ => None,
             };
-            self.fail(last.unwrap_or(ConnectError::Timeout));
+            self.fail(last.unwrap_or(Error::Timeout));
             return None;
         }
         let action = match &mut self.phase {
@@ -473,7 +467,7 @@ impl Client {
                 }
                 // After the Match we are punching; a close before it is the mediator's.
                 Ok(()) if !self.mediator_up() => {
-                    self.fail(ConnectError::MediatorClosed);
+                    self.fail(Error::MediatorClosed);
                     None
                 }
                 Ok(()) => None,
@@ -546,7 +540,7 @@ impl Client {
                 self.phase = Phase::Registering(reg);
             }
             Link::SynSent | Link::SynReceived if now < since + self.config.mediator_timeout => {}
-            _ => self.fail(ConnectError::MediatorUnreachable),
+            _ => self.fail(Error::MediatorUnreachable),
         }
     }
 
@@ -600,6 +594,7 @@ impl Client {
     }
 
     /// A registration error: a RetryAfter within the deadline becomes a back-off, the rest are final.
+    #[cold]
     fn registration_failed(&mut self, now: Instant, e: RegisterError) {
         match e {
             RegisterError::RetryAfter(after) if now + after < self.deadline => {
@@ -611,7 +606,7 @@ impl Client {
                     self.local_port = ephemeral_port(&mut self.rng);
                 }
             }
-            RegisterError::RetryAfter(_) => self.fail(ConnectError::MediatorBusy),
+            RegisterError::RetryAfter(_) => self.fail(Error::MediatorBusy),
             e => self.fail(e.into()),
         }
     }

@@ -25,3 +25,30 @@ pub mod transcript;
 pub use auth::{AuthError, AuthEvent, Handshake, HandshakeParams, SessionKey};
 pub use mediator::{ConnId, MediatorConfig, Notice, Session, SessionEvent, Table};
 pub use register::{PunchInfo, RegisterConfig, RegisterError, RegisterEvent, Registration};
+
+/// Hand `data` to `take` — a machine's frame-at-a-time `receive`, with whatever it reports handled — until
+/// it consumes nothing more or nothing is left. Returns the bytes consumed. Every shell that reads a
+/// byte stream into a machine needs this loop; here it is once.
+pub fn feed(data: &[u8], mut take: impl FnMut(&[u8]) -> usize) -> usize {
+    let mut used = 0;
+    while used < data.len() {
+        match take(&data[used..]) {
+            0 => break,
+            n => used += n,
+        }
+    }
+    used
+}
+
+/// Write the frames `next` hands out (a machine's `transmit`) into `out`, while a largest frame
+/// ([`MAX_FRAME_LEN`](crate::wire::MAX_FRAME_LEN)) still fits. Returns the bytes written.
+pub fn fill(out: &mut [u8], mut next: impl FnMut(&mut [u8]) -> Option<usize>) -> usize {
+    let mut len = 0;
+    while out.len() - len >= crate::wire::MAX_FRAME_LEN {
+        match next(&mut out[len..]) {
+            Some(n) => len += n,
+            None => break,
+        }
+    }
+    len
+}

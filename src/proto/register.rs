@@ -17,7 +17,7 @@ use core::net::SocketAddr;
 use super::transcript;
 use crate::identity::{PublicKey, Signer};
 use crate::time::{elapsed, Duration, Instant};
-use crate::wire::{self, AbortReason, FrameReader, Hello, Message, MessageType};
+use crate::wire::{self, AbortReason, Challenge, FrameReader, Hello, Match, Message, MessageType};
 use crate::wire::{Nonce, Pong, Proof, Role};
 
 /// Deadlines of a registration.
@@ -42,7 +42,7 @@ impl Default for RegisterConfig {
 /// Which answer of the mediator did not come in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Phase {
+pub enum Awaiting {
     /// No Challenge after Hello.
     Challenge,
     /// No Registered (or Match) after Proof.
@@ -67,7 +67,7 @@ pub enum RegisterError {
     /// The mediator sent a message that is not valid now.
     UnexpectedMessage(MessageType),
     /// A deadline passed.
-    Timeout(Phase),
+    Timeout(Awaiting),
 }
 
 impl fmt::Display for RegisterError {
@@ -254,9 +254,9 @@ impl Registration {
         }
         if now >= self.deadline {
             let phase = match self.state {
-                State::AwaitChallenge => Phase::Challenge,
-                State::AwaitRegistered { .. } => Phase::Registered,
-                State::Waiting { .. } => Phase::Match,
+                State::AwaitChallenge => Awaiting::Challenge,
+                State::AwaitRegistered { .. } => Awaiting::Registered,
+                State::Waiting { .. } => Awaiting::Match,
                 State::Matched(_) | State::Failed(_) => return Ok(()),
             };
             return Err(self.fail(RegisterError::Timeout(phase)));
@@ -315,33 +315,10 @@ impl Registration {
                 Duration::from_millis(millis.into()),
             )),
             (State::AwaitChallenge, Message::Challenge(challenge)) => {
-                let transcript = transcript::registration(&self.hello, &challenge);
-                let signature = signer.sign(transcript.as_bytes());
-                self.outgoing = Some(Outgoing {
-                    message: Message::Proof(Proof {
-                        signature,
-                        hold_ms: 0,
-                    }),
-                    since: now,
-                });
-                self.state = State::AwaitRegistered {
-                    observed: challenge.observed,
-                };
-                self.deadline = now + self.config.step_timeout;
-                Ok(Some(RegisterEvent::Challenged {
-                    observed: challenge.observed,
-                }))
+                Ok(Some(self.challenged(now, signer, &challenge)))
             }
             (State::AwaitRegistered { observed }, Message::Registered { wait_ms }) => {
-                let wait = Duration::from_millis(wait_ms.into());
-                self.state = State::Waiting { observed };
-                // The mediator aborts at its own bound; the step timeout covers that Abort's travel.
-                self.deadline = now
-                    + self
-                        .config
-                        .wait_timeout
-                        .min(wait + self.config.step_timeout);
-                Ok(Some(RegisterEvent::Registered { wait }))
+                Ok(Some(self.registered(now, observed, wait_ms)))
             }
             (State::AwaitRegistered { .. } | State::Waiting { .. }, Message::Ping { token }) => {
                 self.outgoing = Some(Outgoing {
@@ -353,21 +330,58 @@ impl Registration {
             (
                 State::AwaitRegistered { observed } | State::Waiting { observed },
                 Message::Match(m),
-            ) => {
-                let info = PunchInfo {
-                    role: m.role,
-                    start_at: now + Duration::from_millis(m.start_delay_ms.into()),
-                    own_observed: observed,
-                    own_nonce: self.hello.nonce,
-                    peer_observed: m.peer_observed,
-                    peer_local: m.peer_local,
-                    peer_nonce: m.peer_nonce,
-                };
-                self.state = State::Matched(info);
-                self.outgoing = None;
-                Ok(Some(RegisterEvent::Matched(info)))
-            }
+            ) => Ok(Some(self.matched(now, observed, &m))),
             (_, other) => Err(RegisterError::UnexpectedMessage(other.msg_type())),
         }
+    }
+
+    /// The Challenge: sign the transcript, queue the Proof.
+    fn challenged<S: Signer>(
+        &mut self,
+        now: Instant,
+        signer: &S,
+        challenge: &Challenge,
+    ) -> RegisterEvent {
+        let transcript = transcript::registration(&self.hello, challenge);
+        let signature = signer.sign(transcript.as_bytes());
+        self.outgoing = Some(Outgoing {
+            message: Message::Proof(Proof {
+                signature,
+                hold_ms: 0,
+            }),
+            since: now,
+        });
+        self.state = State::AwaitRegistered {
+            observed: challenge.observed,
+        };
+        self.deadline = now + self.config.step_timeout;
+        RegisterEvent::Challenged {
+            observed: challenge.observed,
+        }
+    }
+
+    /// Registered: wait for the Match, at most the mediator's bound (plus the travel of its Abort).
+    fn registered(&mut self, now: Instant, observed: SocketAddr, wait_ms: u32) -> RegisterEvent {
+        let wait = Duration::from_millis(wait_ms.into());
+        self.state = State::Waiting { observed };
+        let bound = wait + self.config.step_timeout;
+        self.deadline = now + self.config.wait_timeout.min(bound);
+        RegisterEvent::Registered { wait }
+    }
+
+    /// The Match: everything the punch needs.
+    fn matched(&mut self, now: Instant, observed: SocketAddr, m: &Match) -> RegisterEvent {
+        let info = PunchInfo {
+            role: m.role,
+            start_at: now + Duration::from_millis(m.start_delay_ms.into()),
+            own_observed: observed,
+            own_nonce: self.hello.nonce,
+            peer_observed: m.peer_observed,
+            peer_local: m.peer_local,
+            peer_nonce: m.peer_nonce,
+        };
+        self.state = State::Matched(info);
+        self.outgoing = None;
+        RegisterEvent::Matched(info)
     }
 }

@@ -6,7 +6,7 @@ use std::os::unix::io::AsRawFd;
 use std::process::ExitCode;
 use std::task::Poll;
 
-use p2psc::connector::{ConnectConfig, ConnectError, ConnectEvent, Connected, Connector, Sockets};
+use p2psc::connector::{ConnectConfig, ConnectEvent, Connected, Connector, Sockets};
 use p2psc::identity::{PublicKey, SaltyVerifier};
 use p2psc::proto::SessionKey;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
@@ -21,7 +21,7 @@ use super::KeyArgs;
 pub mod exit {
     /// Connected, authenticated, and the message exchange (if any) checked out.
     pub const OK: u8 = 0;
-    /// The connector failed: the typed `ConnectError` is printed.
+    /// The connector failed: the typed `p2psc::Error` is printed.
     pub const CONNECT_FAILED: u8 = 1;
     /// Bad arguments, or the TAP device could not be opened.
     pub const SETUP: u8 = 2;
@@ -32,7 +32,7 @@ pub mod exit {
 /// One p2psc peer on a TAP device.
 ///
 /// Prints one line per step (`[   0.123s] …`), then `authenticated: …`, then the exchange. Exit codes:
-/// 0 success, 1 the connector failed (`connect failed: <ConnectError>`), 2 setup error, 3 the exchange
+/// 0 success, 1 the connector failed (`connect failed: <p2psc::Error>`), 2 setup error, 3 the exchange
 /// after connecting failed.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PeerArgs {
@@ -158,7 +158,7 @@ pub fn run(args: PeerArgs) -> ExitCode {
 
 enum Failure {
     Setup(String),
-    Connect(ConnectError),
+    Connect(p2psc::Error),
     Exchange(String),
 }
 
@@ -300,7 +300,14 @@ fn peer(args: &PeerArgs, out: &Out) -> Result<(), Failure> {
         let now = Instant::now();
         let poll = connector.poll(now, &mut net.iface, &mut net.sockets);
         while let Some(event) = connector.next_event() {
-            out.line(describe(&event, now));
+            match event {
+                // Our clock is the wall clock: say when the punch starts relative to now.
+                ConnectEvent::Matched { start_at, .. } => {
+                    let wait = p2psc::time::elapsed(start_at, now).total_millis();
+                    out.line(format_args!("{event} (in {wait} ms)"));
+                }
+                _ => out.line(format_args!("{event}")),
+            }
             if matches!(event, ConnectEvent::Matched { .. }) && args.stall_after_match_ms > 0 {
                 out.line(format_args!(
                     "stalling {} ms (test knob: a slow peer)",
@@ -319,7 +326,7 @@ fn peer(args: &PeerArgs, out: &Out) -> Result<(), Failure> {
             Poll::Pending => {}
         }
         if now >= guard {
-            return Err(Failure::Connect(ConnectError::Timeout));
+            return Err(Failure::Connect(p2psc::Error::Timeout));
         }
         net.wait(connector.poll_at()).map_err(Failure::Setup)?;
     };
@@ -493,40 +500,6 @@ fn wait_link_up(name: &str, timeout: std::time::Duration) -> Option<u128> {
             Ok(_) if start.elapsed() >= timeout => return None,
             Ok(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
         }
-    }
-}
-
-fn describe(event: &ConnectEvent, now: Instant) -> String {
-    match event {
-        ConnectEvent::MediatorConnected(local) => format!("mediator connected (local {local})"),
-        ConnectEvent::Challenged(observed) => format!("mediator sees us at {observed}"),
-        ConnectEvent::Registered => "registered; waiting for the peer".into(),
-        ConnectEvent::Matched {
-            role,
-            peer,
-            start_at,
-            racing,
-        } => {
-            let wait = if *start_at > now {
-                (*start_at - now).total_millis()
-            } else {
-                0
-            };
-            format!(
-                "matched: role {role:?}, peer at {peer}, punch in {wait} ms{}",
-                if *racing {
-                    ", racing LAN and public paths"
-                } else {
-                    ""
-                }
-            )
-        }
-        ConnectEvent::Dialing(to, n) => format!("dialing {to} (attempt {n})"),
-        ConnectEvent::Retrying(to) => {
-            format!("attempt to {to} ended (reset, timed out, or listening); next slot")
-        }
-        ConnectEvent::Established(to) => format!("TCP established with {to}"),
-        ConnectEvent::Authenticated(to) => format!("peer authenticated on {to}"),
     }
 }
 

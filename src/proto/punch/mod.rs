@@ -431,23 +431,24 @@ impl Punch {
         self.hold()
     }
 
-    /// Move candidate `k` as far as its socket and the time allow; stop at the first action.
+    /// Move candidate `k` as far as its socket and the time allow; stop at the first action. Within one
+    /// step a candidate only moves forward (Waiting → Opening → Authenticating), so each stage is
+    /// looked at once, in that order.
     fn step(&mut self, k: usize, now: Instant) -> Option<Action> {
-        // Each pass either acts or moves the candidate forward (Waiting → Opening → Authenticating),
-        // so a few passes always settle it.
-        for _ in 0..3 {
-            let before = self.candidates[k].attempt;
-            let action = match before {
-                Attempt::Waiting { until } => self.wait(k, now, until),
-                Attempt::Opening { since, target } => self.open(k, now, since, target),
-                Attempt::Authenticating { remote } => self.authenticate(k, now, remote),
-                Attempt::Dead => None,
-            };
-            if action.is_some() || self.candidates[k].attempt == before {
-                return action;
+        if let Attempt::Waiting { until } = self.candidates[k].attempt {
+            if let Some(action) = self.wait(k, now, until) {
+                return Some(action);
             }
         }
-        None
+        if let Attempt::Opening { since, target } = self.candidates[k].attempt {
+            if let Some(action) = self.open(k, now, since, target) {
+                return Some(action);
+            }
+        }
+        match self.candidates[k].attempt {
+            Attempt::Authenticating { remote } => self.authenticate(k, now, remote),
+            _ => None,
+        }
     }
 
     /// Waiting: the held port took the peer's SYN, or our next dial time has come.

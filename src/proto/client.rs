@@ -267,6 +267,19 @@ enum Phase {
     Failed(Error),
 }
 
+impl Phase {
+    fn name(&self) -> &'static str {
+        match self {
+            Phase::Start => "start",
+            Phase::DialingMediator { .. } => "dialing mediator",
+            Phase::Registering(_) => "registering",
+            Phase::Backoff { .. } => "backoff",
+            Phase::Punching { .. } => "punching",
+            Phase::Failed(_) => "failed",
+        }
+    }
+}
+
 /// The peer's side of one connection, from the first mediator dial to the authenticated connection
 /// (module docs).
 pub struct Client {
@@ -356,7 +369,7 @@ impl Client {
     pub fn fail(&mut self, error: Error) {
         if self.result().is_none() {
             warn!("p2psc: connect failed: {:?}", error);
-            self.phase = Phase::Failed(error);
+            self.enter(Phase::Failed(error));
         }
     }
 
@@ -375,27 +388,28 @@ impl Client {
     /// Feed bytes the mediator sent; returns how many were consumed. `signer` signs the Proof and, on
     /// the Match, our PeerAuth. After the Match everything the mediator sends is read and ignored.
     pub fn receive_mediator<S: Signer>(&mut self, now: Instant, signer: &S, data: &[u8]) -> usize {
-        let mut used = 0;
-        while used < data.len() {
-            let Phase::Registering(reg) = &mut self.phase else {
-                let rest = data.len() - used;
-                return used + if self.is_punching() { rest } else { 0 };
-            };
-            match reg.receive(now, signer, &data[used..]) {
-                Ok((0, None)) => break,
-                Ok((n, event)) => {
-                    used += n;
-                    if let Some(event) = event {
-                        self.registration_event(signer, event);
-                    }
+        super::feed(data, |rest| self.mediator_frame(now, signer, rest))
+    }
+
+    /// Take the next frame from `data` (all of it once punching: it is ignored); returns the bytes taken.
+    fn mediator_frame<S: Signer>(&mut self, now: Instant, signer: &S, data: &[u8]) -> usize {
+        let reg = match &mut self.phase {
+            Phase::Registering(reg) => reg,
+            Phase::Punching { .. } => return data.len(),
+            _ => return 0,
+        };
+        match reg.receive(now, signer, data) {
+            Ok((used, event)) => {
+                if let Some(event) = event {
+                    self.registration_event(signer, event);
                 }
-                Err(e) => {
-                    self.registration_failed(now, e);
-                    break;
-                }
+                used
+            }
+            Err(e) => {
+                self.registration_failed(now, e);
+                0
             }
         }
-        used
     }
 
     /// Feed bytes received on candidate socket `k`; returns how many were consumed. Bytes after the
@@ -516,7 +530,7 @@ impl Client {
     }
 
     fn dial_mediator(&mut self, now: Instant) -> Action {
-        self.phase = Phase::DialingMediator { since: now };
+        self.enter(Phase::DialingMediator { since: now });
         self.mediator = Link::SynSent;
         Action::DialMediator {
             from_port: self.local_port,
@@ -537,7 +551,7 @@ impl Client {
                     now,
                 );
                 self.event(ConnectEvent::MediatorConnected(local));
-                self.phase = Phase::Registering(reg);
+                self.enter(Phase::Registering(reg));
             }
             Link::SynSent | Link::SynReceived if now < since + self.config.mediator_timeout => {}
             _ => self.fail(Error::MediatorUnreachable),
@@ -583,12 +597,10 @@ impl Client {
         let seed = self.rng.bytes32();
         let config = self.config.punch;
         match Punch::new(signer, self.peer, info, from, self.sockets, config, seed) {
-            Ok(punch) => {
-                self.phase = Phase::Punching {
-                    punch,
-                    yielded: false,
-                }
-            }
+            Ok(punch) => self.enter(Phase::Punching {
+                punch,
+                yielded: false,
+            }),
             Err(e) => self.fail(e.into()),
         }
     }
@@ -598,7 +610,7 @@ impl Client {
     fn registration_failed(&mut self, now: Instant, e: RegisterError) {
         match e {
             RegisterError::RetryAfter(after) if now + after < self.deadline => {
-                self.phase = Phase::Backoff { until: now + after };
+                self.enter(Phase::Backoff { until: now + after });
                 // The old connection may linger at the mediator (FIN-WAIT); a new one from the same
                 // port would share its 4-tuple and be swallowed. Punching uses whatever port the next
                 // registration goes out from, so any fresh port will do.
@@ -618,6 +630,12 @@ impl Client {
         } {
             self.event(e.into());
         }
+    }
+
+    /// The one place where the phase changes.
+    fn enter(&mut self, phase: Phase) {
+        trace!("p2psc: {} -> {}", self.phase.name(), phase.name());
+        self.phase = phase;
     }
 
     fn event(&mut self, event: ConnectEvent) {

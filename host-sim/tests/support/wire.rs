@@ -67,7 +67,6 @@ impl Device for Nic {
 
 /// What the fault hook decides for a TCP segment a host sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // each test binary uses some of them
 pub enum Fate {
     /// Carry it.
     Deliver,
@@ -189,7 +188,6 @@ impl Wire {
     }
 
     /// Give the link between `a` and `b` its own one-way delay.
-    #[allow(dead_code)]
     pub fn set_delay(&mut self, a: Ipv4Addr, b: Ipv4Addr, delay: Duration) {
         self.delays.push(((a, b), delay));
     }
@@ -239,7 +237,6 @@ impl Wire {
     }
 
     /// Put `packet` on the wire to arrive at its destination at `at` (it is logged as sent then).
-    #[allow(dead_code)]
     pub fn inject(&mut self, at: Instant, packet: Vec<u8>) {
         let Kind::Tcp(tcp) = packet::decode(&packet) else {
             panic!("inject: not a TCP packet");

@@ -104,12 +104,9 @@ fn first_dial(slots: &[Slot], start: Instant, role: Role, after: Instant) -> Ins
 }
 
 /// The states of `peer`'s candidate sockets after each poll of its host in `from..to`.
-fn trace_between(peer: &Peer, from: Instant, to: Instant) -> Vec<(Instant, State)> {
-    peer.trace
-        .iter()
-        .filter(|(at, _)| from <= *at && *at < to)
-        .map(|(at, states)| (*at, states[0]))
-        .collect()
+fn trace_between(peer: &Peer, from: Instant, to: Instant) -> Vec<&(Instant, Vec<State>)> {
+    let trace = peer.trace.iter();
+    trace.filter(|(at, _)| from <= *at && *at < to).collect()
 }
 
 /// Every socket `peer` handed its connector is closed except `winner`'s, which is established: right
@@ -318,8 +315,8 @@ fn after_a_reset_the_next_syn_waits_for_the_next_slot_and_the_port_listens() {
         // Until then the port is held: A's candidate socket listens at every poll.
         let between = trace_between(sim.a(), reset, until);
         assert!(!between.is_empty());
-        let listening = between.iter().all(|(_, s)| *s == State::Listen);
-        assert!(listening, "after the reset at {reset}: {between:?}");
+        let held = between.iter().all(|(_, s)| port_held(s));
+        assert!(held, "after the reset at {reset}: {between:?}");
         match end {
             AfterReset::Dialled(at) => {
                 let slot = first_dial(&slots, start, role, reset);
@@ -434,17 +431,9 @@ fn unanswered_attempts_stop_quietly_in_a_listen_slot(setup: Setup) {
         sim.story()
     );
     // Until then the attempts ran; from then on one socket holds the port.
-    let trace = |from: Instant, to: Instant| {
-        let trace = sim.a().trace.iter();
-        trace.filter(move |(at, _)| from <= *at && *at < to)
-    };
-    let running = trace(start + Duration::from_micros(1), listen_slot);
-    for (at, states) in running {
-        assert!(
-            states.iter().all(|s| *s == State::SynSent),
-            "{at}: {states:?}"
-        );
-    }
+    let running = trace_between(sim.a(), start + Duration::from_micros(1), listen_slot);
+    let synsent = |states: &[State]| states.iter().all(|s| *s == State::SynSent);
+    assert!(running.iter().all(|(_, s)| synsent(s)), "{running:?}");
     let (at, states) = sim.a().trace.last().expect("polled");
     assert!(*at == listen_slot && port_held(states), "{at}: {states:?}");
     // A dials again at its next slot, holding the port until then.
@@ -454,10 +443,8 @@ fn unanswered_attempts_stop_quietly_in_a_listen_slot(setup: Setup) {
     assert_eq!(redials.len(), dialled, "{}", sim.story());
     let in_slot = |s: &&Segment| next <= s.sent_at && s.sent_at <= next + config.jitter;
     assert!(redials.iter().all(in_slot), "next {next}:\n{}", sim.story());
-    let trace = sim.a().trace.iter();
-    for (at, states) in trace.filter(|(at, _)| listen_slot <= *at && *at < next) {
-        assert!(port_held(states), "{at}: {states:?}");
-    }
+    let waiting = trace_between(sim.a(), listen_slot, next);
+    assert!(waiting.iter().all(|(_, s)| port_held(s)), "{waiting:?}");
     // Quietly: A never sent a RST (through its NAT it would end the session the peer aims at).
     let log = sim.wire.log();
     let rsts = log.iter().filter(|s| *s.tcp.src.ip() == A_IP && s.tcp.rst);
@@ -610,13 +597,19 @@ fn every_socket_closes_when_the_punch_fails() {
     let sim = assert_all_closed_after(sim, secs(20));
     assert_eq!(sim.a().error(), Some(Error::PunchFailed));
     assert_eq!(sim.b().error(), Some(Error::PunchFailed));
+    // The attempts ended quietly at the punch deadline: no RST towards the peer.
+    let log = sim.wire.log();
+    let to_peer = |s: &&Segment| *s.tcp.src.ip() != MEDIATOR_IP && *s.tcp.dst.ip() != MEDIATOR_IP;
+    let rsts: Vec<_> = log.iter().filter(to_peer).filter(|s| s.tcp.rst).collect();
+    assert!(rsts.is_empty(), "{rsts:?}");
 }
 
-/// The connector's first poll over `sockets` with `handles`.
+/// The connector's first poll over `sockets` with `handles`, and how many packets the interface sent
+/// after it.
 fn first_poll(
     sockets: &mut SocketSet<'static>,
     handles: Sockets,
-) -> Poll<Result<Connected, Error>> {
+) -> (Poll<Result<Connected, Error>>, usize) {
     let mut nic = Nic::default();
     let mut iface = interface(&mut nic, A_IP, 1);
     let mediator = IpEndpoint::new(IpAddress::Ipv4(MEDIATOR_IP), MEDIATOR_PORT);
@@ -630,7 +623,9 @@ fn first_poll(
         [1; 32],
         Instant::ZERO,
     );
-    connector.poll(Instant::ZERO, &mut iface, sockets)
+    let result = connector.poll(Instant::ZERO, &mut iface, sockets);
+    iface.poll(Instant::ZERO, &mut nic, sockets);
+    (result, nic.take_sent().len())
 }
 
 #[test]
@@ -640,14 +635,13 @@ fn a_candidate_socket_with_small_buffers_is_a_bad_socket() {
         mediator: sockets.add(tcp_socket(256)),
         candidates: [Some(sockets.add(tcp_socket(64))), None],
     };
-    let result = first_poll(&mut sockets, handles);
+    let (result, sent) = first_poll(&mut sockets, handles);
     assert_eq!(result, Poll::Ready(Err(Error::BadSocket)));
-    let mediator = sockets.get::<smoltcp::socket::tcp::Socket>(handles.mediator);
-    assert_eq!(
-        mediator.state(),
-        State::Closed,
-        "the mediator was not dialled"
-    );
+    assert_eq!(sent, 0, "nothing goes out: not even a SYN to the mediator");
+    for handle in handles.all() {
+        let socket = sockets.get::<smoltcp::socket::tcp::Socket>(handle);
+        assert_eq!(socket.state(), State::Closed);
+    }
 }
 
 #[test]
@@ -664,6 +658,7 @@ fn a_candidate_udp_socket_is_a_bad_socket() {
         candidates: [Some(sockets.add(udp)), None],
     };
     let result = catch_unwind(AssertUnwindSafe(|| first_poll(&mut sockets, handles)));
-    let result = result.expect("the connector panicked instead of returning BadSocket");
+    let (result, sent) = result.expect("the connector panicked instead of returning BadSocket");
     assert_eq!(result, Poll::Ready(Err(Error::BadSocket)));
+    assert_eq!(sent, 0);
 }

@@ -23,6 +23,13 @@ pub struct Nic {
     tx: Vec<Vec<u8>>,
 }
 
+impl Nic {
+    /// Take what the interface sent (for a test that runs an interface without a [`Wire`]).
+    pub fn take_sent(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.tx)
+    }
+}
+
 /// A received packet.
 pub struct RxToken(Vec<u8>);
 
@@ -259,7 +266,7 @@ impl Wire {
 
     /// Take what `node` sent at `now` and carry it.
     pub fn send(&mut self, now: Instant, node: NodeId) {
-        let sent = std::mem::take(&mut self.nodes[node].1.tx);
+        let sent = self.nodes[node].1.take_sent();
         for packet in sent {
             self.carry(now, node, packet);
         }

@@ -24,7 +24,7 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint};
 
 use super::wire::{Nat, Nic, NodeId, Wire};
 
-/// The mediator's address and port.
+/// The mediator's address.
 pub const MEDIATOR_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 /// The mediator's port.
 pub const MEDIATOR_PORT: u16 = 7777;

@@ -4,10 +4,12 @@
 //! a host) and derives from them everything random it needs: the registration nonce, ephemeral keys, the
 //! local port and retry jitter. Same seed, same choices: that is what makes simulations replayable.
 
-/// SHA-512 counter-mode generator. Not for long streams; a connection draws a few hundred bytes.
-#[derive(Clone)]
+/// SHA-512 counter-mode generator. Not for long streams; a connection draws a few hundred bytes. The
+/// seed is wiped when the generator is dropped: it determined the nonce and the ephemeral key.
+#[derive(Clone, zeroize::ZeroizeOnDrop)]
 pub struct Drbg {
     seed: [u8; 32],
+    #[zeroize(skip)]
     counter: u64,
 }
 
@@ -55,6 +57,12 @@ impl Drbg {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_seed_is_wiped_on_drop() {
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wiped_on_drop::<Drbg>();
+    }
 
     #[test]
     fn deterministic_and_seed_dependent() {

@@ -33,9 +33,17 @@ use crate::time::Instant;
 use crate::wire::{self, FrameReader, Message, MessageType, Nonce, PeerAuth, Role};
 
 /// A 32-byte secret both peers share after the handshake, bound to both identities and this connection.
-/// Use it to key an encrypted channel; p2psc itself does not encrypt the stream.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Use it to key an encrypted channel. Compared in constant time.
+#[derive(Clone, Copy)]
 pub struct SessionKey(pub [u8; 32]);
+
+impl PartialEq for SessionKey {
+    fn eq(&self, other: &SessionKey) -> bool {
+        subtle::ConstantTimeEq::ct_eq(&self.0[..], &other.0[..]).into()
+    }
+}
+
+impl Eq for SessionKey {}
 
 impl fmt::Debug for SessionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -122,7 +130,9 @@ pub struct HandshakeParams {
 pub struct Handshake {
     params: HandshakeParams,
     own: PublicKey,
-    ephemeral_secret: [u8; 32],
+    /// Wiped once the peer's PeerAuth has been checked (and on drop): the session key's forward secrecy
+    /// rests on it (protocol §10.9).
+    ephemeral_secret: zeroize::Zeroizing<[u8; 32]>,
     ours: PeerAuth,
     auth_sent: bool,
     /// Leader: this connection is chosen (Confirm queued); follower: never set.
@@ -173,7 +183,7 @@ impl Handshake {
         Handshake {
             params,
             own,
-            ephemeral_secret: ephemeral_seed,
+            ephemeral_secret: zeroize::Zeroizing::new(ephemeral_seed),
             ours,
             auth_sent: false,
             confirmed: false,
@@ -358,10 +368,14 @@ impl Handshake {
             return Err(self.fail(AuthError::BadSignature));
         }
         let secret = salty::agreement::SecretKey::from_seed(&self.ephemeral_secret);
-        let shared = secret
-            .agree(&salty::agreement::PublicKey::from(theirs.ephemeral))
-            .to_bytes();
-        if shared == [0u8; 32] {
+        // This connection's secret is not needed again (other candidates hold their own copy).
+        zeroize::Zeroize::zeroize(&mut *self.ephemeral_secret);
+        let shared = zeroize::Zeroizing::new(
+            secret
+                .agree(&salty::agreement::PublicKey::from(theirs.ephemeral))
+                .to_bytes(),
+        );
+        if *shared == [0u8; 32] {
             return Err(self.fail(AuthError::WeakEphemeral));
         }
         let ours = (&self.own, &p.own_nonce, &self.ours.ephemeral);
@@ -373,5 +387,49 @@ impl Handshake {
         Ok(SessionKey(transcript::session_key(
             &shared, leader, follower,
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{Keypair, SaltyVerifier};
+
+    fn pair() -> (Handshake, Handshake) {
+        let (a, b) = (Keypair::from_seed(&[1; 32]), Keypair::from_seed(&[2; 32]));
+        let params = |role, peer: &Keypair, own: u8, other: u8| HandshakeParams {
+            role,
+            peer: peer.public_key(),
+            own_nonce: [own; 32],
+            peer_nonce: [other; 32],
+        };
+        let ha = Handshake::new(&a, params(Role::Leader, &b, 0x11, 0x22), [7; 32]);
+        let hb = Handshake::new(&b, params(Role::Follower, &a, 0x22, 0x11), [8; 32]);
+        (ha, hb)
+    }
+
+    #[test]
+    fn the_ephemeral_secret_is_wiped_once_the_peer_is_verified() {
+        let (mut ha, mut hb) = pair();
+        hb.start(Instant::from_secs(5));
+        let mut buf = [0u8; wire::MAX_FRAME_LEN];
+        let n = ha.transmit(&mut buf).unwrap();
+        assert_ne!(*hb.ephemeral_secret, [0; 32]);
+        let (_, event) = hb.receive(&SaltyVerifier, &buf[..n]).unwrap();
+        assert_eq!(event, Some(AuthEvent::Verified));
+        assert_eq!(*hb.ephemeral_secret, [0; 32]);
+        // The leader's copy stays until its own check: another candidate may still need it.
+        assert_ne!(*ha.ephemeral_secret, [0; 32]);
+    }
+
+    #[test]
+    fn session_keys_compare_by_value() {
+        let key = SessionKey([0x5A; 32]);
+        assert_eq!(key, SessionKey([0x5A; 32]));
+        for i in 0..32 {
+            let mut other = [0x5A; 32];
+            other[i] ^= 1;
+            assert_ne!(key, SessionKey(other), "byte {i}");
+        }
     }
 }

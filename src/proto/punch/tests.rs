@@ -655,3 +655,22 @@ fn poll_at_is_never_in_the_past_and_one_candidate_at_most_wins() {
         assert!(!matches!(p.result(), Some(Ok(_))), "seed {seed}");
     }
 }
+
+#[test]
+fn a_mediator_that_lies_about_addresses_cannot_split_the_choice() {
+    // The leader is told both peers share a public address (so it also dials the LAN endpoint), the
+    // follower is told they do not. Confirm does not depend on that view, so both still end on the same
+    // connection, and the Confirm never reaches the follower's application stream.
+    let (a, _) = pair(true);
+    let (_, b) = pair(false);
+    let (mut pa, mut pb) = (punch(&a, &b, 1), punch(&b, &a, 1));
+    actions(&mut pa, at(START));
+    actions(&mut pb, at(START));
+    let (sa, sb) = connect(&mut pa, &mut pb, 0, at(START + 100));
+    assert_eq!(sa, [MessageType::PeerAuth, MessageType::Confirm]);
+    assert_eq!(sb, [MessageType::PeerAuth]);
+    let (wa, wb) = (pa.result().unwrap().unwrap(), pb.result().unwrap().unwrap());
+    assert_eq!(wa.session_key, wb.session_key);
+    // Nothing further is taken from the stream: the next bytes are the application's.
+    assert_eq!(pb.receive(0, &SaltyVerifier, b"app data"), 0);
+}

@@ -61,9 +61,11 @@ pub fn plan(
 ) -> heapless::Vec<Turns, MAX_CANDIDATES> {
     let dialable = |t: &SocketAddr| from.is_none_or(|p| p.is_ipv4() == t.is_ipv4());
     let public = Some(info.peer_observed).filter(dialable).map(Turn::Public);
+    // Distinct targets only: a peer without a NAT reports the same endpoint twice (one 4-tuple can
+    // carry one connection).
     let lan = info
         .peer_local
-        .filter(|_| info.same_public_address())
+        .filter(|l| info.same_public_address() && *l != info.peer_observed)
         .filter(dialable);
     // The leader dials the LAN endpoint; the follower listens for it (module docs).
     let lan = lan.map(|t| match info.role {

@@ -1,0 +1,2 @@
+//! The `p2psc` command-line tool (placeholder until the tool lands).
+fn main() {}

@@ -1,0 +1,201 @@
+//! p2psc on ordinary OS sockets: a direct, mutually authenticated TCP connection to a peer — a device
+//! behind its home router, another laptop, a server — through a p2psc mediator, with tokio.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use p2psc::identity::{Keypair, PublicKey};
+//! use tokio::io::AsyncWriteExt;
+//!
+//! let me = Keypair::from_seed(&[0xA1; 32]); // load yours from a key file (`p2psc keygen`)
+//! let device: PublicKey = "8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394".parse().unwrap();
+//! let mut conn = p2psc_tokio::connect(&me, &device, "mediator.example.net:7777", Default::default()).await?;
+//! println!("connected to {} as {:?}", conn.peer(), conn.role());
+//! conn.write_all(b"hello").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! It is the same protocol code as the firmware's: the sans-IO [`p2psc::proto::client::Client`] decides
+//! everything (registration, the punch and its retry schedule, the handshake, which connection wins);
+//! this crate only moves bytes between it and kernel sockets, all bound to one local port with
+//! `SO_REUSEADDR` and `SO_REUSEPORT` (see the `socket` module docs for what each OS allows).
+
+mod shell;
+mod socket;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use p2psc::identity::{Keypair, PublicKey};
+use p2psc::proto::client::{Client, ConnectConfig, ConnectEvent};
+use p2psc::proto::SessionKey;
+use p2psc::wire::Role;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+pub use p2psc::proto::client::ConnectConfig as Config;
+
+/// Why a connection could not be made.
+#[derive(Debug)]
+pub enum Error {
+    /// The mediator's name did not resolve (or resolved to nothing).
+    Resolve(String, io::Error),
+    /// A local socket could not be set up (for example the local port is in use).
+    Bind(io::Error),
+    /// The protocol failed: the mediator, the punch or the peer handshake ([`p2psc::Error`]).
+    Connect(p2psc::Error),
+}
+
+impl Error {
+    fn bind(e: io::Error) -> Error {
+        Error::Bind(e)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Resolve(name, e) => write!(f, "cannot resolve mediator {name}: {e}"),
+            Error::Bind(e) => write!(f, "cannot set up a local socket: {e}"),
+            Error::Connect(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        match e {
+            Error::Bind(e) | Error::Resolve(_, e) => e,
+            e => io::Error::other(e),
+        }
+    }
+}
+
+/// An authenticated connection to the peer: an ordinary TCP stream ([`AsyncRead`] + [`AsyncWrite`])
+/// with what the connection was made of.
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    /// Bytes that arrived behind the handshake, read before the stream's own.
+    pending: Vec<u8>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    role: Role,
+    session_key: SessionKey,
+}
+
+impl Connection {
+    /// The peer's endpoint as seen from here.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Our end of the connection (the punch port).
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Our role in the pair.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The key both sides derived in the handshake.
+    pub fn session_key(&self) -> SessionKey {
+        self.session_key
+    }
+
+    /// The TCP stream and any bytes already read from it (which come first).
+    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.pending)
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.pending.is_empty() {
+            let n = self.pending.len().min(buf.remaining());
+            buf.put_slice(&self.pending[..n]);
+            self.pending.drain(..n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Connect to `peer` through the mediator at `mediator` (`host:port`, a DNS name or an IP literal, v4
+/// or v6): register, punch, authenticate, and return the connection.
+pub async fn connect(
+    keypair: &Keypair,
+    peer: &PublicKey,
+    mediator: &str,
+    config: Config,
+) -> Result<Connection, Error> {
+    connect_observed(keypair, peer, mediator, config, |_| {}).await
+}
+
+/// [`connect`], reporting each [`ConnectEvent`] to `observe` as it happens.
+pub async fn connect_observed(
+    keypair: &Keypair,
+    peer: &PublicKey,
+    mediator: &str,
+    config: Config,
+    observe: impl FnMut(ConnectEvent),
+) -> Result<Connection, Error> {
+    let mediator_addr = resolve(mediator).await?;
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(|e| Error::Bind(io::Error::other(e)))?;
+    let now = p2psc::time::Instant::ZERO;
+    let client = Client::new(config, keypair.public_key(), *peer, 2, seed, now);
+    let won = shell::Shell::new(client, keypair, mediator_addr)
+        .run(observe)
+        .await?;
+    Ok(Connection {
+        stream: won.stream,
+        pending: won.pending,
+        peer: won.winner.remote,
+        local: won.local,
+        role: won.winner.role,
+        session_key: won.winner.session_key,
+    })
+}
+
+/// The mediator's address: the first that `name` resolves to.
+async fn resolve(name: &str) -> Result<SocketAddr, Error> {
+    let resolve_error = |e| Error::Resolve(name.to_owned(), e);
+    let mut addrs = tokio::net::lookup_host(name).await.map_err(resolve_error)?;
+    addrs
+        .next()
+        .ok_or_else(|| resolve_error(io::Error::from(io::ErrorKind::NotFound)))
+}
+
+/// Defaults for a host: those of the protocol ([`ConnectConfig::default`]).
+pub fn default_config() -> ConnectConfig {
+    ConnectConfig::default()
+}

@@ -10,8 +10,10 @@
 //! - [`auth`]: the peer-to-peer handshake on each candidate connection.
 //! - [`mediator`]: the mediator's per-connection sessions and its table of waiting peers.
 //! - [`transcript`]: what is signed, for all of them.
+//! - [`channel`]: the secure channel that protects the stream after the handshake.
 
 pub mod auth;
+pub mod channel;
 pub mod mediator;
 pub mod register;
 pub mod transcript;

@@ -127,7 +127,12 @@ impl<'a> Opener<'a> {
         match self.state {
             State::Failed(e) => return Err(e),
             State::Ended if n > 0 => return Err(self.fail(ChannelError::DataAfterEnd)),
-            State::Ended | State::Open => {}
+            State::Ended => return Ok(()),
+            State::Open => {}
+        }
+        if self.plain_start < self.plain_end {
+            // receive_buffer() was empty: there is nothing to take.
+            return Ok(());
         }
         let end = self.wanted();
         self.filled += n.min(end - self.filled);

@@ -111,6 +111,7 @@
 
 pub mod connect;
 pub mod driver;
+pub mod secure;
 pub mod tcp;
 mod time;
 
@@ -125,6 +126,7 @@ use embassy_net_driver::{Driver, LinkState};
 use embassy_sync::waitqueue::{MultiWakerRegistration, WakerRegistration};
 use embassy_time::Timer;
 use heapless::Vec;
+pub use secure::SecureSocket;
 pub use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::iface::{PollResult, SocketStorage};
 use smoltcp::phy::Medium;

@@ -154,8 +154,9 @@ impl<'a> Opener<'a> {
         self.open().map_err(|e| self.fail(e))
     }
 
-    /// Take stream bytes from `data`, up to the end of the first record that yields plaintext (or
-    /// of all of `data`), and return how many were taken. Takes none while plaintext is pending.
+    /// Take stream bytes from `data`, up to the end of the first record that yields plaintext or
+    /// ends the stream (or all of `data`), and return how many were taken. Takes none while
+    /// plaintext is pending; after the end of stream, any byte is [`ChannelError::DataAfterEnd`].
     pub fn feed(&mut self, data: &[u8]) -> Result<usize, ChannelError> {
         let mut taken = 0;
         loop {
@@ -174,7 +175,7 @@ impl<'a> Opener<'a> {
             space[..n].copy_from_slice(&data[taken..taken + n]);
             taken += n;
             self.commit(n)?;
-            if self.plain_start < self.plain_end {
+            if self.plain_start < self.plain_end || self.state == State::Ended {
                 return Ok(taken);
             }
         }

@@ -441,11 +441,13 @@ fn nothing_after_end_of_stream() {
     assert_eq!(o.commit(0), Ok(()));
     assert_eq!(o.feed(&a[..1]), Err(ChannelError::DataAfterEnd));
     assert_eq!(o.finish(), Err(ChannelError::DataAfterEnd));
-    // In one feed, and through commit.
+    // In one slice: feed stops at the end record; and through commit.
     let mut buf = [0u8; MAX_RECORD_LEN];
     let mut o = opener(&mut buf);
+    let stream = [end.clone(), std::vec![0]].concat();
+    assert_eq!(o.feed(&stream), Ok(end.len()));
     assert_eq!(
-        o.feed(&[end.clone(), std::vec![0]].concat()),
+        o.feed(&stream[end.len()..]),
         Err(ChannelError::DataAfterEnd)
     );
     let mut buf = [0u8; MAX_RECORD_LEN];

@@ -24,7 +24,11 @@ fuzz_target!(|data: &[u8]| {
     if control & 1 == 0 {
         let opened = open(rest, chunk, control & 2 != 0);
         let resealed = reseal(&opened);
-        assert_eq!(&rest[..resealed.len()], &resealed[..], "accepted a record the sealer would not make");
+        assert_eq!(
+            &rest[..resealed.len()],
+            &resealed[..],
+            "accepted a record the sealer would not make"
+        );
     } else {
         flipped_records(rest, chunk);
     }
@@ -58,7 +62,10 @@ fn flipped_records(data: &[u8], chunk: usize) {
     }
     let opened = open(&stream, chunk, flips.first().is_some_and(|b| b & 1 != 0));
     let released = opened.records.concat();
-    assert!(plaintext.starts_with(&released), "released bytes that were not sealed");
+    assert!(
+        plaintext.starts_with(&released),
+        "released bytes that were not sealed"
+    );
     if stream == original {
         assert_eq!(opened.result, Ok(()));
         assert_eq!(released, plaintext);
@@ -83,7 +90,9 @@ fn reseal(opened: &Opened) -> Vec<u8> {
     let mut out = [0u8; MAX_RECORD_LEN];
     let mut stream = Vec::new();
     for record in &opened.records {
-        let sealed = sealer.seal(record, &mut out).expect("an accepted record fits");
+        let sealed = sealer
+            .seal(record, &mut out)
+            .expect("an accepted record fits");
         assert_eq!(sealed.consumed, record.len());
         stream.extend_from_slice(&out[..sealed.len]);
     }
@@ -98,8 +107,15 @@ fn reseal(opened: &Opened) -> Vec<u8> {
 /// end it.
 fn open(stream: &[u8], chunk: usize, zero_copy: bool) -> Opened {
     let mut buf = [0u8; MAX_RECORD_LEN];
-    let mut opener = Opener::new(ChannelKeys::derive(&SESSION, Role::Follower).receive, &mut buf);
-    let mut opened = Opened { records: Vec::new(), ended: false, result: Ok(()) };
+    let mut opener = Opener::new(
+        ChannelKeys::derive(&SESSION, Role::Follower).receive,
+        &mut buf,
+    );
+    let mut opened = Opened {
+        records: Vec::new(),
+        ended: false,
+        result: Ok(()),
+    };
     let mut rest = stream;
     while !rest.is_empty() {
         let piece = &rest[..chunk.min(rest.len())];
@@ -118,7 +134,11 @@ fn open(stream: &[u8], chunk: usize, zero_copy: bool) -> Opened {
         let ended_now = opener.is_ended() && !opened.ended;
         for i in 0..new_records - u64::from(ended_now) {
             let last = i + 1 == new_records - u64::from(ended_now);
-            opened.records.push(if last { opener.plaintext().to_vec() } else { Vec::new() });
+            opened.records.push(if last {
+                opener.plaintext().to_vec()
+            } else {
+                Vec::new()
+            });
         }
         opened.ended |= ended_now;
         opener.consume(usize::MAX);

@@ -31,7 +31,10 @@ fn work() -> bool {
     let session = black_box(SessionKey([0x5a; 32]));
     let mut sealer = Sealer::new(ChannelKeys::derive(&session, Role::Leader).send);
     let mut rx = [0u8; MAX_RECORD_LEN];
-    let mut opener = Opener::new(ChannelKeys::derive(&session, Role::Follower).receive, &mut rx);
+    let mut opener = Opener::new(
+        ChannelKeys::derive(&session, Role::Follower).receive,
+        &mut rx,
+    );
     let mut record = [0u8; MAX_RECORD_LEN];
     let chunk = [0xa5u8; MAX_PLAINTEXT_LEN];
     let mut left = BYTES;
@@ -52,7 +55,10 @@ fn work() -> bool {
     ok
 }
 
-#[cfg(all(not(feature = "channel"), any(feature = "hkdf-sha256", feature = "hkdf-sha512")))]
+#[cfg(all(
+    not(feature = "channel"),
+    any(feature = "hkdf-sha256", feature = "hkdf-sha512")
+))]
 fn work() -> bool {
     #[cfg(feature = "hkdf-sha256")]
     type Hash = sha2::Sha256;
@@ -61,7 +67,9 @@ fn work() -> bool {
     let ikm = black_box([0x5au8; 32]);
     let hkdf = hkdf::Hkdf::<Hash>::new(None, &ikm);
     let mut key = [0u8; 32];
-    let ok = hkdf.expand(black_box(b"p2psc/1 channel leader-to-follower\0"), &mut key).is_ok();
+    let ok = hkdf
+        .expand(black_box(b"p2psc/1 channel leader-to-follower\0"), &mut key)
+        .is_ok();
     black_box(key);
     ok
 }

@@ -7,7 +7,7 @@ use p2psc::time::Instant;
 use p2psc::wire::{Role, MAX_FRAME_LEN};
 
 fuzz_target!(|input: (bool, Vec<u8>)| {
-    let (racing, data) = input;
+    let (leader, data) = input;
     let me = Keypair::from_seed(&[1; 32]);
     let peer = Keypair::from_seed(&[2; 32]).public_key();
     let now = Instant::from_millis(0);
@@ -24,8 +24,11 @@ fuzz_target!(|input: (bool, Vec<u8>)| {
         while r.transmit(now, &mut buf).is_some() {}
     }
 
-    let params = HandshakeParams { role: Role::Leader, peer, own_nonce: [4; 32], peer_nonce: [5; 32], racing };
-    let mut h = Handshake::new(&me, params, [6; 32], Instant::from_millis(1000));
+    let role = if leader { Role::Leader } else { Role::Follower };
+    let params = HandshakeParams { role, peer, own_nonce: [4; 32], peer_nonce: [5; 32] };
+    let mut h = Handshake::new(&me, params, [6; 32]);
+    h.start(Instant::from_millis(1000));
+    h.confirm();
     let mut rest = &data[..];
     while !rest.is_empty() {
         match h.receive(&SaltyVerifier, rest) {

@@ -112,6 +112,7 @@
 mod config;
 pub mod driver;
 mod runner;
+pub mod secure;
 mod stack;
 pub mod tcp;
 mod time;
@@ -127,6 +128,7 @@ pub use config::{Config, ConfigV4, StaticConfigV4};
 pub use config::{ConfigV6, StaticConfigV6};
 use embassy_time::Timer;
 pub use runner::Runner;
+pub use secure::SecureSocket;
 pub use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 pub use smoltcp::wire::{
     EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Address,

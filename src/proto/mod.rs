@@ -14,8 +14,10 @@
 //!   every peer shell drives it.
 //! - [`mediator`]: the mediator's per-connection sessions and its table of waiting peers.
 //! - [`transcript`]: what is signed, for all of them.
+//! - [`channel`]: the secure channel that protects the stream after the handshake.
 
 pub mod auth;
+pub mod channel;
 pub mod client;
 pub mod mediator;
 pub mod punch;

@@ -19,8 +19,11 @@
 //! this crate only moves bytes between it and kernel sockets, all bound to one local port with
 //! `SO_REUSEADDR` and `SO_REUSEPORT` (see the `socket` module docs for what each OS allows).
 
+mod secure;
 mod shell;
 mod socket;
+
+pub use secure::SecureStream;
 
 use std::fmt;
 use std::io;
@@ -35,7 +38,17 @@ use p2psc::wire::Role;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-pub use p2psc::proto::client::ConnectConfig as Config;
+/// How to connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Config {
+    /// The protocol's deadlines and retry policy ([`ConnectConfig`]).
+    pub protocol: ConnectConfig,
+    /// Hand over the plain TCP stream instead of the secure channel (protocol §12.8). Only for
+    /// applications that bring their own TLS or Noise over it: the stream is then neither encrypted
+    /// nor integrity-protected, and an attacker on the path — or a lying mediator pointing both peers
+    /// at its relay — reads and changes it while both handshakes succeed. Both peers must agree.
+    pub plaintext: bool,
+}
 
 /// Why a connection could not be made.
 #[derive(Debug)]
@@ -75,13 +88,12 @@ impl From<Error> for io::Error {
     }
 }
 
-/// An authenticated connection to the peer: an ordinary TCP stream ([`AsyncRead`] + [`AsyncWrite`])
-/// with what the connection was made of.
+/// An authenticated connection to the peer, [`AsyncRead`] + [`AsyncWrite`]: by default the secure
+/// channel (encrypted and integrity-protected, with an authenticated end of stream), or with
+/// [`Config::plaintext`] the TCP stream itself.
 #[derive(Debug)]
 pub struct Connection {
-    stream: TcpStream,
-    /// Bytes that arrived behind the handshake, read before the stream's own.
-    pending: Vec<u8>,
+    stream: Stream,
     peer: SocketAddr,
     local: SocketAddr,
     role: Role,
@@ -109,10 +121,21 @@ impl Connection {
         self.session_key
     }
 
-    /// The TCP stream and any bytes already read from it (which come first).
-    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
-        (self.stream, self.pending)
+    /// Whether the stream is the secure channel (the default) or plaintext ([`Config::plaintext`]).
+    pub fn is_secure(&self) -> bool {
+        matches!(self.stream, Stream::Secure(_))
     }
+}
+
+/// What the application reads and writes.
+#[derive(Debug)]
+enum Stream {
+    Secure(Box<SecureStream>),
+    /// The TCP stream, after the bytes that arrived behind the handshake.
+    Plain {
+        stream: TcpStream,
+        pending: Vec<u8>,
+    },
 }
 
 impl AsyncRead for Connection {
@@ -121,13 +144,16 @@ impl AsyncRead for Connection {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if !self.pending.is_empty() {
-            let n = self.pending.len().min(buf.remaining());
-            buf.put_slice(&self.pending[..n]);
-            self.pending.drain(..n);
-            return Poll::Ready(Ok(()));
+        match &mut self.stream {
+            Stream::Secure(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Plain { pending, .. } if !pending.is_empty() => {
+                let n = pending.len().min(buf.remaining());
+                buf.put_slice(&pending[..n]);
+                pending.drain(..n);
+                Poll::Ready(Ok(()))
+            }
+            Stream::Plain { stream, .. } => Pin::new(stream).poll_read(cx, buf),
         }
-        Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
@@ -137,15 +163,25 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        match &mut self.stream {
+            Stream::Secure(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Plain { stream, .. } => Pin::new(stream).poll_write(cx, buf),
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        match &mut self.stream {
+            Stream::Secure(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Plain { stream, .. } => Pin::new(stream).poll_flush(cx),
+        }
     }
 
+    /// With the secure channel: our authenticated end of stream, then FIN.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        match &mut self.stream {
+            Stream::Secure(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Plain { stream, .. } => Pin::new(stream).poll_shutdown(cx),
+        }
     }
 }
 
@@ -172,13 +208,25 @@ pub async fn connect_observed(
     let mut seed = [0u8; 32];
     getrandom::getrandom(&mut seed).map_err(|e| Error::Bind(io::Error::other(e)))?;
     let now = p2psc::time::Instant::ZERO;
-    let client = Client::new(config, keypair.public_key(), *peer, 2, seed, now);
+    let client = Client::new(config.protocol, keypair.public_key(), *peer, 2, seed, now);
     let won = shell::Shell::new(client, keypair, mediator_addr)
         .run(observe)
         .await?;
+    let (key, role) = (won.winner.session_key, won.winner.role);
+    let stream = match config.plaintext {
+        false => Stream::Secure(Box::new(SecureStream::new(
+            won.stream,
+            won.pending,
+            &key,
+            role,
+        ))),
+        true => Stream::Plain {
+            stream: won.stream,
+            pending: won.pending,
+        },
+    };
     Ok(Connection {
-        stream: won.stream,
-        pending: won.pending,
+        stream,
         peer: won.winner.remote,
         local: won.local,
         role: won.winner.role,
@@ -193,9 +241,4 @@ async fn resolve(name: &str) -> Result<SocketAddr, Error> {
     addrs
         .next()
         .ok_or_else(|| resolve_error(io::Error::from(io::ErrorKind::NotFound)))
-}
-
-/// Defaults for a host: those of the protocol ([`ConnectConfig::default`]).
-pub fn default_config() -> ConnectConfig {
-    ConnectConfig::default()
 }

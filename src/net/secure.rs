@@ -91,7 +91,7 @@ impl embedded_io_async::Error for Error {
 pub struct SecureSocket<'s, 'b> {
     socket: TcpSocket<'s>,
     sealer: Sealer,
-    opener: Opener<'b>,
+    opener: Opener<&'b mut [u8]>,
     tx: &'b mut [u8],
     /// Sealed bytes not yet queued in the TCP socket: `tx[unsent_start..unsent_end]`.
     unsent_start: usize,

@@ -16,7 +16,8 @@ enum State {
     Failed(ChannelError),
 }
 
-/// Opens one direction's records, reassembling each in a caller's buffer.
+/// Opens one direction's records, reassembling each in a buffer `B` (a `&mut [u8]` on a device, an
+/// owned array or box on a host).
 ///
 /// Give it stream bytes either by copy ([`feed`](Opener::feed)) or by reading straight into
 /// [`receive_buffer`](Opener::receive_buffer) and calling [`commit`](Opener::commit). Once a record
@@ -25,11 +26,11 @@ enum State {
 /// stream, call [`finish`](Opener::finish): it fails unless the peer's end-of-stream record came.
 ///
 /// The first error is final: every later call returns it, no plaintext is released after it.
-pub struct Opener<'a> {
+pub struct Opener<B> {
     cipher: ChaCha20Poly1305,
     /// Number of the record being received.
     next: u64,
-    buf: &'a mut [u8],
+    buf: B,
     /// Bytes of the current record received so far.
     filled: usize,
     /// Authenticated plaintext not yet consumed: `buf[plain_start..plain_end]`.
@@ -38,7 +39,7 @@ pub struct Opener<'a> {
     state: State,
 }
 
-impl core::fmt::Debug for Opener<'_> {
+impl<B> core::fmt::Debug for Opener<B> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Opener")
             .field("next", &self.next)
@@ -49,17 +50,17 @@ impl core::fmt::Debug for Opener<'_> {
     }
 }
 
-impl<'a> Opener<'a> {
+impl<B: AsRef<[u8]> + AsMut<[u8]>> Opener<B> {
     /// An opener with the key of the direction it receives ([`super::ChannelKeys::receive`]),
     /// reassembling records in `buf`. Give it [`super::MAX_RECORD_LEN`] bytes: a record that does
     /// not fit fails with [`ChannelError::BufferTooSmall`].
-    pub fn new(key: DirectionKey, buf: &'a mut [u8]) -> Opener<'a> {
+    pub fn new(key: DirectionKey, buf: B) -> Opener<B> {
         Opener::starting_at(key, buf, 0)
     }
 
     /// An opener whose next record number is `next` (tests reach the counter limit with it).
-    pub(super) fn starting_at(key: DirectionKey, buf: &'a mut [u8], next: u64) -> Opener<'a> {
-        let state = if buf.len() < OVERHEAD {
+    pub(super) fn starting_at(key: DirectionKey, buf: B, next: u64) -> Opener<B> {
+        let state = if buf.as_ref().len() < OVERHEAD {
             State::Failed(ChannelError::BufferTooSmall)
         } else {
             State::Open
@@ -77,7 +78,7 @@ impl<'a> Opener<'a> {
 
     /// The plaintext received and not yet consumed (empty after an error).
     pub fn plaintext(&self) -> &[u8] {
-        &self.buf[self.plain_start..self.plain_end]
+        &self.buf.as_ref()[self.plain_start..self.plain_end]
     }
 
     /// Mark the first `n` bytes of [`plaintext`](Opener::plaintext) as taken (at most all of it).
@@ -88,7 +89,7 @@ impl<'a> Opener<'a> {
     /// Copy plaintext into `out`, consume it, and return how many bytes were copied.
     pub fn read(&mut self, out: &mut [u8]) -> usize {
         let n = out.len().min(self.plain_end - self.plain_start);
-        out[..n].copy_from_slice(&self.buf[self.plain_start..self.plain_start + n]);
+        out[..n].copy_from_slice(&self.buf.as_ref()[self.plain_start..self.plain_start + n]);
         self.consume(n);
         n
     }
@@ -118,7 +119,7 @@ impl<'a> Opener<'a> {
     /// after an error.
     pub fn receive_buffer(&mut self) -> &mut [u8] {
         let end = self.wanted();
-        &mut self.buf[self.filled..end]
+        &mut self.buf.as_mut()[self.filled..end]
     }
 
     /// Take the first `n` bytes of [`receive_buffer`](Opener::receive_buffer) (at most its length)
@@ -145,7 +146,7 @@ impl<'a> Opener<'a> {
             if len > MAX_PLAINTEXT_LEN {
                 return Err(self.fail(ChannelError::Oversized));
             }
-            if len + OVERHEAD > self.buf.len() {
+            if len + OVERHEAD > self.buf.as_ref().len() {
                 return Err(self.fail(ChannelError::BufferTooSmall));
             }
             // Even an empty record still needs its tag, so the record is not complete yet.
@@ -212,7 +213,8 @@ impl<'a> Opener<'a> {
     }
 
     fn body_len(&self) -> usize {
-        usize::from(u16::from_be_bytes([self.buf[1], self.buf[2]]))
+        let buf = self.buf.as_ref();
+        usize::from(u16::from_be_bytes([buf[1], buf[2]]))
     }
 
     /// The whole record is in `buf[..filled]`: verify, decrypt in place, act on its type.
@@ -220,7 +222,7 @@ impl<'a> Opener<'a> {
         if self.next > MAX_RECORD_NUMBER {
             return Err(ChannelError::CounterExhausted);
         }
-        let record = &mut self.buf[..self.filled];
+        let record = &mut self.buf.as_mut()[..self.filled];
         let (head, rest) = record.split_at_mut(HEADER_LEN);
         let (body, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
         self.cipher

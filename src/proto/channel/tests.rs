@@ -25,7 +25,7 @@ fn sealer() -> Sealer {
 }
 
 /// An opener of the leader → follower direction over `buf`.
-fn opener(buf: &mut [u8]) -> Opener<'_> {
+fn opener(buf: &mut [u8]) -> Opener<&mut [u8]> {
     Opener::new(follower().receive, buf)
 }
 
@@ -49,7 +49,11 @@ fn three_records(a: &[u8], b: &[u8]) -> [Vec<u8>; 3] {
 }
 
 /// Feed `stream` in chunks of `chunk` bytes, draining plaintext as it comes.
-fn feed_all(o: &mut Opener<'_>, stream: &[u8], chunk: usize) -> Result<Vec<u8>, ChannelError> {
+fn feed_all<B: AsRef<[u8]> + AsMut<[u8]>>(
+    o: &mut Opener<B>,
+    stream: &[u8],
+    chunk: usize,
+) -> Result<Vec<u8>, ChannelError> {
     let mut out = Vec::new();
     for piece in stream.chunks(chunk.max(1)) {
         let mut piece = piece;

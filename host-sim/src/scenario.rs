@@ -40,12 +40,13 @@ use std::task::{Context, Poll};
 use embassy_time::{Duration, Instant, Timer};
 use embedded_io_async::{Read, Write};
 use p2psc::connector::{
-    connect_observed, ConnectBuffers, ConnectConfig, ConnectEvent, Mediator, Peer,
+    connect_observed, ConnectBuffers, ConnectConfig, ConnectEvent, Mediator, Peer, RecordBuffers,
 };
 use p2psc::identity::{PublicKey, Signer};
 use p2psc::net::{
     self, Config, IpEndpoint, Ipv4Cidr, Runner, Stack, StackResources, StaticConfigV4,
 };
+use p2psc::proto::channel::MAX_RECORD_LEN;
 use p2psc::proto::MediatorConfig;
 use p2psc::wire::Role;
 
@@ -341,6 +342,8 @@ struct Buffers {
     mediator_tx: Vec<u8>,
     race_rx: Vec<u8>,
     race_tx: Vec<u8>,
+    record_rx: Vec<u8>,
+    record_tx: Vec<u8>,
 }
 
 impl Buffers {
@@ -352,17 +355,25 @@ impl Buffers {
             mediator_tx: vec![0; 256],
             race_rx: vec![0; 2048],
             race_tx: vec![0; 2048],
+            record_rx: vec![0; MAX_RECORD_LEN],
+            record_tx: vec![0; MAX_RECORD_LEN],
         }
     }
 
-    fn connect_buffers(&mut self, race: bool) -> ConnectBuffers<'_> {
-        ConnectBuffers {
+    /// The sockets' buffers and the secure channel's record buffers.
+    fn connect_buffers(&mut self, race: bool) -> (ConnectBuffers<'_>, RecordBuffers<'_>) {
+        let sockets = ConnectBuffers {
             rx: &mut self.rx,
             tx: &mut self.tx,
             mediator_rx: &mut self.mediator_rx,
             mediator_tx: &mut self.mediator_tx,
             race: race.then_some((&mut self.race_rx[..], &mut self.race_tx[..])),
-        }
+        };
+        let records = RecordBuffers {
+            rx: &mut self.record_rx,
+            tx: &mut self.record_tx,
+        };
+        (sockets, records)
     }
 }
 
@@ -452,12 +463,14 @@ async fn peer(
     );
     let attempts = Cell::new(0u16);
     let authenticated = Cell::new(None);
+    let (sockets, records) = bufs.connect_buffers(spec.race);
     let result = connect_observed(
         stack,
         &signer,
         &Peer::new(want),
         &mediator,
-        bufs.connect_buffers(spec.race),
+        sockets,
+        records,
         spec.config,
         seed,
         |e| {
@@ -520,9 +533,10 @@ async fn peer(
         .ok()
         .flatten()
         .is_some();
-    // Close gracefully (FIN both ways), so neither side's last segment is left unacknowledged.
-    conn.socket.close();
+    // Close gracefully (end-of-stream record and FIN both ways), so neither side's last segment is
+    // left unacknowledged.
     let _ = embassy_time::with_timeout(Duration::from_secs(5), async {
+        let _ = conn.socket.close().await;
         let mut sink = [0u8; 64];
         while matches!(conn.socket.read(&mut sink).await, Ok(n) if n > 0) {}
         let _ = conn.socket.flush().await;

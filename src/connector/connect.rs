@@ -6,6 +6,7 @@
 
 use super::{ConnectConfig, ConnectEvent, Connected, Connector, Error, Sockets};
 use crate::identity::{PublicKey, SaltyVerifier, Signer};
+use crate::net::secure::SecureSocket;
 use crate::net::tcp::TcpSocket;
 use crate::net::{now, wake_on, IpAddress, IpEndpoint, Stack};
 use crate::proto::SessionKey;
@@ -58,7 +59,30 @@ pub struct ConnectBuffers<'a> {
     pub race: Option<(&'a mut [u8], &'a mut [u8])>,
 }
 
-/// An authenticated connection to the peer.
+/// The secure channel's record buffers (protocol §12), yours: `rx` holds one incoming record, so give
+/// it [`MAX_RECORD_LEN`](crate::proto::channel::MAX_RECORD_LEN) bytes; `tx` one outgoing record (at
+/// least 20 bytes; the maximum makes the fewest records).
+pub struct RecordBuffers<'a> {
+    /// One incoming record.
+    pub rx: &'a mut [u8],
+    /// One outgoing record.
+    pub tx: &'a mut [u8],
+}
+
+/// An authenticated connection to the peer, on the secure channel: what is written is encrypted and
+/// integrity-protected, and the stream ends only with the peer's authenticated end-of-stream record.
+pub struct SecureConnection<'a> {
+    /// The secure socket, ready for `read`/`write` (embedded-io-async).
+    pub socket: SecureSocket<'a, 'a>,
+    /// The peer's endpoint as seen from here.
+    pub remote: IpEndpoint,
+    /// Our role in the pair.
+    pub role: Role,
+    /// The key both sides derived (the channel's keys derive from it).
+    pub session_key: SessionKey,
+}
+
+/// An authenticated connection to the peer whose stream is plaintext ([`connect_plaintext`]).
 pub struct PeerConnection<'a> {
     /// The TCP socket, ready for `read`/`write`.
     pub socket: TcpSocket<'a>,
@@ -66,30 +90,66 @@ pub struct PeerConnection<'a> {
     pub remote: IpEndpoint,
     /// Our role in the pair.
     pub role: Role,
-    /// The key both sides derived; use it to key an encrypted channel (p2psc does not encrypt).
+    /// The key both sides derived.
     pub session_key: SessionKey,
 }
 
-/// Connect to `peer` through `mediator`: register, punch, authenticate, and return the socket.
+/// Connect to `peer` through `mediator`: register, punch, authenticate, and return the connection on
+/// the secure channel.
 ///
 /// `seed` must be 32 fresh bytes from a cryptographically secure source (a hardware RNG): the registration
 /// nonce and the ephemeral key derive from it. Signatures are verified with salty.
+#[allow(clippy::too_many_arguments)]
 pub async fn connect<'a, S: Signer>(
     stack: Stack<'a>,
     signer: &S,
     peer: &Peer,
     mediator: &Mediator,
     buffers: ConnectBuffers<'a>,
+    records: RecordBuffers<'a>,
     config: ConnectConfig,
     seed: [u8; 32],
-) -> Result<PeerConnection<'a>, Error> {
-    connect_observed(stack, signer, peer, mediator, buffers, config, seed, |_| {}).await
+) -> Result<SecureConnection<'a>, Error> {
+    let observe = |_| {};
+    connect_observed(
+        stack, signer, peer, mediator, buffers, records, config, seed, observe,
+    )
+    .await
 }
 
 /// [`connect`], reporting each [`ConnectEvent`] to `observe` as it happens (progress displays,
 /// timelines, logs).
 #[allow(clippy::too_many_arguments)]
 pub async fn connect_observed<'a, S: Signer>(
+    stack: Stack<'a>,
+    signer: &S,
+    peer: &Peer,
+    mediator: &Mediator,
+    buffers: ConnectBuffers<'a>,
+    records: RecordBuffers<'a>,
+    config: ConnectConfig,
+    seed: [u8; 32],
+    observe: impl FnMut(ConnectEvent),
+) -> Result<SecureConnection<'a>, Error> {
+    let c = connect_plaintext(
+        stack, signer, peer, mediator, buffers, config, seed, observe,
+    )
+    .await?;
+    let socket = SecureSocket::new(c.socket, &c.session_key, c.role, records.rx, records.tx);
+    Ok(SecureConnection {
+        socket,
+        remote: c.remote,
+        role: c.role,
+        session_key: c.session_key,
+    })
+}
+
+/// [`connect_observed`] without the secure channel: the application gets the TCP socket itself,
+/// neither encrypted nor integrity-protected (protocol §12.8). Only for applications that bring their
+/// own TLS or Noise over it — an attacker on the path, or a lying mediator pointing both peers at its
+/// relay, reads and changes a plaintext stream while both handshakes succeed. Both peers must agree.
+#[allow(clippy::too_many_arguments)]
+pub async fn connect_plaintext<'a, S: Signer>(
     stack: Stack<'a>,
     signer: &S,
     peer: &Peer,

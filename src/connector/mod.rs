@@ -36,7 +36,10 @@
 mod connect;
 mod socket;
 
-pub use connect::{connect, connect_observed, ConnectBuffers, Mediator, Peer, PeerConnection};
+pub use connect::{connect, connect_observed, connect_plaintext};
+pub use connect::{
+    ConnectBuffers, Mediator, Peer, PeerConnection, RecordBuffers, SecureConnection,
+};
 pub use socket::{feed, send_frames};
 
 pub use crate::proto::client::{ConnectConfig, ConnectEvent, Error};

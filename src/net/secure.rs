@@ -106,6 +106,8 @@ impl<'s, 'b> SecureSocket<'s, 'b> {
     /// [`MAX_RECORD_LEN`] makes the fewest records.
     ///
     /// [`MAX_RECORD_LEN`]: crate::proto::channel::MAX_RECORD_LEN
+    // Out of line: inlined into an async caller it was laid out twice (firmware size, size-report.sh).
+    #[inline(never)]
     pub fn new(
         socket: TcpSocket<'s>,
         session_key: &SessionKey,

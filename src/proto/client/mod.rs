@@ -565,8 +565,6 @@ impl Client {
     }
 
     /// Report a registration event; on the Match, start the punch.
-    // Out of line: inlined, it was copied into several callers (firmware size, size-report.sh).
-    #[inline(never)]
     fn registration_event<S: Signer>(&mut self, signer: &S, event: RegisterEvent) {
         let event = match event {
             RegisterEvent::Challenged { observed } => ConnectEvent::Challenged(observed),
@@ -593,8 +591,6 @@ impl Client {
         self.event(event);
     }
 
-    // Out of line: inlined, it was copied into several callers (firmware size, size-report.sh).
-    #[inline(never)]
     fn start_punch<S: Signer>(&mut self, signer: &S, info: &PunchInfo) {
         let from = match self.mediator {
             Link::Established { local, .. } => Some(local),
@@ -615,8 +611,11 @@ impl Client {
     #[cold]
     fn registration_failed(&mut self, now: Instant, e: RegisterError) {
         match e {
-            RegisterError::RetryAfter(after) if now + self.backoff(after) < self.deadline => {
+            RegisterError::RetryAfter(after) => {
                 let until = now + self.backoff(after) + self.backoff_jitter(after);
+                if until >= self.deadline {
+                    return self.fail(Error::MediatorBusy);
+                }
                 self.busy += 1;
                 self.enter(Phase::Backoff { until });
                 // The old connection may linger at the mediator (FIN-WAIT); a new one from the same
@@ -626,7 +625,6 @@ impl Client {
                     self.local_port = ephemeral_port(&mut self.rng);
                 }
             }
-            RegisterError::RetryAfter(_) => self.fail(Error::MediatorBusy),
             e => self.fail(e.into()),
         }
     }

@@ -38,7 +38,7 @@
 mod plan;
 mod schedule;
 
-pub use plan::{plan, Turn, Turns};
+pub use plan::{plan, Plan, Turn, Turns};
 pub use schedule::{Dialers, Schedule, Slot, SlotConfig, SlotCursor};
 
 use core::fmt;
@@ -262,6 +262,9 @@ pub struct Punch {
     config: PunchConfig,
     role: Role,
     matched_at: Instant,
+    /// Where the public and the LAN turns dial.
+    public: Option<SocketAddr>,
+    lan: Option<SocketAddr>,
     deadline: Instant,
     cursor: SlotCursor,
     candidates: heapless::Vec<Candidate, MAX_CANDIDATES>,
@@ -300,7 +303,7 @@ impl Punch {
         seed: [u8; 32],
     ) -> Result<Punch, PunchError> {
         let plan = plan(info, from, sockets);
-        if plan.is_empty() {
+        if plan.turns.is_empty() {
             return Err(PunchError::NoTarget);
         }
         let mut rng = Drbg::new(seed);
@@ -313,7 +316,7 @@ impl Punch {
         // Sign once; every candidate sends the same PeerAuth (same punch, same ephemeral key).
         let handshake = Handshake::new(signer, params, rng.bytes32());
         let mut candidates = heapless::Vec::new();
-        for turns in plan {
+        for turns in plan.turns {
             let _ = candidates.push(Candidate {
                 turns,
                 taken: 0,
@@ -330,6 +333,8 @@ impl Punch {
             config,
             role: info.role,
             matched_at: info.matched_at,
+            public: plan.public,
+            lan: plan.lan,
             deadline: info.start_at + config.punch_timeout,
             cursor: SlotCursor::new(info, config.slots),
             candidates,
@@ -493,13 +498,18 @@ impl Punch {
         let turn = c.turns[usize::from(c.taken) % c.turns.len()];
         c.taken = c.taken.wrapping_add(1);
         let (target, kept) = match turn {
-            Turn::Public(target) => (target, true),
-            Turn::Lan(target) => (target, false),
+            Turn::Public => (self.public, true),
+            Turn::Lan => (self.lan, false),
             Turn::Listen { all_along } => {
                 let until = (!all_along).then(|| now + self.config.attempt_timeout);
                 self.set(k, Attempt::Listening { until });
                 return self.listen(k, now, until);
             }
+        };
+        // The plan gives a dialling turn only with its target; without one the candidate has no use.
+        let Some(target) = target else {
+            self.set(k, Attempt::Dead);
+            return None;
         };
         c.attempts = c.attempts.saturating_add(1);
         c.dialled = Some(target);

@@ -34,12 +34,13 @@ use crate::wire::Role;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Turn {
-    /// Dial the peer's public endpoint, through our NAT: the attempt is kept until it is reset or the
-    /// punch ends, never replaced by a new SYN (module docs).
-    Public(SocketAddr),
-    /// Dial the peer's LAN endpoint (the leader, when candidates race): no NAT in between, so an
-    /// unanswered attempt ends at the attempt timeout and is dialled again at our next slot.
-    Lan(SocketAddr),
+    /// Dial the peer's public endpoint ([`Plan::public`]), through our NAT: the attempt is kept until it
+    /// is reset or the punch ends, never replaced by a new SYN (module docs).
+    Public,
+    /// Dial the peer's LAN endpoint ([`Plan::lan`]; the leader, when candidates race): no NAT in
+    /// between, so an unanswered attempt ends at the attempt timeout and is dialled again at our next
+    /// slot.
+    Lan,
     /// Listen on the punch port: for the whole punch (`all_along`), or for one attempt timeout (a
     /// follower's only socket waiting for the leader's LAN SYN before it dials).
     Listen {
@@ -51,16 +52,23 @@ pub enum Turn {
 /// The turns of one candidate socket.
 pub type Turns = heapless::Vec<Turn, 2>;
 
-/// The turns of each of `sockets` candidate sockets (at most [`MAX_CANDIDATES`] are used), from the
+/// What the candidate sockets of a punch do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The peer's public endpoint, if it can be dialled from the punch port.
+    pub public: Option<SocketAddr>,
+    /// The peer's LAN endpoint, if the leader dials it.
+    pub lan: Option<SocketAddr>,
+    /// The turns of each candidate socket, in the shell's socket order.
+    pub turns: heapless::Vec<Turns, MAX_CANDIDATES>,
+}
+
+/// The plan of a punch on `sockets` candidate sockets (at most [`MAX_CANDIDATES`] are used), from the
 /// Match in `info`, punching from `from` (when known: targets of another address family are left out).
-/// Empty when there is nothing to dial.
-pub fn plan(
-    info: &PunchInfo,
-    from: Option<SocketAddr>,
-    sockets: usize,
-) -> heapless::Vec<Turns, MAX_CANDIDATES> {
+/// No turns when there is nothing to dial.
+pub fn plan(info: &PunchInfo, from: Option<SocketAddr>, sockets: usize) -> Plan {
     let dialable = |t: &SocketAddr| from.is_none_or(|p| p.is_ipv4() == t.is_ipv4());
-    let public = Some(info.peer_observed).filter(dialable).map(Turn::Public);
+    let public = Some(info.peer_observed).filter(dialable);
     // Distinct targets only: a peer without a NAT reports the same endpoint twice (one 4-tuple can
     // carry one connection).
     let lan = info
@@ -68,37 +76,37 @@ pub fn plan(
         .filter(|l| info.same_public_address() && *l != info.peer_observed)
         .filter(dialable);
     // The leader dials the LAN endpoint; the follower listens for it (module docs).
-    let lan = lan.map(|t| match info.role {
-        Role::Leader => Turn::Lan(t),
-        Role::Follower => Turn::Listen { all_along: true },
+    let leader = info.role == Role::Leader;
+    let lan_turn = lan.map(|_| match leader {
+        true => Turn::Lan,
+        false => Turn::Listen { all_along: true },
     });
+    let mut turns = heapless::Vec::new();
+    let mut add = |list: &[Turn]| {
+        let _ = turns.push(list.iter().copied().collect());
+    };
     let listen = Turn::Listen { all_along: true };
-    let mut plan = heapless::Vec::new();
-    if public.is_none() && lan.is_none() {
-        return plan;
-    }
-    let sockets = sockets.min(MAX_CANDIDATES);
-    let turns: [Option<Turns>; 2] = match (public, lan, sockets) {
-        (_, _, 0) => [None, None],
+    match (public.is_some(), lan_turn, sockets.min(MAX_CANDIDATES)) {
+        (_, _, 0) | (false, None, _) => {}
         // One socket takes the LAN turn first (dialling, or listening for one attempt timeout), then
         // the public one.
-        (Some(p), Some(Turn::Listen { .. }), 1) => {
-            [Some(turns(&[Turn::Listen { all_along: false }, p])), None]
-        }
-        (Some(p), Some(l), 1) => [Some(turns(&[l, p])), None],
-        (Some(p), None, 1) => [Some(turns(&[p])), None],
+        (true, Some(Turn::Listen { .. }), 1) => add(&[Turn::Listen { all_along: false }, Turn::Public]),
+        (true, Some(l), 1) => add(&[l, Turn::Public]),
+        (true, None, 1) => add(&[Turn::Public]),
         // Two sockets: the public attempt first in socket order, then the LAN turn or a listener.
-        (Some(p), Some(l), _) => [Some(turns(&[p])), Some(turns(&[l]))],
-        (Some(p), None, _) => [Some(turns(&[p])), Some(turns(&[listen]))],
-        (None, Some(l), _) => [Some(turns(&[l])), None],
-        (None, None, _) => [None, None],
-    };
-    for t in turns.into_iter().flatten() {
-        let _ = plan.push(t);
+        (true, Some(l), _) => {
+            add(&[Turn::Public]);
+            add(&[l]);
+        }
+        (true, None, _) => {
+            add(&[Turn::Public]);
+            add(&[listen]);
+        }
+        (false, Some(l), _) => add(&[l]),
     }
-    plan
-}
-
-fn turns(list: &[Turn]) -> Turns {
-    list.iter().copied().collect()
+    Plan {
+        public,
+        lan: lan.filter(|_| leader),
+        turns,
+    }
 }

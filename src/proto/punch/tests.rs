@@ -133,34 +133,28 @@ fn the_plan_follows_section_8_2() {
     let plans = |side: &Side, n| plan(&side.info, Some(lan(9)), n);
     // Not racing: the public endpoint; a second socket listens all along.
     let (a, b) = pair(false);
-    assert_eq!(plans(&a, 1)[..], [t(&[Turn::Public(ep(2, 5002))])]);
-    assert_eq!(
-        plans(&b, 2)[..],
-        [t(&[Turn::Public(ep(1, 5001))]), t(&[listen])]
-    );
+    let p = plans(&a, 1);
+    assert_eq!((p.public, p.lan), (Some(ep(2, 5002)), None));
+    assert_eq!(p.turns[..], [t(&[Turn::Public])]);
+    assert_eq!(plans(&b, 2).turns[..], [t(&[Turn::Public]), t(&[listen])]);
     // Racing: only the leader dials the LAN endpoint; the follower listens for it.
     let (a, b) = pair(true);
-    let (public_a, public_b) = (Turn::Public(ep(1, 5002)), Turn::Public(ep(1, 5001)));
-    assert_eq!(plans(&a, 2)[..], [t(&[public_a]), t(&[Turn::Lan(lan(3))])]);
-    assert_eq!(plans(&b, 2)[..], [t(&[public_b]), t(&[listen])]);
+    let p = plans(&a, 2);
+    assert_eq!((p.public, p.lan), (Some(ep(1, 5002)), Some(lan(3))));
+    assert_eq!(p.turns[..], [t(&[Turn::Public]), t(&[Turn::Lan])]);
+    let p = plans(&b, 2);
+    assert_eq!((p.public, p.lan), (Some(ep(1, 5001)), None));
+    assert_eq!(p.turns[..], [t(&[Turn::Public]), t(&[listen])]);
     // One socket takes the LAN turn first, then the public one.
-    assert_eq!(plans(&a, 1)[..], [t(&[Turn::Lan(lan(3)), public_a])]);
+    assert_eq!(plans(&a, 1).turns[..], [t(&[Turn::Lan, Turn::Public])]);
     let brief = Turn::Listen { all_along: false };
-    assert_eq!(plans(&b, 1)[..], [t(&[brief, public_b])]);
-    assert!(plans(&a, 0).is_empty());
+    assert_eq!(plans(&b, 1).turns[..], [t(&[brief, Turn::Public])]);
+    assert!(plans(&a, 0).turns.is_empty());
     // A punch port of the other family can dial none of them.
     let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 4000);
-    assert!(plan(&a.info, Some(v6), 2).is_empty());
+    assert!(plan(&a.info, Some(v6), 2).turns.is_empty());
     let config = PunchConfig::default();
-    let err = Punch::new(
-        &a.keys,
-        b.keys.public_key(),
-        &a.info,
-        Some(v6),
-        1,
-        config,
-        [0; 32],
-    );
+    let err = Punch::new(&a.keys, b.keys.public_key(), &a.info, Some(v6), 1, config, [0; 32]);
     assert_eq!(err.err(), Some(PunchError::NoTarget));
 }
 

@@ -18,11 +18,12 @@ use mps2_an386::executor::Executor;
 use mps2_an386::semihosting::exit;
 use mps2_an386::{board, config, entropy, println};
 use p2psc::connector::{
-    connect_observed, ConnectBuffers, ConnectConfig, ConnectEvent, Mediator, Peer,
+    connect_observed, ConnectBuffers, ConnectConfig, ConnectEvent, Mediator, Peer, RecordBuffers,
 };
 use p2psc::identity::{Keypair, PublicKey};
-use p2psc::net::tcp::TcpSocket;
 use p2psc::net::Ipv4Address;
+use p2psc::net::SecureSocket;
+use p2psc::proto::channel::MAX_RECORD_LEN;
 use p2psc::proto::SessionKey;
 use static_cell::StaticCell;
 
@@ -31,13 +32,16 @@ const ROUNDS: usize = 3;
 /// Longest wait for one echo.
 const ECHO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Socket buffers, sized at the call site: the peer connection (the application's socket) and the
-/// mediator connection (a frame is at most 132 bytes).
+/// Buffers, sized at the call site: the peer connection (the application's socket), the mediator
+/// connection (a frame is at most 132 bytes), and the secure channel's records (a whole incoming
+/// record, up to 2 KiB; outgoing records as large as their buffer).
 struct Buffers {
     rx: [u8; 1024],
     tx: [u8; 1024],
     mediator_rx: [u8; 256],
     mediator_tx: [u8; 256],
+    record_rx: [u8; MAX_RECORD_LEN],
+    record_tx: [u8; 512],
 }
 
 static BUFFERS: StaticCell<Buffers> = StaticCell::new();
@@ -71,6 +75,8 @@ async fn app(spawner: Spawner) {
         tx: [0; 1024],
         mediator_rx: [0; 256],
         mediator_tx: [0; 256],
+        record_rx: [0; MAX_RECORD_LEN],
+        record_tx: [0; 512],
     });
     let buffers = ConnectBuffers {
         rx: &mut b.rx,
@@ -79,6 +85,10 @@ async fn app(spawner: Spawner) {
         mediator_tx: &mut b.mediator_tx,
         race: None,
     };
+    let records = RecordBuffers {
+        rx: &mut b.record_rx,
+        tx: &mut b.record_tx,
+    };
     let started = Instant::now();
     let result = connect_observed(
         stack,
@@ -86,6 +96,7 @@ async fn app(spawner: Spawner) {
         &peer,
         &mediator,
         buffers,
+        records,
         ConnectConfig {
             // Bounded well inside the end-to-end test's QEMU timeout.
             timeout: p2psc::time::Duration::from_secs(60),
@@ -121,10 +132,10 @@ async fn app(spawner: Spawner) {
             exit(false)
         }
     }
-    // Close, and wait for the peer's FIN (it closes once it has seen ours) so that both ends see an
-    // orderly close before QEMU exits.
-    conn.socket.close();
+    // Close (our end-of-stream record, then FIN), and wait for the peer's (it closes once it has seen
+    // ours) so that both ends see an orderly, authenticated close before QEMU exits.
     let closed = with_timeout(Duration::from_secs(5), async {
+        let _ = conn.socket.close().await;
         let mut buf = [0u8; 64];
         while let Ok(n) = conn.socket.read(&mut buf).await {
             if n == 0 {
@@ -193,7 +204,7 @@ fn report(event: ConnectEvent, started: Instant) {
 }
 
 /// Send each message and expect it back. Returns the bytes echoed.
-async fn echo(socket: &mut TcpSocket<'_>) -> Result<usize, &'static str> {
+async fn echo(socket: &mut SecureSocket<'_, '_>) -> Result<usize, &'static str> {
     let mut total = 0;
     for round in 0..ROUNDS {
         let mut msg = *b"hello from mps2-an386, round 0\n";

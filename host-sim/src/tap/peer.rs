@@ -10,10 +10,13 @@ use p2psc::connector::{ConnectConfig, ConnectEvent, Connected, Connector, Socket
 use p2psc::identity::{PublicKey, SaltyVerifier};
 use p2psc::proto::SessionKey;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
-use smoltcp::phy::{self, Medium, TunTapInterface};
+use smoltcp::phy::{self, Device as _, Medium, TunTapInterface, TxToken as _};
 use smoltcp::socket::tcp::{self, State};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{EthernetAddress, IpCidr, IpEndpoint, Ipv4Cidr};
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    EthernetRepr, IpCidr, IpEndpoint, Ipv4Cidr,
+};
 
 use super::KeyArgs;
 
@@ -94,6 +97,13 @@ pub struct PeerArgs {
     /// late and the other side's early SYN meets its router first.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub stall_after_match_ms: u64,
+    /// Test knob: at start-up, tell the host at ADDR on our LAN our MAC address with an unsolicited ARP
+    /// reply. smoltcp fills its neighbour cache from any ARP packet aimed at it, so that host can send to
+    /// us at once, while we still have to ARP for it (a reply sends no answer back): the same-LAN race,
+    /// where its SYN can reach us while our own SYN to it still waits for ARP. The other host must be
+    /// up (its TAP open) before this peer starts.
+    #[arg(long, value_name = "ADDR")]
+    pub announce_to: Option<Ipv4Addr>,
     /// Log p2psc's own debug lines (and smoltcp's, with -vv) to stderr.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -214,6 +224,12 @@ fn peer(args: &PeerArgs, out: &Out) -> Result<(), Failure> {
         let ip = args.ip.address().octets();
         EthernetAddress([0x02, 0x00, ip[0], ip[1], ip[2], ip[3]])
     });
+    if let Some(to) = args.announce_to {
+        announce(&mut device, mac, args.ip.address(), to).map_err(Failure::Setup)?;
+        out.line(format_args!(
+            "told {to} our MAC {mac} (unsolicited ARP reply; test knob: a neighbour that knows us)"
+        ));
+    }
     let mut config = Config::new(mac.into());
     config.random_seed = u64::from_le_bytes(random::<8>().map_err(Failure::Setup)?);
     let mut iface = Interface::new(config, &mut device, Instant::now());
@@ -501,6 +517,38 @@ fn wait_link_up(name: &str, timeout: std::time::Duration) -> Option<u128> {
             Ok(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
         }
     }
+}
+
+/// Send one unsolicited ARP reply "`ip` is at `mac`" to `to`, as an Ethernet broadcast (we do not know
+/// its MAC, and must not learn it: it is what we announce *to*). RFC 826 receivers that are the target
+/// merge the sender's pair into their cache; smoltcp does so for any request or reply aimed at it.
+fn announce(
+    device: &mut TunTapInterface,
+    mac: EthernetAddress,
+    ip: Ipv4Addr,
+    to: Ipv4Addr,
+) -> Result<(), String> {
+    let arp = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Reply,
+        source_hardware_addr: mac,
+        source_protocol_addr: ip,
+        target_hardware_addr: EthernetAddress::BROADCAST,
+        target_protocol_addr: to,
+    };
+    let ethernet = EthernetRepr {
+        src_addr: mac,
+        dst_addr: EthernetAddress::BROADCAST,
+        ethertype: EthernetProtocol::Arp,
+    };
+    let token = device
+        .transmit(Instant::now())
+        .ok_or("--announce-to: the TAP device cannot send")?;
+    token.consume(ethernet.buffer_len() + arp.buffer_len(), |buffer| {
+        let mut frame = EthernetFrame::new_unchecked(buffer);
+        ethernet.emit(&mut frame);
+        arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+    });
+    Ok(())
 }
 
 /// A short, non-secret tag of the session key: both peers print the same one.

@@ -519,15 +519,26 @@ fn wait_link_up(name: &str, timeout: std::time::Duration) -> Option<u128> {
     }
 }
 
-/// Send one unsolicited ARP reply "`ip` is at `mac`" to `to`, as an Ethernet broadcast (we do not know
-/// its MAC, and must not learn it: it is what we announce *to*). RFC 826 receivers that are the target
-/// merge the sender's pair into their cache; smoltcp does so for any request or reply aimed at it.
+/// Send [`announcement`] on the TAP device.
 fn announce(
     device: &mut TunTapInterface,
     mac: EthernetAddress,
     ip: Ipv4Addr,
     to: Ipv4Addr,
 ) -> Result<(), String> {
+    let frame = announcement(mac, ip, to);
+    let token = device
+        .transmit(Instant::now())
+        .ok_or("--announce-to: the TAP device cannot send")?;
+    token.consume(frame.len(), |buffer| buffer.copy_from_slice(&frame));
+    Ok(())
+}
+
+/// One unsolicited ARP reply "`ip` is at `mac`" to `to`, as an Ethernet broadcast: we do not know its
+/// MAC, and must not learn it (so not a request, which `to` would answer). RFC 826 receivers that are
+/// the target merge the sender's pair into their cache; smoltcp does so for any request or reply aimed
+/// at one of its addresses.
+fn announcement(mac: EthernetAddress, ip: Ipv4Addr, to: Ipv4Addr) -> Vec<u8> {
     let arp = ArpRepr::EthernetIpv4 {
         operation: ArpOperation::Reply,
         source_hardware_addr: mac,
@@ -540,15 +551,11 @@ fn announce(
         dst_addr: EthernetAddress::BROADCAST,
         ethertype: EthernetProtocol::Arp,
     };
-    let token = device
-        .transmit(Instant::now())
-        .ok_or("--announce-to: the TAP device cannot send")?;
-    token.consume(ethernet.buffer_len() + arp.buffer_len(), |buffer| {
-        let mut frame = EthernetFrame::new_unchecked(buffer);
-        ethernet.emit(&mut frame);
-        arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
-    });
-    Ok(())
+    let mut buffer = vec![0; ethernet.buffer_len() + arp.buffer_len()];
+    let mut frame = EthernetFrame::new_unchecked(&mut buffer[..]);
+    ethernet.emit(&mut frame);
+    arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+    buffer
 }
 
 /// A short, non-secret tag of the session key: both peers print the same one.
@@ -619,4 +626,31 @@ impl log::Log for StderrLog {
     }
 
     fn flush(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announcement_is_a_broadcast_arp_reply_aimed_at_the_other_host() {
+        let mac = EthernetAddress([0x02, 0, 192, 168, 1, 3]);
+        let (ip, to) = (Ipv4Addr::new(192, 168, 1, 3), Ipv4Addr::new(192, 168, 1, 2));
+        let bytes = announcement(mac, ip, to);
+        let frame = EthernetFrame::new_checked(&bytes[..]).unwrap();
+        assert_eq!(frame.src_addr(), mac);
+        assert_eq!(frame.dst_addr(), EthernetAddress::BROADCAST);
+        assert_eq!(frame.ethertype(), EthernetProtocol::Arp);
+        let arp = ArpRepr::parse(&ArpPacket::new_checked(frame.payload()).unwrap()).unwrap();
+        assert_eq!(
+            arp,
+            ArpRepr::EthernetIpv4 {
+                operation: ArpOperation::Reply,
+                source_hardware_addr: mac,
+                source_protocol_addr: ip,
+                target_hardware_addr: EthernetAddress::BROADCAST,
+                target_protocol_addr: to,
+            }
+        );
+    }
 }

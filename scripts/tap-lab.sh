@@ -16,8 +16,8 @@
 #                          B's is port-preserving. Expect both peers to fail with PunchFailed.
 #   same-lan-race          Both peers on one home LAN behind router A (no router B): A on tap0 at .2, B on
 #                          tap1 at .3. Same public address, so they race the LAN and the public path. B
-#                          starts last and first tells A its MAC (`--announce-to`, an unsolicited ARP
-#                          reply): at the start time A's SYN goes straight out, while B's own SYN to A
+#                          (--announcer) tells A its MAC until the Match (`--announce-to`, unsolicited ARP
+#                          replies): at the start time A's SYN goes straight out, while B's own SYN to A
 #                          still waits for ARP. Expect success (over the LAN; router A does not hairpin).
 #   all                    The first three in turn; exits non-zero if any fails.
 #
@@ -29,6 +29,8 @@
 #   --delay-a-ms|--delay-b-ms N           one-way delay of each router's uplink relay (default 20 / 5)
 #   --stall-a-ms|--stall-b-ms N           peer stops polling for N ms after the Match (a slow device)
 #   --stagger-ms N                        B starts N ms after A, so A leads (default 300)
+#   --announcer a|b                       same-lan-race: the peer that tells the other its MAC, and so
+#                                         still has to ARP itself (default b, the follower; a: the leader)
 #   --expect success|ERROR                e.g. --expect PunchFailed (the peers' typed ConnectError)
 #   --timeout S                           connector deadline per peer (default 30)
 #   --punch-timeout S                     connector punch deadline (default: the connector's, 15)
@@ -67,7 +69,7 @@ case "$scenario" in -h|--help) usage; exit 0 ;; esac
 nat_a=port-preserving nat_b=port-preserving fw_a=drop fw_b=drop
 delay_a=20 delay_b=5 stall_a=0 stall_b=0 stagger=300 expect=success
 timeout_s=30 punch_timeout='' peer_args=() prefix="p2l$$-" logs='' pcap=0 build=0 quiet=0 verbose=0
-same_lan=0
+same_lan=0 announcer=B
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 host_sim=${HOST_SIM:-$target_dir/debug/host-sim}
 mediator_bin=${P2PSC_MEDIATOR_BIN:-$target_dir/debug/p2psc-mediator}
@@ -112,6 +114,7 @@ while [ $# -gt 0 ]; do
         --stall-a-ms) stall_a=$val ;;
         --stall-b-ms) stall_b=$val ;;
         --stagger-ms) stagger=$val ;;
+        --announcer) announcer=${val^^} ;;
         --expect) expect=$val ;;
         --timeout) timeout_s=$val ;;
         --punch-timeout) punch_timeout=$val ;;
@@ -134,6 +137,7 @@ for v in "$delay_a" "$delay_b" "$stall_a" "$stall_b" "$stagger" "$timeout_s" ${p
     case "$v" in ''|*[!0-9]*) echo "tap-lab: not a number: $v" >&2; exit 2 ;; esac
 done
 case "$prefix" in ''|*[!A-Za-z0-9_.-]*) echo "tap-lab: bad prefix $prefix" >&2; exit 2 ;; esac
+case "$announcer" in A|B) ;; *) echo "tap-lab: bad --announcer $announcer (a or b)" >&2; exit 2 ;; esac
 
 # --- prerequisites -------------------------------------------------------------------------------------
 [ "$(id -u)" = 0 ] || die "must run as root (network namespaces, nftables, TAP devices)"
@@ -207,6 +211,12 @@ peer_cmd() { # peer_cmd SIDE SEED PEERKEY ARGS…: sets cmd=(…), the peer's co
     [ ${#peer_args[@]} -gt 0 ] && cmd+=("${peer_args[@]}")
     [ "${stall[$side]}" != 0 ] && cmd+=(--stall-after-match-ms "${stall[$side]}")
     [ "$verbose" = 1 ] && cmd+=(-vv)
+    # same-lan-race: the announcer tells the other peer its MAC (and must ARP for the other itself).
+    if [ "$same_lan" = 1 ] && [ "$side" = "$announcer" ]; then
+        local other=A
+        [ "$side" = A ] && other=B
+        cmd+=(--announce-to "${ip[$other]%/*}")
+    fi
     cmd+=("$@")
 }
 t0=$(date +%s%N)
@@ -216,8 +226,6 @@ peer_a=$!
 pids+=("$peer_a")
 sleep "$(awk "BEGIN { print $stagger / 1000 }")"
 peer_cmd B "$seed_b" "$key_a" --echo
-# A is up (its TAP open) by now: B tells it B's MAC before either dials.
-[ "$same_lan" = 1 ] && cmd+=(--announce-to "${ip[A]%/*}")
 "${cmd[@]}" >"$logs/peer-B.log" 2>"$logs/peer-B.err" &
 peer_b=$!
 pids+=("$peer_b")

@@ -12,9 +12,10 @@
 #   late-rst       the same four, behind routers without a filter: a router's own stack answers the early
 #                  SYNs with RST until the late peer dials.
 #   same-lan-race  tap-lab.sh same-lan-race: both peers on one LAN behind one router, and one already
-#                  knows the other's MAC when the punch starts while the other still has to ARP.
-# Every run must connect and echo both ways. 2 delays x 2 sides x 2 router kinds + 1 race = 9 scenarios;
-# with --runs 5, 45 runs.
+#                  knows the other's MAC when the punch starts while the other still has to ARP: the
+#                  leader has to ARP (same-lan-race-leader, --announcer a), or the follower (-follower).
+# Every run must connect and echo both ways. 2 delays x 2 sides x 2 router kinds + 2 races = 10 scenarios;
+# with --runs 5, 50 runs.
 #
 # Options:
 #   --runs N                 runs per scenario (default 5)
@@ -104,7 +105,10 @@ for group in "${groups[@]}"; do
                 done
             done
             ;;
-        same-lan-race) add_scenario same-lan-race same-lan-race ;;
+        same-lan-race)
+            add_scenario same-lan-race-leader same-lan-race --announcer a
+            add_scenario same-lan-race-follower same-lan-race --announcer b
+            ;;
     esac
 done
 [ ${#names[@]} -gt 0 ] || { echo "tap-late: no scenario matches --only ${only[*]}" >&2; exit 2; }
@@ -151,7 +155,7 @@ reap_one() {
     unset "running[$pid]"
     echo "$rc" >"$logs/$id.rc"
     done_count=$((done_count + 1))
-    printf '[%2d/%d] %-22s %s\n' "$done_count" "$total" "$id" \
+    printf '[%2d/%d] %-25s %s\n' "$done_count" "$total" "$id" \
         "$(grep -h '^RESULT:' "$logs/$id.out" | cut -c1-60 || echo "exit $rc, no result (see $logs/$id.out)")"
 }
 
@@ -229,7 +233,7 @@ for name in "${names[@]}"; do
     done
     verdict=PASS
     [ "$n_pass" = "$runs" ] || verdict=FAIL
-    rows+=("$(printf '%-20s %4s %9s %8s %-18s %-11s %s' "$name" "$runs" "$n_conn/$runs" "$n_echo/$runs" \
+    rows+=("$(printf '%-23s %4s %9s %8s %-18s %-11s %s' "$name" "$runs" "$n_conn/$runs" "$n_echo/$runs" \
         "A $(printf '%s\n' "${syns_a[@]}" | range), B $(printf '%s\n' "${syns_b[@]}" | range)" \
         "$(printf '%s\n' "${walls[@]}" | range) s" "$verdict")")
     if [ ${#all_problems[@]} -gt 0 ]; then
@@ -239,14 +243,14 @@ for name in "${names[@]}"; do
 done
 
 printf '\n== tap-late: pass table (%s runs in %s s wall, %s at a time)\n' "$total" "$wall_s" "$jobs"
-printf '%-20s %4s %9s %8s %-18s %-11s %s\n' scenario runs connected "echo ok" "SYN attempts" "time/run" verdict
+printf '%-23s %4s %9s %8s %-18s %-11s %s\n' scenario runs connected "echo ok" "SYN attempts" "time/run" verdict
 printf '%s\n' "${rows[@]}"
 if [ ${#details[@]} -gt 0 ]; then
     printf '\n== failures\n'
     printf '  %s\n' "${details[@]}"
 fi
 printf '\nreproduce one run: scripts/tap-lab.sh ARGS (the ARGS of each scenario:)\n'
-for name in "${names[@]}"; do printf '  %-20s %s\n' "$name" "${lab_args[$name]}"; done
+for name in "${names[@]}"; do printf '  %-23s %s\n' "$name" "${lab_args[$name]}"; done
 [ "$keep_logs" = 1 ] && echo "logs in $logs"
 if [ "$failed_runs" -gt 0 ]; then
     echo "RESULT: FAIL tap-late: $failed_runs of $total runs failed"

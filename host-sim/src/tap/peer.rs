@@ -97,11 +97,11 @@ pub struct PeerArgs {
     /// late and the other side's early SYN meets its router first.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub stall_after_match_ms: u64,
-    /// Test knob: at start-up, tell the host at ADDR on our LAN our MAC address with an unsolicited ARP
-    /// reply. smoltcp fills its neighbour cache from any ARP packet aimed at it, so that host can send to
-    /// us at once, while we still have to ARP for it (a reply sends no answer back): the same-LAN race,
-    /// where its SYN can reach us while our own SYN to it still waits for ARP. The other host must be
-    /// up (its TAP open) before this peer starts.
+    /// Test knob: from start-up until the Match, tell the host at ADDR on our LAN our MAC address
+    /// with an unsolicited ARP reply every 50 ms. smoltcp fills its neighbour cache from any ARP packet
+    /// aimed at it, so that host can send to us at once, while we still have to ARP for it (a reply
+    /// gets no answer): the same-LAN race, where its SYN can reach us while our own SYN to it still
+    /// waits for ARP. Repeated because the other host may start after us; by the Match it is up.
     #[arg(long, value_name = "ADDR")]
     pub announce_to: Option<Ipv4Addr>,
     /// Log p2psc's own debug lines (and smoltcp's, with -vv) to stderr.
@@ -224,10 +224,11 @@ fn peer(args: &PeerArgs, out: &Out) -> Result<(), Failure> {
         let ip = args.ip.address().octets();
         EthernetAddress([0x02, 0x00, ip[0], ip[1], ip[2], ip[3]])
     });
+    let mut announcer = Announcer::new(mac, args.ip.address(), args.announce_to, Instant::now());
     if let Some(to) = args.announce_to {
-        announce(&mut device, mac, args.ip.address(), to).map_err(Failure::Setup)?;
         out.line(format_args!(
-            "told {to} our MAC {mac} (unsolicited ARP reply; test knob: a neighbour that knows us)"
+            "telling {to} our MAC {mac} until the Match (unsolicited ARP replies; test knob: a \
+             neighbour that knows us while we must ARP for it)"
         ));
     }
     let mut config = Config::new(mac.into());
@@ -314,6 +315,9 @@ fn peer(args: &PeerArgs, out: &Out) -> Result<(), Failure> {
     let connected: Connected = loop {
         net.poll();
         let now = Instant::now();
+        announcer
+            .poll(&mut net.device, now)
+            .map_err(Failure::Setup)?;
         let poll = connector.poll(now, &mut net.iface, &mut net.sockets);
         while let Some(event) = connector.next_event() {
             match event {
@@ -323,6 +327,9 @@ fn peer(args: &PeerArgs, out: &Out) -> Result<(), Failure> {
                     out.line(format_args!("{event} (in {wait} ms)"));
                 }
                 _ => out.line(format_args!("{event}")),
+            }
+            if matches!(event, ConnectEvent::Matched { .. }) {
+                announcer.stop();
             }
             if matches!(event, ConnectEvent::Matched { .. }) && args.stall_after_match_ms > 0 {
                 out.line(format_args!(
@@ -344,7 +351,11 @@ fn peer(args: &PeerArgs, out: &Out) -> Result<(), Failure> {
         if now >= guard {
             return Err(Failure::Connect(p2psc::Error::Timeout));
         }
-        net.wait(connector.poll_at()).map_err(Failure::Setup)?;
+        let wake = match (connector.poll_at(), announcer.poll_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        net.wait(wake).map_err(Failure::Setup)?;
     };
     out.line(format_args!(
         "authenticated: peer {} role {:?} session {} in {} ms",
@@ -519,19 +530,46 @@ fn wait_link_up(name: &str, timeout: std::time::Duration) -> Option<u128> {
     }
 }
 
-/// Send [`announcement`] on the TAP device.
-fn announce(
-    device: &mut TunTapInterface,
-    mac: EthernetAddress,
-    ip: Ipv4Addr,
-    to: Ipv4Addr,
-) -> Result<(), String> {
-    let frame = announcement(mac, ip, to);
-    let token = device
-        .transmit(Instant::now())
-        .ok_or("--announce-to: the TAP device cannot send")?;
-    token.consume(frame.len(), |buffer| buffer.copy_from_slice(&frame));
-    Ok(())
+/// `--announce-to`: [`announcement`] every [`Announcer::PERIOD`] until stopped (at the Match).
+struct Announcer {
+    frame: Vec<u8>,
+    next: Option<Instant>,
+}
+
+impl Announcer {
+    const PERIOD: Duration = Duration::from_millis(50);
+
+    /// Announce `ip` at `mac` to `to` from `now` on; with no `to`, never.
+    fn new(mac: EthernetAddress, ip: Ipv4Addr, to: Option<Ipv4Addr>, now: Instant) -> Announcer {
+        Announcer {
+            frame: to.map_or_else(Vec::new, |to| announcement(mac, ip, to)),
+            next: to.map(|_| now),
+        }
+    }
+
+    /// Send the announcement if it is due.
+    fn poll(&mut self, device: &mut TunTapInterface, now: Instant) -> Result<(), String> {
+        if self.next.is_none_or(|next| now < next) {
+            return Ok(());
+        }
+        let token = device
+            .transmit(now)
+            .ok_or("--announce-to: the TAP device cannot send")?;
+        token.consume(self.frame.len(), |buffer| {
+            buffer.copy_from_slice(&self.frame)
+        });
+        self.next = Some(now + Self::PERIOD);
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        self.next = None;
+    }
+
+    /// When the next announcement is due.
+    fn poll_at(&self) -> Option<Instant> {
+        self.next
+    }
 }
 
 /// One unsolicited ARP reply "`ip` is at `mac`" to `to`, as an Ethernet broadcast: we do not know its

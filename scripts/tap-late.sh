@@ -130,9 +130,21 @@ stop_runs() {
     for pid in "${!running[@]}"; do wait "$pid" 2>/dev/null || true; done
     running=()
 }
+# Each run removes its own namespaces; anything left under our prefix (a run stopped while it built its
+# lab, or a lab bug) is removed here, by name, with whatever runs in it.
+# shellcheck disable=SC2317 # called from cleanup
+sweep_namespaces() {
+    local left pid
+    for left in $(ip netns list | awk -v p="$prefix" 'index($1, p) == 1 { print $1 }'); do
+        echo "tap-late: namespace $left was left behind; removing it" >&2
+        for pid in $(ip netns pids "$left"); do kill -9 "$pid" 2>/dev/null || true; done
+        ip netns del "$left" || true
+    done
+}
 # shellcheck disable=SC2317 # called from the trap
 cleanup() {
     stop_runs
+    sweep_namespaces
     if [ "$keep_logs" = 0 ]; then rm -rf "$logs"; fi
 }
 trap cleanup EXIT
@@ -173,12 +185,7 @@ for id in "${ids[@]}"; do
 done
 while [ ${#running[@]} -gt 0 ]; do reap_one; done
 t1=$(date +%s%N)
-# Each run removes its own namespaces; anything left under our prefix is a lab bug: say so, remove it.
-for left in $(ip netns list | awk -v p="$prefix" 'index($1, p) == 1 { print $1 }'); do
-    echo "tap-late: namespace $left was left behind; removing it" >&2
-    for pid in $(ip netns pids "$left"); do kill -9 "$pid" 2>/dev/null || true; done
-    ip netns del "$left" || true
-done
+sweep_namespaces
 wall_s=$(awk "BEGIN { printf \"%.1f\", ($t1 - $t0) / 1e9 }")
 
 # --- the table -----------------------------------------------------------------------------------------

@@ -78,6 +78,8 @@ netlab_signal() {
 netlab_cleanup() {
     [ "$netlab_cleaned" = 1 ] && return
     netlab_cleaned=1
+    # A signal now (a parent stopping us as we finish) must not cut the cleanup short.
+    trap '' INT TERM
     local pid ns left
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     for ns in "${netlab_namespaces[@]}"; do
@@ -119,8 +121,12 @@ ns() { echo "${prefix}$1"; }
 add_ns() {
     local name
     name=$(ns "$1")
-    ip netns add "$name" || netlab_fail $? "cannot create namespace $name (does it exist? pick another --prefix)"
+    # Recorded before it exists: a signal handled just after `ip netns add` must not leave it behind.
     netlab_namespaces+=("$name")
+    if ! ip netns add "$name"; then
+        unset 'netlab_namespaces[-1]' # not ours
+        netlab_fail 1 "cannot create namespace $name (does it exist? pick another --prefix)"
+    fi
     ip -n "$name" link set lo up
     # No IPv6 chatter (router solicitations, DAD) in the captures.
     ip netns exec "$name" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1

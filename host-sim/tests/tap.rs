@@ -386,15 +386,21 @@ fn late_group(test: &str, group: &str, tag: &str, scenarios: &[&str]) {
     let (code, output) = run.finish(LATE_LIMIT);
     let rows = late_rows(&output);
     let all = format!("{LATE_RUNS}/{LATE_RUNS}");
-    for name in scenarios {
-        let row = rows.iter().find(|r| r.0 == *name);
-        let (_, connected, echoed, verdict) =
-            row.unwrap_or_else(|| panic!("{name}: no row in the pass table"));
-        assert!(
-            *connected == all && *echoed == all && *verdict == "PASS",
-            "{name}: connected {connected}, echo ok {echoed}, {verdict} (failures listed above)"
-        );
-    }
+    let failed: Vec<String> = scenarios
+        .iter()
+        .filter_map(|name| match rows.iter().find(|r| r.0 == *name) {
+            None => Some(format!("{name}: no row in the pass table")),
+            Some((_, c, e, v)) if *c != all || *e != all || *v != "PASS" => {
+                Some(format!("{name}: connected {c}, echo ok {e}, {v}"))
+            }
+            Some(_) => None,
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} (failures listed above)",
+        failed.join("; ")
+    );
     assert_eq!(rows.len(), scenarios.len(), "unexpected rows: {rows:?}");
     assert!(output.contains("RESULT: PASS tap-late"), "tap-late verdict");
     assert_eq!(code, Some(0));

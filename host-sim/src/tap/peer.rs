@@ -329,14 +329,15 @@ fn peer(args: &PeerArgs, out: &Out) -> Result<(), Failure> {
                 _ => out.line(format_args!("{event}")),
             }
             if matches!(event, ConnectEvent::Matched { .. }) {
+                // Both peers are up by now: the other one has heard our announcements.
                 announcer.stop();
-            }
-            if matches!(event, ConnectEvent::Matched { .. }) && args.stall_after_match_ms > 0 {
-                out.line(format_args!(
-                    "stalling {} ms (test knob: a slow peer)",
-                    args.stall_after_match_ms
-                ));
-                std::thread::sleep(std::time::Duration::from_millis(args.stall_after_match_ms));
+                if args.stall_after_match_ms > 0 {
+                    out.line(format_args!(
+                        "stalling {} ms (test knob: a slow peer)",
+                        args.stall_after_match_ms
+                    ));
+                    std::thread::sleep(std::time::Duration::from_millis(args.stall_after_match_ms));
+                }
             }
         }
         match poll {

@@ -301,7 +301,7 @@ else
     done
 fi
 # Attempts: the highest "(attempt N)" each peer dialled.
-attempts() { grep -o '(attempt [0-9]*)' "$1" | tr -dc '0-9\n' | sort -n | tail -1; }
+attempts() { grep -o '(attempt [0-9]*)' "$1" | tr -dc '0-9\n' | sort -n | tail -1 || true; }
 attempts_a=$(attempts "$logs/peer-A.log") attempts_b=$(attempts "$logs/peer-B.log")
 outcome() { # outcome SIDE: the peer's first verdict line, or its panic
     local line

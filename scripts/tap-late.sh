@@ -214,7 +214,8 @@ inspect_run() {
         [ -n "$line" ] && problems+=("$side panicked at $line")
     done
     if [ "$(cat "$logs/$1.rc")" != 0 ] && [ ${#problems[@]} -eq 0 ]; then
-        problems+=("tap-lab.sh exited $(cat "$logs/$1.rc"): $(grep -h 'RESULT:\|tap-lab:' "$logs/$1.out" | head -1)")
+        line=$(grep -h 'RESULT:\|tap-lab:' "$logs/$1.out" | head -1 || true)
+        problems+=("tap-lab.sh exited $(cat "$logs/$1.rc"): ${line:-no verdict (see its .out)}")
     fi
     return 0
 }

@@ -409,7 +409,6 @@ fn late_group(test: &str, group: &str, tag: &str, scenarios: &[&str]) {
 const LATE_SCENARIOS: [&str; 4] = ["A1500", "A4000", "B1500", "B4000"];
 
 #[test]
-#[ignore = "until the F1/F2 fix lands (F1: a late peer behind drop routers)"]
 fn late_peer_behind_drop_routers_connects() {
     // One peer stalls 1.5 s or 4 s after the Match; both routers drop unsolicited inbound, so the early
     // side's SYNs wait in conntrack's SYN_SENT and its re-dials on the same 5-tuple carry new ISNs.
@@ -438,7 +437,6 @@ fn late_peer_behind_rst_routers_connects() {
 }
 
 #[test]
-#[ignore = "until the F1/F2 fix lands (F2: smoltcp panics on the same-LAN race)"]
 fn same_lan_race_with_known_neighbour_connects() {
     // Both peers on one LAN behind one router; one told the other its MAC before the Match, so the
     // other's SYN reaches it while its own SYN still waits for ARP: the leader, then the follower.

@@ -14,7 +14,14 @@
 #                          of each other at a slot of the shared retry schedule. Expect success.
 #   symmetric              A's router maps every connection to a random port (masquerade fully-random);
 #                          B's is port-preserving. Expect both peers to fail with PunchFailed.
-#   all                    The three above in turn; exits non-zero if any fails.
+#   same-lan-race          Both peers on one home LAN behind router A (no router B): A on tap0 at .2, B on
+#                          tap1 at .3. Same public address, so they race the LAN and the public path. B
+#                          (--announcer) tells A its MAC until the Match (`--announce-to`, unsolicited ARP
+#                          replies): at the start time A's SYN goes straight out, while B's own SYN to A
+#                          still waits for ARP. Expect success (over the LAN; router A does not hairpin).
+#   all                    The first three in turn; exits non-zero if any fails.
+#
+# scripts/tap-late.sh runs the late-peer and same-LAN race matrix (many runs in parallel) on top of this.
 #
 # Options:
 #   --nat-a|--nat-b port-preserving|random|fully-random|symmetric   masquerade flavour per router
@@ -22,6 +29,8 @@
 #   --delay-a-ms|--delay-b-ms N           one-way delay of each router's uplink relay (default 20 / 5)
 #   --stall-a-ms|--stall-b-ms N           peer stops polling for N ms after the Match (a slow device)
 #   --stagger-ms N                        B starts N ms after A, so A leads (default 300)
+#   --announcer a|b                       same-lan-race: the peer that tells the other its MAC, and so
+#                                         still has to ARP itself (default b, the follower; a: the leader)
 #   --expect success|ERROR                e.g. --expect PunchFailed (the peers' typed ConnectError)
 #   --timeout S                           connector deadline per peer (default 30)
 #   --punch-timeout S                     connector punch deadline (default: the connector's, 15)
@@ -39,7 +48,8 @@
 # Exit: 0 the outcome matched --expect; 1 it did not; 2 usage; 3 setup failed (not root, tool missing).
 # Everything runs in namespaces named PREFIX*; all of them, and every process in them, are removed on
 # exit, on Ctrl-C and on SIGTERM. Addresses: public 203.0.113.0/24 (TEST-NET-3, mediator .10, router A .1,
-# router B .2); both homes 192.168.1.0/24 (router .1, peer .2), the same on purpose.
+# router B .2); both homes 192.168.1.0/24 (router .1, peer .2), the same on purpose (same-lan-race: one
+# home, peers .2 and .3). A peer that panics is reported with its message (stderr in the log dir).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -59,6 +69,7 @@ case "$scenario" in -h|--help) usage; exit 0 ;; esac
 nat_a=port-preserving nat_b=port-preserving fw_a=drop fw_b=drop
 delay_a=20 delay_b=5 stall_a=0 stall_b=0 stagger=300 expect=success
 timeout_s=30 punch_timeout='' peer_args=() prefix="p2l$$-" logs='' pcap=0 build=0 quiet=0 verbose=0
+same_lan=0 announcer=B
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 host_sim=${HOST_SIM:-$target_dir/debug/host-sim}
 mediator_bin=${P2PSC_MEDIATOR_BIN:-$target_dir/debug/p2psc-mediator}
@@ -67,6 +78,7 @@ case "$scenario" in
     port-preserving-drop) ;;
     port-preserving-rst) fw_a=none fw_b=none stall_b=800 ;;
     symmetric) nat_a=fully-random expect=PunchFailed ;;
+    same-lan-race) same_lan=1 ;;
     all)
         rc=0
         results=()
@@ -102,6 +114,7 @@ while [ $# -gt 0 ]; do
         --stall-a-ms) stall_a=$val ;;
         --stall-b-ms) stall_b=$val ;;
         --stagger-ms) stagger=$val ;;
+        --announcer) announcer=${val^^} ;;
         --expect) expect=$val ;;
         --timeout) timeout_s=$val ;;
         --punch-timeout) punch_timeout=$val ;;
@@ -124,6 +137,7 @@ for v in "$delay_a" "$delay_b" "$stall_a" "$stall_b" "$stagger" "$timeout_s" ${p
     case "$v" in ''|*[!0-9]*) echo "tap-lab: not a number: $v" >&2; exit 2 ;; esac
 done
 case "$prefix" in ''|*[!A-Za-z0-9_.-]*) echo "tap-lab: bad prefix $prefix" >&2; exit 2 ;; esac
+case "$announcer" in A|B) ;; *) echo "tap-lab: bad --announcer $announcer (a or b)" >&2; exit 2 ;; esac
 
 # --- prerequisites -------------------------------------------------------------------------------------
 [ "$(id -u)" = 0 ] || die "must run as root (network namespaces, nftables, TAP devices)"
@@ -148,7 +162,14 @@ declare -A stall=([A]=$stall_a [B]=$stall_b)
 
 echo "== tap-lab $scenario: router A ${nat[A]}/${fw[A]} +${delay[A]} ms, router B ${nat[B]}/${fw[B]} +${delay[B]} ms; expect $expect (namespaces ${prefix}*)"
 
-netlab_topology --relay --static-arp --nat-a "$nat_a" --fw-a "$fw_a" --nat-b "$nat_b" --fw-b "$fw_b"
+topology=(--relay --static-arp --nat-a "$nat_a" --fw-a "$fw_a" --nat-b "$nat_b" --fw-b "$fw_b")
+[ "$same_lan" = 1 ] && topology+=(--same-lan)
+netlab_topology "${topology[@]}"
+# Where each peer lives: namespace, TAP, address (same-lan-race: B beside A in home A).
+declare -A home=([A]=homeA [B]=homeB) tap=([A]=tap0 [B]=tap0) ip=([A]=$peer_ip [B]=$peer_ip)
+if [ "$same_lan" = 1 ]; then
+    home[B]=homeA tap[B]=tap1 ip[B]=$second_peer_ip
+fi
 
 # --- processes -----------------------------------------------------------------------------------------
 netlab_start_relays "$host_sim" "$delay_a" "$delay_b"
@@ -157,13 +178,21 @@ wait_for "the mediator to listen on $pub_ip:$port" 100 netlab_mediator_listening
 kill -0 "$mediator_pid" 2>/dev/null || die "the mediator exited: $(cat "$logs/mediator.log")"
 netlab_wait_relays
 
+# Captures: each router's WAN and LAN (TCP); with same-lan-race also everything on peer A's TAP (the
+# peer-to-peer frames and ARP, which the router never sees).
+captures=()
 if [ "$pcap" = 1 ]; then
-    for side in A B; do
+    for side in "${netlab_sides[@]}"; do
         for dev in wan lan; do
-            start_bg "$logs/tcpdump-$side-$dev.log" "nat$side" tcpdump -i "$dev" -n --immediate-mode -U -w "$logs/nat$side-$dev.pcap" tcp
+            captures+=("nat$side-$dev")
+            start_bg "$logs/tcpdump-nat$side-$dev.log" "nat$side" tcpdump -i "$dev" -n --immediate-mode -U -w "$logs/nat$side-$dev.pcap" tcp
         done
     done
-    wait_for "tcpdump" 50 sh -c "grep -l 'listening on' '$logs'/tcpdump-*.log | wc -l | grep -qx 4"
+    if [ "$same_lan" = 1 ]; then
+        captures+=(homeA-tap0)
+        start_bg "$logs/tcpdump-homeA-tap0.log" homeA tcpdump -i tap0 -n --immediate-mode -U -w "$logs/homeA-tap0.pcap" tcp or arp
+    fi
+    wait_for "tcpdump" 50 sh -c "grep -l 'listening on' '$logs'/tcpdump-*.log | wc -l | grep -qx ${#captures[@]}"
 fi
 
 seed() { od -An -N32 -tx1 /dev/urandom | tr -d ' \n'; }
@@ -174,14 +203,20 @@ key_b=$("$host_sim" tap pubkey --key-seed "$seed_b") || die "host-sim tap pubkey
 peer_cmd() { # peer_cmd SIDE SEED PEERKEY ARGS…: sets cmd=(…), the peer's command line in its home
     local side=$1 s=$2 k=$3
     shift 3
-    # A hard bound on top of the connector's own deadline and the exchange's.
-    cmd=(ip netns exec "$(ns "home$side")" timeout -k 2 $((timeout_s + 15))
-        "$host_sim" tap peer --tap tap0 --ip "$peer_ip" --gw "$lan_gw"
+    # A hard bound on top of the connector's own deadline and the exchange's. A backtrace if it panics.
+    cmd=(ip netns exec "$(ns "${home[$side]}")" env RUST_BACKTRACE=1 timeout -k 2 $((timeout_s + 15))
+        "$host_sim" tap peer --tap "${tap[$side]}" --ip "${ip[$side]}" --gw "$lan_gw"
         --key-seed "$s" --peer-key "$k" --mediator "$pub_ip:$port" --timeout "$timeout_s")
     [ -n "$punch_timeout" ] && cmd+=(--punch-timeout "$punch_timeout")
     [ ${#peer_args[@]} -gt 0 ] && cmd+=("${peer_args[@]}")
     [ "${stall[$side]}" != 0 ] && cmd+=(--stall-after-match-ms "${stall[$side]}")
     [ "$verbose" = 1 ] && cmd+=(-vv)
+    # same-lan-race: the announcer tells the other peer its MAC (and must ARP for the other itself).
+    if [ "$same_lan" = 1 ] && [ "$side" = "$announcer" ]; then
+        local other=A
+        [ "$side" = A ] && other=B
+        cmd+=(--announce-to "${ip[$other]%/*}")
+    fi
     cmd+=("$@")
 }
 t0=$(date +%s%N)
@@ -203,7 +238,7 @@ wall_ms=$(((t1 - t0) / 1000000))
 
 # Router state before teardown (conntrack sees the punched connection).
 if command -v conntrack >/dev/null; then
-    for side in A B; do
+    for side in "${netlab_sides[@]}"; do
         nx "nat$side" conntrack -L -p tcp >"$logs/conntrack-$side.txt" 2>/dev/null || true
     done
 fi
@@ -214,6 +249,10 @@ netlab_stop_processes
 # --- report --------------------------------------------------------------------------------------------
 show() { sed 's/^/    /' "$1"; }
 last_stamp() { grep -o '^\[ *[0-9.]*s\]' "$1" | tail -1 | tr -d '[] '; }
+# A Rust panic in a peer's stderr: "LOCATION: MESSAGE" (the path shortened to crate/src/…), or nothing.
+panic_of() {
+    grep -A1 -m1 "panicked at" "$1" 2>/dev/null | sed -e 's/.*panicked at //' -e 's#^/.*/\([^/]*/src/\)#\1#' | paste -sd ' ' || true
+}
 for side in A B; do
     log=$logs/peer-$side.log
     rc=$rc_a; [ "$side" = B ] && rc=$rc_b
@@ -224,7 +263,7 @@ for side in A B; do
     fi
 done
 if [ "$quiet" = 0 ]; then
-    for side in A B; do
+    for side in "${netlab_sides[@]}"; do
         echo "-- relay $side"
         show "$logs/relay-$side.log"
         if [ -s "$logs/conntrack-$side.txt" ]; then
@@ -235,17 +274,17 @@ if [ "$quiet" = 0 ]; then
     echo "-- mediator (last lines)"
     tail -n 8 "$logs/mediator.log" | sed 's/^/    /'
 fi
-if [ "$pcap" = 1 ]; then
-    for side in A B; do
-        for dev in lan wan; do
-            echo "-- tcpdump router $side $dev (first 30 packets)"
-            tcpdump -nr "$logs/nat$side-$dev.pcap" -tt 2>/dev/null | head -30 | sed 's/^/    /'
-        done
-    done
-fi
+for capture in "${captures[@]}"; do
+    echo "-- tcpdump $capture (first 30 packets)"
+    tcpdump -enr "$logs/$capture.pcap" -tt 2>/dev/null | head -30 | sed 's/^/    /'
+done
 
 # --- verdict -------------------------------------------------------------------------------------------
 fail=()
+declare -A panicked=([A]=$(panic_of "$logs/peer-A.err") [B]=$(panic_of "$logs/peer-B.err"))
+for side in A B; do
+    [ -z "${panicked[$side]}" ] || fail+=("peer $side panicked")
+done
 fp_a=$(grep -o 'session [0-9a-f]*' "$logs/peer-A.log" | head -1 || true)
 fp_b=$(grep -o 'session [0-9a-f]*' "$logs/peer-B.log" | head -1 || true)
 if [ "$expect" = success ]; then
@@ -262,10 +301,16 @@ else
     done
 fi
 # Attempts: the highest "(attempt N)" each peer dialled.
-attempts() { grep -o '(attempt [0-9]*)' "$1" | tr -dc '0-9\n' | sort -n | tail -1; }
+attempts() { grep -o '(attempt [0-9]*)' "$1" | tr -dc '0-9\n' | sort -n | tail -1 || true; }
 attempts_a=$(attempts "$logs/peer-A.log") attempts_b=$(attempts "$logs/peer-B.log")
-echo "== $scenario: A $(grep -E 'authenticated:|connect failed' "$logs/peer-A.log" | head -1 | cut -c1-90)"
-echo "   $scenario: B $(grep -E 'authenticated:|connect failed' "$logs/peer-B.log" | head -1 | cut -c1-90)"
+outcome() { # outcome SIDE: the peer's first verdict line, or its panic
+    local line
+    line=$(grep -E 'authenticated:|connect failed' "$logs/peer-$1.log" | head -1 | cut -c1-90 || true)
+    if [ -n "${panicked[$1]}" ]; then line="${line:+$line; }PANIC ${panicked[$1]}"; fi
+    echo "${line:-no outcome}"
+}
+echo "== $scenario: A $(outcome A)"
+echo "   $scenario: B $(outcome B)"
 echo "   SYN attempts A ${attempts_a:-0}, B ${attempts_b:-0}; wall $wall_ms ms"
 [ "$keep_logs" = 1 ] && echo "   logs in $logs"
 if [ ${#fail[@]} -eq 0 ]; then

@@ -5,7 +5,8 @@
 # formatting, clippy, no_std builds of p2psc for three bare-metal targets (with and without defmt, without
 # and with the optional IPv6/DHCP/IP-medium parts of `net`),
 # the workspace tests, the fuzz targets' build, the board firmware (build, host tests, size budget)
-# and, as root, the tests through real Linux NATs (network namespaces + TAP) and the emulated board.
+# and, as root, the tests through real Linux NATs (network namespaces + TAP: the scripts/tap-lab.sh scenarios
+# and the scripts/tap-late.sh late-peer / same-LAN race matrix, from host-sim/tests/tap.rs) and the emulated board.
 # Set P2PSC_REQUIRE_TAP=1 to make the root-only tests fail instead of skip when they cannot run.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -138,9 +138,17 @@ mod tests {
             "203.0.113.10:7777",
             "--send",
             "hi",
+            "--announce-to",
+            "192.168.1.3",
         ])
         .unwrap();
-        assert!(matches!(cli.tap.command, TapCommand::Peer(_)));
+        let TapCommand::Peer(peer) = cli.tap.command else {
+            panic!("not a peer command");
+        };
+        assert_eq!(
+            peer.announce_to,
+            Some(std::net::Ipv4Addr::new(192, 168, 1, 3))
+        );
         // --echo and --send exclude each other; one key source is required.
         assert!(Cli::try_parse_from([
             "tap",

@@ -1,5 +1,6 @@
 //! p2psc through real Linux NATs: `scripts/tap-lab.sh` scenarios (network namespaces, nftables NAT,
-//! TAP devices, the real `p2psc-mediator`), one test per scenario.
+//! TAP devices, the real `p2psc-mediator`), one test per scenario; and the `scripts/tap-late.sh` matrix
+//! (late peers behind drop and RST routers, the same-LAN race), one test per group, 5 runs per scenario.
 //!
 //! These need root, `ip`, `nft` and `/dev/net/tun`, and the mediator binary (`cargo build -p
 //! p2psc-mediator`; `cargo test --workspace` builds it). Without them each test prints why and passes;
@@ -17,8 +18,16 @@ const REQUIRE: &str = "P2PSC_REQUIRE_TAP";
 /// Longest a scenario may take before the test kills it (the symmetric one takes ~16 s).
 const SCENARIO_LIMIT: Duration = Duration::from_secs(45);
 
+/// Longest a `tap-late.sh` group may take: 20 runs, [`LATE_JOBS`] at a time, a failing run ~15-18 s.
+const LATE_LIMIT: Duration = Duration::from_secs(300);
+/// Runs per `tap-late.sh` scenario.
+const LATE_RUNS: u32 = 5;
+/// `tap-late.sh` runs at a time, per group (two groups may run at once).
+const LATE_JOBS: u32 = 8;
+
 struct Lab {
     script: PathBuf,
+    late_script: PathBuf,
     host_sim: PathBuf,
     mediator: PathBuf,
 }
@@ -36,7 +45,7 @@ fn lab(test: &str) -> Option<Lab> {
     if unsafe { libc::geteuid() } != 0 {
         missing.push("root (network namespaces, nftables, TAP devices)".to_string());
     }
-    for tool in ["ip", "nft", "timeout", "ss", "bash"] {
+    for tool in ["ip", "nft", "timeout", "ss", "bash", "awk"] {
         if find_tool(tool).is_none() {
             missing.push(format!("`{tool}` (apt-get install iproute2 nftables)"));
         }
@@ -53,6 +62,7 @@ fn lab(test: &str) -> Option<Lab> {
     if missing.is_empty() {
         return Some(Lab {
             script: workspace.join("scripts/tap-lab.sh"),
+            late_script: workspace.join("scripts/tap-late.sh"),
             host_sim,
             mediator,
         });
@@ -90,13 +100,25 @@ struct Run {
 }
 
 impl Run {
+    /// `scripts/tap-lab.sh SCENARIO … EXTRA`.
     fn start(lab: &Lab, scenario: &str, tag: &str, extra: &[&str]) -> Run {
+        Run::script(lab, &lab.script, scenario, tag, extra)
+    }
+
+    /// `scripts/tap-late.sh GROUP …` with [`LATE_RUNS`] and [`LATE_JOBS`].
+    fn late(lab: &Lab, group: &str, tag: &str) -> Run {
+        let (runs, jobs) = (LATE_RUNS.to_string(), LATE_JOBS.to_string());
+        let extra = ["--runs", runs.as_str(), "--jobs", jobs.as_str()];
+        Run::script(lab, &lab.late_script, group, tag, &extra)
+    }
+
+    fn script(lab: &Lab, script: &Path, first: &str, tag: &str, extra: &[&str]) -> Run {
         let prefix = format!("p2lt{}{tag}-", std::process::id());
         let logs = std::env::temp_dir().join(format!("{prefix}logs"));
         let _ = std::fs::remove_dir_all(&logs);
         let child = Command::new("bash")
-            .arg(&lab.script)
-            .arg(scenario)
+            .arg(script)
+            .arg(first)
             .args(["--prefix", &prefix])
             .arg("--host-sim")
             .arg(&lab.host_sim)
@@ -109,7 +131,7 @@ impl Run {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn scripts/tap-lab.sh");
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", script.display()));
         Run {
             child: Some(child),
             prefix,
@@ -339,4 +361,89 @@ fn fully_random_nat_fails_with_punch_failed_within_deadline() {
             "peer {side} failed {punch:.3} s after the Match (deadline 15 s from the start time)"
         );
     }
+}
+
+/// The pass table's row of each scenario `tap-late.sh` printed: (name, connected, echo ok, verdict).
+fn late_rows(output: &str) -> Vec<(&str, &str, &str, &str)> {
+    output
+        .lines()
+        .skip_while(|l| !l.starts_with("scenario "))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            Some((*cols.first()?, *cols.get(2)?, *cols.get(3)?, *cols.last()?))
+        })
+        .collect()
+}
+
+/// Run one `tap-late.sh` group and require every run of every listed scenario to connect and echo.
+fn late_group(test: &str, group: &str, tag: &str, scenarios: &[&str]) {
+    let Some(lab) = lab(test) else {
+        return;
+    };
+    let mut run = Run::late(&lab, group, tag);
+    let (code, output) = run.finish(LATE_LIMIT);
+    let rows = late_rows(&output);
+    let all = format!("{LATE_RUNS}/{LATE_RUNS}");
+    let failed: Vec<String> = scenarios
+        .iter()
+        .filter_map(|name| match rows.iter().find(|r| r.0 == *name) {
+            None => Some(format!("{name}: no row in the pass table")),
+            Some((_, c, e, v)) if *c != all || *e != all || *v != "PASS" => {
+                Some(format!("{name}: connected {c}, echo ok {e}, {v}"))
+            }
+            Some(_) => None,
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} (failures listed above)",
+        failed.join("; ")
+    );
+    assert_eq!(rows.len(), scenarios.len(), "unexpected rows: {rows:?}");
+    assert!(output.contains("RESULT: PASS tap-late"), "tap-late verdict");
+    assert_eq!(code, Some(0));
+}
+
+const LATE_SCENARIOS: [&str; 4] = ["A1500", "A4000", "B1500", "B4000"];
+
+#[test]
+fn late_peer_behind_drop_routers_connects() {
+    // One peer stalls 1.5 s or 4 s after the Match; both routers drop unsolicited inbound, so the early
+    // side's SYNs wait in conntrack's SYN_SENT and its re-dials on the same 5-tuple carry new ISNs.
+    let names = LATE_SCENARIOS.map(|s| format!("late-drop-{s}"));
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    late_group(
+        "late_peer_behind_drop_routers_connects",
+        "late-drop",
+        "ld",
+        &names,
+    );
+}
+
+#[test]
+fn late_peer_behind_rst_routers_connects() {
+    // The same late peers behind routers without a filter: router stacks reset the early SYNs until
+    // the late peer dials.
+    let names = LATE_SCENARIOS.map(|s| format!("late-rst-{s}"));
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    late_group(
+        "late_peer_behind_rst_routers_connects",
+        "late-rst",
+        "lr",
+        &names,
+    );
+}
+
+#[test]
+fn same_lan_race_with_known_neighbour_connects() {
+    // Both peers on one LAN behind one router; one told the other its MAC before the Match, so the
+    // other's SYN reaches it while its own SYN still waits for ARP: the leader, then the follower.
+    late_group(
+        "same_lan_race_with_known_neighbour_connects",
+        "same-lan-race",
+        "sl",
+        &["same-lan-race-leader", "same-lan-race-follower"],
+    );
 }

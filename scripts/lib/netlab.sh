@@ -8,6 +8,8 @@
 #     masquerade on `wan` and an optional "drop unsolicited inbound" firewall)
 #   ns homeA (bridge `lan`: the router's veth `uplink` and TAP `tap0`, for the peer at $peer_ip)
 #   and the same for B. Both homes are the same /24 on purpose.
+#   With --same-lan there is no B side: both peers share home A, on TAPs `tap0` ($peer_ip) and `tap1`
+#   ($second_peer_ip) in its bridge `lan`, behind router A.
 #
 # Use:
 #   prefix=P logs=DIR      namespace prefix, unique per run; log dir ('' for a temp dir, removed on exit)
@@ -16,10 +18,11 @@
 #                          process in $pids and in the namespaces is killed and the namespaces deleted.
 #                          DIE: a function called with a message when a lab step fails (it should exit);
 #                          without it the script exits with the failed step's status, as errexit would.
-#   netlab_topology [--relay] [--static-arp] [--nat-a|--nat-b FLAVOUR] [--fw-a|--fw-b drop|none]
+#   netlab_topology [--relay] [--static-arp] [--same-lan] [--nat-a|--nat-b FLAVOUR] [--fw-a|--fw-b drop|none]
 #                          build it; FLAVOUR port-preserving (default), random, fully-random or symmetric;
 #                          firewall default drop; --static-arp: fixed MACs and permanent neighbours on the
-#                          public segment (no ARP delay through relays, the same timing every run)
+#                          public segment (no ARP delay through relays, the same timing every run);
+#                          --same-lan: only side A, with two peer TAPs (netlab_sides is then (A))
 #   netlab_start_relays HOST_SIM DELAY_A_MS DELAY_B_MS, then netlab_wait_relays (after --relay)
 #   netlab_start_mediator BIN (sets mediator_pid), netlab_mediator_listening (a test for netlab_poll)
 #   ns NAME, add_ns NAME, nx NAME CMD…, start_bg LOG NS CMD…, netlab_poll TENTHS CMD…,
@@ -37,6 +40,8 @@
     declare -gA wan_mac=([A]=02:00:cb:00:71:01 [B]=02:00:cb:00:71:02)
     lan_gw=192.168.1.1
     peer_ip=192.168.1.2/24
+    # The second peer of a --same-lan topology (TAP `tap1` in home A).
+    second_peer_ip=192.168.1.3/24
 }
 
 pids=()
@@ -44,6 +49,8 @@ netlab_namespaces=()
 netlab_cleaned=0
 netlab_name=netlab
 netlab_die=''
+# The routers (and homes) the topology has: A and B, or only A with --same-lan.
+netlab_sides=(A B)
 
 # --- bookkeeping and cleanup ---------------------------------------------------------------------------
 netlab_init() {
@@ -71,6 +78,8 @@ netlab_signal() {
 netlab_cleanup() {
     [ "$netlab_cleaned" = 1 ] && return
     netlab_cleaned=1
+    # A signal now (a parent stopping us as we finish) must not cut the cleanup short.
+    trap '' INT TERM
     local pid ns left
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     for ns in "${netlab_namespaces[@]}"; do
@@ -112,8 +121,12 @@ ns() { echo "${prefix}$1"; }
 add_ns() {
     local name
     name=$(ns "$1")
-    ip netns add "$name" || netlab_fail $? "cannot create namespace $name (does it exist? pick another --prefix)"
+    # Recorded before it exists: a signal handled just after `ip netns add` must not leave it behind.
     netlab_namespaces+=("$name")
+    if ! ip netns add "$name"; then
+        unset 'netlab_namespaces[-1]' # not ours
+        netlab_fail 1 "cannot create namespace $name (does it exist? pick another --prefix)"
+    fi
     ip -n "$name" link set lo up
     # No IPv6 chatter (router solicitations, DAD) in the captures.
     ip netns exec "$name" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
@@ -147,13 +160,15 @@ wait_for() {
 
 # --- topology ------------------------------------------------------------------------------------------
 netlab_topology() {
-    local relay=0 static_arp=0 side other masq filter pubns natns homens uplink_br
+    local relay=0 static_arp=0 side other masq filter pubns natns homens uplink_br tap
+    local -a taps=(tap0)
     local -a mac
     local -A nat=([A]=port-preserving [B]=port-preserving) fw=([A]=drop [B]=drop)
     while [ $# -gt 0 ]; do
         case "$1" in
             --relay) relay=1; shift ;;
             --static-arp) static_arp=1; shift ;;
+            --same-lan) netlab_sides=(A); taps=(tap0 tap1); shift ;;
             --nat-a) nat[A]=$2; shift 2 ;;
             --nat-b) nat[B]=$2; shift 2 ;;
             --fw-a) fw[A]=$2; shift 2 ;;
@@ -171,7 +186,7 @@ netlab_topology() {
     ip -n "$pubns" addr add "$pub_ip/24" dev pub
     ip -n "$pubns" link set pub up
 
-    for side in A B; do
+    for side in "${netlab_sides[@]}"; do
         add_ns "nat$side"
         add_ns "home$side"
         natns=$(ns "nat$side") homens=$(ns "home$side")
@@ -232,22 +247,24 @@ table ip lab {
 }
 EOF
 
-        # Home: bridge `lan` joining the router's veth and the peer's TAP.
+        # Home: bridge `lan` joining the router's veth and the peers' TAPs.
         ip -n "$homens" link add lan type bridge stp_state 0
         ip -n "$homens" link set lan up
         ip -n "$homens" link set uplink master lan up
-        ip -n "$homens" tuntap add dev tap0 mode tap
-        ip -n "$homens" link set tap0 master lan up
+        for tap in "${taps[@]}"; do
+            ip -n "$homens" tuntap add dev "$tap" mode tap
+            ip -n "$homens" link set "$tap" master lan up
+        done
     done
 
     if [ "$static_arp" = 1 ]; then
-        ip -n "$pubns" neigh replace "${wan_ip[A]}" lladdr "${wan_mac[A]}" dev pub nud permanent
-        ip -n "$pubns" neigh replace "${wan_ip[B]}" lladdr "${wan_mac[B]}" dev pub nud permanent
-        for side in A B; do
-            other=B
-            if [ "$side" = B ]; then other=A; fi
+        for side in "${netlab_sides[@]}"; do
+            ip -n "$pubns" neigh replace "${wan_ip[$side]}" lladdr "${wan_mac[$side]}" dev pub nud permanent
             ip -n "$(ns "nat$side")" neigh replace "$pub_ip" lladdr "$mac_pub" dev wan nud permanent
-            ip -n "$(ns "nat$side")" neigh replace "${wan_ip[$other]}" lladdr "${wan_mac[$other]}" dev wan nud permanent
+            for other in "${netlab_sides[@]}"; do
+                if [ "$other" = "$side" ]; then continue; fi
+                ip -n "$(ns "nat$side")" neigh replace "${wan_ip[$other]}" lladdr "${wan_mac[$other]}" dev wan nud permanent
+            done
         done
     fi
 }
@@ -255,15 +272,18 @@ EOF
 # --- relays and mediator -------------------------------------------------------------------------------
 # The userspace delaying relays (`host-sim tap relay`) on the uplinks of a --relay topology.
 netlab_start_relays() { # netlab_start_relays HOST_SIM DELAY_A_MS DELAY_B_MS
-    start_bg "$logs/relay-A.log" pub "$1" tap relay --a rA0 --b rA1 --delay-ms "$2"
-    start_bg "$logs/relay-B.log" pub "$1" tap relay --a rB0 --b rB1 --delay-ms "$3"
+    local -A delay=([A]=$2 [B]=$3)
+    local side
+    for side in "${netlab_sides[@]}"; do
+        start_bg "$logs/relay-$side.log" pub "$1" tap relay --a "r${side}0" --b "r${side}1" --delay-ms "${delay[$side]}"
+    done
 }
 # A relay has attached (its TAP in `pub` has carrier).
 netlab_relay_up() { [[ $(ip -n "$(ns pub)" link show "r${1}0" 2>/dev/null) != *NO-CARRIER* ]]; }
 # The relays attach within milliseconds; the uplinks carry traffic once they have.
 netlab_wait_relays() {
     local side
-    for side in A B; do wait_for "relay $side" 50 netlab_relay_up "$side"; done
+    for side in "${netlab_sides[@]}"; do wait_for "relay $side" 50 netlab_relay_up "$side"; done
 }
 
 # The real mediator on $pub_ip:$port in `pub`, logging to $logs/mediator.log.

@@ -10,10 +10,13 @@ use p2psc::connector::{ConnectConfig, ConnectEvent, Connected, Connector, Socket
 use p2psc::identity::{PublicKey, SaltyVerifier};
 use p2psc::proto::SessionKey;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
-use smoltcp::phy::{self, Medium, TunTapInterface};
+use smoltcp::phy::{self, Device as _, Medium, TunTapInterface, TxToken as _};
 use smoltcp::socket::tcp::{self, State};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{EthernetAddress, IpCidr, IpEndpoint, Ipv4Cidr};
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    EthernetRepr, IpCidr, IpEndpoint, Ipv4Cidr,
+};
 
 use super::KeyArgs;
 
@@ -94,6 +97,13 @@ pub struct PeerArgs {
     /// late and the other side's early SYN meets its router first.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub stall_after_match_ms: u64,
+    /// Test knob: from start-up until the Match, tell the host at ADDR on our LAN our MAC address
+    /// with an unsolicited ARP reply every 50 ms. smoltcp fills its neighbour cache from any ARP packet
+    /// aimed at it, so that host can send to us at once, while we still have to ARP for it (a reply
+    /// gets no answer): the same-LAN race, where its SYN can reach us while our own SYN to it still
+    /// waits for ARP. Repeated because the other host may start after us; by the Match it is up.
+    #[arg(long, value_name = "ADDR")]
+    pub announce_to: Option<Ipv4Addr>,
     /// Log p2psc's own debug lines (and smoltcp's, with -vv) to stderr.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -214,6 +224,13 @@ fn peer(args: &PeerArgs, out: &Out) -> Result<(), Failure> {
         let ip = args.ip.address().octets();
         EthernetAddress([0x02, 0x00, ip[0], ip[1], ip[2], ip[3]])
     });
+    let mut announcer = Announcer::new(mac, args.ip.address(), args.announce_to, Instant::now());
+    if let Some(to) = args.announce_to {
+        out.line(format_args!(
+            "telling {to} our MAC {mac} until the Match (unsolicited ARP replies; test knob: a \
+             neighbour that knows us while we must ARP for it)"
+        ));
+    }
     let mut config = Config::new(mac.into());
     config.random_seed = u64::from_le_bytes(random::<8>().map_err(Failure::Setup)?);
     let mut iface = Interface::new(config, &mut device, Instant::now());
@@ -298,6 +315,9 @@ fn peer(args: &PeerArgs, out: &Out) -> Result<(), Failure> {
     let connected: Connected = loop {
         net.poll();
         let now = Instant::now();
+        announcer
+            .poll(&mut net.device, now)
+            .map_err(Failure::Setup)?;
         let poll = connector.poll(now, &mut net.iface, &mut net.sockets);
         while let Some(event) = connector.next_event() {
             match event {
@@ -308,12 +328,16 @@ fn peer(args: &PeerArgs, out: &Out) -> Result<(), Failure> {
                 }
                 _ => out.line(format_args!("{event}")),
             }
-            if matches!(event, ConnectEvent::Matched { .. }) && args.stall_after_match_ms > 0 {
-                out.line(format_args!(
-                    "stalling {} ms (test knob: a slow peer)",
-                    args.stall_after_match_ms
-                ));
-                std::thread::sleep(std::time::Duration::from_millis(args.stall_after_match_ms));
+            if matches!(event, ConnectEvent::Matched { .. }) {
+                // Both peers are up by now: the other one has heard our announcements.
+                announcer.stop();
+                if args.stall_after_match_ms > 0 {
+                    out.line(format_args!(
+                        "stalling {} ms (test knob: a slow peer)",
+                        args.stall_after_match_ms
+                    ));
+                    std::thread::sleep(std::time::Duration::from_millis(args.stall_after_match_ms));
+                }
             }
         }
         match poll {
@@ -328,7 +352,11 @@ fn peer(args: &PeerArgs, out: &Out) -> Result<(), Failure> {
         if now >= guard {
             return Err(Failure::Connect(p2psc::Error::Timeout));
         }
-        net.wait(connector.poll_at()).map_err(Failure::Setup)?;
+        let wake = match (connector.poll_at(), announcer.poll_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        net.wait(wake).map_err(Failure::Setup)?;
     };
     out.line(format_args!(
         "authenticated: peer {} role {:?} session {} in {} ms",
@@ -503,6 +531,72 @@ fn wait_link_up(name: &str, timeout: std::time::Duration) -> Option<u128> {
     }
 }
 
+/// `--announce-to`: [`announcement`] every [`Announcer::PERIOD`] until stopped (at the Match).
+struct Announcer {
+    frame: Vec<u8>,
+    next: Option<Instant>,
+}
+
+impl Announcer {
+    const PERIOD: Duration = Duration::from_millis(50);
+
+    /// Announce `ip` at `mac` to `to` from `now` on; with no `to`, never.
+    fn new(mac: EthernetAddress, ip: Ipv4Addr, to: Option<Ipv4Addr>, now: Instant) -> Announcer {
+        Announcer {
+            frame: to.map_or_else(Vec::new, |to| announcement(mac, ip, to)),
+            next: to.map(|_| now),
+        }
+    }
+
+    /// Send the announcement if it is due.
+    fn poll(&mut self, device: &mut TunTapInterface, now: Instant) -> Result<(), String> {
+        if self.next.is_none_or(|next| now < next) {
+            return Ok(());
+        }
+        let token = device
+            .transmit(now)
+            .ok_or("--announce-to: the TAP device cannot send")?;
+        token.consume(self.frame.len(), |buffer| {
+            buffer.copy_from_slice(&self.frame)
+        });
+        self.next = Some(now + Self::PERIOD);
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        self.next = None;
+    }
+
+    /// When the next announcement is due.
+    fn poll_at(&self) -> Option<Instant> {
+        self.next
+    }
+}
+
+/// One unsolicited ARP reply "`ip` is at `mac`" to `to`, as an Ethernet broadcast: we do not know its
+/// MAC, and must not learn it (so not a request, which `to` would answer). RFC 826 receivers that are
+/// the target merge the sender's pair into their cache; smoltcp does so for any request or reply aimed
+/// at one of its addresses.
+fn announcement(mac: EthernetAddress, ip: Ipv4Addr, to: Ipv4Addr) -> Vec<u8> {
+    let arp = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Reply,
+        source_hardware_addr: mac,
+        source_protocol_addr: ip,
+        target_hardware_addr: EthernetAddress::BROADCAST,
+        target_protocol_addr: to,
+    };
+    let ethernet = EthernetRepr {
+        src_addr: mac,
+        dst_addr: EthernetAddress::BROADCAST,
+        ethertype: EthernetProtocol::Arp,
+    };
+    let mut buffer = vec![0; ethernet.buffer_len() + arp.buffer_len()];
+    let mut frame = EthernetFrame::new_unchecked(&mut buffer[..]);
+    ethernet.emit(&mut frame);
+    arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+    buffer
+}
+
 /// A short, non-secret tag of the session key: both peers print the same one.
 fn fingerprint(key: &SessionKey) -> String {
     let digest = salty::Sha512::new()
@@ -571,4 +665,31 @@ impl log::Log for StderrLog {
     }
 
     fn flush(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announcement_is_a_broadcast_arp_reply_aimed_at_the_other_host() {
+        let mac = EthernetAddress([0x02, 0, 192, 168, 1, 3]);
+        let (ip, to) = (Ipv4Addr::new(192, 168, 1, 3), Ipv4Addr::new(192, 168, 1, 2));
+        let bytes = announcement(mac, ip, to);
+        let frame = EthernetFrame::new_checked(&bytes[..]).unwrap();
+        assert_eq!(frame.src_addr(), mac);
+        assert_eq!(frame.dst_addr(), EthernetAddress::BROADCAST);
+        assert_eq!(frame.ethertype(), EthernetProtocol::Arp);
+        let arp = ArpRepr::parse(&ArpPacket::new_checked(frame.payload()).unwrap()).unwrap();
+        assert_eq!(
+            arp,
+            ArpRepr::EthernetIpv4 {
+                operation: ArpOperation::Reply,
+                source_hardware_addr: mac,
+                source_protocol_addr: ip,
+                target_hardware_addr: EthernetAddress::BROADCAST,
+                target_protocol_addr: to,
+            }
+        );
+    }
 }

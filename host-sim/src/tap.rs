@@ -19,6 +19,7 @@ use p2psc::identity::Keypair;
 
 mod peer;
 mod relay;
+mod stream;
 
 pub use peer::PeerArgs;
 pub use relay::RelayArgs;

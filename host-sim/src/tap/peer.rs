@@ -13,6 +13,8 @@ use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device as _, Medium, TunTapInterface, TxToken as _};
 use smoltcp::socket::tcp::{self, State};
 use smoltcp::time::{Duration, Instant};
+
+use super::stream::Stream;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
     EthernetRepr, IpCidr, IpEndpoint, Ipv4Cidr,
@@ -66,6 +68,9 @@ pub struct PeerArgs {
     /// After connecting, send MSG, expect it echoed back, then close.
     #[arg(long, value_name = "MSG")]
     pub send: Option<String>,
+    /// Exchange plaintext instead of the secure channel (protocol §12.8; the peer must too).
+    #[arg(long)]
+    pub plaintext: bool,
     /// Overall connector deadline, seconds (registration, wait for the peer, punch, handshake).
     #[arg(long, value_name = "S", default_value_t = 60)]
     pub timeout: u64,
@@ -368,49 +373,70 @@ fn peer(args: &PeerArgs, out: &Out) -> Result<(), Failure> {
 
     let deadline = Instant::now() + Duration::from_secs(args.exchange_timeout);
     let socket = connected.socket;
+    let stream = Stream::new(&connected.session_key, connected.role, args.plaintext);
+    let mut conn = Conn {
+        net,
+        socket,
+        stream,
+    };
     if let Some(msg) = &args.send {
-        send(&mut net, socket, msg.as_bytes(), deadline, out).map_err(Failure::Exchange)?;
+        send(&mut conn, msg.as_bytes(), deadline, out).map_err(Failure::Exchange)?;
     } else if args.echo {
-        echo(&mut net, socket, deadline, out).map_err(Failure::Exchange)?;
+        echo(&mut conn, deadline, out).map_err(Failure::Exchange)?;
     } else {
-        net.tcp(socket).close();
-        finish(&mut net, socket, deadline);
+        conn.stream.close().map_err(Failure::Exchange)?;
+        conn.finish(deadline);
     }
     Ok(())
 }
 
-/// Send `msg`, read it back, close.
-fn send(
-    net: &mut Net,
+/// The application's connection: the winning socket and the stream over it.
+struct Conn {
+    net: Net,
     socket: SocketHandle,
-    msg: &[u8],
-    deadline: Instant,
-    out: &Out,
-) -> Result<(), String> {
-    let mut sent = 0;
-    let mut back = Vec::with_capacity(msg.len());
-    loop {
-        net.poll();
-        let s = net.tcp(socket);
-        if sent < msg.len() && s.can_send() {
-            sent += s
-                .send_slice(&msg[sent..])
-                .map_err(|e| format!("send: {e}"))?;
-            if sent == msg.len() {
-                out.line(format_args!("sent {} bytes: {:?}", sent, show(msg)));
+    stream: Stream,
+}
+
+impl Conn {
+    /// Poll the stack and move the stream's bytes; what arrived is appended to `into`.
+    fn pump(&mut self, into: &mut Vec<u8>) -> Result<(), String> {
+        self.net.poll();
+        let result = self.stream.pump(self.net.tcp(self.socket), into);
+        // Send what the pump queued (or the abort after a channel error) at once.
+        self.net.poll();
+        result
+    }
+
+    /// Wait (at most until `deadline`) for the close to finish: FIN both ways.
+    fn finish(&mut self, deadline: Instant) -> State {
+        let deadline = deadline.min(Instant::now() + Duration::from_secs(3));
+        loop {
+            if self.pump(&mut Vec::new()).is_err() {
+                return self.net.tcp(self.socket).state();
+            }
+            let state = self.net.tcp(self.socket).state();
+            if matches!(state, State::Closed | State::TimeWait) || Instant::now() >= deadline {
+                return state;
+            }
+            if self.net.wait(Some(deadline)).is_err() {
+                return state;
             }
         }
-        while s.can_recv() {
-            s.recv(|d| {
-                back.extend_from_slice(d);
-                (d.len(), ())
-            })
-            .map_err(|e| format!("recv: {e}"))?;
-        }
+    }
+}
+
+/// Send `msg`, read it back, close.
+fn send(conn: &mut Conn, msg: &[u8], deadline: Instant, out: &Out) -> Result<(), String> {
+    conn.stream.write(msg)?;
+    out.line(format_args!("sent {} bytes: {:?}", msg.len(), show(msg)));
+    let mut back = Vec::with_capacity(msg.len());
+    while back.len() < msg.len() {
+        conn.pump(&mut back)?;
+        let s = conn.net.tcp(conn.socket);
         if back.len() >= msg.len() {
             break;
         }
-        if !s.may_recv() {
+        if conn.stream.peer_ended(s) || !s.may_recv() {
             return Err(format!(
                 "the peer closed after echoing {} of {} bytes",
                 back.len(),
@@ -418,14 +444,14 @@ fn send(
             ));
         }
         if Instant::now() >= deadline {
+            let state = s.state();
             return Err(format!(
-                "timed out: {} of {} bytes echoed (state {})",
+                "timed out: {} of {} bytes echoed (state {state})",
                 back.len(),
-                msg.len(),
-                s.state()
+                msg.len()
             ));
         }
-        net.wait(Some(deadline))?;
+        conn.net.wait(Some(deadline))?;
     }
     if back != msg {
         return Err(format!(
@@ -435,8 +461,8 @@ fn send(
         ));
     }
     out.line(format_args!("echo received: {:?}", show(&back)));
-    net.tcp(socket).close();
-    let state = finish(net, socket, deadline);
+    conn.stream.close()?;
+    let state = conn.finish(deadline);
     out.line(format_args!(
         "echo ok ({} bytes each way), closed ({state})",
         msg.len()
@@ -444,46 +470,39 @@ fn send(
     Ok(())
 }
 
-/// Echo everything until the peer closes, then close.
-fn echo(net: &mut Net, socket: SocketHandle, deadline: Instant, out: &Out) -> Result<(), String> {
-    let mut pending: Vec<u8> = Vec::new();
+/// Echo everything until the peer ends its stream, then end ours.
+fn echo(conn: &mut Conn, deadline: Instant, out: &Out) -> Result<(), String> {
     let mut total = 0;
     loop {
-        net.poll();
-        let s = net.tcp(socket);
-        while s.can_recv() {
-            s.recv(|d| {
-                pending.extend_from_slice(d);
-                (d.len(), ())
-            })
-            .map_err(|e| format!("recv: {e}"))?;
-        }
-        if !pending.is_empty() && s.can_send() {
-            let n = s.send_slice(&pending).map_err(|e| format!("send: {e}"))?;
+        let mut received = Vec::new();
+        conn.pump(&mut received)?;
+        if !received.is_empty() {
             out.line(format_args!(
                 "echoed {} bytes: {:?}",
-                n,
-                show(&pending[..n])
+                received.len(),
+                show(&received)
             ));
-            pending.drain(..n);
-            total += n;
+            conn.stream.write(&received)?;
+            total += received.len();
+            continue;
         }
-        if !s.may_recv() && pending.is_empty() {
+        let s = conn.net.tcp(conn.socket);
+        if conn.stream.peer_ended(s) {
             break;
         }
         if !s.is_active() {
             return Err(format!("connection lost after {total} bytes"));
         }
         if Instant::now() >= deadline {
+            let state = s.state();
             return Err(format!(
-                "timed out after echoing {total} bytes (state {})",
-                s.state()
+                "timed out after echoing {total} bytes (state {state})"
             ));
         }
-        net.wait(Some(deadline))?;
+        conn.net.wait(Some(deadline))?;
     }
-    net.tcp(socket).close();
-    let state = finish(net, socket, deadline);
+    conn.stream.close()?;
+    let state = conn.finish(deadline);
     if total == 0 {
         return Err("the peer closed without sending anything".into());
     }
@@ -493,26 +512,6 @@ fn echo(net: &mut Net, socket: SocketHandle, deadline: Instant, out: &Out) -> Re
     Ok(())
 }
 
-/// Poll until our FIN is acknowledged (TimeWait/Closed) or the deadline; returns the last state.
-fn finish(net: &mut Net, socket: SocketHandle, deadline: Instant) -> State {
-    let deadline = deadline.min(Instant::now() + Duration::from_secs(3));
-    loop {
-        net.poll();
-        let state = net.tcp(socket).state();
-        if matches!(state, State::Closed | State::TimeWait) || Instant::now() >= deadline {
-            return state;
-        }
-        if net.wait(Some(deadline)).is_err() {
-            return state;
-        }
-    }
-}
-
-/// Wait until the kernel reports the TAP's link up (`operstate`), as a device waits for its PHY.
-///
-/// Opening a TAP turns its carrier on, but the kernel tells the rest of the stack (a bridge the TAP is a
-/// port of) from a work queue, a little later: a frame sent in between is dropped by the bridge, which
-/// here cost the first ARP request and a one-second ARP retry. Returns the wait, or `None` on timeout.
 fn wait_link_up(name: &str, timeout: std::time::Duration) -> Option<u128> {
     let path = format!("/sys/class/net/{name}/operstate");
     let start = std::time::Instant::now();

@@ -405,7 +405,8 @@ impl Punch {
 
     /// When [`poll`](Self::poll) must run next at the latest (besides whenever a socket changes).
     pub fn poll_at(&self) -> Option<Instant> {
-        if self.outcome.is_some() {
+        // Decided, or the winner waits only for `transmit` to hand out its last frame.
+        if self.outcome.is_some() || self.winner.is_some() {
             return None;
         }
         let authenticating = self
@@ -431,8 +432,11 @@ impl Punch {
     /// Advance to `now`: returns the next action for the shell to carry out, or `None` when there is
     /// nothing to do until a socket changes or [`poll_at`](Self::poll_at). Call until `None`.
     pub fn poll(&mut self, now: Instant) -> Option<Action> {
-        if self.outcome.is_some() || self.winner.is_some() {
+        if self.outcome.is_some() {
             return None;
+        }
+        if let Some(k) = self.winner {
+            return self.winner_lost(k);
         }
         self.cursor.advance(now);
         for k in 0..self.candidates.len() {
@@ -603,7 +607,9 @@ impl Punch {
     /// Authenticating: the handshake decides, or the peer closes, or its deadline passes.
     fn authenticate(&mut self, k: usize, now: Instant, remote: SocketAddr) -> Option<Action> {
         let c = &mut self.candidates[k];
-        if c.handshake.session_key().is_some() {
+        // A reset connection never wins, however far its handshake got (one the peer closed after
+        // its last frame still can: what it sent before its FIN is there to read).
+        if c.handshake.session_key().is_some() && c.link != Link::Closed {
             // Done: the leader's confirmed connection, verified; or the follower's, confirmed.
             self.winner = Some(k);
             self.event(PunchEvent::Authenticated(remote));
@@ -616,6 +622,18 @@ impl Punch {
             Ok(()) => return None,
         };
         self.last_error = Some(error);
+        self.set(k, Attempt::Dead);
+        Some(Action::Abort { candidate: k })
+    }
+
+    /// The winner still waiting for its last frame to go out: its connection was reset meanwhile, so
+    /// it is given up and the other candidates go on.
+    fn winner_lost(&mut self, k: usize) -> Option<Action> {
+        if self.candidates[k].link != Link::Closed {
+            return None;
+        }
+        self.winner = None;
+        self.last_error = Some(PunchError::PeerClosed);
         self.set(k, Attempt::Dead);
         Some(Action::Abort { candidate: k })
     }
@@ -683,21 +701,39 @@ impl Punch {
 
     /// Hold the punch port with the first waiting candidate whose socket is free, unless one holds it
     /// (part of every [`poll`](Self::poll); on its own, it holds the port without dialling).
+    ///
+    /// Never ahead of a connection in progress: a listener takes any bare SYN to the port, and smoltcp
+    /// hands a segment to the first socket in order that accepts it, so a listener earlier than a
+    /// socket in SYN-SENT or SYN-RECEIVED steals the peer's retransmitted SYN and answers it with a
+    /// second SYN|ACK of another ISN, which the peer and its router refuse (found in the TAP lab's
+    /// same-LAN race). A holder that finds itself there is closed.
     pub fn hold(&mut self) -> Option<Action> {
-        let waiting = |c: &Candidate| matches!(c.attempt, Attempt::Waiting { .. });
-        let listening = |c: &Candidate| {
-            matches!(
-                c.attempt,
-                Attempt::Waiting { .. } | Attempt::Listening { .. }
-            ) && matches!(c.link, Link::Listening)
+        let opening_after = |candidates: &[Candidate], k: usize| {
+            candidates[k + 1..]
+                .iter()
+                .any(|c| matches!(c.attempt, Attempt::Opening { .. }))
         };
+        let listening = |c: &Candidate| matches!(c.link, Link::Listening);
+        let holder = self
+            .candidates
+            .iter()
+            .position(|c| matches!(c.attempt, Attempt::Waiting { .. }) && listening(c));
+        if let Some(j) = holder {
+            if !opening_after(&self.candidates, j) {
+                return None;
+            }
+            self.candidates[j].link = Link::Closed;
+            return Some(Action::Close { candidate: j });
+        }
         if self.candidates.iter().any(listening) {
             return None;
         }
-        let k = self
-            .candidates
-            .iter()
-            .position(|c| waiting(c) && matches!(c.link, Link::Closed))?;
+        let k = (0..self.candidates.len()).find(|&k| {
+            let c = &self.candidates[k];
+            matches!(c.attempt, Attempt::Waiting { .. })
+                && c.link == Link::Closed
+                && !opening_after(&self.candidates, k)
+        })?;
         self.candidates[k].link = Link::Listening;
         Some(Action::Listen { candidate: k })
     }

@@ -90,7 +90,9 @@ pub fn plan(info: &PunchInfo, from: Option<SocketAddr>, sockets: usize) -> Plan 
         (_, _, 0) | (false, None, _) => {}
         // One socket takes the LAN turn first (dialling, or listening for one attempt timeout), then
         // the public one.
-        (true, Some(Turn::Listen { .. }), 1) => add(&[Turn::Listen { all_along: false }, Turn::Public]),
+        (true, Some(Turn::Listen { .. }), 1) => {
+            add(&[Turn::Listen { all_along: false }, Turn::Public])
+        }
         (true, Some(l), 1) => add(&[l, Turn::Public]),
         (true, None, 1) => add(&[Turn::Public]),
         // Two sockets: the public attempt first in socket order, then the LAN turn or a listener.

@@ -154,7 +154,15 @@ fn the_plan_follows_section_8_2() {
     let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 4000);
     assert!(plan(&a.info, Some(v6), 2).turns.is_empty());
     let config = PunchConfig::default();
-    let err = Punch::new(&a.keys, b.keys.public_key(), &a.info, Some(v6), 1, config, [0; 32]);
+    let err = Punch::new(
+        &a.keys,
+        b.keys.public_key(),
+        &a.info,
+        Some(v6),
+        1,
+        config,
+        [0; 32],
+    );
     assert_eq!(err.err(), Some(PunchError::NoTarget));
 }
 
@@ -667,4 +675,89 @@ fn a_mediator_that_lies_about_addresses_cannot_split_the_choice() {
     assert_eq!(wa.session_key, wb.session_key);
     // Nothing further is taken from the stream: the next bytes are the application's.
     assert_eq!(pb.receive(0, &SaltyVerifier, b"app data"), 0);
+}
+
+/// Found by the `punch` fuzz target (finding `punch-stale-poll-at`). Once a candidate's handshake is
+/// done, `poll` stops at it (the winner waits for its last frame to be handed out by `transmit`), but
+/// `poll_at` still reports the other candidates' deadlines, also once they have passed: a shell that
+/// polls before it transmits, or cannot transmit yet, spins.
+#[test]
+fn a_winner_waiting_for_its_last_frame_reports_no_past_deadline() {
+    let (a, b) = pair(false);
+    // The follower's dialling socket and its listener both connect to the leader.
+    let (mut pa, mut pb) = (punch(&a, &b, 1), punch(&b, &a, 2));
+    actions(&mut pa, at(START));
+    actions(&mut pb, at(START));
+    pa.observe(0, established(ep(2, 5002)));
+    pb.observe(0, established(ep(1, 5001)));
+    pb.observe(1, established(ep(1, 5001)));
+    actions(&mut pa, at(START + 10));
+    actions(&mut pb, at(START + 10));
+    // The leader's PeerAuth and Confirm reach the follower's first candidate, which is then done; the
+    // follower has not sent its own PeerAuth yet.
+    assert_eq!(
+        pump(&mut pa, 0, &mut pb, 0),
+        [MessageType::PeerAuth, MessageType::Confirm]
+    );
+    // Past the second candidate's handshake deadline.
+    let later = at(START + 10) + PunchConfig::default().punch_timeout * 2;
+    assert_eq!(actions(&mut pb, later), []);
+    assert_eq!(pb.result(), None);
+    let next = pb.poll_at();
+    assert!(
+        next.is_none_or(|t| t > later),
+        "poll_at {next:?} at {later}"
+    );
+}
+
+/// Found by the `punch` fuzz target (finding `punch-closed-winner`). A candidate whose handshake is
+/// done wins at the next poll even if its socket has been reported closed since (here the follower
+/// got the Confirm, then the leader reset the connection): the winner is a dead connection.
+#[test]
+fn a_connection_closed_after_its_handshake_does_not_win() {
+    let (a, b) = pair(false);
+    let (mut pa, mut pb) = (punch(&a, &b, 1), punch(&b, &a, 1));
+    actions(&mut pa, at(START));
+    actions(&mut pb, at(START));
+    pa.observe(0, established(ep(2, 5002)));
+    pb.observe(0, established(ep(1, 5001)));
+    actions(&mut pa, at(START + 10));
+    actions(&mut pb, at(START + 10));
+    pump(&mut pa, 0, &mut pb, 0);
+    pb.observe(0, Link::Closed);
+    actions(&mut pb, at(START + 20));
+    let mut buf = [0u8; crate::wire::MAX_FRAME_LEN];
+    while pb.transmit(0, &mut buf).is_some() {}
+    assert!(
+        !matches!(pb.result(), Some(Ok(_))),
+        "won on a closed connection: {:?}",
+        pb.result()
+    );
+}
+
+/// The same, when the reset comes after the handshake is done but before its last frame went out:
+/// the waiting winner is given up (aborted), and the punch goes on without it.
+#[test]
+fn a_winner_reset_before_its_last_frame_is_given_up() {
+    let (a, b) = pair(false);
+    let (mut pa, mut pb) = (punch(&a, &b, 1), punch(&b, &a, 1));
+    actions(&mut pa, at(START));
+    actions(&mut pb, at(START));
+    pa.observe(0, established(ep(2, 5002)));
+    pb.observe(0, established(ep(1, 5001)));
+    actions(&mut pa, at(START + 10));
+    actions(&mut pb, at(START + 10));
+    pump(&mut pa, 0, &mut pb, 0);
+    // Done: the follower's PeerAuth is still to go out.
+    assert_eq!(actions(&mut pb, at(START + 20)), []);
+    assert_eq!(pb.result(), None);
+    pb.observe(0, Link::Closed);
+    assert_eq!(
+        actions(&mut pb, at(START + 30)),
+        [Action::Abort { candidate: 0 }]
+    );
+    assert_eq!(pb.last_error(), Some(PunchError::PeerClosed));
+    let mut buf = [0u8; crate::wire::MAX_FRAME_LEN];
+    assert_eq!(pb.transmit(0, &mut buf), None);
+    assert!(!matches!(pb.result(), Some(Ok(_))), "{:?}", pb.result());
 }

@@ -46,6 +46,7 @@
 //! 1.5 round trips instead of one (see [`theory`]).
 
 pub mod clock;
+pub mod conntrack;
 pub mod crypto;
 pub mod exec;
 pub mod link;

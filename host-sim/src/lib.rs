@@ -48,6 +48,7 @@
 pub mod clock;
 pub mod conntrack;
 pub mod crypto;
+pub mod ether;
 pub mod exec;
 pub mod link;
 pub mod matrix;

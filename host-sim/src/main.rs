@@ -12,8 +12,9 @@ use std::str::FromStr;
 use clap::{Args, Parser, Subcommand};
 use embassy_time::Duration;
 use host_sim::matrix;
-use host_sim::nat::{Allocation, Filtering, Mapping, NatConfig, Unsolicited};
+use host_sim::nat::{Allocation, Filtering, Mapping, NatConfig, Tracking, Unsolicited};
 use host_sim::scenario::{self, Delays, Layout, Report, Scenario};
+use host_sim::timeline::Side;
 
 /// p2psc's deterministic NAT simulator: real p2psc and smoltcp code, simulated NATs and links, virtual
 /// time.
@@ -39,11 +40,12 @@ enum Command {
     Tap(host_sim::tap::TapArgs),
 }
 
-/// A NAT behaviour: `home` (eim/preserve/apdf/drop), `linux-rst` (eim/preserve/apdf/rst, and a RST
-/// ends the session it passes, as Linux conntrack does: masquerade without a firewall), or
-/// MAPPING/ALLOCATION/FILTERING/UNSOLICITED with mapping eim|adm|apdm, allocation preserve|seq|random,
-/// filtering eif|adf|apdf, unsolicited drop|rst|icmp. Examples: `apdm/random/apdf/drop` (symmetric),
-/// `eim/preserve/eif/rst` (full cone).
+/// A NAT behaviour: `home` (eim/preserve/apdf/drop), `linux-rst` (eim/preserve/apdf/rst: masquerade
+/// without a firewall), or MAPPING/ALLOCATION/FILTERING/UNSOLICITED[/TRACKING] with mapping
+/// eim|adm|apdm, allocation preserve|seq|random, filtering eif|adf|apdf, unsolicited drop|rst|icmp,
+/// tracking linux (Linux conntrack, the default) | none (endpoints only: the RFC model alone).
+/// Examples: `apdm/random/apdf/drop` (symmetric), `eim/preserve/eif/rst` (full cone),
+/// `eim/preserve/apdf/drop/none`.
 #[derive(Debug, Clone, Copy)]
 struct NatSpec(NatConfig);
 
@@ -59,16 +61,21 @@ impl FromStr for NatSpec {
             return Ok(NatSpec(NatConfig::linux_no_firewall()));
         }
         let parts: Vec<&str> = s.split('/').collect();
-        let [m, a, f, u] = parts.as_slice() else {
+        let ([m, a, f, u] | [m, a, f, u, _]) = parts.as_slice() else {
             return Err(format!(
-                "expected `home`, `linux-rst` or MAPPING/ALLOCATION/FILTERING/UNSOLICITED, got {s:?}"
+                "expected `home`, `linux-rst` or MAPPING/ALLOCATION/FILTERING/UNSOLICITED[/TRACKING], got {s:?}"
             ));
+        };
+        let tracking = match parts.get(4) {
+            Some(t) => Tracking::from_str(t, true)?,
+            None => Tracking::Linux,
         };
         Ok(NatSpec(NatConfig {
             mapping: Mapping::from_str(m, true)?,
             allocation: Allocation::from_str(a, true)?,
             filtering: Filtering::from_str(f, true)?,
             unsolicited: Unsolicited::from_str(u, true)?,
+            tracking,
             ..NatConfig::home_router()
         }))
     }
@@ -97,6 +104,17 @@ struct NetArgs {
     /// Loss (%) on each path, each direction.
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
+    /// Extra delay (ms) of each ARP frame on each LAN hop (slow neighbour discovery).
+    #[arg(long, default_value_t = 0.0)]
+    arp: f64,
+}
+
+fn parse_side(s: &str) -> Result<Side, String> {
+    match s {
+        "a" | "A" => Ok(Side::A),
+        "b" | "B" => Ok(Side::B),
+        _ => Err(format!("expected a or b, got {s:?}")),
+    }
 }
 
 fn ms(v: f64) -> Duration {
@@ -116,15 +134,16 @@ impl NetArgs {
             lan: ms(self.lan),
             jitter: ms(self.jitter),
             loss: self.loss / 100.0,
+            arp: ms(self.arp),
         }
     }
 }
 
 #[derive(Debug, Clone, Args)]
 struct DemoArgs {
-    /// NAT of peer A: `home` (= eim/preserve/apdf/drop), `linux-rst` (eim/preserve/apdf/rst, a RST
-    /// ends the session) or MAPPING/ALLOCATION/FILTERING/UNSOLICITED, from eim|adm|apdm /
-    /// preserve|seq|random / eif|adf|apdf / drop|rst|icmp.
+    /// NAT of peer A: `home` (= eim/preserve/apdf/drop), `linux-rst` (eim/preserve/apdf/rst) or
+    /// MAPPING/ALLOCATION/FILTERING/UNSOLICITED[/TRACKING], from eim|adm|apdm / preserve|seq|random /
+    /// eif|adf|apdf / drop|rst|icmp / linux|none (conntrack, the default, or none).
     #[arg(long, default_value = "home", value_name = "NAT")]
     nat_a: NatSpec,
     /// NAT of peer B (same syntax).
@@ -139,6 +158,9 @@ struct DemoArgs {
     /// Give both peers public addresses (no NAT).
     #[arg(long)]
     no_nat: bool,
+    /// With --same-nat: this peer (a or b) already has the other's MAC address in its ARP cache.
+    #[arg(long, value_name = "PEER", requires = "same_nat", value_parser = parse_side)]
+    knows_mac: Option<Side>,
     #[command(flatten)]
     net: NetArgs,
     /// When peer B calls connect (ms after peer A).
@@ -148,6 +170,9 @@ struct DemoArgs {
     /// device that dials late.
     #[arg(long, default_value_t = 0)]
     stall_b: u64,
+    /// The same for peer A (ms).
+    #[arg(long, default_value_t = 0)]
+    stall_a: u64,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -233,6 +258,8 @@ fn demo(args: DemoArgs) -> ExitCode {
     s.delays = args.net.delays();
     s.b.start = Some(Duration::from_millis(args.b_start));
     s.b.stall_after_match = (args.stall_b > 0).then(|| Duration::from_millis(args.stall_b));
+    s.a.stall_after_match = (args.stall_a > 0).then(|| Duration::from_millis(args.stall_a));
+    s.knows_mac = args.knows_mac;
     s.trace = args.packets;
     let r = scenario::run(&s);
     print_demo(&s, &r, args.all);

@@ -103,6 +103,8 @@ pub struct Delays {
     pub jitter: Duration,
     /// Loss probability of each path, each direction.
     pub loss: f64,
+    /// Extra delay of each ARP frame on each LAN hop (slow neighbour discovery).
+    pub arp: Duration,
 }
 
 impl Default for Delays {
@@ -114,6 +116,7 @@ impl Default for Delays {
             lan: Duration::from_millis(0),
             jitter: Duration::from_millis(0),
             loss: 0.0,
+            arp: Duration::from_millis(0),
         }
     }
 }
@@ -192,6 +195,10 @@ pub struct Scenario {
     pub trace: bool,
     /// Stop the run (panic) past this virtual time.
     pub max_time: Duration,
+    /// With [`Layout::OneNat`]: this peer has the other's MAC address in its ARP cache when the run
+    /// starts (the other answered its ARP request before and has since restarted), so its first packet
+    /// to the other's LAN address leaves at once while the other's first packet back waits for ARP.
+    pub knows_mac: Option<Side>,
 }
 
 impl Scenario {
@@ -207,6 +214,7 @@ impl Scenario {
             impersonate: None,
             trace: false,
             max_time: Duration::from_secs(600),
+            knows_mac: None,
         }
     }
 
@@ -548,6 +556,17 @@ pub fn run_with(s: &Scenario, setup: impl FnOnce(&Network, &[NodeId])) -> Report
     let log = Log::new();
     let network = Network::new(master.fork("network"), log.clone(), s.trace);
     let topology = Topology::build(s, &network, &master);
+    if let Some(knower) = s.knows_mac {
+        assert!(
+            matches!(s.layout, Layout::OneNat(_)),
+            "knows_mac needs both peers on one LAN"
+        );
+        let (a, b) = (topology.peer_a.node, topology.peer_b.node);
+        match knower {
+            Side::A => network.announce(b, a),
+            Side::B => network.announce(a, b),
+        }
+    }
     setup(&network, &topology.nat_nodes);
     let outcome = simulate(s, &network, &topology, &master, &log);
     report(
@@ -637,15 +656,17 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn lan(&self) -> LinkParams {
-        LinkParams::delay(self.delays.lan)
+        LinkParams {
+            arp: self.delays.arp,
+            ..LinkParams::delay(self.delays.lan)
+        }
     }
 
     /// A link towards the internet router.
     fn inet(&self, delay: Duration) -> LinkParams {
         LinkParams {
-            delay,
             jitter: self.delays.jitter,
-            loss: 0.0,
+            ..LinkParams::delay(delay)
         }
     }
 

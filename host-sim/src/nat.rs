@@ -1184,7 +1184,7 @@ mod tests {
     }
 
     #[test]
-    fn a_rst_ends_the_session_only_when_tracked() {
+    fn without_conntrack_a_rst_ends_the_session_only_with_rst_ends_session() {
         let rst = |src: &str, dst: SocketAddrV4| {
             let mut p = seg(ep(src), dst, false, true);
             let mut t = TcpPacket::new_unchecked(&mut p[20..]);
@@ -1263,6 +1263,163 @@ mod tests {
             .take_events()
             .iter()
             .any(|e| matches!(e, NatEvent::MappingExpired { .. })));
+    }
+
+    /// A segment with these flags (`S`, `.`, `R`, `F` as tcpdump writes them), sequence numbers and
+    /// payload length.
+    fn segment(
+        src: &str,
+        dst: SocketAddrV4,
+        flags: &str,
+        seq: u32,
+        ack: u32,
+        len: usize,
+    ) -> Vec<u8> {
+        let (src, total) = (ep(src), 40 + len);
+        let mut buf = seg(src, dst, flags.contains('S'), flags.contains('.'));
+        buf.resize(total, 0);
+        {
+            let mut ip = Ipv4Packet::new_unchecked(&mut buf[..]);
+            ip.set_total_len(total as u16);
+            ip.fill_checksum();
+        }
+        let mut t = TcpPacket::new_unchecked(&mut buf[20..]);
+        t.set_rst(flags.contains('R'));
+        t.set_fin(flags.contains('F'));
+        t.set_seq_number(TcpSeqNumber(seq as i32));
+        t.set_ack_number(TcpSeqNumber(ack as i32));
+        t.fill_checksum(&IpAddress::Ipv4(*src.ip()), &IpAddress::Ipv4(*dst.ip()));
+        buf
+    }
+
+    fn tracked(unsolicited: Unsolicited) -> Nat {
+        let config = NatConfig {
+            unsolicited,
+            hairpin: false,
+            ..NatConfig::home_router()
+        };
+        Nat::new(config, "198.51.100.1".parse().unwrap(), Rng::new(1))
+    }
+
+    fn invalid_fates(n: &mut Nat) -> Vec<(bool, InvalidFate)> {
+        n.take_events()
+            .into_iter()
+            .filter_map(|e| match e {
+                NatEvent::Invalid { outbound, fate, .. } => Some((outbound, fate)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn conntrack_loses_our_data_after_a_re_dial_with_a_smaller_isn() {
+        let mut n = tracked(Unsolicited::Drop);
+        let public = ep("198.51.100.1:50000");
+        // First attempt, unanswered; the re-dial on the same 5-tuple has a smaller ISN.
+        assert_eq!(
+            n.outbound(T0, segment(INSIDE, ep(PEER), "S", 3_000_000, 0, 0))
+                .len(),
+            1
+        );
+        assert_eq!(
+            n.outbound(T0, segment(INSIDE, ep(PEER), "S", 1_000, 0, 0))
+                .len(),
+            1
+        );
+        // The late peer's SYN and our SYN|ACK pass, and so does its ACK.
+        assert_eq!(
+            n.inbound(T0, segment(PEER, public, "S", 9_000, 0, 0)).len(),
+            1
+        );
+        assert_eq!(n.tcp_state(ep(INSIDE), ep(PEER)), Some(TcpState::SynSent2));
+        assert_eq!(
+            n.outbound(T0, segment(INSIDE, ep(PEER), "S.", 1_000, 9_001, 0))
+                .len(),
+            1
+        );
+        assert_eq!(
+            n.inbound(T0, segment(PEER, public, ".", 9_001, 1_001, 0))
+                .len(),
+            1
+        );
+        n.take_events();
+        // Our data is INVALID: not NATted, lost.
+        let outs = n.outbound(T0, segment(INSIDE, ep(PEER), ".", 1_001, 9_001, 10));
+        assert!(outs.is_empty());
+        assert_eq!(invalid_fates(&mut n), vec![(true, InvalidFate::Lost)]);
+        // Without tracking the same sequence passes.
+        let mut n = nat(
+            Mapping::EndpointIndependent,
+            Allocation::Preserving,
+            Filtering::AddressPortDependent,
+            Unsolicited::Drop,
+        );
+        n.outbound(T0, segment(INSIDE, ep(PEER), "S", 3_000_000, 0, 0));
+        n.outbound(T0, segment(INSIDE, ep(PEER), "S", 1_000, 0, 0));
+        n.inbound(T0, segment(PEER, public, "S", 9_000, 0, 0));
+        n.outbound(T0, segment(INSIDE, ep(PEER), "S.", 1_000, 9_001, 0));
+        n.inbound(T0, segment(PEER, public, ".", 9_001, 1_001, 0));
+        assert_eq!(
+            n.outbound(T0, segment(INSIDE, ep(PEER), ".", 1_001, 9_001, 10))
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn conntrack_invalid_inbound_is_dropped_by_a_firewall_and_reset_by_a_bare_router() {
+        for (unsolicited, fate) in [
+            (Unsolicited::Drop, InvalidFate::Dropped),
+            (Unsolicited::Rst, InvalidFate::Reset),
+        ] {
+            let mut n = tracked(unsolicited);
+            let public = ep("198.51.100.1:50000");
+            n.outbound(T0, segment(INSIDE, ep(PEER), "S", 500, 0, 0));
+            n.inbound(T0, segment(PEER, public, "S", 9_000, 0, 0));
+            // We abort after the peer's SYN came: the entry goes to CLOSE (a reply was seen).
+            assert_eq!(
+                n.outbound(T0, segment(INSIDE, ep(PEER), "R", 501, 0, 0))
+                    .len(),
+                1
+            );
+            assert_eq!(n.tcp_state(ep(INSIDE), ep(PEER)), Some(TcpState::Close));
+            n.take_events();
+            // The peer's SYN on the closed entry is INVALID.
+            let outs = n.inbound(T0, segment(PEER, public, "S", 9_500, 0, 0));
+            assert_eq!(invalid_fates(&mut n), vec![(false, fate)]);
+            match fate {
+                InvalidFate::Reset => {
+                    let [Out::Wan(r)] = outs.as_slice() else {
+                        panic!("{outs:?}")
+                    };
+                    assert!(
+                        matches!(packet::decode(r), Kind::Tcp(t) if t.rst && t.dst == ep(PEER))
+                    );
+                }
+                _ => assert!(outs.is_empty()),
+            }
+            // Our own new SYN re-opens it (the RST was ours): a fresh entry.
+            assert_eq!(
+                n.outbound(T0, segment(INSIDE, ep(PEER), "S", 7, 0, 0))
+                    .len(),
+                1
+            );
+            assert_eq!(n.tcp_state(ep(INSIDE), ep(PEER)), Some(TcpState::SynSent));
+        }
+    }
+
+    #[test]
+    fn conntrack_deletes_an_entry_whose_only_reply_is_a_rst() {
+        let mut n = tracked(Unsolicited::Rst);
+        let public = ep("198.51.100.1:50000");
+        n.outbound(T0, segment(INSIDE, ep(PEER), "S", 500, 0, 0));
+        assert_eq!(
+            n.inbound(T0, segment(PEER, public, "R.", 0, 501, 0)).len(),
+            1
+        );
+        assert_eq!(n.tcp_state(ep(INSIDE), ep(PEER)), None);
+        // The peer's SYN now finds no session: unsolicited, answered by the router's RST.
+        assert_eq!(inbound_verdict(&mut n, PEER, 50000).0, SynVerdict::Reset);
     }
 
     #[test]

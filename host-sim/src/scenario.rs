@@ -218,6 +218,32 @@ impl Scenario {
         }
     }
 
+    /// Two peers behind `router`s (default links), the `late` one stalling `stall` after its Match (a
+    /// slow device): the other's first attempt has long ended when its SYN comes, so it meets a router
+    /// whose conntrack entry remembers the first attempt.
+    pub fn late_peer(seed: u64, router: NatConfig, late: Side, stall: Duration) -> Scenario {
+        let mut s = Scenario::home_routers(seed);
+        s.layout = Layout::TwoNats(router, router);
+        match late {
+            Side::A => s.a.stall_after_match = Some(stall),
+            Side::B => s.b.stall_after_match = Some(stall),
+        }
+        s
+    }
+
+    /// Both peers on one LAN behind a home router (LAN hops of 1 ms), `knower` already having the
+    /// other's MAC address: its LAN SYN leaves at the start time, the other's waits for ARP.
+    pub fn same_lan_race(seed: u64, knower: Side) -> Scenario {
+        let mut s = Scenario::home_routers(seed);
+        s.layout = Layout::OneNat(NatConfig::home_router());
+        s.delays = Delays {
+            lan: Duration::from_millis(1),
+            ..Delays::default()
+        };
+        s.knows_mac = Some(knower);
+        s
+    }
+
     /// Number of LAN hops between a peer and the internet router, and between the two peers.
     fn hops(&self) -> (u32, Option<u32>) {
         match self.layout {
@@ -546,6 +572,36 @@ async fn peer(
 /// deadline).
 pub fn run(s: &Scenario) -> Report {
     run_with(s, |_, _| {})
+}
+
+/// [`run`], with a panic during the run (a network stack's, say) caught and returned as its message.
+pub fn try_run(s: &Scenario) -> Result<Report, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(s))).map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|m| m.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into())
+    })
+}
+
+/// What became of a run, in a word or two: `connected`, the peers' errors, or the panic.
+pub fn outcome(result: &Result<Report, String>) -> String {
+    match result {
+        Ok(r) if r.connected() => "connected".into(),
+        Ok(r) if r.a.session().is_some() && r.b.session().is_some() => {
+            "authenticated, data not echoed".into()
+        }
+        Ok(r) => {
+            let error = |p: &PeerReport| match p.error() {
+                Some(e) => format!("{e:?}"),
+                None if p.session().is_some() => "authenticated".into(),
+                None => "-".into(),
+            };
+            format!("A {} / B {}", error(&r.a), error(&r.b))
+        }
+        Err(panic) => format!("panic: {panic}"),
+    }
 }
 
 /// [`run`], letting `setup` adjust the network (fault injection) once it is built; it gets the network

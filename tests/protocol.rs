@@ -176,13 +176,12 @@ fn table() -> TestTable {
     Table::new(heapless::Vec::new(), MediatorConfig::default())
 }
 
-fn params(info: &PunchInfo, peer: PublicKey, racing: bool) -> HandshakeParams {
+fn params(info: &PunchInfo, peer: PublicKey) -> HandshakeParams {
     HandshakeParams {
         role: info.role,
         peer,
         own_nonce: info.own_nonce,
         peer_nonce: info.peer_nonce,
-        racing,
     }
 }
 
@@ -190,6 +189,7 @@ fn params(info: &PunchInfo, peer: PublicKey, racing: bool) -> HandshakeParams {
 fn lone_punch_info(role: Role) -> PunchInfo {
     PunchInfo {
         role,
+        matched_at: Instant::from_millis(0),
         start_at: at(0),
         own_observed: ep("203.0.113.1:1"),
         own_nonce: [1; 32],
@@ -199,22 +199,25 @@ fn lone_punch_info(role: Role) -> PunchInfo {
     }
 }
 
-/// The two handshakes of a registered pair (single candidate, deadline t = 5 s).
+/// The two handshakes of a registered pair (single candidate, deadline t = 5 s); the leader (A) has
+/// confirmed the connection, as it does its first established one.
 fn handshakes(a: &Link, ia: &PunchInfo, b: &Link, ib: &PunchInfo) -> (Handshake, Handshake) {
-    (
+    let (mut ha, hb) = (
         started(
             &a.keypair,
-            params(ia, b.keypair.public_key(), false),
+            params(ia, b.keypair.public_key()),
             [7; 32],
             at(5000),
         ),
         started(
             &b.keypair,
-            params(ib, a.keypair.public_key(), false),
+            params(ib, a.keypair.public_key()),
             [8; 32],
             at(5000),
         ),
-    )
+    );
+    assert!(ha.confirm());
+    (ha, hb)
 }
 
 fn frames(h: &mut Handshake) -> Vec<Vec<u8>> {
@@ -289,10 +292,14 @@ fn registration_match_and_mutual_authentication() {
 
     let (mut ha, mut hb) = handshakes(&a, &ia, &b, &ib);
     let (ea, eb) = handshake(&mut ha, &mut hb);
-    let (Ok(AuthEvent::Authenticated(ka)), Ok(AuthEvent::Authenticated(kb))) = (&ea[0], &eb[0])
+    // The leader, having confirmed, is done on the follower's PeerAuth; the follower verifies the
+    // leader's PeerAuth, then is done on its Confirm.
+    let (Some(Ok(AuthEvent::Authenticated(ka))), Some(Ok(AuthEvent::Authenticated(kb)))) =
+        (ea.last(), eb.last())
     else {
         panic!("{:?} {:?}", ea, eb)
     };
+    assert_eq!(eb[0], Ok(AuthEvent::Verified));
     assert_eq!(ka, kb, "both sides derive one session key");
     assert!(ha.is_done() && hb.is_done());
     assert_eq!(ha.session_key(), Some(*ka));
@@ -404,13 +411,13 @@ fn another_key_fails_authentication() {
     let mallory = kp(3);
     let mut ha = started(
         &a.keypair,
-        params(&ia, b.keypair.public_key(), false),
+        params(&ia, b.keypair.public_key()),
         [7; 32],
         at(5000),
     );
     let mut hm = started(
         &mallory,
-        params(&ib, a.keypair.public_key(), false),
+        params(&ib, a.keypair.public_key()),
         [8; 32],
         at(5000),
     );
@@ -427,7 +434,7 @@ fn replayed_peer_auth_is_rejected() {
     let (ia1, ib1) = (matched(&a1), matched(&b1));
     let mut hb1 = started(
         &b1.keypair,
-        params(&ib1, a1.keypair.public_key(), false),
+        params(&ib1, a1.keypair.public_key()),
         [8; 32],
         at(5000),
     );
@@ -436,13 +443,13 @@ fn replayed_peer_auth_is_rejected() {
     // It was good in session 1.
     let mut ha1 = started(
         &a1.keypair,
-        params(&ia1, b1.keypair.public_key(), false),
+        params(&ia1, b1.keypair.public_key()),
         [7; 32],
         at(5000),
     );
     assert!(matches!(
         ha1.receive(&SaltyVerifier, &recorded[..n]),
-        Ok((_, Some(AuthEvent::Authenticated(_))))
+        Ok((_, Some(AuthEvent::Verified)))
     ));
 
     // Session 2: A has a fresh nonce; the replay must fail.
@@ -450,7 +457,7 @@ fn replayed_peer_auth_is_rejected() {
     ia2.own_nonce = [0x55; 32];
     let mut ha2 = started(
         &a1.keypair,
-        params(&ia2, b1.keypair.public_key(), false),
+        params(&ia2, b1.keypair.public_key()),
         [9; 32],
         at(9000),
     );
@@ -468,25 +475,19 @@ fn lying_mediator_can_only_break_the_handshake() {
     ib.peer_nonce = [0xEE; 32];
     let (mut ha, mut hb) = handshakes(&a, &ia, &b, &ib);
     let (ea, eb) = handshake(&mut ha, &mut hb);
-    assert_eq!(
-        (ea, eb),
-        (
-            vec![Err(AuthError::BadSignature)],
-            vec![Err(AuthError::BadSignature)]
-        )
-    );
+    assert_eq!(ea, vec![Err(AuthError::BadSignature)]);
+    // B fails on A's PeerAuth; the Confirm behind it finds the handshake failed already.
+    assert!(!eb.is_empty() && eb.iter().all(|e| *e == Err(AuthError::BadSignature)));
+    assert!(ha.session_key().is_none() && hb.session_key().is_none());
 
     let (ia, mut ib) = (matched(&a), matched(&b));
     ib.role = Role::Leader;
     let (mut ha, mut hb) = handshakes(&a, &ia, &b, &ib);
     let (ea, eb) = handshake(&mut ha, &mut hb);
-    assert_eq!(
-        (ea, eb),
-        (
-            vec![Err(AuthError::BadSignature)],
-            vec![Err(AuthError::BadSignature)]
-        )
-    );
+    assert_eq!(ea, vec![Err(AuthError::BadSignature)]);
+    // B fails on A's PeerAuth; the Confirm behind it finds the handshake failed already.
+    assert!(!eb.is_empty() && eb.iter().all(|e| *e == Err(AuthError::BadSignature)));
+    assert!(ha.session_key().is_none() && hb.session_key().is_none());
 }
 
 #[test]
@@ -591,24 +592,14 @@ fn out_of_order_messages_are_typed_errors() {
     );
     // A Challenge to a handshake.
     let info = lone_punch_info(Role::Leader);
-    let mut h = started(
-        &kp(1),
-        params(&info, kp(2).public_key(), false),
-        [3; 32],
-        at(100),
-    );
+    let mut h = started(&kp(1), params(&info, kp(2).public_key()), [3; 32], at(100));
     let n = Message::Confirm.emit_bytes(&mut buf).unwrap();
     assert_eq!(
         h.receive(&SaltyVerifier, &buf[..n]),
         Err(AuthError::UnexpectedMessage(wire::MessageType::Confirm))
     );
     // Garbage to a handshake.
-    let mut h = started(
-        &kp(1),
-        params(&info, kp(2).public_key(), false),
-        [3; 32],
-        at(100),
-    );
+    let mut h = started(&kp(1), params(&info, kp(2).public_key()), [3; 32], at(100));
     assert_eq!(
         h.receive(&SaltyVerifier, b"GET / HTTP/1.1\r\n"),
         Err(AuthError::Wire(wire::Error::UnsupportedVersion(b'G')))
@@ -622,12 +613,7 @@ fn out_of_order_messages_are_typed_errors() {
 #[test]
 fn handshake_times_out() {
     let info = lone_punch_info(Role::Follower);
-    let mut h = started(
-        &kp(1),
-        params(&info, kp(2).public_key(), false),
-        [3; 32],
-        at(100),
-    );
+    let mut h = started(&kp(1), params(&info, kp(2).public_key()), [3; 32], at(100));
     assert_eq!(h.poll_at(), Some(at(100)));
     assert_eq!(h.poll(at(99)), Ok(()));
     assert_eq!(h.poll(at(100)), Err(AuthError::Timeout));
@@ -770,28 +756,28 @@ fn pings_measure_rtt_and_catch_unresponsive_peers() {
 }
 
 #[test]
-fn racing_candidates_settle_on_the_leaders_choice() {
+fn candidates_settle_on_the_leaders_confirmed_connection() {
     let (_, a, b) = register_pair(20, 20);
     let (ia, ib) = (matched(&a), matched(&b));
     let (pa, pb) = (a.keypair.public_key(), b.keypair.public_key());
-    // Two candidate connections; the leader selects the second.
-    let mut la = [0, 1].map(|i| started(&a.keypair, params(&ia, pb, true), [10 + i; 32], at(5000)));
-    let mut lb = [0, 1].map(|i| started(&b.keypair, params(&ib, pa, true), [20 + i; 32], at(5000)));
+    // Two candidate connections; the leader confirms the second only.
+    let mut la = [0, 1].map(|i| started(&a.keypair, params(&ia, pb), [10 + i; 32], at(5000)));
+    let mut lb = [0, 1].map(|i| started(&b.keypair, params(&ib, pa), [20 + i; 32], at(5000)));
     for i in 0..2 {
         let (ea, eb) = handshake(&mut la[i], &mut lb[i]);
-        // The leader sees "verified, may select"; the follower waits for Confirm.
+        // Both verified; neither done: the leader has not chosen, the follower waits for Confirm.
         assert_eq!(ea, vec![Ok(AuthEvent::Verified)]);
-        assert!(eb.is_empty());
-        assert!(la[i].session_key().is_none());
+        assert_eq!(eb, vec![Ok(AuthEvent::Verified)]);
+        assert!(la[i].session_key().is_none() && lb[i].session_key().is_none());
     }
-    assert!(la[1].select());
+    assert!(la[1].confirm());
     let (_, eb) = handshake(&mut la[1], &mut lb[1]);
-    let key = la[1].session_key().expect("selected");
+    let key = la[1].session_key().expect("confirmed");
     assert_eq!(eb, vec![Ok(AuthEvent::Authenticated(key))]);
     assert!(lb[1].session_key().is_some() && lb[0].session_key().is_none());
     assert!(la[1].is_done() && !la[0].is_done());
-    // A follower cannot select.
-    assert!(!lb[0].select());
+    // A follower cannot confirm.
+    assert!(!lb[0].confirm());
 }
 
 #[test]
@@ -799,6 +785,8 @@ fn application_data_after_peer_auth_stays_in_the_stream() {
     let (_, a, b) = register_pair(20, 20);
     let (ia, ib) = (matched(&a), matched(&b));
     let (mut ha, mut hb) = handshakes(&a, &ia, &b, &ib);
+    // The leader has sent its PeerAuth and Confirm already.
+    frames(&mut ha);
     let mut buf = [0u8; MAX_FRAME_LEN + 5];
     let n = hb.transmit(&mut buf).unwrap();
     buf[n..n + 5].copy_from_slice(b"hello");
@@ -814,6 +802,7 @@ fn both_peers_agree_on_racing_even_if_only_one_reported_a_lan_endpoint() {
     // must not depend on that, or one side would wait for a Confirm the other never sends.
     let base = PunchInfo {
         role: Role::Leader,
+        matched_at: Instant::from_millis(0),
         start_at: at(0),
         own_observed: ep("203.0.113.1:1000"),
         own_nonce: [1; 32],
@@ -824,6 +813,7 @@ fn both_peers_agree_on_racing_even_if_only_one_reported_a_lan_endpoint() {
     let a = base;
     let b = PunchInfo {
         role: Role::Follower,
+        matched_at: Instant::from_millis(0),
         own_observed: base.peer_observed,
         peer_observed: base.own_observed,
         peer_local: Some(ep("192.168.1.10:1000")),

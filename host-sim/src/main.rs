@@ -462,11 +462,18 @@ fn bench_config(name: &str, scenarios: Vec<Scenario>, threads: usize) {
             .copied()
             .unwrap_or(0)
     };
+    let ten = Duration::from_secs(10);
+    let within = |v: &[Duration]| v.iter().filter(|t| **t <= ten).count();
     println!("{name}");
     println!(
         "  connected {ok}/{n} ({:.1} %), {first_try} on the first SYN attempt   [{:.1} s wall]",
         100.0 * ok as f64 / n as f64,
         started.elapsed().as_secs_f64()
+    );
+    println!(
+        "  connected within 10 s: {} of the second registration, {} of B's connect()",
+        within(&setups),
+        within(&totals)
     );
     let mut failures: Vec<String> = results
         .iter()

@@ -194,11 +194,7 @@ pub fn run_cell(cell: Cell, seed: u64) -> CellResult {
         .is_some_and(|s| matches!(s.remote.addr, smoltcp::wire::IpAddress::Ipv4(a) if a.octets()[0] == 192 && a.octets()[1] == 168));
     CellResult {
         cell,
-        direct_setup: theory::direct_setup(
-            r.mediator_rtt,
-            r.peer_rtt,
-            matches!(cell, Cell::One(_)),
-        ),
+        direct_setup: theory::direct_setup(r.mediator_rtt, r.peer_rtt),
         prediction: cell.prediction(),
         connected: r.connected(),
         errors: (r.a.error(), r.b.error()),

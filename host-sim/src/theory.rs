@@ -35,22 +35,21 @@
 //!    conflicting session: dropped), or a filter that refuses it.
 //!
 //!    So: if some peer X has filtering that admits the other's SYNs (EIF; or ADF with X predictable),
-//!    the connection is [`Prediction::Listener`]: it forms when one of Y's SYNs arrives while X is
-//!    listening. The connector's shared retry schedule provides for that: a quarter of its slots are
-//!    one-sided, the sides taking turns; in a slot where only Y dials, X does not, and an unanswered
-//!    attempt of X's that has run for 1.5 s (as one to a NAT that drops it does) is stopped, so X
-//!    listens for the long gap after the slot (100–300 ms) while Y's SYN comes in. X's attempts that
-//!    were reset (by Y's NAT with RST behaviour, or Y's stack) have ended already. Such slots come about
-//!    twice a second per side; over the 15 s punch window this nearly always works, typically within a
-//!    few seconds, but it is still timing, so theory does not promise it. Otherwise the connection is impossible: [`Prediction::Fail`], and the
-//!    connector ends with `p2psc::Error::PunchFailed` at its punch deadline.
+//!    the connection is [`Prediction::Listener`]: it forms when one of Y's SYNs arrives while X listens.
+//!    With a spare candidate socket (the scenarios give each peer two) X listens on `p_X` for the whole
+//!    punch while its other socket keeps its own attempt, so the first SYN of Y's that X's NAT admits is
+//!    taken; with one socket only, X listens only between attempts that were reset. Theory still says
+//!    `Listener`, not `Direct`: it depends on a socket being free to listen. Otherwise the connection is
+//!    impossible: [`Prediction::Fail`], and the connector ends with `p2psc::Error::PunchFailed` at its
+//!    punch deadline.
 //!
 //! The classical UDP rule of thumb agrees: symmetric NAT ↔ port-restricted cone fails, symmetric ↔
 //! (address-)restricted or full cone works, symmetric ↔ symmetric works only against a full cone.
 //!
 //! 4. **Same NAT.** Peers behind one public address race the LAN endpoint (reported in Hello) and the
-//!    public one. On the LAN no NAT is involved: the LAN path is always [`Prediction::Direct`], and it is
-//!    the shorter path, so it wins; the public path additionally needs hairpinning.
+//!    public one: the leader dials the LAN endpoint while the follower listens for it. On the LAN no NAT
+//!    is involved: the LAN path is always [`Prediction::Direct`], and it is the shorter path, so it wins;
+//!    the public path additionally needs hairpinning.
 
 //! # How long a direct connection takes
 //!
@@ -58,8 +57,10 @@
 //! [`crate::scenario`]). p2psc on smoltcp 0.13 needs half a peer round trip more ([`direct_setup`]):
 //! in a simultaneous open, smoltcp in SYN-RECEIVED does not accept the other side's SYN-ACK (it answers
 //! it with an ACK) and becomes ESTABLISHED only on that bare ACK, half a round trip later. Linux takes
-//! the SYN-ACK (`tcp_validate_incoming` has a case for it), as in RFC 793's figure 8. When candidates
-//! race (same NAT), the follower waits for the leader's Confirm: another half round trip.
+//! the SYN-ACK (`tcp_validate_incoming` has a case for it), as in RFC 793's figure 8. On the LAN path of
+//! one NAT the open is an ordinary one (the leader dials, the follower listens), which takes as long:
+//! the follower is established by the leader's ACK, one and a half round trips after the SYN. The
+//! leader's Confirm travels with its PeerAuth, so it adds nothing.
 
 use core::fmt;
 
@@ -117,14 +118,9 @@ pub fn predict(a: &NatConfig, b: &NatConfig) -> Prediction {
 }
 
 /// The set-up latency of a [`Prediction::Direct`] connection with p2psc on smoltcp 0.13:
-/// `0.5 × mediator RTT + 2 × peer RTT`, plus `0.5 × peer RTT` when candidates race (module doc).
-pub fn direct_setup(mediator_rtt: Duration, peer_rtt: Duration, racing: bool) -> Duration {
-    let extra = if racing {
-        peer_rtt / 2
-    } else {
-        Duration::from_ticks(0)
-    };
-    mediator_rtt / 2 + peer_rtt * 2 + extra
+/// `0.5 × mediator RTT + 2 × peer RTT` (module doc).
+pub fn direct_setup(mediator_rtt: Duration, peer_rtt: Duration) -> Duration {
+    mediator_rtt / 2 + peer_rtt * 2
 }
 
 /// The prediction for peers on one LAN behind one NAT (any behaviour, hairpinning on or off).
@@ -180,11 +176,7 @@ mod tests {
         let sym_restricted = nat(apdm, Random, adf);
         assert_eq!(predict(&sym_restricted, &symmetric), Prediction::Fail);
         assert_eq!(
-            direct_setup(
-                Duration::from_millis(100),
-                Duration::from_millis(100),
-                false
-            ),
+            direct_setup(Duration::from_millis(100), Duration::from_millis(100)),
             Duration::from_millis(250)
         );
     }

@@ -262,10 +262,7 @@ mod routed {
             ms(r.limit) / ms(r.peer_rtt)
         );
         // Deterministic, so exact: the limit plus smoltcp's half round trip (theory::direct_setup).
-        assert_eq!(
-            setup,
-            theory::direct_setup(r.mediator_rtt, r.peer_rtt, false)
-        );
+        assert_eq!(setup, theory::direct_setup(r.mediator_rtt, r.peer_rtt));
         // Each peer's only remaining socket is its connection, to the other's public endpoint.
         let b_public = r.events.iter().find_map(|e| match e.what {
             What::Connect(ConnectEvent::Challenged(o)) if e.who == Who::Peer(Side::B) => Some(o),
@@ -300,7 +297,7 @@ mod routed {
         assert_eq!((r.a.attempts, r.b.attempts), (1, 1));
         assert_eq!(
             r.setup,
-            Some(theory::direct_setup(r.mediator_rtt, r.peer_rtt, false))
+            Some(theory::direct_setup(r.mediator_rtt, r.peer_rtt))
         );
     }
 
@@ -422,7 +419,7 @@ mod routed {
         }
         assert_eq!(
             r.setup,
-            Some(theory::direct_setup(r.mediator_rtt, r.peer_rtt, true))
+            Some(theory::direct_setup(r.mediator_rtt, r.peer_rtt))
         );
         r
     }

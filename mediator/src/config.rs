@@ -55,7 +55,7 @@ pub struct Args {
 
     /// Deadline for each registration message (Hello after connecting, Proof after the Challenge), and
     /// for writing a frame.
-    #[arg(long, value_name = "DURATION", env = "P2PSC_MEDIATOR_STEP_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", env = "P2PSC_MEDIATOR_STEP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub step_timeout: Duration,
 
     /// Longest a registered peer waits for its counterpart (then Abort(PeerTimeout)).

@@ -54,7 +54,7 @@ use crate::proto::punch::{self, Winner};
 use crate::proto::SessionKey;
 use crate::time::Instant;
 use crate::wire::Role;
-use socket::{link, quiet_close, tcp, usable};
+use socket::{link, quiet_close, tcp, try_tcp, usable};
 
 /// The result: an established, authenticated TCP connection to the peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,8 +211,11 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
         self.finished = true;
         let result = result.and_then(|w| self.connected(w, sockets));
         let winner = result.ok().map(|c| c.socket);
+        // Through the checked lookup: after BadSocket a handle may be no TCP socket of this set.
         for handle in self.sockets.all().filter(|h| Some(*h) != winner) {
-            tcp(sockets, handle).abort();
+            if let Some(s) = try_tcp(sockets, handle) {
+                s.abort();
+            }
         }
         Poll::Ready(result)
     }

@@ -20,13 +20,20 @@ pub(crate) fn tcp<'a, 'b>(
     sockets.get_mut::<tcp::Socket>(handle)
 }
 
-/// Whether `handle` is a TCP socket of `sockets` whose buffers hold a whole frame each way. Checked
-/// without smoltcp's panicking accessors.
-pub(crate) fn usable(sockets: &mut SocketSet<'_>, handle: SocketHandle) -> bool {
+/// The TCP socket `handle` of `sockets`, if it is one, found without smoltcp's panicking accessors.
+pub(crate) fn try_tcp<'a, 'b>(
+    sockets: &'a mut SocketSet<'b>,
+    handle: SocketHandle,
+) -> Option<&'a mut tcp::Socket<'b>> {
     sockets
         .iter_mut()
         .find(|(h, _)| *h == handle)
         .and_then(|(_, s)| tcp::Socket::downcast_mut(s))
+}
+
+/// Whether `handle` is a TCP socket of `sockets` whose buffers hold a whole frame each way.
+pub(crate) fn usable(sockets: &mut SocketSet<'_>, handle: SocketHandle) -> bool {
+    try_tcp(sockets, handle)
         .is_some_and(|s| s.send_capacity() >= MAX_FRAME_LEN && s.recv_capacity() >= MAX_FRAME_LEN)
 }
 

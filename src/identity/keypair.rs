@@ -138,12 +138,10 @@ impl Signer for Keypair {
     }
 }
 
-/// Overwrite a secret so that it does not outlive its owner in memory.
+/// Overwrite a secret so that it does not outlive its owner in memory (`zeroize`: volatile writes the
+/// compiler cannot drop).
 pub(super) fn wipe(secret: &mut [u8; 32]) {
-    // A volatile write, so that the compiler cannot drop this last store to memory about to be freed.
-    // SAFETY: `secret` is a valid, aligned and exclusive reference.
-    unsafe { core::ptr::write_volatile(secret, [0; 32]) };
-    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+    zeroize::Zeroize::zeroize(secret);
 }
 
 #[cfg(test)]

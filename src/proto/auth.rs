@@ -7,14 +7,18 @@
 //! handshake fail. Both sides then derive the same 32-byte [`SessionKey`], which a relaying
 //! man-in-the-middle cannot know (see `doc/protocol.md`, "Security").
 //!
-//! When several candidate connections race (peers behind one public address), the leader picks the first
-//! that authenticates and sends [`Message::Confirm`] on it; the follower reports success only on Confirm.
+//! Several candidate connections can form in one punch (the LAN and the public path, or a listener that
+//! takes a SYN from a port we never dialled), and the two sides must use the same one. So the leader
+//! chooses: it sends [`Message::Confirm`] on one connection — eagerly, right after its PeerAuth on the
+//! first connection established, so the choice costs no round trip — and on another only if that one
+//! fails. The follower completes only on the connection where Confirm arrives after a PeerAuth that
+//! verified; the leader completes on its confirmed connection once the follower's PeerAuth verifies
+//! there.
 //!
 //! ```text
-//!  AwaitPeerAuth ──valid PeerAuth──▶ Done                         (single candidate)
-//!                ──valid PeerAuth──▶ Verified ──select()──▶ Done  (leader, racing candidates)
-//!                                    (reported as AuthEvent::Verified)
-//!                ──valid PeerAuth──▶ AwaitConfirm ──Confirm──▶ Done (follower, racing candidates)
+//!  leader:   AwaitPeerAuth ──valid PeerAuth──▶ Verified ──confirm(), Confirm sent──▶ Done
+//!            (confirm() first: Done as soon as the PeerAuth verifies and Confirm is sent)
+//!  follower: AwaitPeerAuth ──valid PeerAuth──▶ Verified ──Confirm──▶ Done
 //!  any state ──wrong key / bad signature / bad frame / deadline──▶ Failed(AuthError)
 //! ```
 //!
@@ -29,9 +33,17 @@ use crate::time::Instant;
 use crate::wire::{self, FrameReader, Message, MessageType, Nonce, PeerAuth, Role};
 
 /// A 32-byte secret both peers share after the handshake, bound to both identities and this connection.
-/// Use it to key an encrypted channel; p2psc itself does not encrypt the stream.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Use it to key an encrypted channel. Compared in constant time.
+#[derive(Clone, Copy)]
 pub struct SessionKey(pub [u8; 32]);
+
+impl PartialEq for SessionKey {
+    fn eq(&self, other: &SessionKey) -> bool {
+        subtle::ConstantTimeEq::ct_eq(&self.0[..], &other.0[..]).into()
+    }
+}
+
+impl Eq for SessionKey {}
 
 impl fmt::Debug for SessionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -84,8 +96,8 @@ impl core::error::Error for AuthError {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum AuthEvent {
-    /// Leader with racing candidates: the peer proved its key on this connection, which may now be
-    /// chosen with [`Handshake::select`].
+    /// The peer proved its key on this connection, but it is not (yet) the chosen one: the leader has
+    /// not confirmed it ([`Handshake::confirm`]), or the follower waits for the leader's Confirm.
     Verified,
     /// The handshake is complete: the connection is the application's.
     Authenticated(SessionKey),
@@ -94,12 +106,8 @@ pub enum AuthEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     AwaitPeerAuth,
-    /// Leader, racing: verified, waiting for the caller's choice.
+    /// The peer's PeerAuth verified; not chosen yet (leader: not confirmed; follower: no Confirm yet).
     Verified(SessionKey),
-    /// Follower, racing: verified, waiting for the leader's Confirm.
-    AwaitConfirm(SessionKey),
-    /// Leader selected this connection; Confirm still to transmit.
-    Selected(SessionKey),
     Done(SessionKey),
     Failed(AuthError),
 }
@@ -115,8 +123,6 @@ pub struct HandshakeParams {
     pub own_nonce: Nonce,
     /// The peer's nonce, as the mediator relayed it.
     pub peer_nonce: Nonce,
-    /// Several candidate connections race: the leader confirms the winner.
-    pub racing: bool,
 }
 
 /// One side of the peer handshake on one connection, as a sans-IO state machine.
@@ -124,9 +130,15 @@ pub struct HandshakeParams {
 pub struct Handshake {
     params: HandshakeParams,
     own: PublicKey,
-    ephemeral_secret: [u8; 32],
+    /// Wiped once the peer's PeerAuth has been checked (and on drop): the session key's forward secrecy
+    /// rests on it (protocol §10.9).
+    ephemeral_secret: zeroize::Zeroizing<[u8; 32]>,
     ours: PeerAuth,
     auth_sent: bool,
+    /// Leader: this connection is chosen (Confirm queued); follower: never set.
+    confirmed: bool,
+    /// Leader: the Confirm went out.
+    confirm_sent: bool,
     state: State,
     /// Set when the connection is established ([`Handshake::start`]).
     deadline: Option<Instant>,
@@ -171,9 +183,11 @@ impl Handshake {
         Handshake {
             params,
             own,
-            ephemeral_secret: ephemeral_seed,
+            ephemeral_secret: zeroize::Zeroizing::new(ephemeral_seed),
             ours,
             auth_sent: false,
+            confirmed: false,
+            confirm_sent: false,
             state: State::AwaitPeerAuth,
             deadline: None,
             reader: FrameReader::new(),
@@ -184,6 +198,8 @@ impl Handshake {
     /// connection after a failed attempt) keeps the parameters and the signature.
     pub fn start(&mut self, deadline: Instant) {
         self.auth_sent = false;
+        self.confirmed = false;
+        self.confirm_sent = false;
         self.state = State::AwaitPeerAuth;
         self.deadline = Some(deadline);
         self.reader = FrameReader::new();
@@ -202,6 +218,16 @@ impl Handshake {
         matches!(self.state, State::Done(_)) && self.auth_sent
     }
 
+    /// Whether the peer's PeerAuth verified on this connection.
+    pub fn is_verified(&self) -> bool {
+        matches!(self.state, State::Verified(_) | State::Done(_))
+    }
+
+    /// Whether this connection is the leader's choice (the leader's own view).
+    pub fn is_confirmed(&self) -> bool {
+        self.confirmed
+    }
+
     /// The error, once failed.
     pub fn error(&self) -> Option<AuthError> {
         match self.state {
@@ -210,16 +236,15 @@ impl Handshake {
         }
     }
 
-    /// Leader with racing candidates: choose this connection. Confirm is queued for transmission.
-    /// Returns false if this handshake is not a verified leader handshake.
-    pub fn select(&mut self) -> bool {
-        match self.state {
-            State::Verified(key) => {
-                self.state = State::Selected(key);
-                true
-            }
-            _ => false,
+    /// Leader: choose this connection. Confirm is queued, after our PeerAuth; the handshake is done once
+    /// it is sent and the peer's PeerAuth has verified. Returns false for a follower or a failed
+    /// handshake.
+    pub fn confirm(&mut self) -> bool {
+        if self.params.role != Role::Leader || matches!(self.state, State::Failed(_)) {
+            return false;
         }
+        self.confirmed = true;
+        true
     }
 
     /// Write the next frame to send into `buf` (at least [`wire::MAX_FRAME_LEN`] bytes).
@@ -232,9 +257,12 @@ impl Handshake {
             self.auth_sent = true;
             return Some(len);
         }
-        if let State::Selected(key) = self.state {
+        if self.confirmed && !self.confirm_sent {
             let len = Message::Confirm.emit_bytes(buf)?;
-            self.state = State::Done(key);
+            self.confirm_sent = true;
+            if let State::Verified(key) = self.state {
+                self.state = State::Done(key);
+            }
             return Some(len);
         }
         None
@@ -273,9 +301,10 @@ impl Handshake {
     ) -> Result<(usize, Option<AuthEvent>), AuthError> {
         match self.state {
             State::Failed(e) => return Err(e),
-            State::AwaitPeerAuth | State::AwaitConfirm(_) => {}
-            // Done, or the leader's own decision pending: anything further is application data.
-            State::Verified(_) | State::Selected(_) | State::Done(_) => return Ok((0, None)),
+            State::AwaitPeerAuth => {}
+            // The follower waits for Confirm; after it, anything is application data.
+            State::Verified(_) if self.params.role == Role::Follower => {}
+            State::Verified(_) | State::Done(_) => return Ok((0, None)),
         }
         let (used, message) = self.reader.read(data);
         let event = match message {
@@ -294,19 +323,20 @@ impl Handshake {
         match (self.state, message) {
             (State::AwaitPeerAuth, Message::PeerAuth(theirs)) => {
                 let key = self.verify(verifier, &theirs)?;
-                let racing = self.params.racing;
-                self.state = match self.params.role {
-                    _ if !racing => State::Done(key),
-                    Role::Leader => State::Verified(key),
-                    Role::Follower => State::AwaitConfirm(key),
+                // The leader is done at once if it already confirmed this connection and said so.
+                let done = self.params.role == Role::Leader && self.confirm_sent;
+                self.state = if done {
+                    State::Done(key)
+                } else {
+                    State::Verified(key)
                 };
-                Ok(match self.state {
-                    State::AwaitConfirm(_) => None,
-                    State::Verified(_) => Some(AuthEvent::Verified),
-                    _ => Some(AuthEvent::Authenticated(key)),
-                })
+                Ok(Some(if done {
+                    AuthEvent::Authenticated(key)
+                } else {
+                    AuthEvent::Verified
+                }))
             }
-            (State::AwaitConfirm(key), Message::Confirm) => {
+            (State::Verified(key), Message::Confirm) if self.params.role == Role::Follower => {
                 self.state = State::Done(key);
                 Ok(Some(AuthEvent::Authenticated(key)))
             }
@@ -338,10 +368,14 @@ impl Handshake {
             return Err(self.fail(AuthError::BadSignature));
         }
         let secret = salty::agreement::SecretKey::from_seed(&self.ephemeral_secret);
-        let shared = secret
-            .agree(&salty::agreement::PublicKey::from(theirs.ephemeral))
-            .to_bytes();
-        if shared == [0u8; 32] {
+        // This connection's secret is not needed again (other candidates hold their own copy).
+        zeroize::Zeroize::zeroize(&mut *self.ephemeral_secret);
+        let shared = zeroize::Zeroizing::new(
+            secret
+                .agree(&salty::agreement::PublicKey::from(theirs.ephemeral))
+                .to_bytes(),
+        );
+        if *shared == [0u8; 32] {
             return Err(self.fail(AuthError::WeakEphemeral));
         }
         let ours = (&self.own, &p.own_nonce, &self.ours.ephemeral);
@@ -353,5 +387,49 @@ impl Handshake {
         Ok(SessionKey(transcript::session_key(
             &shared, leader, follower,
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{Keypair, SaltyVerifier};
+
+    fn pair() -> (Handshake, Handshake) {
+        let (a, b) = (Keypair::from_seed(&[1; 32]), Keypair::from_seed(&[2; 32]));
+        let params = |role, peer: &Keypair, own: u8, other: u8| HandshakeParams {
+            role,
+            peer: peer.public_key(),
+            own_nonce: [own; 32],
+            peer_nonce: [other; 32],
+        };
+        let ha = Handshake::new(&a, params(Role::Leader, &b, 0x11, 0x22), [7; 32]);
+        let hb = Handshake::new(&b, params(Role::Follower, &a, 0x22, 0x11), [8; 32]);
+        (ha, hb)
+    }
+
+    #[test]
+    fn the_ephemeral_secret_is_wiped_once_the_peer_is_verified() {
+        let (mut ha, mut hb) = pair();
+        hb.start(Instant::from_secs(5));
+        let mut buf = [0u8; wire::MAX_FRAME_LEN];
+        let n = ha.transmit(&mut buf).unwrap();
+        assert_ne!(*hb.ephemeral_secret, [0; 32]);
+        let (_, event) = hb.receive(&SaltyVerifier, &buf[..n]).unwrap();
+        assert_eq!(event, Some(AuthEvent::Verified));
+        assert_eq!(*hb.ephemeral_secret, [0; 32]);
+        // The leader's copy stays until its own check: another candidate may still need it.
+        assert_ne!(*ha.ephemeral_secret, [0; 32]);
+    }
+
+    #[test]
+    fn session_keys_compare_by_value() {
+        let key = SessionKey([0x5A; 32]);
+        assert_eq!(key, SessionKey([0x5A; 32]));
+        for i in 0..32 {
+            let mut other = [0x5A; 32];
+            other[i] ^= 1;
+            assert_ne!(key, SessionKey(other), "byte {i}");
+        }
     }
 }

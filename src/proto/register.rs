@@ -100,6 +100,8 @@ impl core::error::Error for RegisterError {}
 pub struct PunchInfo {
     /// Our role in the pair.
     pub role: Role,
+    /// When the Match arrived.
+    pub matched_at: Instant,
     /// When to send the first SYN.
     pub start_at: Instant,
     /// Our public endpoint as the mediator saw it.
@@ -373,6 +375,7 @@ impl Registration {
     fn matched(&mut self, now: Instant, observed: SocketAddr, m: &Match) -> RegisterEvent {
         let info = PunchInfo {
             role: m.role,
+            matched_at: now,
             start_at: now + Duration::from_millis(m.start_delay_ms.into()),
             own_observed: observed,
             own_nonce: self.hello.nonce,

@@ -60,7 +60,7 @@ pub struct MediatorConfig {
 impl Default for MediatorConfig {
     fn default() -> Self {
         MediatorConfig {
-            step_timeout: Duration::from_secs(5),
+            step_timeout: Duration::from_secs(10),
             wait_timeout: Duration::from_secs(120),
             ping_interval: Duration::from_secs(15),
             ping_timeout: Duration::from_secs(10),

@@ -13,21 +13,32 @@
 //! 5. stop once [`result`](Punch::result) is `Some`: every socket but the winner's must then be closed;
 //! 6. call again at [`poll_at`](Punch::poll_at) or when a socket changes.
 //!
+//! # What each candidate does
+//!
+//! [`plan`] gives each candidate socket its *turns* — dial the peer's public endpoint, dial its LAN
+//! endpoint, or listen — and explains the two real-world behaviours behind them: a router that tracks
+//! TCP keeps the first SYN's sequence number for a 5-tuple, so an attempt through our NAT is kept, never
+//! replaced by a new SYN, until it is reset; and on a LAN the peer's SYN can arrive before ours has
+//! left, so only the leader dials the LAN endpoint.
+//!
 //! # Attempt life cycle of one candidate
 //!
 //! ```text
-//!            ┌──────────── slot time: Dial ────────────┐
-//!  Waiting ──┤ (holding P: Listen, if no other holds)  ├──▶ Opening ──established──▶ Authenticating ──▶ won
-//!     ▲      └── the held port took the peer's SYN ────┘       │                        │
-//!     └──── reset / refused / attempt timeout / listen slot ───┘        bad PeerAuth, peer closed,
-//!           (Close: quietly, no RST; next dial at our next slot)        handshake deadline ──▶ Dead (Abort)
+//!            ┌── its next turn at the slot time: Dial, or Listen ──┐
+//!  Waiting ──┤ (holding P: Listen, if no other socket listens)     ├──▶ Opening ──established──▶ Authenticating ──▶ won
+//!     ▲      └── the held port takes the peer's SYN ───────────────┘      │                          │
+//!     └──── reset / refused; a LAN attempt's timeout ─────────────────────┘      bad PeerAuth, peer closed,
+//!           (Close: quietly, no RST; the next turn at our next slot)             handshake deadline ──▶ Dead (Abort)
 //! ```
 //!
-//! At the punch deadline every candidate not yet authenticating is closed; a handshake under way runs
-//! to its own deadline, so a connection that formed just before is not torn down on one side only.
+//! A listening turn (`Listening`) takes the peer's SYN like the held port does. At the punch deadline
+//! every candidate not yet authenticating is closed; a handshake under way runs to its own deadline,
+//! so a connection that formed just before is not torn down on one side only.
 
+mod plan;
 mod schedule;
 
+pub use plan::{plan, Turn, Turns};
 pub use schedule::{Dialers, Schedule, Slot, SlotConfig, SlotCursor};
 
 use core::fmt;
@@ -51,13 +62,10 @@ pub struct PunchConfig {
     /// Longest time from the start time to the last attempt (a handshake under way at this deadline
     /// still runs to its own, [`auth_timeout`](Self::auth_timeout) after establishment).
     pub punch_timeout: Duration,
-    /// Longest single connection attempt (SYN-SENT or SYN-RECEIVED) before it is given up and retried
-    /// at the next slot. Attempts through a NAT that answers with RST end much sooner, by the reset.
+    /// Longest unanswered attempt on the peer's LAN endpoint (no NAT in between) before it is given up
+    /// and retried at the next slot; also how long a follower's only socket listens for the leader's
+    /// LAN SYN before it dials. An attempt through our NAT is never given up this way ([`plan`]).
     pub attempt_timeout: Duration,
-    /// Shortest run of an attempt before it may be stopped, in a slot where only the other peer dials,
-    /// to listen instead. A bound on the peer round trip: SYNs that crossed ours must have arrived
-    /// before the socket is replaced, or the two sides disagree about sequence numbers.
-    pub attempt_min: Duration,
     /// The retry schedule shared with the peer ([`Schedule`]). Both peers must use the same values to
     /// share it; keep the defaults (protocol §8.3) unless you control both.
     pub slots: SlotConfig,
@@ -65,7 +73,8 @@ pub struct PunchConfig {
     /// slot time. Small: the shared schedule does the aligning; this only keeps two peers from being
     /// exactly in step by accident.
     pub jitter: Duration,
-    /// Longest time from an established connection to the end of the peer handshake.
+    /// Shortest time from an established connection to the end of the peer handshake; the deadline
+    /// grows with the path ([`handshake_deadline`]).
     pub auth_timeout: Duration,
 }
 
@@ -74,7 +83,6 @@ impl Default for PunchConfig {
         PunchConfig {
             punch_timeout: Duration::from_secs(15),
             attempt_timeout: Duration::from_secs(3),
-            attempt_min: Duration::from_millis(1500),
             slots: SlotConfig::default(),
             jitter: Duration::from_micros(500),
             auth_timeout: Duration::from_secs(5),
@@ -197,12 +205,16 @@ pub struct Winner {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 enum Attempt {
-    /// Idle, or holding the port, until `until`; then dial.
+    /// Idle, or holding the port, until `until`; then its next turn.
     Waiting { until: Instant },
-    /// A SYN sent (`target`), or received on the held port (`None`), at `since`.
+    /// A listening turn, until `until` (`None`: the whole punch).
+    Listening { until: Option<Instant> },
+    /// A SYN sent (`target`), or received on a listening socket (`None`), at `since`. A `kept` attempt
+    /// (through our NAT) ends only when reset.
     Opening {
         since: Instant,
         target: Option<SocketAddr>,
+        kept: bool,
     },
     /// Established with `remote`; the handshake runs.
     Authenticating { remote: SocketAddr },
@@ -212,37 +224,44 @@ enum Attempt {
 
 #[derive(Debug, Clone)]
 struct Candidate {
+    /// What it does, in turn ([`plan`]).
+    turns: Turns,
+    /// Turns taken so far.
+    taken: u16,
     /// SYNs sent so far.
     attempts: u16,
+    /// Where the latest SYN went.
+    dialled: Option<SocketAddr>,
     attempt: Attempt,
     /// What the shell last reported of its socket (or what our last action made of it).
     link: Link,
     handshake: Handshake,
 }
 
-/// The targets of a punch (§8.2): the peer's observed endpoint, after its LAN endpoint when both peers
-/// share a public address; only those of the punch port's address family (when it is known).
-pub fn targets(info: &PunchInfo, from: Option<SocketAddr>) -> heapless::Vec<SocketAddr, 2> {
-    let lan = info.peer_local.filter(|_| info.same_public_address());
-    let same_family = |t: &SocketAddr| from.is_none_or(|p| p.is_ipv4() == t.is_ipv4());
-    lan.into_iter()
-        .chain([info.peer_observed])
-        .filter(same_family)
-        .collect()
-}
-
-/// Which target candidate `k` dials in its attempt `attempt` (from 0), of `candidates` for `targets`:
-/// its own when there is a candidate per target, else (one candidate) each in turn.
-fn target_index(k: usize, attempt: u16, candidates: usize, targets: usize) -> usize {
-    (k + usize::from(attempt) * candidates) % targets
+/// The deadline of the handshake on a connection established at `now`, after the Match at `matched_at`.
+///
+/// The peer sent its PeerAuth when its side was established, and TCP delivers it, but a lost segment
+/// waits for the *sender's* retransmission timer. After the SYN exchange that timer is SRTT + 4·RTTVAR
+/// of a single round-trip sample, that is 3 samples (RFC 6298 §2.2), at least 1 s, doubling on each
+/// loss. Our own sample r (from the Match to now) bounds the peer's within 2r: its SYN may have left
+/// before ours and its side been established up to a round trip after ours. The deadline lets the
+/// peer's PeerAuth be lost twice (it arrives within 1 + 2 of its timers, plus slack): 4 × max(1 s, 6r).
+/// Under loss a fixed 5 s failed one side while the other had authenticated. It is never shorter than
+/// [`PunchConfig::auth_timeout`] nor longer than the punch plus that.
+pub fn handshake_deadline(now: Instant, matched_at: Instant, config: &PunchConfig) -> Instant {
+    let r = crate::time::elapsed(now, matched_at).total_micros();
+    let peer_rto = (6 * r).max(1_000_000);
+    let budget = Duration::from_micros(4 * peer_rto)
+        .max(config.auth_timeout)
+        .min(config.punch_timeout + config.auth_timeout);
+    now + budget
 }
 
 /// One punch, from the Match to the winning connection (module docs).
 pub struct Punch {
     config: PunchConfig,
     role: Role,
-    /// What the candidates dial (§8.2).
-    targets: heapless::Vec<SocketAddr, 2>,
+    matched_at: Instant,
     deadline: Instant,
     cursor: SlotCursor,
     candidates: heapless::Vec<Candidate, MAX_CANDIDATES>,
@@ -266,8 +285,9 @@ impl fmt::Debug for Punch {
 
 impl Punch {
     /// Start the punch the Match in `info` describes, towards `peer` (the configured key), from the
-    /// punch port `from` (when known), on `sockets` candidate sockets (1 or 2: with one, the targets are
-    /// tried in turn). Signs our PeerAuth now. `seed`: 32 fresh random bytes (ephemeral key, jitter).
+    /// punch port `from` (when known), on `sockets` candidate sockets, in the shell's socket order (1 or
+    /// 2; [`plan`] says what each does). Signs our PeerAuth now. `seed`: 32 fresh random bytes
+    /// (ephemeral key, jitter).
     // Out of line: inlined, it was copied into several callers (firmware size, size-report.sh).
     #[inline(never)]
     pub fn new<S: Signer>(
@@ -279,8 +299,8 @@ impl Punch {
         config: PunchConfig,
         seed: [u8; 32],
     ) -> Result<Punch, PunchError> {
-        let targets = targets(info, from);
-        if targets.is_empty() {
+        let plan = plan(info, from, sockets);
+        if plan.is_empty() {
             return Err(PunchError::NoTarget);
         }
         let mut rng = Drbg::new(seed);
@@ -289,15 +309,16 @@ impl Punch {
             peer,
             own_nonce: info.own_nonce,
             peer_nonce: info.peer_nonce,
-            racing: info.same_public_address(),
         };
         // Sign once; every candidate sends the same PeerAuth (same punch, same ephemeral key).
         let handshake = Handshake::new(signer, params, rng.bytes32());
-        // A socket per target when there are enough of them; otherwise one takes turns.
         let mut candidates = heapless::Vec::new();
-        for _ in 0..sockets.min(targets.len()).min(MAX_CANDIDATES) {
+        for turns in plan {
             let _ = candidates.push(Candidate {
+                turns,
+                taken: 0,
                 attempts: 0,
+                dialled: None,
                 attempt: Attempt::Waiting {
                     until: info.start_at,
                 },
@@ -308,7 +329,7 @@ impl Punch {
         Ok(Punch {
             config,
             role: info.role,
-            targets,
+            matched_at: info.matched_at,
             deadline: info.start_at + config.punch_timeout,
             cursor: SlotCursor::new(info, config.slots),
             candidates,
@@ -392,10 +413,9 @@ impl Punch {
             .iter()
             .filter_map(|c| match c.attempt {
                 Attempt::Waiting { until } => Some(until),
-                // Also at the next slot: it may be one to listen in.
-                Attempt::Opening { since, .. } => {
-                    Some((since + self.config.attempt_timeout).min(self.cursor.next_at()))
-                }
+                Attempt::Listening { until } => until,
+                Attempt::Opening { kept: true, .. } => None,
+                Attempt::Opening { since, .. } => Some(since + self.config.attempt_timeout),
                 Attempt::Authenticating { .. } => c.handshake.poll_at(),
                 Attempt::Dead => None,
             })
@@ -425,6 +445,9 @@ impl Punch {
         {
             return self.fail();
         }
+        if self.role == Role::Leader {
+            self.choose();
+        }
         if now >= self.deadline {
             return self.end_attempts();
         }
@@ -440,8 +463,18 @@ impl Punch {
                 return Some(action);
             }
         }
-        if let Attempt::Opening { since, target } = self.candidates[k].attempt {
-            if let Some(action) = self.open(k, now, since, target) {
+        if let Attempt::Listening { until } = self.candidates[k].attempt {
+            if let Some(action) = self.listen(k, now, until) {
+                return Some(action);
+            }
+        }
+        if let Attempt::Opening {
+            since,
+            target,
+            kept,
+        } = self.candidates[k].attempt
+        {
+            if let Some(action) = self.open(k, now, since, target, kept) {
                 return Some(action);
             }
         }
@@ -451,31 +484,31 @@ impl Punch {
         }
     }
 
-    /// Waiting: the held port took the peer's SYN, or our next dial time has come.
+    /// Waiting: the held port took the peer's SYN, or the time for the next turn has come.
     fn wait(&mut self, k: usize, now: Instant, until: Instant) -> Option<Action> {
-        if matches!(
-            self.candidates[k].link,
-            Link::SynReceived | Link::Established { .. }
-        ) {
-            let accepted = Attempt::Opening {
-                since: now,
-                target: None,
-            };
-            self.set(k, accepted);
+        if self.accepted(k, now) || now < until {
             return None;
         }
-        if now < until {
-            return None;
-        }
-        let (candidates, targets) = (self.candidates.len(), self.targets.len());
         let c = &mut self.candidates[k];
-        let target = self.targets[target_index(k, c.attempts, candidates, targets)];
+        let turn = c.turns[usize::from(c.taken) % c.turns.len()];
+        c.taken = c.taken.wrapping_add(1);
+        let (target, kept) = match turn {
+            Turn::Public(target) => (target, true),
+            Turn::Lan(target) => (target, false),
+            Turn::Listen { all_along } => {
+                let until = (!all_along).then(|| now + self.config.attempt_timeout);
+                self.set(k, Attempt::Listening { until });
+                return self.listen(k, now, until);
+            }
+        };
         c.attempts = c.attempts.saturating_add(1);
+        c.dialled = Some(target);
         c.link = Link::SynSent;
         let attempt = c.attempts;
         let opening = Attempt::Opening {
             since: now,
             target: Some(target),
+            kept,
         };
         self.set(k, opening);
         self.event(PunchEvent::Dialing(target, attempt));
@@ -485,44 +518,73 @@ impl Punch {
         })
     }
 
-    /// Opening: established, or the attempt ends (reset, refused, timed out, or a slot to listen in).
+    /// Listening: keep the socket listening until the turn ends or it takes the peer's SYN.
+    fn listen(&mut self, k: usize, now: Instant, until: Option<Instant>) -> Option<Action> {
+        if self.accepted(k, now) {
+            return None;
+        }
+        if until.is_some_and(|at| now >= at) {
+            // The turn is over; the socket keeps listening (holding the port) until our next slot.
+            let until = self.cursor.next_dial(now) + self.jitter();
+            self.set(k, Attempt::Waiting { until });
+            return None;
+        }
+        let c = &mut self.candidates[k];
+        if matches!(c.link, Link::Listening) {
+            return None;
+        }
+        c.link = Link::Listening;
+        Some(Action::Listen { candidate: k })
+    }
+
+    /// Whether the listening socket of candidate `k` took the peer's SYN (it is then an attempt).
+    fn accepted(&mut self, k: usize, now: Instant) -> bool {
+        let taken = matches!(
+            self.candidates[k].link,
+            Link::SynReceived | Link::Established { .. }
+        );
+        if taken {
+            let opening = Attempt::Opening {
+                since: now,
+                target: None,
+                kept: false,
+            };
+            self.set(k, opening);
+        }
+        taken
+    }
+
+    /// Opening: established, or the attempt ends (reset or refused; a LAN attempt's timeout).
     fn open(
         &mut self,
         k: usize,
         now: Instant,
         since: Instant,
         target: Option<SocketAddr>,
+        kept: bool,
     ) -> Option<Action> {
         let config = self.config;
-        let running = now < since + config.attempt_timeout;
         let still = match self.candidates[k].link {
             Link::Established { remote, .. } => {
-                let deadline = now + config.auth_timeout;
+                let deadline = handshake_deadline(now, self.matched_at, &config);
                 self.candidates[k].handshake.start(deadline);
                 self.set(k, Attempt::Authenticating { remote });
                 self.event(PunchEvent::Established(remote));
                 return None;
             }
-            // A slot where only the peer dials, and nobody answered our SYN: stop it and listen, so that
-            // the peer's SYN finds the port held even if it comes from a port we did not dial (a NAT with
-            // unpredictable ports). Not before `attempt_min`: a SYN that crossed ours may still be on its
-            // way to this socket.
-            Link::SynSent => {
-                running
-                    && !(now >= since + config.attempt_min && self.cursor.listen_slot_since(since))
-            }
-            Link::SynReceived => running,
+            // Unanswered, or half open: an attempt through our NAT is kept (its retransmissions carry
+            // the ISN our router tracks for this 5-tuple); others end at the attempt timeout.
+            Link::SynSent | Link::SynReceived => kept || now < since + config.attempt_timeout,
             _ => false,
         };
         if still {
             return None;
         }
-        // Reset, refused, timed out or stopped: hold the port and wait for our next slot.
-        let ended = target.or_else(|| self.last_dialled(k));
+        // Reset, refused or timed out: the next turn at our next slot; the port is held meanwhile.
         let until = self.cursor.next_dial(now) + self.jitter();
         self.candidates[k].link = Link::Closed;
         self.set(k, Attempt::Waiting { until });
-        if let Some(t) = ended {
+        if let Some(t) = target.or(self.candidates[k].dialled) {
             self.event(PunchEvent::Retrying(t));
         }
         Some(Action::Close { candidate: k })
@@ -531,8 +593,8 @@ impl Punch {
     /// Authenticating: the handshake decides, or the peer closes, or its deadline passes.
     fn authenticate(&mut self, k: usize, now: Instant, remote: SocketAddr) -> Option<Action> {
         let c = &mut self.candidates[k];
-        if c.handshake.select() || c.handshake.session_key().is_some() {
-            // Verified as the racing leader (the first such candidate: we confirm it), or done.
+        if c.handshake.session_key().is_some() {
+            // Done: the leader's confirmed connection, verified; or the follower's, confirmed.
             self.winner = Some(k);
             self.event(PunchEvent::Authenticated(remote));
             self.outcome = self.won(k).map(Ok);
@@ -546,6 +608,22 @@ impl Punch {
         self.last_error = Some(error);
         self.set(k, Attempt::Dead);
         Some(Action::Abort { candidate: k })
+    }
+
+    /// Leader: unless a live connection is confirmed, confirm the first established one — eagerly, so
+    /// that Confirm follows our PeerAuth and the choice costs no round trip (auth module docs).
+    fn choose(&mut self) {
+        let authenticating = |c: &Candidate| matches!(c.attempt, Attempt::Authenticating { .. });
+        if self
+            .candidates
+            .iter()
+            .any(|c| authenticating(c) && c.handshake.is_confirmed())
+        {
+            return;
+        }
+        if let Some(c) = self.candidates.iter_mut().find(|c| authenticating(c)) {
+            c.handshake.confirm();
+        }
     }
 
     /// The winner, once its handshake has handed out every frame.
@@ -572,10 +650,12 @@ impl Punch {
 
     /// The punch deadline: close every candidate not authenticating, then fail unless one is.
     fn end_attempts(&mut self) -> Option<Action> {
-        let open = self
-            .candidates
-            .iter()
-            .position(|c| matches!(c.attempt, Attempt::Waiting { .. } | Attempt::Opening { .. }));
+        let open = self.candidates.iter().position(|c| {
+            matches!(
+                c.attempt,
+                Attempt::Waiting { .. } | Attempt::Listening { .. } | Attempt::Opening { .. }
+            )
+        });
         if let Some(k) = open {
             self.candidates[k].link = Link::Closed;
             self.set(k, Attempt::Dead);
@@ -595,11 +675,13 @@ impl Punch {
     /// (part of every [`poll`](Self::poll); on its own, it holds the port without dialling).
     pub fn hold(&mut self) -> Option<Action> {
         let waiting = |c: &Candidate| matches!(c.attempt, Attempt::Waiting { .. });
-        if self
-            .candidates
-            .iter()
-            .any(|c| waiting(c) && matches!(c.link, Link::Listening))
-        {
+        let listening = |c: &Candidate| {
+            matches!(
+                c.attempt,
+                Attempt::Waiting { .. } | Attempt::Listening { .. }
+            ) && matches!(c.link, Link::Listening)
+        };
+        if self.candidates.iter().any(listening) {
             return None;
         }
         let k = self
@@ -613,13 +695,6 @@ impl Punch {
     /// Our own random delay on top of a slot time.
     fn jitter(&mut self) -> Duration {
         Duration::from_micros(self.rng.range(0, self.config.jitter.total_micros()))
-    }
-
-    /// The target of candidate `k`'s latest dial, if any.
-    fn last_dialled(&self, k: usize) -> Option<SocketAddr> {
-        let attempts = self.candidates[k].attempts.checked_sub(1)?;
-        let n = target_index(k, attempts, self.candidates.len(), self.targets.len());
-        self.targets.get(n).copied()
     }
 
     /// The one place where a candidate changes state.

@@ -290,13 +290,6 @@ impl SlotCursor {
             })
             .unwrap_or(Instant::from_micros(i64::MAX))
     }
-
-    /// Whether the current slot is one where only the peer dials, and began after `since`.
-    pub fn listen_slot_since(&self, since: Instant) -> bool {
-        self.current.index > 0
-            && self.current.dial(self.role).is_none()
-            && self.time(&self.current) > since
-    }
 }
 #[cfg(test)]
 mod tests {
@@ -308,6 +301,7 @@ mod tests {
         let ep = |n: u8| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, n)), 5000);
         PunchInfo {
             role,
+            matched_at: Instant::from_millis(0),
             start_at: Instant::from_millis(1000),
             own_observed: ep(own),
             own_nonce: [own; 32],

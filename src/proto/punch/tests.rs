@@ -37,6 +37,7 @@ fn pair(racing: bool) -> (Side, Side) {
     let info =
         |role, own: SocketAddr, nonce: u8, peer: SocketAddr, peer_nonce: u8, local| PunchInfo {
             role,
+            matched_at: Instant::from_millis(0),
             start_at: at(START),
             own_observed: own,
             own_nonce: [nonce; 32],
@@ -126,15 +127,30 @@ fn connect(
 }
 
 #[test]
-fn targets_follow_section_8_2() {
-    let (a, _) = pair(true);
-    assert_eq!(targets(&a.info, None)[..], [lan(3), ep(1, 5002)]);
-    let (a, _) = pair(false);
-    assert_eq!(targets(&a.info, Some(lan(9)))[..], [ep(2, 5002)]);
+fn the_plan_follows_section_8_2() {
+    let listen = Turn::Listen { all_along: true };
+    let t = |list: &[Turn]| list.iter().copied().collect::<Turns>();
+    let plans = |side: &Side, n| plan(&side.info, Some(lan(9)), n);
+    // Not racing: the public endpoint; a second socket listens all along.
+    let (a, b) = pair(false);
+    assert_eq!(plans(&a, 1)[..], [t(&[Turn::Public(ep(2, 5002))])]);
+    assert_eq!(
+        plans(&b, 2)[..],
+        [t(&[Turn::Public(ep(1, 5001))]), t(&[listen])]
+    );
+    // Racing: only the leader dials the LAN endpoint; the follower listens for it.
+    let (a, b) = pair(true);
+    let (public_a, public_b) = (Turn::Public(ep(1, 5002)), Turn::Public(ep(1, 5001)));
+    assert_eq!(plans(&a, 2)[..], [t(&[public_a]), t(&[Turn::Lan(lan(3))])]);
+    assert_eq!(plans(&b, 2)[..], [t(&[public_b]), t(&[listen])]);
+    // One socket takes the LAN turn first, then the public one.
+    assert_eq!(plans(&a, 1)[..], [t(&[Turn::Lan(lan(3)), public_a])]);
+    let brief = Turn::Listen { all_along: false };
+    assert_eq!(plans(&b, 1)[..], [t(&[brief, public_b])]);
+    assert!(plans(&a, 0).is_empty());
     // A punch port of the other family can dial none of them.
     let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 4000);
-    assert!(targets(&a.info, Some(v6)).is_empty());
-    let (a, b) = pair(false);
+    assert!(plan(&a.info, Some(v6), 2).is_empty());
     let config = PunchConfig::default();
     let err = Punch::new(
         &a.keys,
@@ -201,54 +217,101 @@ fn a_reset_ends_the_attempt_quietly_and_waits_for_the_next_dial_slot() {
 }
 
 #[test]
-fn a_silent_attempt_ends_at_the_attempt_timeout() {
+fn a_silent_attempt_through_the_nat_is_kept_to_the_deadline() {
+    // The late peer's SYN must meet this very socket: a new one would carry another ISN, which a
+    // router that tracks TCP drops as out of window.
     let (a, b) = pair(false);
-    let config = PunchConfig {
-        // No slot to listen in: only the timeout ends it.
-        attempt_min: Duration::from_secs(60),
-        ..PunchConfig::default()
-    };
-    let mut p = punch_with(&a, &b, 1, config);
+    let config = PunchConfig::default();
+    let mut p = punch(&a, &b, 1);
     actions(&mut p, at(START));
     p.observe(0, Link::SynSent);
-    assert_eq!(actions(&mut p, at(START + 2999)), []);
-    let end = actions(&mut p, at(START + 3000));
-    assert_eq!(end[0], Action::Close { candidate: 0 });
+    let mut t = at(START);
+    while t < at(START) + config.punch_timeout {
+        assert_eq!(actions(&mut p, t), [], "at {t}");
+        t += Duration::from_millis(7);
+    }
+    assert_eq!(p.poll_at(), Some(at(START) + config.punch_timeout));
+    let end = at(START) + config.punch_timeout;
+    assert_eq!(actions(&mut p, end), [Action::Close { candidate: 0 }]);
 }
 
 #[test]
-fn a_listen_slot_after_attempt_min_stops_a_silent_attempt_to_listen() {
+fn a_spare_socket_listens_all_along_after_the_dialling_one() {
     let (a, b) = pair(false);
+    let mut p = punch(&a, &b, 2);
+    assert_eq!(
+        actions(&mut p, at(START - 10)),
+        [Action::Listen { candidate: 0 }]
+    );
+    p.observe(0, Link::Listening);
+    let start = actions(&mut p, at(START));
+    let dial = Action::Dial {
+        candidate: 0,
+        target: ep(2, 5002),
+    };
+    assert_eq!(start, [dial, Action::Listen { candidate: 1 }]);
+    p.observe(0, Link::SynSent);
+    p.observe(1, Link::Listening);
+    assert_eq!(actions(&mut p, at(START + 5000)), []);
+    // A SYN from a port we never dialled, taken by the listener, becomes a candidate.
+    p.observe(1, established(ep(2, 7777)));
+    assert_eq!(actions(&mut p, at(START + 5001)), []);
+    assert_eq!(events(&mut p)[1..], [PunchEvent::Established(ep(2, 7777))]);
+}
+
+#[test]
+fn a_lan_attempt_ends_at_the_attempt_timeout_and_is_dialled_again() {
+    let (a, b) = pair(true);
     let config = PunchConfig::default();
-    let mut p = punch_with(&a, &b, 1, config);
+    let mut p = punch(&a, &b, 2);
     actions(&mut p, at(START));
     p.observe(0, Link::SynSent);
-    // The first moment, attempt_min after our dial or later, that falls in a slot where only the
-    // follower dials.
-    let start = at(START);
-    let slots: Vec<Slot> = Schedule::for_punch(&a.info, config.slots)
-        .take(100)
-        .collect();
-    let listen_at = slots
-        .windows(2)
-        .find(|w| w[0].dial(Role::Leader).is_none() && w[1].at > config.attempt_min)
-        .map(|w| start + w[0].at.max(config.attempt_min))
-        .unwrap();
-    assert!(
-        listen_at < start + config.attempt_timeout,
-        "the test needs a slot before the timeout"
-    );
-    // Earlier listen slots (before attempt_min) do not stop it: a crossing SYN may still come.
-    let mut t = start;
-    while t < listen_at {
-        assert_eq!(actions(&mut p, t), [], "at {t}");
-        t += Duration::from_millis(5);
+    p.observe(1, Link::SynSent);
+    let timeout = at(START) + config.attempt_timeout;
+    assert_eq!(actions(&mut p, timeout - Duration::from_micros(1)), []);
+    let ended = actions(&mut p, timeout);
+    assert_eq!(ended[0], Action::Close { candidate: 1 });
+    p.observe(1, Link::Listening);
+    let retry = p.poll_at().unwrap();
+    let dial = Action::Dial {
+        candidate: 1,
+        target: lan(3),
+    };
+    assert_eq!(actions(&mut p, retry), [dial]);
+}
+
+#[test]
+fn the_follower_never_dials_the_lan_endpoint() {
+    // Its SYN could reach the leader's socket before the leader's own SYN has left (ARP), which
+    // smoltcp 0.13 does not survive: the leader dials, the follower listens.
+    let (a, b) = pair(true);
+    for sockets in [1, 2] {
+        let mut p = punch(&b, &a, sockets);
+        let mut t = at(START - 10);
+        while t < at(START) + PunchConfig::default().punch_timeout {
+            for action in actions(&mut p, t) {
+                if let Action::Dial { target, .. } = action {
+                    assert_eq!(target, ep(1, 5001), "{sockets} sockets");
+                    p.observe(0, Link::Closed);
+                }
+            }
+            t += Duration::from_millis(50);
+        }
     }
-    let stop = [
-        Action::Close { candidate: 0 },
-        Action::Listen { candidate: 0 },
-    ];
-    assert_eq!(actions(&mut p, listen_at), stop);
+    // With one socket, it listens one attempt timeout from the start, then dials the public endpoint.
+    let mut p = punch(&b, &a, 1);
+    actions(&mut p, at(START - 10));
+    p.observe(0, Link::Listening);
+    assert_eq!(actions(&mut p, at(START)), []);
+    let listened = at(START) + PunchConfig::default().attempt_timeout;
+    actions(&mut p, listened);
+    let dial_at = p.poll_at().unwrap();
+    assert!(dial_at >= listened);
+    let dial = Action::Dial {
+        candidate: 0,
+        target: ep(1, 5001),
+    };
+    assert_eq!(actions(&mut p, dial_at), [dial]);
 }
 
 #[test]
@@ -261,10 +324,12 @@ fn the_held_port_taking_the_peers_syn_becomes_a_candidate() {
     p.observe(0, established(ep(2, 5002)));
     assert_eq!(actions(&mut p, at(START - 8)), []);
     assert_eq!(events(&mut p), [PunchEvent::Established(ep(2, 5002))]);
-    // PeerAuth goes out first thing, and only once.
+    // PeerAuth goes out first thing, and only once; the leader confirms its first connection at once.
     let mut buf = [0u8; 256];
     let n = p.transmit(0, &mut buf).unwrap();
     assert_eq!((n, buf[1]), (132, 0xC1));
+    let n = p.transmit(0, &mut buf).unwrap();
+    assert_eq!(&buf[..n], [1, 0xC2, 0, 0]);
     assert_eq!(p.transmit(0, &mut buf), None);
 }
 
@@ -275,11 +340,9 @@ fn two_peers_authenticate_each_other_and_agree_on_the_key() {
     actions(&mut pa, at(START));
     actions(&mut pb, at(START));
     let (sa, sb) = connect(&mut pa, &mut pb, 0, at(START + 100));
-    // Not racing: one PeerAuth each way, no Confirm.
-    assert_eq!(
-        (sa, sb),
-        (vec![MessageType::PeerAuth], vec![MessageType::PeerAuth])
-    );
+    // One PeerAuth each way; the leader's Confirm follows its PeerAuth at once.
+    let leader = vec![MessageType::PeerAuth, MessageType::Confirm];
+    assert_eq!((sa, sb), (leader, vec![MessageType::PeerAuth]));
     let (wa, wb) = (pa.result().unwrap().unwrap(), pb.result().unwrap().unwrap());
     assert_eq!(
         (wa.candidate, wa.role, wb.role),
@@ -296,10 +359,10 @@ fn the_racing_leader_confirms_exactly_one_candidate() {
     let (a, b) = pair(true);
     let (mut pa, mut pb) = (punch(&a, &b, 2), punch(&b, &a, 2));
     assert_eq!((pa.candidates(), pb.candidates()), (2, 2));
-    // Each socket dials its own target: the LAN endpoint first, the public one second.
+    // Each socket dials its own target: the public endpoint first in socket order, the LAN one second.
     let dials = actions(&mut pa, at(START));
     assert!(dials.contains(&Action::Dial {
-        candidate: 0,
+        candidate: 1,
         target: lan(3)
     }));
     actions(&mut pb, at(START));
@@ -316,6 +379,51 @@ fn the_racing_leader_confirms_exactly_one_candidate() {
     let (wa, wb) = (pa.result().unwrap().unwrap(), pb.result().unwrap().unwrap());
     assert_eq!((wa.candidate, wb.candidate), (1, 1));
     assert_eq!(wa.session_key, wb.session_key);
+}
+
+#[test]
+fn two_connections_without_racing_settle_on_the_same_one() {
+    // Both behind NATs with unpredictable ports that let any SYN in: each side's listener takes the
+    // other's SYN, so two connections form crosswise. Both sides must end on the same one.
+    let (a, b) = pair(false);
+    let (mut pa, mut pb) = (punch(&a, &b, 2), punch(&b, &a, 2));
+    actions(&mut pa, at(START));
+    actions(&mut pb, at(START));
+    // A's dialled socket meets B's listener first; B's dialled socket meets A's listener a bit later.
+    pa.observe(0, established(ep(2, 6000)));
+    pb.observe(1, established(ep(1, 6001)));
+    actions(&mut pa, at(START + 50));
+    actions(&mut pb, at(START + 50));
+    pa.observe(1, established(ep(2, 6002)));
+    pb.observe(0, established(ep(1, 6003)));
+    actions(&mut pa, at(START + 60));
+    actions(&mut pb, at(START + 60));
+    for _ in 0..3 {
+        for (ka, kb) in [(0, 1), (1, 0)] {
+            pump(&mut pa, ka, &mut pb, kb);
+            pump(&mut pb, kb, &mut pa, ka);
+        }
+        actions(&mut pa, at(START + 70));
+        actions(&mut pb, at(START + 70));
+    }
+    let (wa, wb) = (pa.result().unwrap().unwrap(), pb.result().unwrap().unwrap());
+    assert_eq!((wa.candidate, wb.candidate), (0, 1), "the pair A confirmed");
+    assert_eq!(wa.session_key, wb.session_key);
+}
+
+#[test]
+fn the_handshake_deadline_follows_the_path() {
+    let config = PunchConfig::default();
+    let matched = at(1000);
+    // A quick path: the configured minimum.
+    let quick = handshake_deadline(at(1100), matched, &config);
+    assert_eq!(quick, at(1100) + config.auth_timeout);
+    // 460 ms from the Match to established: the peer's timer may be 6 x that; two losses wait 1 + 2.
+    let slow = handshake_deadline(at(1460), matched, &config);
+    assert_eq!(slow, at(1460) + Duration::from_micros(4 * 6 * 460_000));
+    // Bounded by the punch.
+    let late = handshake_deadline(at(9000), matched, &config);
+    assert_eq!(late, at(9000) + config.punch_timeout + config.auth_timeout);
 }
 
 #[test]
@@ -386,7 +494,7 @@ fn a_silent_peer_fails_at_the_handshake_deadline() {
     actions(&mut p, at(START));
     p.observe(0, established(ep(2, 5002)));
     actions(&mut p, at(START + 10));
-    let deadline = at(START + 10) + PunchConfig::default().auth_timeout;
+    let deadline = handshake_deadline(at(START + 10), at(0), &PunchConfig::default());
     assert_eq!(p.poll_at(), Some(deadline));
     assert_eq!(actions(&mut p, deadline - Duration::from_micros(1)), []);
     assert_eq!(actions(&mut p, deadline), [Action::Abort { candidate: 0 }]);
@@ -397,11 +505,7 @@ fn a_silent_peer_fails_at_the_handshake_deadline() {
 #[test]
 fn the_punch_deadline_closes_attempts_and_fails() {
     let (a, b) = pair(false);
-    let config = PunchConfig {
-        attempt_timeout: Duration::from_secs(60),
-        attempt_min: Duration::from_secs(60),
-        ..PunchConfig::default()
-    };
+    let config = PunchConfig::default();
     let mut p = punch_with(&a, &b, 1, config);
     actions(&mut p, at(START));
     p.observe(0, Link::SynSent);
@@ -426,13 +530,17 @@ fn a_handshake_under_way_outlives_the_punch_deadline() {
     let after = at(START) + config.punch_timeout + Duration::from_millis(500);
     assert_eq!(actions(&mut pa, after), []);
     assert_eq!(pa.result(), None);
-    assert_eq!(pa.poll_at(), Some(just_before + config.auth_timeout));
+    assert_eq!(
+        pa.poll_at(),
+        Some(handshake_deadline(just_before, at(0), &config))
+    );
     // The peer's PeerAuth still finishes it.
     pb.observe(0, established(ep(1, 5001)));
     actions(&mut pb, after);
     pump(&mut pb, 0, &mut pa, 0);
     actions(&mut pa, after);
     pump(&mut pa, 0, &mut pb, 0);
+    actions(&mut pa, after);
     assert!(pa.result().unwrap().is_ok());
 }
 
@@ -546,4 +654,23 @@ fn poll_at_is_never_in_the_past_and_one_candidate_at_most_wins() {
         // Nobody authenticated here (no PeerAuth was ever delivered): no winner.
         assert!(!matches!(p.result(), Some(Ok(_))), "seed {seed}");
     }
+}
+
+#[test]
+fn a_mediator_that_lies_about_addresses_cannot_split_the_choice() {
+    // The leader is told both peers share a public address (so it also dials the LAN endpoint), the
+    // follower is told they do not. Confirm does not depend on that view, so both still end on the same
+    // connection, and the Confirm never reaches the follower's application stream.
+    let (a, _) = pair(true);
+    let (_, b) = pair(false);
+    let (mut pa, mut pb) = (punch(&a, &b, 1), punch(&b, &a, 1));
+    actions(&mut pa, at(START));
+    actions(&mut pb, at(START));
+    let (sa, sb) = connect(&mut pa, &mut pb, 0, at(START + 100));
+    assert_eq!(sa, [MessageType::PeerAuth, MessageType::Confirm]);
+    assert_eq!(sb, [MessageType::PeerAuth]);
+    let (wa, wb) = (pa.result().unwrap().unwrap(), pb.result().unwrap().unwrap());
+    assert_eq!(wa.session_key, wb.session_key);
+    // Nothing further is taken from the stream: the next bytes are the application's.
+    assert_eq!(pb.receive(0, &SaltyVerifier, b"app data"), 0);
 }

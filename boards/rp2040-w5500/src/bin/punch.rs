@@ -3,8 +3,9 @@
 //! a message, expect it back (`host-sim tap peer --echo` or any echoing p2psc peer). Logs over
 //! defmt/RTT (`probe-rs run`).
 //!
-//! Entropy comes from the RP2040's ring oscillator (`RoscRng`), the best source on this chip; the
-//! device key is build-time configuration here (README.md). The RP2040 is a Cortex-M0+: salty has no
+//! Entropy comes from the RP2040's ring oscillator (`RoscRng`), the best source on this chip, read
+//! raw (16 KiB of RANDOMBIT samples) and conditioned through SHA-512 (`p2psc::rng::condition`); the
+//! README has the entropy budget. The device key is build-time configuration here (README.md). The RP2040 is a Cortex-M0+: salty has no
 //! fast path for it, so sign + verify take about a second at 125 MHz and need ~12 KB of stack.
 #![no_std]
 #![no_main]
@@ -80,9 +81,14 @@ async fn main(spawner: Spawner) {
     if config::TEST_KEYS {
         info!("WARNING: TEST device key (set P2PSC_KEY_SEED)");
     }
-    let mut rng = RoscRng;
-    let mut connect_seed = [0u8; 32];
-    rng.fill_bytes(&mut connect_seed);
+    // Raw ROSC bits are biased and correlated: condition 256 blocks of 64 bytes (README: entropy
+    // budget), mixing in the boot timer. Everything random (nonces, ephemeral keys, ports, the stack's
+    // ISNs) derives from this one seed.
+    let boot = embassy_time::Instant::now().as_ticks().to_le_bytes();
+    let seed = p2psc::rng::condition(|block| RoscRng.fill_bytes(block), 256, &boot);
+    let mut rng = p2psc::rng::Drbg::new(seed);
+    let connect_seed = rng.bytes32();
+    let stack_seed = rng.range(0, u64::MAX);
 
     let mut spi_cfg = SpiConfig::default();
     spi_cfg.frequency = 50_000_000;
@@ -116,7 +122,7 @@ async fn main(spawner: Spawner) {
         device,
         net_config,
         RESOURCES.init(StackResources::new()),
-        rng.next_u64(),
+        stack_seed,
     );
     spawner.spawn(net_task(runner).unwrap());
     app::punch_and_echo(

@@ -50,6 +50,8 @@ pub struct ConnectConfig {
     pub punch: PunchConfig,
     /// Overall deadline, from the start to the authenticated connection.
     pub timeout: Duration,
+    /// Shortest back-off after a RetryAfter; it doubles with each RetryAfter in a row (protocol §7.3).
+    pub busy_backoff: Duration,
     /// Local port for the mediator connection and the punch; random in 49152..=65535 if `None`.
     pub local_port: Option<u16>,
 }
@@ -61,6 +63,7 @@ impl Default for ConnectConfig {
             mediator_timeout: Duration::from_secs(10),
             punch: PunchConfig::default(),
             timeout: Duration::from_secs(120),
+            busy_backoff: Duration::from_secs(1),
             local_port: None,
         }
     }
@@ -296,6 +299,8 @@ pub struct Client {
     events: heapless::Deque<ConnectEvent, 8>,
     /// Whether [`ConnectEvent::Registered`] was reported.
     registered: bool,
+    /// RetryAfters so far.
+    busy: u32,
 }
 
 impl fmt::Debug for Client {
@@ -341,6 +346,7 @@ impl Client {
             mediator: Link::Closed,
             events: heapless::Deque::new(),
             registered: false,
+            busy: 0,
         }
     }
 
@@ -609,8 +615,10 @@ impl Client {
     #[cold]
     fn registration_failed(&mut self, now: Instant, e: RegisterError) {
         match e {
-            RegisterError::RetryAfter(after) if now + after < self.deadline => {
-                self.enter(Phase::Backoff { until: now + after });
+            RegisterError::RetryAfter(after) if now + self.backoff(after) < self.deadline => {
+                let until = now + self.backoff(after) + self.backoff_jitter(after);
+                self.busy += 1;
+                self.enter(Phase::Backoff { until });
                 // The old connection may linger at the mediator (FIN-WAIT); a new one from the same
                 // port would share its 4-tuple and be swallowed. Punching uses whatever port the next
                 // registration goes out from, so any fresh port will do.
@@ -621,6 +629,21 @@ impl Client {
             RegisterError::RetryAfter(_) => self.fail(Error::MediatorBusy),
             e => self.fail(e.into()),
         }
+    }
+
+    /// How long to stay away after the `busy`-th RetryAfter in a row that asked for `after`: at least
+    /// that, and at least the floor doubled for each earlier one (a mediator that says "0" must not get
+    /// a tight loop of reconnections; §7.3), at most a minute more than it asked for.
+    fn backoff(&self, after: Duration) -> Duration {
+        let floor = self.config.busy_backoff.total_micros() << self.busy.min(6);
+        let asked = after.total_micros();
+        Duration::from_micros(floor.max(asked).min(asked + 60_000_000))
+    }
+
+    /// Up to a quarter more, at random, so that peers turned away together do not return together.
+    fn backoff_jitter(&mut self, after: Duration) -> Duration {
+        let quarter = self.backoff(after).total_micros() / 4;
+        Duration::from_micros(self.rng.range(0, quarter))
     }
 
     fn punch_events(&mut self) {
@@ -646,3 +669,6 @@ impl Client {
         let _ = self.events.push_back(event);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -297,6 +297,8 @@ pub struct PeerReport {
     pub result: Option<Result<Session, p2psc::Error>>,
     /// Attempts of its busiest candidate socket (1: the first SYN worked).
     pub attempts: u16,
+    /// Attempts of the candidate that won (0 if none did).
+    pub winner_attempts: u16,
     /// When it authenticated the peer.
     pub authenticated_at: Option<Instant>,
     /// When `connect` returned.
@@ -464,6 +466,7 @@ async fn peer(
     let mut report = PeerReport {
         result: None,
         attempts: 0,
+        winner_attempts: 0,
         authenticated_at: None,
         done_at: None,
         echoed: false,
@@ -485,6 +488,7 @@ async fn peer(
         },
     );
     let attempts = Cell::new(0u16);
+    let per_target: RefCell<Vec<(String, u16)>> = RefCell::new(Vec::new());
     let authenticated = Cell::new(None);
     let result = connect_observed(
         stack,
@@ -501,7 +505,10 @@ async fn peer(
                         gate.set(Some(Instant::now() + stall));
                     }
                 }
-                ConnectEvent::Dialing(_, n) => attempts.set(attempts.get().max(n)),
+                ConnectEvent::Dialing(target, n) => {
+                    attempts.set(attempts.get().max(n));
+                    per_target.borrow_mut().push((target.to_string(), n));
+                }
                 ConnectEvent::Authenticated(_) => authenticated.set(Some(Instant::now())),
                 _ => {}
             }
@@ -525,6 +532,14 @@ async fn peer(
         remote: conn.remote,
         session_key: conn.session_key.0,
     }));
+    let winner = conn.remote.to_string();
+    report.winner_attempts = per_target
+        .borrow()
+        .iter()
+        .filter(|(target, _)| *target == winner)
+        .map(|&(_, n)| n)
+        .max()
+        .unwrap_or(0);
     let exchange = async {
         if conn.role == Role::Leader {
             let msg = greeting(side);

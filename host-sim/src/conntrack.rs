@@ -12,7 +12,7 @@
 //!
 //! What it models:
 //!
-//! - **The state table** `tcp_conntracks[dir][index][state]` ([`TABLE`]), indexed by direction (the
+//! - **The state table** `tcp_conntracks[dir][index][state]`, indexed by direction (the
 //!   side whose packet created the entry sends *original*), the segment's kind
 //!   (`get_conntrack_index`: RST, SYN, SYN|ACK, FIN, ACK) and the state: SYN_SENT, SYN_SENT2 (a
 //!   reply-direction SYN in SYN_SENT: a simultaneous open), SYN_RECV, ESTABLISHED, the FIN states,

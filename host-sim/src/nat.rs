@@ -32,15 +32,28 @@
 //! filter, to the internal endpoint that owns the destination port; with hairpinning off it is dropped.
 //!
 //! **Timeouts** (RFC 4787 §4.3, RFC 5382 §5): a session, and a mapping with no session, expires after
-//! `timeout` without packets in either direction. FIN is not tracked. A RST is tracked only if
-//! [`NatConfig::rst_ends_session`] is set: then a RST that passes through a session (either way) ends it,
-//! as Linux conntrack does (the entry goes to CLOSE; a later SYN from inside opens a new one, a SYN from
-//! outside finds nothing and is unsolicited). Otherwise the model keeps a session until it idles out,
-//! so a reset punch attempt retried from the same port finds its mapping.
+//! `timeout` without packets in either direction.
+//!
+//! **TCP tracking** ([`Tracking`]). Real NAT routers are mostly Linux, and Linux NATs a packet only if
+//! conntrack files it under an entry. With [`Tracking::Linux`] (the default of both presets) each
+//! session is such an entry and every TCP segment goes through [`crate::conntrack`] first: the
+//! session follows TCP's states and both directions' sequence windows, and a segment conntrack finds
+//! INVALID is not translated. Going out, it leaves with its private source address and is lost (the
+//! next router drops it, [`InvalidFate::Lost`]); coming in, a router with a firewall drops it and one
+//! without hands it to its own stack, which answers with a RST ([`InvalidFate::Reset`]). A RST that is
+//! a session's only reply deletes it at once; a RST after a reply leaves it in CLOSE for 10 s, where a
+//! new SYN from the side that reset re-opens it, one from the other side is INVALID. A session's timeout
+//! is conntrack's for its state (SYN_SENT 120 s, CLOSE 10 s, …), capped at `timeout`.
+//!
+//! With [`Tracking::None`] the model is the RFCs' alone: every segment of a session passes. A RST is
+//! then tracked only if [`NatConfig::rst_ends_session`] is set: a RST that passes through a session
+//! (either way) ends it. Otherwise the model keeps a session until it idles out, so a reset punch
+//! attempt retried from the same port finds its mapping.
 //!
 //! [`NatConfig::linux_no_firewall`] is the router the TAP lab's `port-preserving-rst` scenario builds
 //! with nftables: a SYN that reaches it before its own host's SYN went out is reset by the router's own
-//! stack, and that RST, passing back through the other router, closes the other side's session too.
+//! stack, and that RST, passing back through the other router, deletes the other side's session too
+//! (it was that session's only reply).
 //! Each router therefore holds a usable session for one round trip after its host's SYN: both SYNs
 //! must leave within one router-to-router one-way delay of each other.
 

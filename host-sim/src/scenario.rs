@@ -21,6 +21,12 @@
 //! [`Layout::OneNat`] puts both peers on one LAN (192.168.1.2 and .3) behind one NAT; [`Layout::Public`]
 //! gives them public addresses with no NAT at all.
 //!
+//! A home LAN is Ethernet: peers resolve the router and each other with ARP, every ARP frame taking
+//! the LAN hop's delay plus [`Delays::arp`]; with [`Scenario::knows_mac`] one peer starts with the
+//! other's MAC address already cached. The presets' routers track TCP as Linux conntrack does
+//! ([`crate::nat::Tracking`]). [`Scenario::late_peer`] and [`Scenario::same_lan_race`] are the two
+//! situations a real network showed those two matter in.
+//!
 //! # Set-up latency and its physical limit
 //!
 //! The set-up latency runs from the mediator's second verified registration (the moment it can match the

@@ -4,16 +4,19 @@
 //!
 //! - [`clock`]: a per-thread virtual embassy-time driver that jumps to the next alarm.
 //! - [`exec`]: a deterministic single-threaded executor over that clock.
-//! - [`network`]: a routed IPv4 network of hosts, switches, [`nat`] routers and an internet router,
-//!   joined by links with seeded latency, jitter and loss; hosts' stacks run on its IP-medium drivers.
+//! - [`network`]: a routed IPv4 network of hosts, Ethernet LANs (switches, ARP: [`ether`]), [`nat`]
+//!   routers and an internet router, joined by links with seeded latency, jitter and loss; hosts'
+//!   stacks run on its drivers (Ethernet on a LAN, medium IP on the internet).
 //! - [`nat`]: NAT behaviour after RFC 4787 and RFC 5382 (mapping, port allocation, filtering,
-//!   unsolicited SYNs, hairpinning, timeouts), rewriting IPv4/TCP headers ([`packet`]).
+//!   unsolicited SYNs, hairpinning, timeouts), rewriting IPv4/TCP headers ([`packet`]); with Linux
+//!   conntrack's TCP tracking ([`conntrack`]: states, sequence windows, INVALID segments not NATted).
 //! - [`mediator`]: the mediator's sans-IO logic served over smoltcp sockets.
 //! - [`scenario`]: one run — two peers calling `p2psc::net::connect_observed`, their NATs, the
 //!   mediator — and its [`timeline`].
 //! - [`theory`]: what should happen, from first principles; [`matrix`]: every NAT combination, simulated
 //!   and compared with the theory.
-//! - [`link`]: an in-memory Ethernet segment (for stack tests that want ARP and a switch).
+//! - [`link`]: a simple in-memory Ethernet segment (for stack tests that want ARP and a switch, no
+//!   routing).
 //! - `tap` (Linux): p2psc on real TAP devices through real Linux NATs (`host-sim tap`).
 
 //!
@@ -25,7 +28,8 @@
 //! cargo run --release -p host-sim -- matrix [--full]     # every NAT pair vs theory (~30 s on 2 cores)
 //! cargo run --release -p host-sim -- --nat-a linux-rst --nat-b linux-rst --delay-a 1 --delay-b 1 --stall-b 800
 //!                                                        # RST routers 2 ms apart, B stalls after the Match
-//! cargo run --release -p host-sim -- bench               # latency; loss; RST routers (with a stalled peer)
+//! cargo run --release -p host-sim -- bench               # latency; loss; RST routers (with a stalled peer);
+//!                                                        # late peers and same-LAN races (a table)
 //! cargo test -p host-sim                                 # includes every matrix cell (~1 min in debug)
 //! ```
 //!
@@ -46,7 +50,9 @@
 //! 1.5 round trips instead of one (see [`theory`]).
 
 pub mod clock;
+pub mod conntrack;
 pub mod crypto;
+pub mod ether;
 pub mod exec;
 pub mod link;
 pub mod matrix;

@@ -12,8 +12,9 @@ use std::str::FromStr;
 use clap::{Args, Parser, Subcommand};
 use embassy_time::Duration;
 use host_sim::matrix;
-use host_sim::nat::{Allocation, Filtering, Mapping, NatConfig, Unsolicited};
+use host_sim::nat::{Allocation, Filtering, Mapping, NatConfig, Tracking, Unsolicited};
 use host_sim::scenario::{self, Delays, Layout, Report, Scenario};
+use host_sim::timeline::Side;
 
 /// p2psc's deterministic NAT simulator: real p2psc and smoltcp code, simulated NATs and links, virtual
 /// time.
@@ -39,11 +40,12 @@ enum Command {
     Tap(host_sim::tap::TapArgs),
 }
 
-/// A NAT behaviour: `home` (eim/preserve/apdf/drop), `linux-rst` (eim/preserve/apdf/rst, and a RST
-/// ends the session it passes, as Linux conntrack does: masquerade without a firewall), or
-/// MAPPING/ALLOCATION/FILTERING/UNSOLICITED with mapping eim|adm|apdm, allocation preserve|seq|random,
-/// filtering eif|adf|apdf, unsolicited drop|rst|icmp. Examples: `apdm/random/apdf/drop` (symmetric),
-/// `eim/preserve/eif/rst` (full cone).
+/// A NAT behaviour: `home` (eim/preserve/apdf/drop), `linux-rst` (eim/preserve/apdf/rst: masquerade
+/// without a firewall), or MAPPING/ALLOCATION/FILTERING/UNSOLICITED[/TRACKING] with mapping
+/// eim|adm|apdm, allocation preserve|seq|random, filtering eif|adf|apdf, unsolicited drop|rst|icmp,
+/// tracking linux (Linux conntrack, the default) | none (endpoints only: the RFC model alone).
+/// Examples: `apdm/random/apdf/drop` (symmetric), `eim/preserve/eif/rst` (full cone),
+/// `eim/preserve/apdf/drop/none`.
 #[derive(Debug, Clone, Copy)]
 struct NatSpec(NatConfig);
 
@@ -59,16 +61,21 @@ impl FromStr for NatSpec {
             return Ok(NatSpec(NatConfig::linux_no_firewall()));
         }
         let parts: Vec<&str> = s.split('/').collect();
-        let [m, a, f, u] = parts.as_slice() else {
+        let ([m, a, f, u] | [m, a, f, u, _]) = parts.as_slice() else {
             return Err(format!(
-                "expected `home`, `linux-rst` or MAPPING/ALLOCATION/FILTERING/UNSOLICITED, got {s:?}"
+                "expected `home`, `linux-rst` or MAPPING/ALLOCATION/FILTERING/UNSOLICITED[/TRACKING], got {s:?}"
             ));
+        };
+        let tracking = match parts.get(4) {
+            Some(t) => Tracking::from_str(t, true)?,
+            None => Tracking::Linux,
         };
         Ok(NatSpec(NatConfig {
             mapping: Mapping::from_str(m, true)?,
             allocation: Allocation::from_str(a, true)?,
             filtering: Filtering::from_str(f, true)?,
             unsolicited: Unsolicited::from_str(u, true)?,
+            tracking,
             ..NatConfig::home_router()
         }))
     }
@@ -97,6 +104,17 @@ struct NetArgs {
     /// Loss (%) on each path, each direction.
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
+    /// Extra delay (ms) of each ARP frame on each LAN hop (slow neighbour discovery).
+    #[arg(long, default_value_t = 0.0)]
+    arp: f64,
+}
+
+fn parse_side(s: &str) -> Result<Side, String> {
+    match s {
+        "a" | "A" => Ok(Side::A),
+        "b" | "B" => Ok(Side::B),
+        _ => Err(format!("expected a or b, got {s:?}")),
+    }
 }
 
 fn ms(v: f64) -> Duration {
@@ -116,15 +134,16 @@ impl NetArgs {
             lan: ms(self.lan),
             jitter: ms(self.jitter),
             loss: self.loss / 100.0,
+            arp: ms(self.arp),
         }
     }
 }
 
 #[derive(Debug, Clone, Args)]
 struct DemoArgs {
-    /// NAT of peer A: `home` (= eim/preserve/apdf/drop), `linux-rst` (eim/preserve/apdf/rst, a RST
-    /// ends the session) or MAPPING/ALLOCATION/FILTERING/UNSOLICITED, from eim|adm|apdm /
-    /// preserve|seq|random / eif|adf|apdf / drop|rst|icmp.
+    /// NAT of peer A: `home` (= eim/preserve/apdf/drop), `linux-rst` (eim/preserve/apdf/rst) or
+    /// MAPPING/ALLOCATION/FILTERING/UNSOLICITED[/TRACKING], from eim|adm|apdm / preserve|seq|random /
+    /// eif|adf|apdf / drop|rst|icmp / linux|none (conntrack, the default, or none).
     #[arg(long, default_value = "home", value_name = "NAT")]
     nat_a: NatSpec,
     /// NAT of peer B (same syntax).
@@ -139,6 +158,9 @@ struct DemoArgs {
     /// Give both peers public addresses (no NAT).
     #[arg(long)]
     no_nat: bool,
+    /// With --same-nat: this peer (a or b) already has the other's MAC address in its ARP cache.
+    #[arg(long, value_name = "PEER", requires = "same_nat", value_parser = parse_side)]
+    knows_mac: Option<Side>,
     #[command(flatten)]
     net: NetArgs,
     /// When peer B calls connect (ms after peer A).
@@ -148,6 +170,9 @@ struct DemoArgs {
     /// device that dials late.
     #[arg(long, default_value_t = 0)]
     stall_b: u64,
+    /// The same for peer A (ms).
+    #[arg(long, default_value_t = 0)]
+    stall_a: u64,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -198,12 +223,16 @@ struct BenchArgs {
     /// How long (ms) peer B stalls after the Match in the stalled RST benchmark.
     #[arg(long, default_value_t = 800)]
     rst_stall: u64,
+    /// Runs per row of the late-peer and same-LAN table.
+    #[arg(long, default_value_t = 50)]
+    late_runs: usize,
     /// Which benchmarks to run (comma-separated): latency, loss, rst (RST routers, no stall),
-    /// rst-stall (RST routers, B stalls).
+    /// rst-stall (RST routers, B stalls), late (a peer late by 0.5–8 s, drop and RST routers),
+    /// lan-race (same LAN, one peer already knows the other's MAC).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "latency,loss,rst,rst-stall"
+        default_value = "latency,loss,rst,rst-stall,late,lan-race"
     )]
     only: Vec<String>,
     /// Base seed.
@@ -233,6 +262,8 @@ fn demo(args: DemoArgs) -> ExitCode {
     s.delays = args.net.delays();
     s.b.start = Some(Duration::from_millis(args.b_start));
     s.b.stall_after_match = (args.stall_b > 0).then(|| Duration::from_millis(args.stall_b));
+    s.a.stall_after_match = (args.stall_a > 0).then(|| Duration::from_millis(args.stall_a));
+    s.knows_mac = args.knows_mac;
     s.trace = args.packets;
     let r = scenario::run(&s);
     print_demo(&s, &r, args.all);
@@ -371,37 +402,51 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     dur_ms(sorted[i])
 }
 
-fn bench_config(name: &str, scenarios: Vec<Scenario>, threads: usize) {
+/// `f` of every scenario, on `threads` threads, in the scenarios' order.
+fn run_parallel<T: Send>(
+    scenarios: &[Scenario],
+    threads: usize,
+    f: impl Fn(&Scenario) -> T + Sync,
+) -> Vec<T> {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let limit = scenarios[0].limit();
     let next = AtomicUsize::new(0);
-    let results = std::sync::Mutex::new(Vec::new());
-    let started = std::time::Instant::now();
+    let results = std::sync::Mutex::new((0..scenarios.len()).map(|_| None).collect::<Vec<_>>());
     std::thread::scope(|scope| {
-        for _ in 0..threads {
+        for _ in 0..threads.max(1) {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(s) = scenarios.get(i) else { break };
-                let r = scenario::run(s);
-                let b_start = s.b.start.unwrap_or_default();
-                let total = match (r.a.authenticated_at, r.b.authenticated_at) {
-                    (Some(x), Some(y)) => Some(
-                        x.max(y)
-                            .duration_since(embassy_time::Instant::from_ticks(0))
-                            - b_start,
-                    ),
-                    _ => None,
-                };
-                let attempts = r.a.attempts.max(r.b.attempts);
-                let errors = (r.a.error(), r.b.error());
-                results
-                    .lock()
-                    .unwrap()
-                    .push((r.connected(), r.setup, total, attempts, errors));
+                let r = f(s);
+                results.lock().unwrap()[i] = Some(r);
             });
         }
     });
-    let results = results.into_inner().unwrap();
+    results
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.expect("every scenario ran"))
+        .collect()
+}
+
+fn bench_config(name: &str, scenarios: Vec<Scenario>, threads: usize) {
+    let limit = scenarios[0].limit();
+    let started = std::time::Instant::now();
+    let results = run_parallel(&scenarios, threads, |s| {
+        let r = scenario::run(s);
+        let b_start = s.b.start.unwrap_or_default();
+        let total = match (r.a.authenticated_at, r.b.authenticated_at) {
+            (Some(x), Some(y)) => Some(
+                x.max(y)
+                    .duration_since(embassy_time::Instant::from_ticks(0))
+                    - b_start,
+            ),
+            _ => None,
+        };
+        let attempts = r.a.attempts.max(r.b.attempts);
+        let errors = (r.a.error(), r.b.error());
+        (r.connected(), r.setup, total, attempts, errors)
+    });
     let n = results.len();
     let ok = results.iter().filter(|r| r.0).count();
     let mut setups: Vec<Duration> = results.iter().filter(|r| r.0).filter_map(|r| r.1).collect();
@@ -548,7 +593,88 @@ fn bench(args: BenchArgs) -> ExitCode {
             rst(Some(args.rst_stall)),
         );
     }
+    let rows = robustness_rows(&args, wants("late"), wants("lan-race"));
+    if !rows.is_empty() {
+        if !first {
+            println!();
+        }
+        robustness(&rows, args.late_runs, threads);
+    }
     ExitCode::SUCCESS
+}
+
+/// How long the late peer stalls after its Match, in the late-peer rows (ms).
+const LATE_STALLS_MS: [u64; 5] = [500, 1500, 2000, 4000, 8000];
+
+/// The rows of the late-peer and same-LAN table: a name and its seeded scenarios.
+fn robustness_rows(args: &BenchArgs, late: bool, lan_race: bool) -> Vec<(String, Vec<Scenario>)> {
+    let seeds = |make: &dyn Fn(u64) -> Scenario| -> Vec<Scenario> {
+        (0..args.late_runs)
+            .map(|i| make(matrix::cell_seed(args.seed, i)))
+            .collect()
+    };
+    let mut rows = Vec::new();
+    let routers = [
+        ("drop", NatConfig::home_router()),
+        ("RST", NatConfig::linux_no_firewall()),
+    ];
+    for (kind, router) in routers.into_iter().filter(|_| late) {
+        for side in [Side::A, Side::B] {
+            for stall in LATE_STALLS_MS {
+                let name = format!(
+                    "{kind} routers ({}), {side} late {} s",
+                    router.label(),
+                    stall as f64 / 1000.0
+                );
+                let stall = Duration::from_millis(stall);
+                rows.push((
+                    name,
+                    seeds(&|seed| Scenario::late_peer(seed, router, side, stall)),
+                ));
+            }
+        }
+    }
+    for knower in [Side::B, Side::A].into_iter().filter(|_| lan_race) {
+        let name = format!("same LAN (1 ms hops), {knower} already knows the other's MAC");
+        rows.push((name, seeds(&|seed| Scenario::same_lan_race(seed, knower))));
+    }
+    rows
+}
+
+/// Run each row and print a table: connected/total, and the failures grouped by outcome.
+fn robustness(rows: &[(String, Vec<Scenario>)], runs: usize, threads: usize) {
+    println!(
+        "Late peers and same-LAN races ({runs} seeded runs per row; links 25 ms each way home–internet–mediator, \
+         B calls connect 1 s after A; late = stops polling for that long after its Match):"
+    );
+    let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    println!("  {:<width$}  {:>9}  failures", "scenario", "connected");
+    // A stack's panic is a result here, not a crash: keep the default hook from printing each one.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let started = std::time::Instant::now();
+    for (name, scenarios) in rows {
+        let outcomes = run_parallel(scenarios, threads, |s| {
+            scenario::outcome(&scenario::try_run(s))
+        });
+        let connected = outcomes.iter().filter(|o| *o == "connected").count();
+        let mut failures: Vec<(usize, &String)> = Vec::new();
+        for o in outcomes.iter().filter(|o| *o != "connected") {
+            match failures.iter_mut().find(|(_, f)| *f == o) {
+                Some(entry) => entry.0 += 1,
+                None => failures.push((1, o)),
+            }
+        }
+        failures.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+        let failures: Vec<String> = failures.iter().map(|(n, f)| format!("{n} x {f}")).collect();
+        println!(
+            "  {name:<width$}  {:>9}  {}",
+            format!("{connected}/{}", outcomes.len()),
+            failures.join("; ")
+        );
+    }
+    std::panic::set_hook(hook);
+    println!("  [{:.1} s wall]", started.elapsed().as_secs_f64());
 }
 
 fn main() -> ExitCode {

@@ -130,10 +130,16 @@ pub struct CellResult {
     pub setup: Option<Duration>,
     /// The physical limit.
     pub limit: Duration,
-    /// What a direct connection takes with p2psc on smoltcp ([`theory::direct_setup`]).
+    /// What a direct connection takes with p2psc on smoltcp ([`theory::direct_setup`]; for one NAT
+    /// over the path it took, [`theory::lan_setup`] or [`theory::hairpin_setup`]).
     pub direct_setup: Duration,
     /// Most SYN attempts either peer made.
     pub attempts: u16,
+    /// Most attempts either peer's winning candidate made (0 if none won).
+    pub winner_attempts: u16,
+    /// One NAT: whether the path the connection took is one theory allows to win (the LAN path, or
+    /// the public one where [`theory::public_path_may_win`]).
+    pub path_allowed: bool,
     /// Longest time a failed peer took from its Match to its error.
     pub fail_after_match: Option<Duration>,
     /// Whether the winning connection used the LAN (one-NAT cells).
@@ -141,9 +147,10 @@ pub struct CellResult {
 }
 
 impl CellResult {
-    /// Whether the outcome is what theory predicts: `Direct` connects on the first attempt in
-    /// [`theory::direct_setup`] (over the LAN for one NAT); `Fail` ends with `PunchFailed` on both sides;
-    /// `Listener` either connects or fails that way (theory cannot say which: it is timing).
+    /// Whether the outcome is what theory predicts: `Direct` connects with the winning candidate's
+    /// first attempt in the predicted time (for one NAT over a path theory allows to win); `Fail` ends
+    /// with `PunchFailed` on both sides; `Listener` and `AfterReset` either connect or fail that way
+    /// (theory cannot say which: it is timing).
     pub fn matches_prediction(&self) -> bool {
         let failed_cleanly = self.errors
             == (
@@ -152,14 +159,13 @@ impl CellResult {
             );
         match self.prediction {
             Prediction::Direct => {
-                let one_nat = matches!(self.cell, Cell::One(_));
                 self.connected
-                    && self.attempts == 1
+                    && self.winner_attempts == 1
                     && self.setup == Some(self.direct_setup)
-                    && (!one_nat || self.via_lan)
+                    && self.path_allowed
             }
             Prediction::Fail => !self.connected && failed_cleanly,
-            Prediction::Listener => self.connected || failed_cleanly,
+            Prediction::Listener | Prediction::AfterReset => self.connected || failed_cleanly,
         }
     }
 }
@@ -192,15 +198,25 @@ pub fn run_cell(cell: Cell, seed: u64) -> CellResult {
         .a
         .session()
         .is_some_and(|s| matches!(s.remote.addr, smoltcp::wire::IpAddress::Ipv4(a) if a.octets()[0] == 192 && a.octets()[1] == 168));
+    let (direct_setup, path_allowed) = match cell {
+        Cell::Two(..) => (theory::direct_setup(r.mediator_rtt, r.peer_rtt), true),
+        Cell::One(_) if via_lan => (theory::lan_setup(r.mediator_rtt, r.peer_rtt), true),
+        Cell::One(n) => (
+            theory::hairpin_setup(r.mediator_rtt, r.peer_rtt),
+            theory::public_path_may_win(&n),
+        ),
+    };
     CellResult {
         cell,
-        direct_setup: theory::direct_setup(r.mediator_rtt, r.peer_rtt),
+        direct_setup,
         prediction: cell.prediction(),
         connected: r.connected(),
         errors: (r.a.error(), r.b.error()),
         setup: r.setup,
         limit: r.limit,
         attempts: r.a.attempts.max(r.b.attempts),
+        winner_attempts: r.a.winner_attempts.max(r.b.winner_attempts),
+        path_allowed,
         fail_after_match,
         via_lan,
     }
@@ -287,7 +303,12 @@ fn by_prediction(out: &mut String, two: &[&CellResult]) {
         "setup max",
         "attempts max"
     );
-    for p in [Prediction::Direct, Prediction::Listener, Prediction::Fail] {
+    for p in [
+        Prediction::Direct,
+        Prediction::Listener,
+        Prediction::AfterReset,
+        Prediction::Fail,
+    ] {
         let rs: Vec<&CellResult> = two.iter().copied().filter(|r| r.prediction == p).collect();
         if !rs.is_empty() {
             prediction_row(out, p, &rs);

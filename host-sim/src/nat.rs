@@ -32,15 +32,28 @@
 //! filter, to the internal endpoint that owns the destination port; with hairpinning off it is dropped.
 //!
 //! **Timeouts** (RFC 4787 §4.3, RFC 5382 §5): a session, and a mapping with no session, expires after
-//! `timeout` without packets in either direction. FIN is not tracked. A RST is tracked only if
-//! [`NatConfig::rst_ends_session`] is set: then a RST that passes through a session (either way) ends it,
-//! as Linux conntrack does (the entry goes to CLOSE; a later SYN from inside opens a new one, a SYN from
-//! outside finds nothing and is unsolicited). Otherwise the model keeps a session until it idles out,
-//! so a reset punch attempt retried from the same port finds its mapping.
+//! `timeout` without packets in either direction.
+//!
+//! **TCP tracking** ([`Tracking`]). Real NAT routers are mostly Linux, and Linux NATs a packet only if
+//! conntrack files it under an entry. With [`Tracking::Linux`] (the default of both presets) each
+//! session is such an entry and every TCP segment goes through [`crate::conntrack`] first: the
+//! session follows TCP's states and both directions' sequence windows, and a segment conntrack finds
+//! INVALID is not translated. Going out, it leaves with its private source address and is lost (the
+//! next router drops it, [`InvalidFate::Lost`]); coming in, a router with a firewall drops it and one
+//! without hands it to its own stack, which answers with a RST ([`InvalidFate::Reset`]). A RST that is
+//! a session's only reply deletes it at once; a RST after a reply leaves it in CLOSE for 10 s, where a
+//! new SYN from the side that reset re-opens it, one from the other side is INVALID. A session's timeout
+//! is conntrack's for its state (SYN_SENT 120 s, CLOSE 10 s, …), capped at `timeout`.
+//!
+//! With [`Tracking::None`] the model is the RFCs' alone: every segment of a session passes. A RST is
+//! then tracked only if [`NatConfig::rst_ends_session`] is set: a RST that passes through a session
+//! (either way) ends it. Otherwise the model keeps a session until it idles out, so a reset punch
+//! attempt retried from the same port finds its mapping.
 //!
 //! [`NatConfig::linux_no_firewall`] is the router the TAP lab's `port-preserving-rst` scenario builds
 //! with nftables: a SYN that reaches it before its own host's SYN went out is reset by the router's own
-//! stack, and that RST, passing back through the other router, closes the other side's session too.
+//! stack, and that RST, passing back through the other router, deletes the other side's session too
+//! (it was that session's only reply).
 //! Each router therefore holds a usable session for one round trip after its host's SYN: both SYNs
 //! must leave within one router-to-router one-way delay of each other.
 
@@ -49,6 +62,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use embassy_time::{Duration, Instant};
 
+use crate::conntrack::{Dir, TcpState, TcpTrack, Verdict};
 use crate::packet::{self, Kind, Tcp};
 use crate::rng::Rng;
 
@@ -105,6 +119,17 @@ pub enum Unsolicited {
     Icmp,
 }
 
+/// How much of TCP the NAT tracks ([`crate::conntrack`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Tracking {
+    /// Endpoints only, as RFC 4787 and RFC 5382 describe a NAT: every segment of a session passes;
+    /// a RST ends the session only with [`NatConfig::rst_ends_session`].
+    None,
+    /// Linux conntrack (`nf_conntrack_tcp_be_liberal = 0`): each session follows TCP's states and
+    /// sequence windows; a segment out of window or out of place is INVALID and not NATted.
+    Linux,
+}
+
 /// A NAT's behaviour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NatConfig {
@@ -120,8 +145,11 @@ pub struct NatConfig {
     pub hairpin: bool,
     /// Idle time after which a session or mapping expires.
     pub timeout: Duration,
-    /// A RST passing through a session ends it (Linux conntrack); otherwise sessions only idle out.
+    /// Without tracking: a RST passing through a session ends it; otherwise sessions only idle out.
+    /// (With [`Tracking::Linux`] conntrack decides what a RST does.)
     pub rst_ends_session: bool,
+    /// TCP tracking.
+    pub tracking: Tracking,
 }
 
 impl NatConfig {
@@ -137,12 +165,14 @@ impl NatConfig {
             hairpin: true,
             timeout: Duration::from_secs(7440),
             rst_ends_session: false,
+            tracking: Tracking::Linux,
         }
     }
 
     /// A Linux router doing plain `masquerade` with no firewall (the TAP lab's `port-preserving-rst`):
     /// port-preserving, endpoint-independent mapping; only conntrack entries let packets in (APDF); its
-    /// own stack answers an unsolicited SYN with RST; and a RST ends the conntrack entry it passes.
+    /// own stack answers an unsolicited SYN (and an INVALID segment) with RST; and conntrack deletes an
+    /// entry whose only reply was a RST.
     pub const fn linux_no_firewall() -> NatConfig {
         NatConfig {
             unsolicited: Unsolicited::Rst,
@@ -151,19 +181,17 @@ impl NatConfig {
         }
     }
 
-    /// Short label, e.g. `EIM/preserve/APDF/drop` (`+rst-ends` if a RST ends a session).
+    /// Short label, e.g. `EIM/preserve/APDF/drop`, with `/untracked` without conntrack (and
+    /// `+rst-ends` if a RST then ends a session).
     pub fn label(&self) -> String {
+        let tracking = match (self.tracking, self.rst_ends_session) {
+            (Tracking::Linux, _) => "",
+            (Tracking::None, false) => "/untracked",
+            (Tracking::None, true) => "/untracked+rst-ends",
+        };
         format!(
-            "{}/{}/{}/{}{}",
-            self.mapping,
-            self.allocation,
-            self.filtering,
-            self.unsolicited,
-            if self.rst_ends_session {
-                "+rst-ends"
-            } else {
-                ""
-            }
+            "{}/{}/{}/{}{tracking}",
+            self.mapping, self.allocation, self.filtering, self.unsolicited,
         )
     }
 }
@@ -296,6 +324,28 @@ pub enum NatEvent {
         /// Why.
         why: &'static str,
     },
+    /// Conntrack found a segment INVALID ([`crate::conntrack`]), so it was not NATted.
+    Invalid {
+        /// The segment, as it reached the NAT.
+        summary: String,
+        /// Whether it came from inside.
+        outbound: bool,
+        /// Conntrack's reason (the kernel's log message).
+        why: &'static str,
+        /// What became of it.
+        fate: InvalidFate,
+    },
+}
+
+/// What becomes of a segment conntrack found INVALID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidFate {
+    /// Outbound: it leaves with its private source address, which the next router drops.
+    Lost,
+    /// Inbound: the firewall (`ct state established,related accept`, then drop) drops it.
+    Dropped,
+    /// Inbound, no firewall: it reaches the router's own stack, which answers with a RST.
+    Reset,
 }
 
 impl fmt::Display for NatEvent {
@@ -359,6 +409,20 @@ impl fmt::Display for NatEvent {
                 }
             }
             NatEvent::Dropped { summary, why } => write!(f, "dropped {summary}: {why}"),
+            NatEvent::Invalid {
+                summary,
+                outbound,
+                why,
+                fate,
+            } => {
+                let fate = match fate {
+                    InvalidFate::Lost => "leaves un-NATted with its private source, lost",
+                    InvalidFate::Dropped => "dropped by the firewall",
+                    InvalidFate::Reset => "reaches the router's stack, answered RST",
+                };
+                let way = if *outbound { "outbound" } else { "inbound" };
+                write!(f, "conntrack INVALID {way} {summary} ({why}): {fate}")
+            }
         }
     }
 }
@@ -386,7 +450,34 @@ struct SessionEntry {
     internal: SocketAddrV4,
     remote: SocketAddrV4,
     external: u16,
-    last: Instant,
+    /// When it idles out (each packet that refreshes it moves this on).
+    expires: Instant,
+    /// Whether a packet from inside opened it (then inside is conntrack's original direction).
+    opened_inside: bool,
+    /// Conntrack's TCP tracking of it, with [`Tracking::Linux`].
+    track: Option<TcpTrack>,
+}
+
+/// What tracking made of a segment on a session.
+enum Tracked {
+    /// It passes (NATted).
+    Pass,
+    /// It passes, and the session ends with it.
+    PassAndEnd,
+    /// INVALID: not NATted.
+    Invalid(&'static str),
+    /// The session was deleted; look the segment up again.
+    Reopen,
+}
+
+/// An inbound segment's session, or why it has none.
+enum Inbound {
+    /// Session `index`; why it let the segment in.
+    Session(usize, SynVerdict),
+    /// Refused before conntrack: unsolicited, or in conflict with another session.
+    Refused(SynVerdict),
+    /// Admitted by the filter, but conntrack cannot start an entry with it.
+    Invalid(&'static str),
 }
 
 /// Lowest port the NAT allocates.
@@ -448,6 +539,15 @@ impl Nat {
             .map(|m| SocketAddrV4::new(self.public, m.external))
     }
 
+    /// The conntrack state of `internal`'s session with `remote`, if it has a tracked one (for tests).
+    pub fn tcp_state(&self, internal: SocketAddrV4, remote: SocketAddrV4) -> Option<TcpState> {
+        self.sessions
+            .iter()
+            .find(|s| s.internal == internal && s.remote == remote)
+            .and_then(|s| s.track.as_ref())
+            .map(|t| t.state())
+    }
+
     fn key(&self, remote: SocketAddrV4) -> (Option<Ipv4Addr>, Option<u16>) {
         match self.config.mapping {
             Mapping::EndpointIndependent => (None, None),
@@ -458,7 +558,7 @@ impl Nat {
 
     fn expire(&mut self, now: Instant) {
         let timeout = self.config.timeout;
-        self.sessions.retain(|s| now < s.last + timeout);
+        self.sessions.retain(|s| now < s.expires);
         let sessions = &self.sessions;
         let public = self.public;
         let events = &mut self.events;
@@ -516,58 +616,135 @@ impl Nat {
         }
     }
 
-    /// The external port for a packet from `internal` to `remote`, creating the session (and mapping).
-    fn translate_out(&mut self, now: Instant, internal: SocketAddrV4, remote: SocketAddrV4) -> u16 {
-        if let Some(s) = self
-            .sessions
-            .iter_mut()
-            .find(|s| s.internal == internal && s.remote == remote)
-        {
-            s.last = now;
-            let external = s.external;
-            self.touch_mapping(now, internal, external);
-            return external;
+    /// The tracker of a new session whose first packet is `tcp`, or why conntrack refuses to start one.
+    fn new_track(&self, tcp: &Tcp) -> Result<Option<TcpTrack>, &'static str> {
+        match self.config.tracking {
+            Tracking::None => Ok(None),
+            Tracking::Linux => TcpTrack::new(tcp).map(Some),
         }
-        let key = self.key(remote);
-        let external = match self
-            .mappings
-            .iter_mut()
-            .find(|m| m.internal == internal && m.key == key)
-        {
-            Some(m) => {
-                m.last = now;
-                m.external
-            }
-            None => {
-                let (external, choice) = self.allocate(internal);
-                self.mappings.push(MappingEntry {
-                    internal,
-                    key,
-                    external,
-                    last: now,
-                });
-                self.events.push(NatEvent::MappingCreated {
-                    internal,
-                    external: SocketAddrV4::new(self.public, external),
-                    remote,
-                    choice,
-                });
-                external
-            }
-        };
+    }
+
+    fn session(&self, internal: SocketAddrV4, remote: SocketAddrV4) -> Option<usize> {
+        self.sessions
+            .iter()
+            .position(|s| s.internal == internal && s.remote == remote)
+    }
+
+    /// Open a session of `internal` with `remote` on `external`.
+    fn open_session(
+        &mut self,
+        now: Instant,
+        (internal, remote, external): (SocketAddrV4, SocketAddrV4, u16),
+        opened_inside: bool,
+        track: Option<TcpTrack>,
+    ) -> usize {
         self.sessions.push(SessionEntry {
             internal,
             remote,
             external,
+            expires: now + self.config.timeout,
+            opened_inside,
+            track,
+        });
+        self.touch_mapping(now, internal, external);
+        self.sessions.len() - 1
+    }
+
+    /// The external port for a new session from `internal` to `remote`: its mapping's (created if
+    /// needed).
+    fn mapping_out(&mut self, now: Instant, internal: SocketAddrV4, remote: SocketAddrV4) -> u16 {
+        let key = self.key(remote);
+        if let Some(m) = self
+            .mappings
+            .iter_mut()
+            .find(|m| m.internal == internal && m.key == key)
+        {
+            m.last = now;
+            return m.external;
+        }
+        let (external, choice) = self.allocate(internal);
+        self.mappings.push(MappingEntry {
+            internal,
+            key,
+            external,
             last: now,
+        });
+        self.events.push(NatEvent::MappingCreated {
+            internal,
+            external: SocketAddrV4::new(self.public, external),
+            remote,
+            choice,
         });
         external
     }
 
-    /// End the session of `internal` with `remote` (a RST passed); the mapping stays until it idles out.
-    fn end_session(&mut self, internal: SocketAddrV4, remote: SocketAddrV4) {
-        self.sessions
-            .retain(|s| !(s.internal == internal && s.remote == remote));
+    /// Track `tcp` on session `index` (`outbound`: it came from inside) and refresh the session.
+    fn track(&mut self, now: Instant, index: usize, outbound: bool, tcp: &Tcp) -> Tracked {
+        let max = self.config.timeout;
+        let s = &mut self.sessions[index];
+        let (internal, external) = (s.internal, s.external);
+        let tracked = match s.track.as_mut() {
+            None => {
+                s.expires = now + max;
+                let ends = tcp.rst && self.config.rst_ends_session;
+                if ends {
+                    Tracked::PassAndEnd
+                } else {
+                    Tracked::Pass
+                }
+            }
+            Some(t) => {
+                let dir = if s.opened_inside == outbound {
+                    Dir::Original
+                } else {
+                    Dir::Reply
+                };
+                match t.packet(dir, tcp) {
+                    Verdict::Accept { refresh } => {
+                        if let Some(d) = refresh {
+                            s.expires = now + d.min(max);
+                        }
+                        Tracked::Pass
+                    }
+                    Verdict::Ignore(_) => Tracked::Pass,
+                    Verdict::Invalid(why) => Tracked::Invalid(why),
+                    Verdict::Reopen => Tracked::Reopen,
+                    Verdict::Kill => Tracked::PassAndEnd,
+                }
+            }
+        };
+        if !matches!(tracked, Tracked::Invalid(_)) {
+            self.touch_mapping(now, internal, external);
+        }
+        tracked
+    }
+
+    /// The external port a segment from inside leaves from, tracking it on its session (opened if
+    /// needed), or why conntrack found it INVALID.
+    fn translate_out(&mut self, now: Instant, tcp: &Tcp) -> Result<u16, &'static str> {
+        loop {
+            let index = match self.session(tcp.src, tcp.dst) {
+                Some(i) => i,
+                None => {
+                    let track = self.new_track(tcp)?;
+                    let external = self.mapping_out(now, tcp.src, tcp.dst);
+                    self.open_session(now, (tcp.src, tcp.dst, external), true, track)
+                }
+            };
+            let external = self.sessions[index].external;
+            match self.track(now, index, true, tcp) {
+                Tracked::Pass => return Ok(external),
+                Tracked::PassAndEnd => {
+                    // The mapping stays until it idles out.
+                    self.sessions.remove(index);
+                    return Ok(external);
+                }
+                Tracked::Invalid(why) => return Err(why),
+                Tracked::Reopen => {
+                    self.sessions.remove(index);
+                }
+            }
+        }
     }
 
     fn touch_mapping(&mut self, now: Instant, internal: SocketAddrV4, external: u16) {
@@ -580,22 +757,16 @@ impl Nat {
         }
     }
 
-    /// Inbound lookup for a segment from `remote` to public port `port`: the inside endpoint, or why not.
-    fn translate_in(
-        &mut self,
-        now: Instant,
-        remote: SocketAddrV4,
-        port: u16,
-    ) -> Result<(SocketAddrV4, SynVerdict), SynVerdict> {
-        if let Some(s) = self
+    /// Inbound lookup for `tcp` (from a remote to public port `tcp.dst.port()`): its session (opened if
+    /// the filter admits it), or why not.
+    fn find_in(&mut self, now: Instant, tcp: &Tcp) -> Inbound {
+        let (remote, port) = (tcp.src, tcp.dst.port());
+        if let Some(i) = self
             .sessions
-            .iter_mut()
-            .find(|s| s.external == port && s.remote == remote)
+            .iter()
+            .position(|s| s.external == port && s.remote == remote)
         {
-            s.last = now;
-            let internal = s.internal;
-            self.touch_mapping(now, internal, port);
-            return Ok((internal, SynVerdict::Session));
+            return Inbound::Session(i, SynVerdict::Session);
         }
         let Some(internal) = self
             .mappings
@@ -603,7 +774,7 @@ impl Nat {
             .find(|m| m.external == port)
             .map(|m| m.internal)
         else {
-            return Err(SynVerdict::Dropped);
+            return Inbound::Refused(SynVerdict::Dropped);
         };
         let admitted = match self.config.filtering {
             Filtering::EndpointIndependent => true,
@@ -613,23 +784,18 @@ impl Nat {
             Filtering::AddressPortDependent => false,
         };
         if !admitted {
-            return Err(SynVerdict::Dropped);
+            return Inbound::Refused(SynVerdict::Dropped);
         }
-        if self
-            .sessions
-            .iter()
-            .any(|s| s.internal == internal && s.remote == remote)
-        {
-            return Err(SynVerdict::Conflict);
+        if self.session(internal, remote).is_some() {
+            return Inbound::Refused(SynVerdict::Conflict);
         }
-        self.sessions.push(SessionEntry {
-            internal,
-            remote,
-            external: port,
-            last: now,
-        });
-        self.touch_mapping(now, internal, port);
-        Ok((internal, SynVerdict::Admitted(self.config.filtering)))
+        match self.new_track(tcp) {
+            Ok(track) => {
+                let i = self.open_session(now, (internal, remote, port), false, track);
+                Inbound::Session(i, SynVerdict::Admitted(self.config.filtering))
+            }
+            Err(why) => Inbound::Invalid(why),
+        }
     }
 
     /// A packet from the LAN towards the WAN (or, addressed to the public address, a hairpin).
@@ -649,10 +815,18 @@ impl Nat {
                 return Vec::new();
             }
         };
-        let external = self.translate_out(now, tcp.src, tcp.dst);
-        if tcp.rst && self.config.rst_ends_session {
-            self.end_session(tcp.src, tcp.dst);
-        }
+        let external = match self.translate_out(now, &tcp) {
+            Ok(external) => external,
+            Err(why) => {
+                self.events.push(NatEvent::Invalid {
+                    summary: tcp.to_string(),
+                    outbound: true,
+                    why,
+                    fate: InvalidFate::Lost,
+                });
+                return Vec::new();
+            }
+        };
         let src = SocketAddrV4::new(self.public, external);
         if *tcp.dst.ip() == self.public {
             self.events.push(NatEvent::Hairpin {
@@ -700,7 +874,7 @@ impl Nat {
                     }
                 }
             }
-            Kind::Other => {
+            Kind::Other | Kind::Arp { .. } => {
                 self.events.push(NatEvent::Dropped {
                     summary: packet::summary(&packet),
                     why: "not TCP",
@@ -717,69 +891,126 @@ impl Nat {
         tcp: Tcp,
         hairpin: bool,
     ) -> Vec<Out> {
-        let result = self.translate_in(now, tcp.src, tcp.dst.port());
-        let is_syn = tcp.syn && !tcp.rst;
-        match result {
-            Ok((inside, verdict)) => {
-                if tcp.rst && self.config.rst_ends_session {
-                    self.end_session(inside, tcp.src);
-                }
-                if is_syn {
-                    self.events.push(NatEvent::Syn {
-                        from: tcp.src,
-                        to: tcp.dst,
-                        ack: tcp.ack,
-                        verdict,
-                        inside: Some(inside),
-                    });
-                }
-                packet::rewrite_tcp(&mut packet, None, Some(inside));
-                vec![Out::Lan(packet)]
-            }
-            Err(verdict) => {
-                if !tcp.is_bare_syn() {
-                    self.events.push(NatEvent::Dropped {
-                        summary: tcp.to_string(),
-                        why: if verdict == SynVerdict::Conflict {
-                            "inside host already talks to the sender from another port"
-                        } else {
-                            "unsolicited"
-                        },
-                    });
-                    return Vec::new();
-                }
-                let verdict = match (verdict, self.config.unsolicited) {
-                    (SynVerdict::Conflict, _) => SynVerdict::Conflict,
-                    (_, Unsolicited::Drop) => SynVerdict::Dropped,
-                    (_, Unsolicited::Rst) => SynVerdict::Reset,
-                    (_, Unsolicited::Icmp) => SynVerdict::Icmp,
-                };
-                self.events.push(NatEvent::Syn {
-                    from: tcp.src,
-                    to: tcp.dst,
-                    ack: false,
-                    verdict,
-                    inside: None,
-                });
-                let reply = match verdict {
-                    SynVerdict::Reset => Some(packet::rst_for(&tcp)),
-                    SynVerdict::Icmp => packet::icmp_unreachable(self.public, &packet),
-                    _ => None,
-                };
-                // A reply to a hairpinned SYN goes back in through the NAT like any packet to the
-                // public address.
-                match reply {
-                    Some(r) if hairpin => {
-                        if let Kind::Tcp(t) = packet::decode(&r) {
-                            self.inbound_tcp(now, r, t, true)
-                        } else {
-                            Vec::new()
-                        }
+        let (index, verdict) = loop {
+            match self.find_in(now, &tcp) {
+                Inbound::Session(i, verdict) => match self.track(now, i, false, &tcp) {
+                    Tracked::Reopen => {
+                        self.sessions.remove(i);
                     }
-                    Some(r) => vec![Out::Wan(r)],
-                    None => Vec::new(),
+                    Tracked::Invalid(why) => return self.invalid_in(now, &tcp, why, hairpin),
+                    Tracked::Pass => break (Some(i), verdict),
+                    Tracked::PassAndEnd => break (None, verdict),
+                },
+                Inbound::Refused(verdict) => {
+                    return self.refuse(now, &packet, &tcp, verdict, hairpin)
                 }
+                Inbound::Invalid(why) => return self.invalid_in(now, &tcp, why, hairpin),
             }
+        };
+        let inside = match index {
+            Some(i) => self.sessions[i].internal,
+            None => {
+                // Ended by this segment: it still goes in (found again by endpoints, then removed).
+                let i = self
+                    .sessions
+                    .iter()
+                    .position(|s| s.external == tcp.dst.port() && s.remote == tcp.src)
+                    .expect("the session that passed the segment");
+                self.sessions.remove(i).internal
+            }
+        };
+        if tcp.syn && !tcp.rst {
+            self.events.push(NatEvent::Syn {
+                from: tcp.src,
+                to: tcp.dst,
+                ack: tcp.ack,
+                verdict,
+                inside: Some(inside),
+            });
+        }
+        packet::rewrite_tcp(&mut packet, None, Some(inside));
+        vec![Out::Lan(packet)]
+    }
+
+    /// An inbound segment conntrack found INVALID: a firewall drops it; without one the router's own
+    /// stack gets it (it is addressed to the router) and answers anything but a RST with a RST.
+    fn invalid_in(
+        &mut self,
+        now: Instant,
+        tcp: &Tcp,
+        why: &'static str,
+        hairpin: bool,
+    ) -> Vec<Out> {
+        let reset = self.config.unsolicited == Unsolicited::Rst;
+        self.events.push(NatEvent::Invalid {
+            summary: tcp.to_string(),
+            outbound: false,
+            why,
+            fate: if reset {
+                InvalidFate::Reset
+            } else {
+                InvalidFate::Dropped
+            },
+        });
+        if !reset || tcp.rst {
+            return Vec::new();
+        }
+        self.reply(now, packet::rst_for(tcp), hairpin)
+    }
+
+    /// An unsolicited (or conflicting) inbound segment: dropped, or a SYN answered as configured.
+    fn refuse(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        tcp: &Tcp,
+        verdict: SynVerdict,
+        hairpin: bool,
+    ) -> Vec<Out> {
+        if !tcp.is_bare_syn() {
+            self.events.push(NatEvent::Dropped {
+                summary: tcp.to_string(),
+                why: if verdict == SynVerdict::Conflict {
+                    "inside host already talks to the sender from another port"
+                } else {
+                    "unsolicited"
+                },
+            });
+            return Vec::new();
+        }
+        let verdict = match (verdict, self.config.unsolicited) {
+            (SynVerdict::Conflict, _) => SynVerdict::Conflict,
+            (_, Unsolicited::Drop) => SynVerdict::Dropped,
+            (_, Unsolicited::Rst) => SynVerdict::Reset,
+            (_, Unsolicited::Icmp) => SynVerdict::Icmp,
+        };
+        self.events.push(NatEvent::Syn {
+            from: tcp.src,
+            to: tcp.dst,
+            ack: false,
+            verdict,
+            inside: None,
+        });
+        let reply = match verdict {
+            SynVerdict::Reset => Some(packet::rst_for(tcp)),
+            SynVerdict::Icmp => packet::icmp_unreachable(self.public, packet),
+            _ => None,
+        };
+        match reply {
+            Some(r) => self.reply(now, r, hairpin),
+            None => Vec::new(),
+        }
+    }
+
+    /// A packet the router itself sends to the sender of an inbound one. A reply to a hairpinned
+    /// packet goes back in through the NAT like any packet to the public address.
+    fn reply(&mut self, now: Instant, reply: Vec<u8>, hairpin: bool) -> Vec<Out> {
+        if !hairpin {
+            return vec![Out::Wan(reply)];
+        }
+        match packet::decode(&reply) {
+            Kind::Tcp(t) => self.inbound_tcp(now, reply, t, true),
+            _ => Vec::new(),
         }
     }
 }
@@ -833,6 +1064,7 @@ mod tests {
             hairpin: false,
             timeout: Duration::from_secs(60),
             rst_ends_session: false,
+            tracking: Tracking::None,
         };
         Nat::new(config, "198.51.100.1".parse().unwrap(), Rng::new(1))
     }
@@ -965,7 +1197,7 @@ mod tests {
     }
 
     #[test]
-    fn a_rst_ends_the_session_only_when_tracked() {
+    fn without_conntrack_a_rst_ends_the_session_only_with_rst_ends_session() {
         let rst = |src: &str, dst: SocketAddrV4| {
             let mut p = seg(ep(src), dst, false, true);
             let mut t = TcpPacket::new_unchecked(&mut p[20..]);
@@ -1044,6 +1276,163 @@ mod tests {
             .take_events()
             .iter()
             .any(|e| matches!(e, NatEvent::MappingExpired { .. })));
+    }
+
+    /// A segment with these flags (`S`, `.`, `R`, `F` as tcpdump writes them), sequence numbers and
+    /// payload length.
+    fn segment(
+        src: &str,
+        dst: SocketAddrV4,
+        flags: &str,
+        seq: u32,
+        ack: u32,
+        len: usize,
+    ) -> Vec<u8> {
+        let (src, total) = (ep(src), 40 + len);
+        let mut buf = seg(src, dst, flags.contains('S'), flags.contains('.'));
+        buf.resize(total, 0);
+        {
+            let mut ip = Ipv4Packet::new_unchecked(&mut buf[..]);
+            ip.set_total_len(total as u16);
+            ip.fill_checksum();
+        }
+        let mut t = TcpPacket::new_unchecked(&mut buf[20..]);
+        t.set_rst(flags.contains('R'));
+        t.set_fin(flags.contains('F'));
+        t.set_seq_number(TcpSeqNumber(seq as i32));
+        t.set_ack_number(TcpSeqNumber(ack as i32));
+        t.fill_checksum(&IpAddress::Ipv4(*src.ip()), &IpAddress::Ipv4(*dst.ip()));
+        buf
+    }
+
+    fn tracked(unsolicited: Unsolicited) -> Nat {
+        let config = NatConfig {
+            unsolicited,
+            hairpin: false,
+            ..NatConfig::home_router()
+        };
+        Nat::new(config, "198.51.100.1".parse().unwrap(), Rng::new(1))
+    }
+
+    fn invalid_fates(n: &mut Nat) -> Vec<(bool, InvalidFate)> {
+        n.take_events()
+            .into_iter()
+            .filter_map(|e| match e {
+                NatEvent::Invalid { outbound, fate, .. } => Some((outbound, fate)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn conntrack_loses_our_data_after_a_re_dial_with_a_smaller_isn() {
+        let mut n = tracked(Unsolicited::Drop);
+        let public = ep("198.51.100.1:50000");
+        // First attempt, unanswered; the re-dial on the same 5-tuple has a smaller ISN.
+        assert_eq!(
+            n.outbound(T0, segment(INSIDE, ep(PEER), "S", 3_000_000, 0, 0))
+                .len(),
+            1
+        );
+        assert_eq!(
+            n.outbound(T0, segment(INSIDE, ep(PEER), "S", 1_000, 0, 0))
+                .len(),
+            1
+        );
+        // The late peer's SYN and our SYN|ACK pass, and so does its ACK.
+        assert_eq!(
+            n.inbound(T0, segment(PEER, public, "S", 9_000, 0, 0)).len(),
+            1
+        );
+        assert_eq!(n.tcp_state(ep(INSIDE), ep(PEER)), Some(TcpState::SynSent2));
+        assert_eq!(
+            n.outbound(T0, segment(INSIDE, ep(PEER), "S.", 1_000, 9_001, 0))
+                .len(),
+            1
+        );
+        assert_eq!(
+            n.inbound(T0, segment(PEER, public, ".", 9_001, 1_001, 0))
+                .len(),
+            1
+        );
+        n.take_events();
+        // Our data is INVALID: not NATted, lost.
+        let outs = n.outbound(T0, segment(INSIDE, ep(PEER), ".", 1_001, 9_001, 10));
+        assert!(outs.is_empty());
+        assert_eq!(invalid_fates(&mut n), vec![(true, InvalidFate::Lost)]);
+        // Without tracking the same sequence passes.
+        let mut n = nat(
+            Mapping::EndpointIndependent,
+            Allocation::Preserving,
+            Filtering::AddressPortDependent,
+            Unsolicited::Drop,
+        );
+        n.outbound(T0, segment(INSIDE, ep(PEER), "S", 3_000_000, 0, 0));
+        n.outbound(T0, segment(INSIDE, ep(PEER), "S", 1_000, 0, 0));
+        n.inbound(T0, segment(PEER, public, "S", 9_000, 0, 0));
+        n.outbound(T0, segment(INSIDE, ep(PEER), "S.", 1_000, 9_001, 0));
+        n.inbound(T0, segment(PEER, public, ".", 9_001, 1_001, 0));
+        assert_eq!(
+            n.outbound(T0, segment(INSIDE, ep(PEER), ".", 1_001, 9_001, 10))
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn conntrack_invalid_inbound_is_dropped_by_a_firewall_and_reset_by_a_bare_router() {
+        for (unsolicited, fate) in [
+            (Unsolicited::Drop, InvalidFate::Dropped),
+            (Unsolicited::Rst, InvalidFate::Reset),
+        ] {
+            let mut n = tracked(unsolicited);
+            let public = ep("198.51.100.1:50000");
+            n.outbound(T0, segment(INSIDE, ep(PEER), "S", 500, 0, 0));
+            n.inbound(T0, segment(PEER, public, "S", 9_000, 0, 0));
+            // We abort after the peer's SYN came: the entry goes to CLOSE (a reply was seen).
+            assert_eq!(
+                n.outbound(T0, segment(INSIDE, ep(PEER), "R", 501, 0, 0))
+                    .len(),
+                1
+            );
+            assert_eq!(n.tcp_state(ep(INSIDE), ep(PEER)), Some(TcpState::Close));
+            n.take_events();
+            // The peer's SYN on the closed entry is INVALID.
+            let outs = n.inbound(T0, segment(PEER, public, "S", 9_500, 0, 0));
+            assert_eq!(invalid_fates(&mut n), vec![(false, fate)]);
+            match fate {
+                InvalidFate::Reset => {
+                    let [Out::Wan(r)] = outs.as_slice() else {
+                        panic!("{outs:?}")
+                    };
+                    assert!(
+                        matches!(packet::decode(r), Kind::Tcp(t) if t.rst && t.dst == ep(PEER))
+                    );
+                }
+                _ => assert!(outs.is_empty()),
+            }
+            // Our own new SYN re-opens it (the RST was ours): a fresh entry.
+            assert_eq!(
+                n.outbound(T0, segment(INSIDE, ep(PEER), "S", 7, 0, 0))
+                    .len(),
+                1
+            );
+            assert_eq!(n.tcp_state(ep(INSIDE), ep(PEER)), Some(TcpState::SynSent));
+        }
+    }
+
+    #[test]
+    fn conntrack_deletes_an_entry_whose_only_reply_is_a_rst() {
+        let mut n = tracked(Unsolicited::Rst);
+        let public = ep("198.51.100.1:50000");
+        n.outbound(T0, segment(INSIDE, ep(PEER), "S", 500, 0, 0));
+        assert_eq!(
+            n.inbound(T0, segment(PEER, public, "R.", 0, 501, 0)).len(),
+            1
+        );
+        assert_eq!(n.tcp_state(ep(INSIDE), ep(PEER)), None);
+        // The peer's SYN now finds no session: unsolicited, answered by the router's RST.
+        assert_eq!(inbound_verdict(&mut n, PEER, 50000).0, SynVerdict::Reset);
     }
 
     #[test]

@@ -1,20 +1,25 @@
 //! A routed IPv4 network in memory: hosts, a LAN switch, NAT routers and an internet router, joined by
 //! one-way links with seeded latency, jitter and loss, on the virtual clock.
 //!
-//! Hosts run real smoltcp stacks (`p2psc::net`) on [`HostPort`], an `embassy_net_driver::Driver` of
-//! medium IP: packets are bare IPv4, there is no Ethernet and no ARP. Everything between hosts is plain
-//! logic run by [`Network::run`], a task on the simulator's executor that moves each packet to the next
-//! node when it is due:
+//! Hosts run real smoltcp stacks (`p2psc::net`) on [`HostPort`], an `embassy_net_driver::Driver`.
+//! Everything between hosts is plain logic run by [`Network::run`], a task on the simulator's executor
+//! that moves each packet to the next node when it is due:
 //!
-//! - a **switch** forwards packets for its subnet to the host that has the address, others to its
-//!   uplink (the home router), like a LAN whose hosts talk directly;
+//! - a **switch** is an Ethernet LAN ([`crate::ether`]): links to and from it carry Ethernet frames,
+//!   and it forwards them by destination MAC address, learning where each address is from the frames'
+//!   sources (a learning switch: unknown and broadcast destinations go to every other port). Hosts on
+//!   it run smoltcp with `Medium::Ethernet` and resolve their neighbours with ARP;
 //! - a **NAT** ([`crate::nat::Nat`]) translates what comes from its LAN for its WAN and back, and
-//!   records its decisions in the timeline;
-//! - a **router** (the internet core) forwards by destination address.
+//!   records its decisions in the timeline; its LAN side is an Ethernet interface with ARP
+//!   ([`crate::ether::LanIface`]);
+//! - a **router** (the internet core) forwards bare IPv4 by destination address; hosts on it (the
+//!   mediator, public peers) run smoltcp with `Medium::Ip`.
 //!
 //! A link is FIFO: jitter adds a random delay in `[0, jitter]` but never reorders. Loss drops a packet
-//! with the link's probability. All randomness comes from one seeded stream, and the executor polls in a
-//! fixed order, so the same seed gives the same run, packet for packet ([`Network::trace`]).
+//! with the link's probability. An ARP frame may take longer ([`LinkParams::arp`], a slow neighbour
+//! discovery); later frames do not wait for it. All randomness comes from one seeded stream, and the
+//! executor polls in a fixed order, so the same seed gives the same run, packet for packet
+//! ([`Network::trace`]).
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
@@ -27,6 +32,7 @@ use std::task::{Context, Poll, Waker};
 use embassy_net_driver::{Capabilities, HardwareAddress, LinkState};
 use embassy_time::{Duration, Instant};
 
+use crate::ether::{self, LanIface, Mac};
 use crate::nat::{Nat, Out};
 use crate::packet::{self, Kind};
 use crate::rng::Rng;
@@ -46,6 +52,9 @@ pub struct LinkParams {
     pub jitter: Duration,
     /// Probability that a packet is lost.
     pub loss: f64,
+    /// Extra delay of an ARP frame on an Ethernet link (a neighbour that is slow to answer); frames
+    /// behind it do not wait for it.
+    pub arp: Duration,
 }
 
 impl LinkParams {
@@ -55,6 +64,7 @@ impl LinkParams {
             delay,
             jitter: Duration::from_ticks(0),
             loss: 0.0,
+            arp: Duration::from_ticks(0),
         }
     }
 }
@@ -66,7 +76,7 @@ pub struct TraceRecord {
     pub at: Instant,
     /// The link's name (`from->to`).
     pub link: String,
-    /// The packet (IPv4).
+    /// The packet: IPv4, or on a LAN link what the Ethernet frame carries (IPv4 or ARP).
     pub packet: Vec<u8>,
     /// Whether the link lost it.
     pub lost: bool,
@@ -81,16 +91,22 @@ enum NodeKind {
         inbox: VecDeque<Vec<u8>>,
         waker: Option<Waker>,
         uplink: Option<LinkId>,
+        /// Its MAC and address on a LAN, if it is on one (then its stack runs on Ethernet).
+        lan: Option<(Mac, Ipv4Addr)>,
     },
     Switch {
-        hosts: Vec<(Ipv4Addr, LinkId)>,
-        uplink: Option<LinkId>,
+        /// Links from the switch to each node on it.
+        ports: Vec<LinkId>,
+        /// Learnt: which port leads to which MAC address.
+        table: Vec<(Mac, LinkId)>,
     },
     Nat {
         nat: Box<Nat>,
         name: &'static str,
         lan: Option<LinkId>,
         wan: Option<LinkId>,
+        /// Its interface on the LAN.
+        iface: Option<LanIface>,
     },
     Router {
         routes: Vec<(Ipv4Addr, LinkId)>,
@@ -108,6 +124,8 @@ struct Link {
     name: String,
     params: LinkParams,
     last_due: Instant,
+    /// It carries Ethernet frames (a LAN link), not bare IPv4.
+    ethernet: bool,
 }
 
 struct InFlight {
@@ -172,6 +190,7 @@ impl Network {
                 inbox: VecDeque::new(),
                 waker: None,
                 uplink: None,
+                lan: None,
             },
         )
     }
@@ -181,8 +200,8 @@ impl Network {
         self.add(
             name,
             NodeKind::Switch {
-                hosts: Vec::new(),
-                uplink: None,
+                ports: Vec::new(),
+                table: Vec::new(),
             },
         )
     }
@@ -197,6 +216,7 @@ impl Network {
                 name,
                 lan: None,
                 wan: None,
+                iface: None,
             },
         )
     }
@@ -206,7 +226,7 @@ impl Network {
         self.add(name, NodeKind::Router { routes: Vec::new() })
     }
 
-    fn link(&self, from: NodeId, to: NodeId, params: LinkParams) -> LinkId {
+    fn link(&self, from: NodeId, to: NodeId, params: LinkParams, ethernet: bool) -> LinkId {
         let mut inner = self.inner.borrow_mut();
         let name = format!("{}->{}", inner.nodes[from].name, inner.nodes[to].name);
         inner.links.push(Link {
@@ -215,12 +235,13 @@ impl Network {
             name,
             params,
             last_due: Instant::from_ticks(0),
+            ethernet,
         });
         inner.links.len() - 1
     }
 
-    /// Join a host (or a NAT's LAN side) to a switch, as `addr` on that LAN. `up` and `down` are the
-    /// two directions (towards the switch, and back).
+    /// Join a host (or a NAT's LAN side) to a switch's Ethernet, as `addr` on that LAN, with a MAC
+    /// address of its own. `up` and `down` are the two directions (towards the switch, and back).
     pub fn attach(
         &self,
         node: NodeId,
@@ -229,21 +250,44 @@ impl Network {
         up: LinkParams,
         down: LinkParams,
     ) {
-        let to_switch = self.link(node, switch, up);
-        let to_node = self.link(switch, node, down);
+        let to_switch = self.link(node, switch, up, true);
+        let to_node = self.link(switch, node, down, true);
         let mut inner = self.inner.borrow_mut();
+        let mac = ether::mac_for(node);
         match &mut inner.nodes[node].kind {
-            NodeKind::Host { uplink, .. } => *uplink = Some(to_switch),
-            NodeKind::Nat { lan, .. } => *lan = Some(to_switch),
+            NodeKind::Host { uplink, lan, .. } => {
+                *uplink = Some(to_switch);
+                *lan = Some((mac, addr));
+            }
+            NodeKind::Nat { lan, iface, .. } => {
+                *lan = Some(to_switch);
+                *iface = Some(LanIface::new(mac, addr));
+            }
             _ => panic!("only hosts and NATs attach to a switch"),
         }
-        // Record where the switch sends packets for `addr` (a NAT's LAN side is the switch's uplink).
-        let is_nat = matches!(inner.nodes[node].kind, NodeKind::Nat { .. });
         match &mut inner.nodes[switch].kind {
-            NodeKind::Switch { uplink, .. } if is_nat => *uplink = Some(to_node),
-            NodeKind::Switch { hosts, .. } => hosts.push((addr, to_node)),
+            NodeKind::Switch { ports, .. } => ports.push(to_node),
             _ => panic!("not a switch"),
         }
+    }
+
+    /// Put `known`'s MAC address into `knower`'s ARP cache (two hosts on one switch), as if `known` had
+    /// answered an ARP request of `knower`'s before the run and then forgotten `knower` (a restart):
+    /// an unsolicited ARP reply from `known` to `knower`, on the switch's link to `knower`. smoltcp
+    /// fills its cache from any ARP packet addressed to it.
+    pub fn announce(&self, known: NodeId, knower: NodeId) {
+        let mut inner = self.inner.borrow_mut();
+        let lan_of = |inner: &Inner, n: NodeId| match inner.nodes[n].kind {
+            NodeKind::Host { lan: Some(lan), .. } => lan,
+            _ => panic!("announce: not a host on a LAN"),
+        };
+        let (from, to) = (lan_of(&inner, known), lan_of(&inner, knower));
+        let link = inner
+            .links
+            .iter()
+            .position(|l| l.ethernet && l.to == knower)
+            .expect("announce: the host is attached to a switch");
+        inner.send(link, ether::arp_frame(false, from, to));
     }
 
     /// Join a host or a NAT's WAN side to a router, reachable there at `addr`.
@@ -255,8 +299,8 @@ impl Network {
         up: LinkParams,
         down: LinkParams,
     ) {
-        let to_router = self.link(node, router, up);
-        let to_node = self.link(router, node, down);
+        let to_router = self.link(node, router, up, false);
+        let to_node = self.link(router, node, down, false);
         let mut inner = self.inner.borrow_mut();
         match &mut inner.nodes[node].kind {
             NodeKind::Host { uplink, .. } => *uplink = Some(to_router),
@@ -311,14 +355,21 @@ impl Network {
 }
 
 impl Inner {
-    fn send(&mut self, link: LinkId, packet: Vec<u8>) {
+    /// Put `data` (a frame on an Ethernet link, else an IPv4 packet) on `link`.
+    fn send(&mut self, link: LinkId, data: Vec<u8>) {
         let now = Instant::now();
+        let ethernet = self.links[link].ethernet;
+        let packet = if ethernet {
+            ether::payload(&data)
+        } else {
+            &data[..]
+        };
         let dropped = match self.drop_rule.as_mut() {
-            Some(rule) => rule(&self.links[link].name, &packet::decode(&packet)),
+            Some(rule) => rule(&self.links[link].name, &packet::decode(packet)),
             None => false,
         };
         if dropped {
-            let text = format!("{} on {}", packet::summary(&packet), self.links[link].name);
+            let text = format!("{} on {}", packet::summary(packet), self.links[link].name);
             self.log.push(
                 Who::Net(self.links[link].name.clone()),
                 What::Injected(text),
@@ -331,14 +382,14 @@ impl Inner {
             trace.push(TraceRecord {
                 at: now,
                 link: self.links[link].name.clone(),
-                packet: packet.clone(),
+                packet: packet.to_vec(),
                 lost,
             });
         }
         if lost {
             self.log.push(
                 Who::Net(self.links[link].name.clone()),
-                What::Lost(packet::summary(&packet)),
+                What::Lost(packet::summary(packet)),
             );
             return;
         }
@@ -347,12 +398,20 @@ impl Inner {
         } else {
             Duration::from_ticks(0)
         };
-        let due = (now + params.delay + jitter).max(self.links[link].last_due);
-        self.links[link].last_due = due;
+        let slow_arp = ethernet && ether::is_arp(&data);
+        let extra = if slow_arp {
+            params.arp
+        } else {
+            Duration::from_ticks(0)
+        };
+        let due = (now + params.delay + jitter + extra).max(self.links[link].last_due);
+        if !slow_arp {
+            self.links[link].last_due = due;
+        }
         let seq = self.seq;
         self.seq += 1;
         self.queue.push(Reverse((due, seq)));
-        self.in_flight.insert(seq, InFlight { link, packet });
+        self.in_flight.insert(seq, InFlight { link, packet: data });
         if let Some(w) = &self.waker {
             w.wake_by_ref();
         }
@@ -365,84 +424,140 @@ impl Inner {
             }
             self.queue.pop();
             let InFlight { link, packet } = self.in_flight.remove(&seq).expect("queued");
-            let (from, to) = (self.links[link].from, self.links[link].to);
-            self.arrive(now, from, to, packet);
+            self.arrive(now, link, packet);
         }
     }
 
-    fn arrive(&mut self, now: Instant, from: NodeId, node: NodeId, packet: Vec<u8>) {
+    /// `data` comes off `link` at its node.
+    fn arrive(&mut self, now: Instant, link: LinkId, data: Vec<u8>) {
+        let (from, node) = (self.links[link].from, self.links[link].to);
         debug_assert!(
-            packet::checksums_ok(&packet),
-            "bad checksum: {}",
-            packet::summary(&packet)
+            {
+                let p = if self.links[link].ethernet {
+                    ether::payload(&data)
+                } else {
+                    &data[..]
+                };
+                !matches!(packet::decode(p), Kind::Tcp(_)) || packet::checksums_ok(p)
+            },
+            "bad checksum on {}",
+            self.links[link].name
         );
-        let Some((_, dst)) = packet::addresses(&packet) else {
-            return;
-        };
-        let mut out: Vec<(LinkId, Vec<u8>)> = Vec::new();
-        match &mut self.nodes[node].kind {
+        let out = match &mut self.nodes[node].kind {
             NodeKind::Host { inbox, waker, .. } => {
-                inbox.push_back(packet);
+                inbox.push_back(data);
                 if let Some(w) = waker.take() {
                     w.wake();
                 }
+                Vec::new()
             }
-            NodeKind::Switch { hosts, uplink } => {
-                match hosts.iter().find(|(a, _)| *a == dst) {
-                    Some((_, l)) => out.push((*l, packet)),
-                    // Off-LAN, or for an address nobody on the LAN has: to the router (unless it came
-                    // from there).
-                    None => {
-                        if let Some(u) = *uplink {
-                            if self.links[u].to != from {
-                                out.push((u, packet));
-                            }
-                        }
+            NodeKind::Switch { .. } => self.switch(node, from, data),
+            NodeKind::Nat { .. } => self.nat(now, node, from, data),
+            NodeKind::Router { routes } => {
+                let dst = packet::addresses(&data).map(|(_, dst)| dst);
+                match routes.iter().find(|(a, _)| Some(*a) == dst) {
+                    Some(&(_, l)) => {
+                        let mut packet = data;
+                        decrement_ttl(&mut packet);
+                        vec![(l, packet)]
                     }
-                }
-            }
-            NodeKind::Nat {
-                nat,
-                name,
-                lan,
-                wan,
-            } => {
-                let (name, lan, wan): (&'static str, _, _) = (name, *lan, *wan);
-                let from_wan = wan.is_some_and(|w| self.links[w].to == from);
-                let outs = if from_wan {
-                    if dst == nat.public() {
-                        nat.inbound(now, packet)
-                    } else {
+                    None => {
+                        let who = Who::Net(self.nodes[node].name.clone());
+                        self.log.push(who, What::NoRoute(packet::summary(&data)));
                         Vec::new()
                     }
-                } else {
-                    nat.outbound(now, packet)
-                };
-                for e in nat.take_events() {
-                    self.log.push(Who::Nat(name), What::Nat(e));
-                }
-                for o in outs {
-                    match o {
-                        Out::Lan(p) => out.extend(lan.map(|l| (l, p))),
-                        Out::Wan(p) => out.extend(wan.map(|l| (l, p))),
-                    }
                 }
             }
-            NodeKind::Router { routes } => match routes.iter().find(|(a, _)| *a == dst) {
-                Some((_, l)) => {
-                    let mut packet = packet;
-                    decrement_ttl(&mut packet);
-                    out.push((*l, packet));
-                }
-                None => {
-                    let who = Who::Net(self.nodes[node].name.clone());
-                    self.log.push(who, What::NoRoute(packet::summary(&packet)));
-                }
-            },
-        }
+        };
         for (l, p) in out {
             self.send(l, p);
         }
+    }
+
+    /// A learning switch: note that the frame's source is behind the port towards `from`, then
+    /// forward it to the port of its destination, or to every other port (broadcast, or not learnt).
+    fn switch(&mut self, node: NodeId, from: NodeId, frame: Vec<u8>) -> Vec<(LinkId, Vec<u8>)> {
+        let links = &self.links;
+        let NodeKind::Switch { ports, table } = &mut self.nodes[node].kind else {
+            unreachable!("a switch")
+        };
+        let Some((dst, src, ..)) = ether::parse(&frame) else {
+            return Vec::new();
+        };
+        let back = ports.iter().copied().find(|&l| links[l].to == from);
+        if let Some(back) = back {
+            match table.iter_mut().find(|(mac, _)| *mac == src) {
+                Some(entry) => entry.1 = back,
+                None => table.push((src, back)),
+            }
+        }
+        let known = table.iter().find(|(mac, _)| *mac == dst).map(|&(_, l)| l);
+        let targets: Vec<LinkId> = match known {
+            Some(l) => vec![l],
+            None => ports.clone(),
+        };
+        targets
+            .into_iter()
+            .filter(|&l| Some(l) != back)
+            .map(|l| (l, frame.clone()))
+            .collect()
+    }
+
+    /// A NAT: bare IPv4 from its WAN (for its public address), Ethernet from its LAN; what it sends
+    /// onto the LAN goes through its interface's ARP.
+    fn nat(
+        &mut self,
+        now: Instant,
+        node: NodeId,
+        from: NodeId,
+        data: Vec<u8>,
+    ) -> Vec<(LinkId, Vec<u8>)> {
+        let links = &self.links;
+        let NodeKind::Nat {
+            nat,
+            name,
+            lan,
+            wan,
+            iface,
+        } = &mut self.nodes[node].kind
+        else {
+            unreachable!("a NAT")
+        };
+        let (lan, wan) = (*lan, *wan);
+        let mut out: Vec<(LinkId, Vec<u8>)> = Vec::new();
+        let outs = if wan.is_some_and(|w| links[w].to == from) {
+            let for_us = packet::addresses(&data).is_some_and(|(_, dst)| dst == nat.public());
+            if for_us {
+                nat.inbound(now, data)
+            } else {
+                Vec::new()
+            }
+        } else {
+            let got = match iface.as_mut() {
+                Some(i) => i.receive(&data),
+                None => Default::default(),
+            };
+            if let Some(l) = lan {
+                out.extend(got.frames.into_iter().map(|f| (l, f)));
+            }
+            match got.packet {
+                Some(p) => nat.outbound(now, p),
+                None => Vec::new(),
+            }
+        };
+        for e in nat.take_events() {
+            self.log.push(Who::Nat(name), What::Nat(e));
+        }
+        for o in outs {
+            match (o, lan, iface.as_mut()) {
+                (Out::Lan(p), Some(l), Some(i)) => {
+                    out.extend(i.send(p).into_iter().map(|f| (l, f)))
+                }
+                (Out::Wan(p), ..) => out.extend(wan.map(|l| (l, p))),
+                _ => {}
+            }
+        }
+        out
     }
 }
 
@@ -452,10 +567,20 @@ fn decrement_ttl(packet: &mut [u8]) {
     ip.fill_checksum();
 }
 
-/// A host's network interface: the `embassy_net_driver::Driver` its stack runs on (medium IP).
+/// A host's network interface: the `embassy_net_driver::Driver` its stack runs on (Ethernet on a
+/// LAN, medium IP on a router).
 pub struct HostPort {
     net: Network,
     node: NodeId,
+}
+
+impl HostPort {
+    fn lan(&self) -> Option<(Mac, Ipv4Addr)> {
+        match self.net.inner.borrow().nodes[self.node].kind {
+            NodeKind::Host { lan, .. } => lan,
+            _ => None,
+        }
+    }
 }
 
 /// A received packet.
@@ -526,11 +651,18 @@ impl embassy_net_driver::Driver for HostPort {
 
     fn capabilities(&self) -> Capabilities {
         let mut caps = Capabilities::default();
-        caps.max_transmission_unit = 1500;
+        // The same 1500-byte IP MTU either way (Ethernet's counts its 14-byte header).
+        caps.max_transmission_unit = match self.lan() {
+            Some(_) => 1514,
+            None => 1500,
+        };
         caps
     }
 
     fn hardware_address(&self) -> HardwareAddress {
-        HardwareAddress::Ip
+        match self.lan() {
+            Some((mac, _)) => HardwareAddress::Ethernet(mac),
+            None => HardwareAddress::Ip,
+        }
     }
 }

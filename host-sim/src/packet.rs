@@ -1,10 +1,14 @@
 //! IPv4 packets as the simulated network carries them: decode, rewrite with correct checksums, and build
-//! the RST and ICMP replies a NAT sends. Built on smoltcp's `wire` views.
+//! the RST and ICMP replies a NAT sends; and the ARP packets of the home LANs. Built on smoltcp's
+//! `wire` views.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use smoltcp::wire::{Icmpv4Packet, IpAddress, IpProtocol, Ipv4Packet, TcpPacket, TcpSeqNumber};
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, Icmpv4Packet, IpAddress, IpProtocol, Ipv4Packet, TcpOption,
+    TcpPacket, TcpSeqNumber,
+};
 
 /// Length of the IPv4 header this module writes (no options).
 const IP_HEADER: usize = 20;
@@ -32,6 +36,10 @@ pub struct Tcp {
     pub ack_number: u32,
     /// Payload bytes.
     pub payload_len: usize,
+    /// Window field (unscaled, as on the wire).
+    pub window: u16,
+    /// The window-scale option's shift, if the segment carries one (SYNs only).
+    pub window_scale: Option<u8>,
 }
 
 impl Tcp {
@@ -87,6 +95,15 @@ pub enum Kind {
         /// The segment the error is about (as it was sent, so `about.src` is the addressee's side).
         about: Tcp,
     },
+    /// An ARP request or reply (on a home LAN).
+    Arp {
+        /// A request (`who-has`), not a reply.
+        request: bool,
+        /// The sender's protocol address.
+        sender: Ipv4Addr,
+        /// The address asked about (request) or the requester's (reply).
+        target: Ipv4Addr,
+    },
     /// Anything else (the simulated hosts send nothing else).
     Other,
 }
@@ -97,10 +114,10 @@ pub fn addresses(packet: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
     Some((ip.src_addr(), ip.dst_addr()))
 }
 
-/// Decode a packet.
+/// Decode a packet: an IPv4 packet, or an ARP packet (what an Ethernet frame of a home LAN carries).
 pub fn decode(packet: &[u8]) -> Kind {
     let Ok(ip) = Ipv4Packet::new_checked(packet) else {
-        return Kind::Other;
+        return decode_arp(packet);
     };
     match ip.next_header() {
         IpProtocol::Tcp => match tcp_fields(ip.src_addr(), ip.dst_addr(), ip.payload(), false) {
@@ -137,6 +154,38 @@ pub fn decode(packet: &[u8]) -> Kind {
     }
 }
 
+/// An ARP packet's fields, or [`Kind::Other`].
+fn decode_arp(packet: &[u8]) -> Kind {
+    let Ok(arp) = ArpPacket::new_checked(packet) else {
+        return Kind::Other;
+    };
+    match ArpRepr::parse(&arp) {
+        Ok(ArpRepr::EthernetIpv4 {
+            operation,
+            source_protocol_addr,
+            target_protocol_addr,
+            ..
+        }) => Kind::Arp {
+            request: operation == ArpOperation::Request,
+            sender: source_protocol_addr,
+            target: target_protocol_addr,
+        },
+        _ => Kind::Other,
+    }
+}
+
+/// The window-scale option of a TCP header's `options`, if present (RFC 7323 §2).
+fn window_scale(mut options: &[u8]) -> Option<u8> {
+    while !options.is_empty() {
+        match TcpOption::parse(options) {
+            Ok((_, TcpOption::EndOfList)) | Err(_) => return None,
+            Ok((_, TcpOption::WindowScale(shift))) => return Some(shift),
+            Ok((rest, _)) => options = rest,
+        }
+    }
+    None
+}
+
 /// The TCP fields of `segment`; `truncated` accepts the first 8 bytes only (inside ICMP errors).
 fn tcp_fields(src: Ipv4Addr, dst: Ipv4Addr, segment: &[u8], truncated: bool) -> Option<Tcp> {
     if truncated {
@@ -155,6 +204,8 @@ fn tcp_fields(src: Ipv4Addr, dst: Ipv4Addr, segment: &[u8], truncated: bool) -> 
             seq,
             ack_number: 0,
             payload_len: 0,
+            window: 0,
+            window_scale: None,
         });
     }
     let tcp = TcpPacket::new_checked(segment).ok()?;
@@ -168,6 +219,8 @@ fn tcp_fields(src: Ipv4Addr, dst: Ipv4Addr, segment: &[u8], truncated: bool) -> 
         seq: tcp.seq_number().0 as u32,
         ack_number: tcp.ack_number().0 as u32,
         payload_len: tcp.payload().len(),
+        window: tcp.window_len(),
+        window_scale: window_scale(tcp.options()),
     })
 }
 
@@ -320,6 +373,12 @@ pub fn summary(packet: &[u8]) -> String {
                 from, to, about.src, about.dst
             )
         }
+        Kind::Arp {
+            request: true,
+            sender,
+            target,
+        } => format!("ARP who-has {target} tell {sender}"),
+        Kind::Arp { sender, target, .. } => format!("ARP reply to {target}: {sender} is here"),
         Kind::Other => format!("{} bytes, not TCP", packet.len()),
     }
 }

@@ -21,6 +21,12 @@
 //! [`Layout::OneNat`] puts both peers on one LAN (192.168.1.2 and .3) behind one NAT; [`Layout::Public`]
 //! gives them public addresses with no NAT at all.
 //!
+//! A home LAN is Ethernet: peers resolve the router and each other with ARP, every ARP frame taking
+//! the LAN hop's delay plus [`Delays::arp`]; with [`Scenario::knows_mac`] one peer starts with the
+//! other's MAC address already cached. The presets' routers track TCP as Linux conntrack does
+//! ([`crate::nat::Tracking`]). [`Scenario::late_peer`] and [`Scenario::same_lan_race`] are the two
+//! situations a real network showed those two matter in.
+//!
 //! # Set-up latency and its physical limit
 //!
 //! The set-up latency runs from the mediator's second verified registration (the moment it can match the
@@ -104,6 +110,8 @@ pub struct Delays {
     pub jitter: Duration,
     /// Loss probability of each path, each direction.
     pub loss: f64,
+    /// Extra delay of each ARP frame on each LAN hop (slow neighbour discovery).
+    pub arp: Duration,
 }
 
 impl Default for Delays {
@@ -115,6 +123,7 @@ impl Default for Delays {
             lan: Duration::from_millis(0),
             jitter: Duration::from_millis(0),
             loss: 0.0,
+            arp: Duration::from_millis(0),
         }
     }
 }
@@ -193,6 +202,10 @@ pub struct Scenario {
     pub trace: bool,
     /// Stop the run (panic) past this virtual time.
     pub max_time: Duration,
+    /// With [`Layout::OneNat`]: this peer has the other's MAC address in its ARP cache when the run
+    /// starts (the other answered its ARP request before and has since restarted), so its first packet
+    /// to the other's LAN address leaves at once while the other's first packet back waits for ARP.
+    pub knows_mac: Option<Side>,
 }
 
 impl Scenario {
@@ -208,7 +221,34 @@ impl Scenario {
             impersonate: None,
             trace: false,
             max_time: Duration::from_secs(600),
+            knows_mac: None,
         }
+    }
+
+    /// Two peers behind `router`s (default links), the `late` one stalling `stall` after its Match (a
+    /// slow device): the other's first attempt has long ended when its SYN comes, so it meets a router
+    /// whose conntrack entry remembers the first attempt.
+    pub fn late_peer(seed: u64, router: NatConfig, late: Side, stall: Duration) -> Scenario {
+        let mut s = Scenario::home_routers(seed);
+        s.layout = Layout::TwoNats(router, router);
+        match late {
+            Side::A => s.a.stall_after_match = Some(stall),
+            Side::B => s.b.stall_after_match = Some(stall),
+        }
+        s
+    }
+
+    /// Both peers on one LAN behind a home router (LAN hops of 1 ms), `knower` already having the
+    /// other's MAC address: its LAN SYN leaves at the start time, the other's waits for ARP.
+    pub fn same_lan_race(seed: u64, knower: Side) -> Scenario {
+        let mut s = Scenario::home_routers(seed);
+        s.layout = Layout::OneNat(NatConfig::home_router());
+        s.delays = Delays {
+            lan: Duration::from_millis(1),
+            ..Delays::default()
+        };
+        s.knows_mac = Some(knower);
+        s
     }
 
     /// Number of LAN hops between a peer and the internet router, and between the two peers.
@@ -264,6 +304,8 @@ pub struct PeerReport {
     pub result: Option<Result<Session, p2psc::Error>>,
     /// Attempts of its busiest candidate socket (1: the first SYN worked).
     pub attempts: u16,
+    /// Attempts of the candidate that won (0 if none did).
+    pub winner_attempts: u16,
     /// When it authenticated the peer.
     pub authenticated_at: Option<Instant>,
     /// When `connect` returned.
@@ -441,6 +483,7 @@ async fn peer(
     let mut report = PeerReport {
         result: None,
         attempts: 0,
+        winner_attempts: 0,
         authenticated_at: None,
         done_at: None,
         echoed: false,
@@ -462,6 +505,7 @@ async fn peer(
         },
     );
     let attempts = Cell::new(0u16);
+    let per_target: RefCell<Vec<(String, u16)>> = RefCell::new(Vec::new());
     let authenticated = Cell::new(None);
     let (sockets, records) = bufs.connect_buffers(spec.race);
     let result = connect_observed(
@@ -480,7 +524,10 @@ async fn peer(
                         gate.set(Some(Instant::now() + stall));
                     }
                 }
-                ConnectEvent::Dialing(_, n) => attempts.set(attempts.get().max(n)),
+                ConnectEvent::Dialing(target, n) => {
+                    attempts.set(attempts.get().max(n));
+                    per_target.borrow_mut().push((target.to_string(), n));
+                }
                 ConnectEvent::Authenticated(_) => authenticated.set(Some(Instant::now())),
                 _ => {}
             }
@@ -504,6 +551,14 @@ async fn peer(
         remote: conn.remote,
         session_key: conn.session_key.0,
     }));
+    let winner = conn.remote.to_string();
+    report.winner_attempts = per_target
+        .borrow()
+        .iter()
+        .filter(|(target, _)| *target == winner)
+        .map(|&(_, n)| n)
+        .max()
+        .unwrap_or(0);
     let exchange = async {
         if conn.role == Role::Leader {
             let msg = greeting(side);
@@ -554,6 +609,36 @@ pub fn run(s: &Scenario) -> Report {
     run_with(s, |_, _| {})
 }
 
+/// [`run`], with a panic during the run (a network stack's, say) caught and returned as its message.
+pub fn try_run(s: &Scenario) -> Result<Report, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(s))).map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|m| m.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into())
+    })
+}
+
+/// What became of a run, in a word or two: `connected`, the peers' errors, or the panic.
+pub fn outcome(result: &Result<Report, String>) -> String {
+    match result {
+        Ok(r) if r.connected() => "connected".into(),
+        Ok(r) if r.a.session().is_some() && r.b.session().is_some() => {
+            "authenticated, data not echoed".into()
+        }
+        Ok(r) => {
+            let error = |p: &PeerReport| match p.error() {
+                Some(e) => format!("{e:?}"),
+                None if p.session().is_some() => "authenticated".into(),
+                None => "-".into(),
+            };
+            format!("A {} / B {}", error(&r.a), error(&r.b))
+        }
+        Err(panic) => format!("panic: {panic}"),
+    }
+}
+
 /// [`run`], letting `setup` adjust the network (fault injection) once it is built; it gets the network
 /// and the NAT nodes.
 pub fn run_with(s: &Scenario, setup: impl FnOnce(&Network, &[NodeId])) -> Report {
@@ -562,6 +647,17 @@ pub fn run_with(s: &Scenario, setup: impl FnOnce(&Network, &[NodeId])) -> Report
     let log = Log::new();
     let network = Network::new(master.fork("network"), log.clone(), s.trace);
     let topology = Topology::build(s, &network, &master);
+    if let Some(knower) = s.knows_mac {
+        assert!(
+            matches!(s.layout, Layout::OneNat(_)),
+            "knows_mac needs both peers on one LAN"
+        );
+        let (a, b) = (topology.peer_a.node, topology.peer_b.node);
+        match knower {
+            Side::A => network.announce(b, a),
+            Side::B => network.announce(a, b),
+        }
+    }
     setup(&network, &topology.nat_nodes);
     let outcome = simulate(s, &network, &topology, &master, &log);
     report(
@@ -651,15 +747,17 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn lan(&self) -> LinkParams {
-        LinkParams::delay(self.delays.lan)
+        LinkParams {
+            arp: self.delays.arp,
+            ..LinkParams::delay(self.delays.lan)
+        }
     }
 
     /// A link towards the internet router.
     fn inet(&self, delay: Duration) -> LinkParams {
         LinkParams {
-            delay,
             jitter: self.delays.jitter,
-            loss: 0.0,
+            ..LinkParams::delay(delay)
         }
     }
 

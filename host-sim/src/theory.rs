@@ -48,8 +48,32 @@
 //!
 //! 4. **Same NAT.** Peers behind one public address race the LAN endpoint (reported in Hello) and the
 //!    public one: the leader dials the LAN endpoint while the follower listens for it. On the LAN no NAT
-//!    is involved: the LAN path is always [`Prediction::Direct`], and it is the shorter path, so it wins;
-//!    the public path additionally needs hairpinning.
+//!    is involved: the LAN path is always [`Prediction::Direct`]. The leader must first resolve the
+//!    follower's MAC address with ARP — one LAN round trip, as the follower only listens and so has
+//!    no reason to resolve the leader (it learns the leader's address from the ARP request) — so the
+//!    LAN connection takes [`lan_setup`]. The public path needs hairpinning, and is usually a
+//!    simultaneous open over two LAN round trips, slower. But where the leader's hairpinned SYN comes
+//!    from an unpredicted port that an endpoint-independent filter admits to the follower's listening
+//!    socket, it is an ordinary open over the hairpin, whose SYN|ACK reaches the leader just when the
+//!    LAN path's would, one ARP round trip later than without ARP: then either path may win
+//!    ([`public_path_may_win`]; the public one in [`hairpin_setup`]).
+//!
+//! 5. **Conntrack's RST rule** (routers with [`Tracking::Linux`]). Linux deletes a conntrack entry
+//!    whose only reply was a RST. That can remove the conflicting session of point 3: when a predictable
+//!    X's NAT has no firewall (it answers a SYN it refuses with a RST) and an address-and-port-dependent
+//!    filter (so point 3 does not apply), each of Y's SYNs from `q_Y` is answered with a RST, which
+//!    deletes Y's entry for X's endpoint. If Y's NAT filters endpoint-independently, one of X's SYNs to
+//!    `p_Y` (its kept attempt retransmits them) that arrives before Y's next SYN re-creates the entry is
+//!    admitted, reaches Y's listening socket, and Y's SYN|ACK leaves from `p_Y`, where X's socket is
+//!    connected: the connection forms. Timing decides, as for a listener: [`Prediction::AfterReset`].
+//!    Without tracking (or without the RST) the conflicting session stays and the pair fails.
+//!
+//!    Tracking changes nothing else theory distinguishes. Its other rule — a segment outside the
+//!    sequence window conntrack recorded is INVALID and not NATted — breaks a connection only when a
+//!    peer dials the same 5-tuple again with a new ISN, or answers the other's SYN from a listening
+//!    socket after its own attempt on that 5-tuple ended silently (see [`crate::conntrack`]): then the
+//!    router's entry still holds the first attempt's sequence space. A connector that keeps each
+//!    attempt through the NAT alive until the deadline never does either.
 
 //! # How long a direct connection takes
 //!
@@ -66,7 +90,7 @@ use core::fmt;
 
 use embassy_time::Duration;
 
-use crate::nat::{Allocation, Filtering, Mapping, NatConfig};
+use crate::nat::{Allocation, Filtering, Mapping, NatConfig, Tracking, Unsolicited};
 
 /// What theory says about a pair of NATs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -76,6 +100,9 @@ pub enum Prediction {
     /// Possible only through the listening socket between attempts: connects after some attempts,
     /// when timing allows; can fail.
     Listener,
+    /// Possible only after a router's RST deleted a conflicting conntrack entry (point 5): connects
+    /// when timing allows; can fail.
+    AfterReset,
     /// Impossible: `p2psc::Error::PunchFailed` at the punch deadline.
     Fail,
 }
@@ -85,6 +112,7 @@ impl fmt::Display for Prediction {
         f.write_str(match self {
             Prediction::Direct => "direct",
             Prediction::Listener => "listener",
+            Prediction::AfterReset => "after-rst",
             Prediction::Fail => "fail",
         })
     }
@@ -104,6 +132,18 @@ fn admits_unpredicted(x: &NatConfig) -> bool {
     }
 }
 
+/// Whether `x`'s RSTs can clear the way for its SYNs into `y`'s NAT (point 5): `x` predictable
+/// behind a NAT that answers the SYNs it refuses with RST, `y` unpredictable behind one that tracks
+/// (so a RST as the only reply deletes its entry) and filters endpoint-independently.
+fn rst_clears_conflict(x: &NatConfig, y: &NatConfig) -> bool {
+    let deletes_on_rst = y.tracking == Tracking::Linux || y.rst_ends_session;
+    predictable(x)
+        && !predictable(y)
+        && x.unsolicited == Unsolicited::Rst
+        && y.filtering == Filtering::EndpointIndependent
+        && deletes_on_rst
+}
+
 /// The prediction for peers behind two different NATs.
 pub fn predict(a: &NatConfig, b: &NatConfig) -> Prediction {
     if predictable(a) && predictable(b) {
@@ -112,6 +152,8 @@ pub fn predict(a: &NatConfig, b: &NatConfig) -> Prediction {
         || (!predictable(a) && admits_unpredicted(b))
     {
         Prediction::Listener
+    } else if rst_clears_conflict(a, b) || rst_clears_conflict(b, a) {
+        Prediction::AfterReset
     } else {
         Prediction::Fail
     }
@@ -121,6 +163,25 @@ pub fn predict(a: &NatConfig, b: &NatConfig) -> Prediction {
 /// `0.5 × mediator RTT + 2 × peer RTT` (module doc).
 pub fn direct_setup(mediator_rtt: Duration, peer_rtt: Duration) -> Duration {
     mediator_rtt / 2 + peer_rtt * 2
+}
+
+/// The set-up latency of a connection over the LAN path of one NAT: [`direct_setup`] over the LAN
+/// round trip, plus the leader's ARP resolution of the follower, one more LAN round trip (point 4).
+pub fn lan_setup(mediator_rtt: Duration, lan_rtt: Duration) -> Duration {
+    direct_setup(mediator_rtt, lan_rtt) + lan_rtt
+}
+
+/// The set-up latency of a connection over the hairpin of one NAT (two LAN round trips: up to the NAT
+/// and down again), when [`public_path_may_win`].
+pub fn hairpin_setup(mediator_rtt: Duration, lan_rtt: Duration) -> Duration {
+    direct_setup(mediator_rtt, lan_rtt * 2)
+}
+
+/// Whether, behind one NAT, the public path through the hairpin can win against the LAN path (point
+/// 4): hairpinning on, and the leader's hairpinned SYN, from an unpredicted port, admitted by an
+/// endpoint-independent filter to the follower's listening socket.
+pub fn public_path_may_win(nat: &NatConfig) -> bool {
+    nat.hairpin && nat.filtering == Filtering::EndpointIndependent && !predictable(nat)
 }
 
 /// The prediction for peers on one LAN behind one NAT (any behaviour, hairpinning on or off).
@@ -175,6 +236,19 @@ mod tests {
         assert_eq!(predict(&sym_full, &symmetric), Prediction::Listener);
         let sym_restricted = nat(apdm, Random, adf);
         assert_eq!(predict(&sym_restricted, &symmetric), Prediction::Fail);
+        // Conntrack's RST rule: a RST-answering port-restricted cone against a symmetric NAT with a
+        // full-cone filter (point 5) — only if that NAT tracks.
+        let linux_rst = NatConfig::linux_no_firewall();
+        assert_eq!(predict(&linux_rst, &sym_full), Prediction::AfterReset);
+        assert_eq!(predict(&sym_full, &linux_rst), Prediction::AfterReset);
+        let untracked = NatConfig {
+            tracking: Tracking::None,
+            ..sym_full
+        };
+        assert_eq!(predict(&linux_rst, &untracked), Prediction::Fail);
+        // A firewall that drops (no RST) keeps the conflicting session.
+        assert_eq!(predict(&home, &sym_full), Prediction::Fail);
+        assert_eq!(predict(&linux_rst, &symmetric), Prediction::Fail);
         assert_eq!(
             direct_setup(Duration::from_millis(100), Duration::from_millis(100)),
             Duration::from_millis(250)

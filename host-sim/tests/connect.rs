@@ -430,10 +430,8 @@ mod routed {
             };
             assert_eq!(addr.octets()[..3], [192, 168, 1]);
         }
-        assert_eq!(
-            r.setup,
-            Some(theory::direct_setup(r.mediator_rtt, r.peer_rtt))
-        );
+        // Including the leader's ARP round trip for the follower's MAC address.
+        assert_eq!(r.setup, Some(theory::lan_setup(r.mediator_rtt, r.peer_rtt)));
         r
     }
 

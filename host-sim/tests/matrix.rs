@@ -108,18 +108,24 @@ fn listener_cells_nearly_all_connect() {
 }
 
 /// The path of theory's point 5 exists: behind a RST-answering router and a tracking full-cone one,
-/// some pairs connect (52 of 120 with seed 1).
+/// most pairs connect (113 of 120 with seed 1; 52 before a dial stopped taking the 4-tuple of a
+/// connection its own listening socket had answered).
 #[test]
-fn after_rst_cells_can_connect() {
+fn after_rst_cells_mostly_connect() {
     let results = simulate_class(Prediction::AfterReset);
-    assert!(results.iter().any(|r| r.connected));
+    let connected = results.iter().filter(|r| r.connected).count();
+    assert!(
+        connected * 10 >= results.len() * 9,
+        "only {connected} of {} after-rst cells connected",
+        results.len()
+    );
 }
 
-/// Each of those pairs connects or fails cleanly. Today 61 of 120 end with `PeerClosed` on the
-/// predictable side: its peer's listening socket answered the SYN that got through, and then its
-/// connector dialed the same 4-tuple again, whose socket reset the handshake.
+/// Each of those pairs connects or fails cleanly (`PunchFailed` on both sides). It once ended with
+/// `PeerClosed` on the predictable side in 61 of 120: its peer's listening socket answered the SYN
+/// that got through, then its connector dialled the same 4-tuple again, and that socket reset the
+/// handshake.
 #[test]
-#[ignore = "fails until the connector stops dialing a 4-tuple on which its listening socket answered the peer"]
 fn after_rst_cells_connect_or_fail_cleanly() {
     run_class(Prediction::AfterReset);
 }

@@ -498,13 +498,13 @@ impl Punch {
         if self.accepted(k, now) || now < until {
             return None;
         }
-        let c = &mut self.candidates[k];
+        let c = &self.candidates[k];
         let turn = c.turns[usize::from(c.taken) % c.turns.len()];
-        c.taken = c.taken.wrapping_add(1);
         let (target, kept) = match turn {
             Turn::Public => (self.public, true),
             Turn::Lan => (self.lan, false),
             Turn::Listen { all_along } => {
+                self.candidates[k].taken = c.taken.wrapping_add(1);
                 let until = (!all_along).then(|| now + self.config.attempt_timeout);
                 self.set(k, Attempt::Listening { until });
                 return self.listen(k, now, until);
@@ -515,6 +515,13 @@ impl Punch {
             self.set(k, Attempt::Dead);
             return None;
         };
+        if self.connecting_with(k, target) {
+            let until = self.cursor.next_dial(now) + self.jitter();
+            self.set(k, Attempt::Waiting { until });
+            return None;
+        }
+        let c = &mut self.candidates[k];
+        c.taken = c.taken.wrapping_add(1);
         c.attempts = c.attempts.saturating_add(1);
         c.dialled = Some(target);
         c.link = Link::SynSent;
@@ -529,6 +536,23 @@ impl Punch {
         Some(Action::Dial {
             candidate: k,
             target,
+        })
+    }
+
+    /// Whether a candidate other than `k` has a connection that may be with `target`: one being
+    /// authenticated with it, or one a listening socket took (its far end is not known before it is
+    /// established). A dial to the same 4-tuple would take that connection's segments (smoltcp gives
+    /// a segment to the first socket in order that accepts it, and a SYN-SENT socket answers the
+    /// peer's ACK with a RST) and our router tracks the second SYN as invalid: one 4-tuple carries one
+    /// connection. The turn waits for the next slot instead (the simulator's after-rst class).
+    fn connecting_with(&self, k: usize, target: SocketAddr) -> bool {
+        self.candidates.iter().enumerate().any(|(j, c)| {
+            j != k
+                && match c.attempt {
+                    Attempt::Opening { target: None, .. } => true,
+                    Attempt::Authenticating { remote } => remote == target,
+                    _ => false,
+                }
         })
     }
 

@@ -761,3 +761,37 @@ fn a_winner_reset_before_its_last_frame_is_given_up() {
     assert_eq!(pb.transmit(0, &mut buf), None);
     assert!(!matches!(pb.result(), Some(Ok(_))), "{:?}", pb.result());
 }
+
+/// One 4-tuple carries one connection: while the listening socket's connection (its far end not known
+/// before it is established) is in progress, the reset candidate does not dial, however many slots
+/// pass; once that attempt is given up, it dials again (the simulator's after-rst class).
+#[test]
+fn no_dial_while_a_listener_connection_is_in_progress() {
+    let (a, b) = pair(false);
+    let mut pb = punch(&b, &a, 2);
+    let first = actions(&mut pb, at(START));
+    assert!(first.contains(&Action::Dial {
+        candidate: 0,
+        target: ep(1, 5001)
+    }));
+    assert!(first.contains(&Action::Listen { candidate: 1 }));
+    pb.observe(0, Link::Closed);
+    assert_eq!(
+        actions(&mut pb, at(START + 50)),
+        [Action::Close { candidate: 0 }]
+    );
+    pb.observe(1, Link::SynReceived);
+    let accepted = START + 60;
+    let timeout = PunchConfig::default().attempt_timeout.total_millis() as i64;
+    let dials = |all: &[Action]| all.iter().any(|a| matches!(a, Action::Dial { .. }));
+    for t in (accepted..accepted + timeout).step_by(10) {
+        let all = actions(&mut pb, at(t));
+        assert!(!dials(&all), "dialled at {t} while accepting: {all:?}");
+    }
+    // The listener's attempt has timed out (closed); the reset candidate dials at a later slot.
+    let mut dialled = false;
+    for t in (accepted + timeout..accepted + timeout + 8000).step_by(10) {
+        dialled |= dials(&actions(&mut pb, at(t)));
+    }
+    assert!(dialled, "never dialled again");
+}

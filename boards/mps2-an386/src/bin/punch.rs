@@ -12,17 +12,17 @@
 
 use embassy_executor::Spawner;
 use embassy_time::{with_timeout, Duration, Instant, Timer};
-use embedded_io_async::Write as _;
+use embedded_io_async::{Read, Write};
 use mps2_an386::board::{Addr, Ep, Text};
 use mps2_an386::executor::Executor;
 use mps2_an386::semihosting::exit;
 use mps2_an386::{board, config, entropy, println};
-use p2psc::connector::{
-    connect_observed, ConnectBuffers, ConnectConfig, ConnectEvent, Mediator, Peer, RecordBuffers,
-};
+#[cfg(not(feature = "plaintext"))]
+use p2psc::connector::RecordBuffers;
+use p2psc::connector::{ConnectBuffers, ConnectConfig, ConnectEvent, Mediator, Peer};
 use p2psc::identity::{Keypair, PublicKey};
 use p2psc::net::Ipv4Address;
-use p2psc::net::SecureSocket;
+#[cfg(not(feature = "plaintext"))]
 use p2psc::proto::channel::MAX_RECORD_LEN;
 use p2psc::proto::SessionKey;
 use static_cell::StaticCell;
@@ -40,7 +40,9 @@ struct Buffers {
     tx: [u8; 1024],
     mediator_rx: [u8; 256],
     mediator_tx: [u8; 256],
+    #[cfg(not(feature = "plaintext"))]
     record_rx: [u8; MAX_RECORD_LEN],
+    #[cfg(not(feature = "plaintext"))]
     record_tx: [u8; 512],
 }
 
@@ -75,7 +77,9 @@ async fn app(spawner: Spawner) {
         tx: [0; 1024],
         mediator_rx: [0; 256],
         mediator_tx: [0; 256],
+        #[cfg(not(feature = "plaintext"))]
         record_rx: [0; MAX_RECORD_LEN],
+        #[cfg(not(feature = "plaintext"))]
         record_tx: [0; 512],
     });
     let buffers = ConnectBuffers {
@@ -85,25 +89,29 @@ async fn app(spawner: Spawner) {
         mediator_tx: &mut b.mediator_tx,
         race: None,
     };
-    let records = RecordBuffers {
-        rx: &mut b.record_rx,
-        tx: &mut b.record_tx,
+    let config = ConnectConfig {
+        // Bounded well inside the end-to-end test's QEMU timeout.
+        timeout: p2psc::time::Duration::from_secs(60),
+        ..ConnectConfig::default()
     };
+    let seed = entropy::seed(b"connect");
     let started = Instant::now();
-    let result = connect_observed(
-        stack,
-        &me,
-        &peer,
-        &mediator,
-        buffers,
-        records,
-        ConnectConfig {
-            // Bounded well inside the end-to-end test's QEMU timeout.
-            timeout: p2psc::time::Duration::from_secs(60),
-            ..ConnectConfig::default()
-        },
-        entropy::seed(b"connect"),
-        |event| report(event, started),
+    let observe = |event| report(event, started);
+    #[cfg(not(feature = "plaintext"))]
+    let result = {
+        let records = RecordBuffers {
+            rx: &mut b.record_rx,
+            tx: &mut b.record_tx,
+        };
+        let (me, peer, mediator) = (&me, &peer, &mediator);
+        p2psc::connector::connect_observed(
+            stack, me, peer, mediator, buffers, records, config, seed, observe,
+        )
+        .await
+    };
+    #[cfg(feature = "plaintext")]
+    let result = p2psc::connector::connect_plaintext(
+        stack, &me, &peer, &mediator, buffers, config, seed, observe,
     )
     .await;
     let mut conn = match result {
@@ -135,7 +143,10 @@ async fn app(spawner: Spawner) {
     // Close (our end-of-stream record, then FIN), and wait for the peer's (it closes once it has seen
     // ours) so that both ends see an orderly, authenticated close before QEMU exits.
     let closed = with_timeout(Duration::from_secs(5), async {
+        #[cfg(not(feature = "plaintext"))]
         let _ = conn.socket.close().await;
+        #[cfg(feature = "plaintext")]
+        conn.socket.close();
         let mut buf = [0u8; 64];
         while let Ok(n) = conn.socket.read(&mut buf).await {
             if n == 0 {
@@ -204,7 +215,7 @@ fn report(event: ConnectEvent, started: Instant) {
 }
 
 /// Send each message and expect it back. Returns the bytes echoed.
-async fn echo(socket: &mut SecureSocket<'_, '_>) -> Result<usize, &'static str> {
+async fn echo(socket: &mut (impl Read + Write)) -> Result<usize, &'static str> {
     let mut total = 0;
     for round in 0..ROUNDS {
         let mut msg = *b"hello from mps2-an386, round 0\n";

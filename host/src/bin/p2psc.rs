@@ -57,9 +57,15 @@ fn usage_error(e: clap::Error) -> ExitCode {
             ExitCode::from(Class::Usage.code())
         }
         _ => {
+            // clap's first paragraph (a list of missing arguments spans lines), as one line.
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("bad command line");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let first: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let first = first.join(" ");
+            let first = first.strip_prefix("error: ").unwrap_or(&first);
             eprintln!("p2psc: error: {first} (see p2psc --help)");
             ExitCode::from(Class::Usage.code())
         }

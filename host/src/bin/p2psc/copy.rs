@@ -67,6 +67,9 @@ where
             .map_err(|e| dst.failed("write to", e))?;
         total += n as u64;
     }
+    // Flush first: tokio's stdout does not flush on shutdown, and its last write may still be in
+    // flight on a blocking thread.
+    to.flush().await.map_err(|e| dst.failed("write to", e))?;
     to.shutdown().await.map_err(|e| dst.failed("close", e))?;
     Ok(total)
 }

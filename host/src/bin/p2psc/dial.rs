@@ -25,9 +25,7 @@ enum Reached {
 impl Reached {
     fn after(self, event: &ConnectEvent) -> Reached {
         let next = match event {
-            ConnectEvent::MediatorConnected(_) | ConnectEvent::Challenged(_) => {
-                Reached::MediatorUp
-            }
+            ConnectEvent::MediatorConnected(_) | ConnectEvent::Challenged(_) => Reached::MediatorUp,
             ConnectEvent::Registered => Reached::Registered,
             ConnectEvent::Matched { .. }
             | ConnectEvent::Dialing(..)
@@ -51,19 +49,14 @@ pub async fn dial(
     let started = Instant::now();
     let mut reached = Reached::Start;
     let mut matched_at = None;
-    let connecting = p2psc_tokio::connect_observed(
-        keypair,
-        &args.peer,
-        &args.mediator,
-        config(args),
-        |event| {
+    let connecting =
+        p2psc_tokio::connect_observed(keypair, &args.peer, &args.mediator, config(args), |event| {
             reached = reached.after(&event);
             if let ConnectEvent::Matched { .. } = event {
                 matched_at = Some(Instant::now());
             }
             progress.report(Record::Step(event));
-        },
-    );
+        });
     let result = tokio::time::timeout(args.timeout + BACKSTOP_SLACK, connecting).await;
     let conn = match result {
         Ok(Ok(conn)) => conn,
@@ -78,6 +71,26 @@ pub async fn dial(
         role: conn.role(),
     });
     Ok(conn)
+}
+
+/// Check that the mediator's name resolves (within `--timeout`), for an end that would otherwise
+/// find out only when its first connection comes.
+pub async fn check_mediator(args: &ConnectArgs) -> Result<(), Failure> {
+    let lookup = tokio::net::lookup_host(args.mediator.as_str());
+    let unreachable = |why: String| {
+        Failure::new(
+            Class::MediatorUnreachable,
+            format!("cannot resolve mediator {}: {why}", args.mediator),
+        )
+    };
+    match tokio::time::timeout(args.timeout, lookup).await {
+        Ok(Ok(mut addrs)) => match addrs.next() {
+            Some(_) => Ok(()),
+            None => Err(unreachable("no address".to_owned())),
+        },
+        Ok(Err(e)) => Err(unreachable(e.to_string())),
+        Err(_) => Err(unreachable(format!("no answer within {:?}", args.timeout))),
+    }
 }
 
 fn protocol_duration(d: Duration) -> p2psc::time::Duration {
@@ -136,7 +149,9 @@ fn peer_never_came(args: &ConnectArgs, within: &str) -> Failure {
 fn failure(error: &Error, reached: Reached, args: &ConnectArgs) -> Failure {
     match error {
         Error::Resolve(..) => Failure::new(Class::MediatorUnreachable, error.to_string()),
-        Error::Bind(e) => Failure::new(Class::LocalIo, format!("cannot set up a local socket: {e}")),
+        Error::Bind(e) => {
+            Failure::new(Class::LocalIo, format!("cannot set up a local socket: {e}"))
+        }
         Error::Connect(e) => protocol_failure(*e, reached, args),
     }
 }

@@ -120,7 +120,10 @@ mod tests {
         }
         let help = crate::args::AFTER_HELP;
         for class in ALL {
-            assert!(help.contains(&format!("\n  {}  ", class.code())), "{class:?}");
+            assert!(
+                help.contains(&format!("\n  {}  ", class.code())),
+                "{class:?}"
+            );
         }
     }
 }

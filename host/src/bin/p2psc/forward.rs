@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::args::{ConnectArgs, ForwardArgs};
 use crate::copy::carry;
-use crate::dial::dial;
+use crate::dial::{check_mediator, dial};
 use crate::fail::{Class, Failure};
 use crate::keys::load_keypair;
 use crate::progress::{Progress, Record};
@@ -49,6 +49,7 @@ async fn listen_end(
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| Failure::new(Class::LocalIo, format!("cannot listen on {addr}: {e}")))?;
+    check_mediator(args).await?;
     let bound = listener.local_addr().unwrap_or(addr);
     progress.report(Record::Listening(bound));
     let (queue, mut waiting) = mpsc::channel(QUEUE);

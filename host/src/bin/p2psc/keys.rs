@@ -73,7 +73,8 @@ fn replace_private(path: &Path, data: &[u8]) -> io::Result<()> {
 fn read_key_file(path: &Path) -> Result<Zeroizing<String>, Failure> {
     let fail = |what: String| Failure::new(Class::KeyFile, what);
     let shown = path.display();
-    let meta = fs::metadata(path).map_err(|e| fail(format!("cannot read key file {shown}: {e}")))?;
+    let meta =
+        fs::metadata(path).map_err(|e| fail(format!("cannot read key file {shown}: {e}")))?;
     if !meta.is_file() {
         return Err(fail(format!("key file {shown} is not a regular file")));
     }
@@ -126,9 +127,8 @@ pub fn seed_of(path: &Path) -> Result<Zeroizing<String>, Failure> {
     // Validated first, for the same messages as --key.
     load_keypair(path)?;
     let text = read_key_file(path)?;
-    let mut bytes = KeypairBytes::from_pkcs8_pem(&text).map_err(|e| {
-        Failure::new(Class::KeyFile, format!("key file {}: {e}", path.display()))
-    })?;
+    let mut bytes = KeypairBytes::from_pkcs8_pem(&text)
+        .map_err(|e| Failure::new(Class::KeyFile, format!("key file {}: {e}", path.display())))?;
     let seed = Zeroizing::new(bytes.secret_key);
     // `ed25519` wipes its copy only with a feature p2psc leaves off.
     bytes.secret_key.zeroize();

@@ -20,6 +20,8 @@ mod keys;
 mod pipe;
 #[path = "p2psc/progress.rs"]
 mod progress;
+#[path = "p2psc/stdio.rs"]
+mod stdio;
 
 use std::process::ExitCode;
 

@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::fail::{Class, Failure};
 
 /// Bytes moved per read: large enough that a bulk transfer costs few system calls.
-const CHUNK: usize = 64 * 1024;
+pub const CHUNK: usize = 64 * 1024;
 
 /// One end of a copy: its name in messages and the class of its failures.
 #[derive(Debug, Clone, Copy)]
@@ -40,7 +40,8 @@ pub const LOCAL: End = End {
 };
 
 impl End {
-    fn failed(self, doing: &str, e: io::Error) -> Failure {
+    /// The failure of doing something (`doing`: "read from", "write to", "close") with this end.
+    pub fn failed(self, doing: &str, e: io::Error) -> Failure {
         Failure::new(self.class, format!("cannot {doing} {}: {e}", self.name))
     }
 }

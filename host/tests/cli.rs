@@ -67,6 +67,27 @@ fn pipe_carries_both_directions_and_both_ends_exit_0() {
     assert_eq!(done["received"], to_b.len());
 }
 
+#[test]
+fn the_peers_end_closes_stdout_so_an_echo_loop_ends() {
+    // The laptop echoes (its stdout feeds its stdin); the device sends a greeting and half-closes.
+    // The device's FIN must close the laptop's stdout, which ends the loop, which ends its stdin.
+    let scratch = Scratch::new("echo");
+    let mediator = Mediator::start();
+    let (key_a, hex_a) = keygen(&scratch, "laptop.pem");
+    let (key_b, hex_b) = keygen(&scratch, "device.pem");
+    let (mut laptop, echoed) = loop_back(&mut pipe(&key_a, &hex_b, &mediator.addr()));
+    let greeting = b"hello from a device\n".to_vec();
+    let device = feed(
+        &mut pipe(&key_b, &hex_a, &mediator.addr()),
+        greeting.clone(),
+    );
+    let device = device.finish(LIMIT);
+    assert_eq!(device.code, Some(0), "{device:?}");
+    assert_eq!(device.stdout, greeting);
+    assert_eq!(laptop.wait_within(LIMIT).code(), Some(0));
+    assert_eq!(echoed.join().unwrap(), greeting);
+}
+
 /// Start both ends of a forward to `service`; returns them and the local listening address.
 fn forward_pair(
     scratch: &Scratch,

@@ -192,6 +192,30 @@ impl Fed {
     }
 }
 
+/// Start `command` with its stdout looped back into its stdin (an echo, like `p2psc pipe <fifo | tee
+/// fifo`); its stdin closes only when its stdout has ended. The thread returns what went round.
+pub fn loop_back(command: &mut Command) -> (Guard, JoinHandle<Vec<u8>>) {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the process");
+    let mut input = child.stdin.take().unwrap();
+    let mut output = child.stdout.take().unwrap();
+    let echo = std::thread::spawn(move || {
+        let (mut all, mut buf) = (Vec::new(), [0u8; 4096]);
+        while let Ok(n @ 1..) = output.read(&mut buf) {
+            all.extend_from_slice(&buf[..n]);
+            if input.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        all
+    });
+    (Guard(child), echo)
+}
+
 /// Run `command` with `stdin`, bounded by `limit`.
 pub fn run(command: &mut Command, stdin: &[u8], limit: Duration) -> Finished {
     feed(command, stdin.to_vec()).finish(limit)

@@ -104,7 +104,7 @@ pub async fn to_stdout<R: AsyncRead + Unpin>(from: &mut R) -> Result<u64, Failur
     Ok(total)
 }
 
-/// The stdout thread: write every chunk (handing the buffer back), then flush.
+/// The stdout thread: write every chunk (handing the buffer back), then flush and close stdout.
 fn write_stdout(
     mut chunks: mpsc::Receiver<Vec<u8>>,
     give_back: &std_mpsc::Sender<Vec<u8>>,
@@ -114,5 +114,28 @@ fn write_stdout(
         stdout.write_all(&chunk)?;
         let _ = give_back.send(chunk);
     }
-    stdout.flush()
+    stdout.flush()?;
+    close_stdout()
+}
+
+/// Close stdout once the peer's direction has ended, so that whatever reads it sees its end now, not
+/// when the tool exits: the half-close of the other direction. `p2psc pipe <fifo | tee fifo` (an echo)
+/// depends on it: tee ends, the fifo closes, and our stdin ends in turn. /dev/null takes the place of
+/// descriptor 1, so a stray later write cannot reach another file that reuses the number.
+#[cfg(unix)]
+fn close_stdout() -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+    // SAFETY: dup2 on two open descriptors; it atomically replaces descriptor 1, which this thread
+    // alone writes (it holds the stdout lock).
+    if unsafe { libc::dup2(null.as_raw_fd(), libc::STDOUT_FILENO) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Elsewhere stdout stays open until the tool exits.
+#[cfg(not(unix))]
+fn close_stdout() -> io::Result<()> {
+    Ok(())
 }

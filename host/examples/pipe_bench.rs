@@ -15,8 +15,9 @@
 //!   copy stdin to a plain TCP socket and the socket to stdout with std threads and the same 64 KiB
 //!   chunks: netcat, without p2psc.
 //!
-//! It prints the best of `--runs` for each (the machine may be shared), their ratio, and each
-//! process's peak RSS (`ru_maxrss` from `wait4`).
+//! It prints the best of `--runs` for each (the machine may be shared), their ratio, each process's
+//! CPU time per GiB and peak RSS (`ru_utime + ru_stime` and `ru_maxrss` from `wait4`). CPU time per
+//! byte depends less on other load than throughput does.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -45,10 +46,12 @@ fn option(args: &[String], name: &str, default: u64) -> u64 {
     }
 }
 
-/// One run's outcome: bytes per second and the two processes' peak RSS (KiB).
+/// One run's outcome: bytes per second, and the sender's and receiver's peak RSS (KiB) and CPU
+/// time (user + system, seconds).
 struct Outcome {
     rate: f64,
     rss_kib: [i64; 2],
+    cpu: [f64; 2],
 }
 
 fn bench(mib: u64, runs: u64) {
@@ -77,15 +80,24 @@ fn bench(mib: u64, runs: u64) {
     };
     let (piped, plain) = (best(piped), best(plain));
     let _ = std::fs::remove_dir_all(&dir);
-    report("p2psc pipe", &piped);
-    report("plain TCP ", &plain);
-    println!("ratio p2psc / plain TCP: {:.2}", piped.rate / plain.rate);
+    let gib = bytes as f64 / (1u64 << 30) as f64;
+    report("p2psc pipe", &piped, gib);
+    report("plain TCP ", &plain, gib);
+    let cpu = |o: &Outcome| o.cpu[0] + o.cpu[1];
+    println!(
+        "ratio p2psc / plain TCP: throughput {:.2}, CPU per byte {:.2}",
+        piped.rate / plain.rate,
+        cpu(&piped) / cpu(&plain)
+    );
 }
 
-fn report(name: &str, o: &Outcome) {
+fn report(name: &str, o: &Outcome, gib: f64) {
     println!(
-        "{name}: {:7.1} MiB/s; peak RSS sender {:.1} MiB, receiver {:.1} MiB",
+        "{name}: {:7.1} MiB/s; CPU per GiB sender {:.2} s, receiver {:.2} s; \
+         peak RSS sender {:.1} MiB, receiver {:.1} MiB",
         o.rate / (1 << 20) as f64,
+        o.cpu[0] / gib,
+        o.cpu[1] / gib,
         o.rss_kib[0] as f64 / 1024.0,
         o.rss_kib[1] as f64 / 1024.0
     );
@@ -140,10 +152,11 @@ fn transfer(mut sender: Child, mut receiver: Child, bytes: u64) -> Outcome {
     let (got, took) = read_all(output);
     writer.join().unwrap();
     assert_eq!(got, bytes, "the receiver got {got} of {bytes} bytes");
-    let rss_kib = [reap(&sender), reap(&receiver)];
+    let (sender, receiver) = (reap(&sender), reap(&receiver));
     Outcome {
         rate: bytes as f64 / took.as_secs_f64(),
-        rss_kib,
+        rss_kib: [sender.0, receiver.0],
+        cpu: [sender.1, receiver.1],
     }
 }
 
@@ -173,8 +186,8 @@ fn read_all(mut output: ChildStdout) -> (u64, Duration) {
     (got, first.map_or(Duration::ZERO, |t| t.elapsed()))
 }
 
-/// Wait for `child` with wait4(2): it must exit 0; returns its peak RSS in KiB.
-fn reap(child: &Child) -> i64 {
+/// Wait for `child` with wait4(2): it must exit 0; returns its peak RSS in KiB and its CPU seconds.
+fn reap(child: &Child) -> (i64, f64) {
     let mut status = 0;
     // SAFETY: a zeroed rusage is a valid value for wait4 to fill.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -185,7 +198,11 @@ fn reap(child: &Child) -> i64 {
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "child status {status}"
     );
-    usage.ru_maxrss
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (
+        usage.ru_maxrss,
+        seconds(usage.ru_utime) + seconds(usage.ru_stime),
+    )
 }
 
 fn keygen(p2psc: &Path, dir: &Path, name: &str) -> (PathBuf, String) {

@@ -94,10 +94,11 @@ fn run(command: Command, progress: &Progress) -> Result<(), Failure> {
     }
 }
 
-/// Run `task` on a multi-threaded runtime. The runtime is left behind, not joined, at the end: a
+/// Run `task` on a single-threaded runtime (the tool is I/O-bound: one thread is enough, and fewer
+/// threads hand data back and forth less). The runtime is left behind, not joined, at the end: a
 /// thread still blocked reading stdin must not keep the process alive.
 fn on_runtime(task: impl std::future::Future<Output = Result<(), Failure>>) -> Result<(), Failure> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::new(Class::LocalIo, format!("cannot start the runtime: {e}")))?;

@@ -159,7 +159,7 @@ pub fn feed(command: &mut Command, stdin: Vec<u8>) -> Fed {
         .expect("start the process");
     let mut input = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || {
-        // A process that fails early closes its stdin: not this helper's error.
+        // A process that fails early closes its stdin: the test judges its exit, not this write.
         let _ = input.write_all(&stdin);
     });
     let collect = |mut r: Box<dyn Read + Send>| {

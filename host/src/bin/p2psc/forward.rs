@@ -60,7 +60,10 @@ async fn listen_end(
                 tokio::spawn(carry_and_report(local, from, conn, *progress));
             }
             // Dropping `local` closes it: the client sees its connection end.
-            Err(failure) => progress.report(Record::Failed(&failure)),
+            Err(failure) => {
+                let message = format!("connection from {from}: {}", failure.message);
+                progress.report(Record::Failed(&Failure::new(failure.class, message)));
+            }
         }
     }
     Ok(())

@@ -88,6 +88,24 @@ fn the_peers_end_closes_stdout_so_an_echo_loop_ends() {
     assert_eq!(echoed.join().unwrap(), greeting);
 }
 
+#[test]
+fn a_peer_that_dies_mid_transfer_is_a_lost_connection() {
+    let scratch = Scratch::new("lost");
+    let mediator = Mediator::start();
+    let (key_a, hex_a) = keygen(&scratch, "a.pem");
+    let (key_b, hex_b) = keygen(&scratch, "b.pem");
+    let mut b = start(&mut pipe(&key_b, &hex_a, &mediator.addr()));
+    let a = feed_endless(&mut pipe(&key_a, &hex_b, &mediator.addr()));
+    b.stderr.find("authenticated in", LIMIT);
+    std::thread::sleep(Duration::from_millis(200));
+    drop(b); // killed while A is still sending: its socket closes with unread data, a reset
+    let a = a.finish(LIMIT);
+    assert_eq!(a.code, Some(9), "{a:?}");
+    let last = a.stderr.lines().last().unwrap();
+    assert!(last.starts_with("p2psc: error: cannot "), "{a:?}");
+    assert!(last.contains("the peer"), "{a:?}");
+}
+
 /// Start both ends of a forward to `service`; returns them and the local listening address.
 fn forward_pair(
     scratch: &Scratch,
@@ -407,6 +425,16 @@ fn bad_input_gets_one_line_and_its_code() {
         assert_eq!(out.code, Some(1), "{peer} {mediator} {more:?}: {out:?}");
         assert!(one_error_line(&out).contains(says), "{out:?}");
     }
+    // A --port that another socket holds (without SO_REUSEPORT, so it cannot be shared).
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = run(
+        pipe(&key, &hex, &mediator).args(["--port", &port]),
+        b"",
+        LIMIT,
+    );
+    assert_eq!(out.code, Some(8), "{out:?}");
+    assert!(one_error_line(&out).contains("in use"), "{out:?}");
     let out = run(p2psc().args(["pipe", "--peer", &hex]), b"", LIMIT);
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(one_error_line(&out).contains("--key"), "{out:?}");

@@ -151,6 +151,24 @@ pub struct Fed {
 }
 
 pub fn feed(command: &mut Command, stdin: Vec<u8>) -> Fed {
+    feed_with(command, move |input| {
+        // A process that fails early closes its stdin: the test judges its exit, not this write.
+        let _ = input.write_all(&stdin);
+    })
+}
+
+/// A process fed without end (until its stdin closes), its outputs collected.
+pub fn feed_endless(command: &mut Command) -> Fed {
+    feed_with(command, |input| {
+        let chunk = pattern(64 * 1024, 7);
+        while input.write_all(&chunk).is_ok() {}
+    })
+}
+
+fn feed_with(
+    command: &mut Command,
+    write: impl FnOnce(&mut std::process::ChildStdin) + Send + 'static,
+) -> Fed {
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -158,10 +176,7 @@ pub fn feed(command: &mut Command, stdin: Vec<u8>) -> Fed {
         .spawn()
         .expect("start the process");
     let mut input = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || {
-        // A process that fails early closes its stdin: the test judges its exit, not this write.
-        let _ = input.write_all(&stdin);
-    });
+    let writer = std::thread::spawn(move || write(&mut input));
     let collect = |mut r: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
             let mut all = Vec::new();

@@ -1,6 +1,7 @@
 //! One connection to the peer: the library's `connect_observed` with the tool's deadlines, progress
 //! lines, and each error turned into its exit class and one line that says what to check.
 
+use std::io;
 use std::time::{Duration, Instant};
 
 use p2psc::identity::Keypair;
@@ -40,12 +41,42 @@ impl Reached {
 /// normally ends it first; the backstop also bounds resolving the mediator's name).
 const BACKSTOP_SLACK: Duration = Duration::from_secs(2);
 
+/// Random punch ports tried when the one drawn is taken.
+const PORT_TRIES: usize = 3;
+
 /// Connect to the peer, reporting each step; every wait is bounded by `--timeout`.
 pub async fn dial(
     keypair: &Keypair,
     args: &ConnectArgs,
     progress: &Progress,
 ) -> Result<Connection, Failure> {
+    let mut tries = 1;
+    loop {
+        let attempt = attempt(keypair, args, progress).await;
+        match attempt.result {
+            Ok(conn) => return Ok(conn),
+            // The random punch port is taken (by a socket without SO_REUSEPORT): before anything
+            // was sent, draw another. `--port` stays what it says.
+            Err(Error::Bind(e))
+                if e.kind() == io::ErrorKind::AddrInUse
+                    && args.port.is_none()
+                    && attempt.reached == Reached::Start
+                    && tries < PORT_TRIES =>
+            {
+                tries += 1;
+            }
+            Err(e) => return Err(failure(&e, attempt.reached, args)),
+        }
+    }
+}
+
+/// One connect, and how far it got.
+struct Attempt {
+    result: Result<Connection, Error>,
+    reached: Reached,
+}
+
+async fn attempt(keypair: &Keypair, args: &ConnectArgs, progress: &Progress) -> Attempt {
     let started = Instant::now();
     let mut reached = Reached::Start;
     let mut matched_at = None;
@@ -57,11 +88,22 @@ pub async fn dial(
             }
             progress.report(Record::Step(event));
         });
-    let result = tokio::time::timeout(args.timeout + BACKSTOP_SLACK, connecting).await;
-    let conn = match result {
+    let conn = match tokio::time::timeout(args.timeout + BACKSTOP_SLACK, connecting).await {
         Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => return Err(failure(&e, reached, args)),
-        Err(_) => return Err(timed_out(reached, args)),
+        Ok(Err(e)) => {
+            return Attempt {
+                result: Err(e),
+                reached,
+            }
+        }
+        // Only the name lookup is not bounded by the protocol's own deadline.
+        Err(_) => {
+            let e = Error::Connect(p2psc::Error::Timeout);
+            return Attempt {
+                result: Err(e),
+                reached,
+            };
+        }
     };
     progress.report(Record::Connected {
         took: started.elapsed(),
@@ -70,7 +112,10 @@ pub async fn dial(
         local: conn.local(),
         role: conn.role(),
     });
-    Ok(conn)
+    Attempt {
+        result: Ok(conn),
+        reached,
+    }
 }
 
 /// Check that the mediator's name resolves (within `--timeout`), for an end that would otherwise

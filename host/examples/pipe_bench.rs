@@ -10,7 +10,8 @@
 //! connection to a receiving process, out of its stdout back into this process:
 //!
 //! - **p2psc**: two `p2psc pipe` processes, connected through a real `p2psc-mediator` (the set-up is not
-//!   timed: the clock starts at the first byte out of the receiver);
+//!   timed: the clock starts at the first byte out of the receiver), over the secure channel;
+//! - **p2psc --plaintext**: the same with the stream in plaintext (what the secure channel costs);
 //! - **plain TCP**: two processes of this example in relay mode (`relay-listen`, `relay-connect`), which
 //!   copy stdin to a plain TCP socket and the socket to stdout with std threads and the same 64 KiB
 //!   chunks: netcat, without p2psc.
@@ -62,13 +63,16 @@ fn bench(mib: u64, runs: u64) {
     let p2psc = bin.join("p2psc");
     let (a, b) = (keygen(&p2psc, &dir, "a.pem"), keygen(&p2psc, &dir, "b.pem"));
     let bytes = mib << 20;
-    println!("moving {mib} MiB, best of {runs} runs (the two kinds alternate)");
+    println!("moving {mib} MiB, best of {runs} runs (the three kinds alternate)");
     let me = std::env::current_exe().unwrap();
-    let (mut piped, mut plain): (Vec<Outcome>, Vec<Outcome>) = (Vec::new(), Vec::new());
+    let (mut piped, mut clear, mut plain) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
-        let receiver = pipe_process(&p2psc, &b, &a.1, &mediator.addr, false);
-        let sender = pipe_process(&p2psc, &a, &b.1, &mediator.addr, true);
-        piped.push(transfer(sender, receiver, bytes));
+        for (plaintext, outcomes) in [(false, &mut piped), (true, &mut clear)] {
+            let m = &mediator.addr;
+            let receiver = pipe_process(&p2psc, &b, &a.1, m, false, plaintext);
+            let sender = pipe_process(&p2psc, &a, &b.1, m, true, plaintext);
+            outcomes.push(transfer(sender, receiver, bytes));
+        }
         let (receiver, port) = relay_listener(&me);
         let sender = spawn(Command::new(&me).args(["relay-connect", &port]), true);
         plain.push(transfer(sender, receiver, bytes));
@@ -78,12 +82,18 @@ fn bench(mib: u64, runs: u64) {
             .max_by(|x, y| x.rate.total_cmp(&y.rate))
             .unwrap()
     };
-    let (piped, plain) = (best(piped), best(plain));
+    let (piped, clear, plain) = (best(piped), best(clear), best(plain));
     let _ = std::fs::remove_dir_all(&dir);
     let gib = bytes as f64 / (1u64 << 30) as f64;
-    report("p2psc pipe", &piped, gib);
-    report("plain TCP ", &plain, gib);
+    report("p2psc pipe (secure)   ", &piped, gib);
+    report("p2psc pipe --plaintext", &clear, gib);
+    report("plain TCP             ", &plain, gib);
     let cpu = |o: &Outcome| o.cpu[0] + o.cpu[1];
+    println!(
+        "ratio secure / plaintext p2psc pipe: throughput {:.2}, CPU per byte {:.2}",
+        piped.rate / clear.rate,
+        cpu(&piped) / cpu(&clear)
+    );
     println!(
         "ratio p2psc / plain TCP: throughput {:.2}, CPU per byte {:.2}",
         piped.rate / plain.rate,
@@ -134,12 +144,16 @@ fn pipe_process(
     peer: &str,
     mediator: &str,
     feeds: bool,
+    plaintext: bool,
 ) -> Child {
     let mut command = Command::new(p2psc);
     command
         .args(["-q", "pipe", "--key"])
         .arg(key)
         .args(["--peer", peer, "--mediator", mediator]);
+    if plaintext {
+        command.arg("--plaintext");
+    }
     spawn(&mut command, feeds)
 }
 

@@ -5,7 +5,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use p2psc::proto::channel::{ChannelError, ChannelKeys, Opener, Sealer, MAX_RECORD_LEN};
+use p2psc::proto::channel::{ChannelError, ChannelKeys, Opener, Sealer, MAX_RECORD_LEN, OVERHEAD};
 use p2psc::proto::SessionKey;
 use p2psc::wire::Role;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -17,15 +17,23 @@ use tokio::net::TcpStream;
 /// `io::ErrorKind::InvalidData` error, after which the connection is reset and nothing more is read.
 pub struct SecureStream {
     inner: TcpStream,
-    /// Bytes read with the handshake, before the stream's own.
-    pending: Vec<u8>,
+    /// Stream bytes read from the socket (or with the handshake) and not yet given to the opener:
+    /// `inbox[taken..received]`. Reading in large chunks and feeding the opener from here costs one
+    /// system call per chunk instead of two per record (its header, then its body).
+    inbox: Box<[u8]>,
+    taken: usize,
+    received: usize,
     sealer: Sealer,
     opener: Opener<Box<[u8]>>,
+    /// Sealed records not yet written: `tx[unsent..sealed]`; one write carries many records.
     tx: Box<[u8]>,
-    /// Sealed bytes not yet written: `tx[unsent..sealed]`.
     unsent: usize,
     sealed: usize,
 }
+
+/// How many stream bytes one read or write of the socket moves at most (the records in it are at most
+/// [`MAX_RECORD_LEN`] each).
+const CHUNK: usize = 64 * 1024;
 
 impl std::fmt::Debug for SecureStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -41,12 +49,17 @@ impl SecureStream {
     /// handshake's session key and our role.
     pub fn new(inner: TcpStream, pending: Vec<u8>, key: &SessionKey, role: Role) -> SecureStream {
         let keys = ChannelKeys::derive(key, role);
+        let received = pending.len();
+        let mut inbox = pending;
+        inbox.resize(received.max(CHUNK), 0);
         SecureStream {
             inner,
-            pending,
+            inbox: inbox.into_boxed_slice(),
+            taken: 0,
+            received,
             sealer: Sealer::new(keys.send),
             opener: Opener::new(keys.receive, vec![0; MAX_RECORD_LEN].into_boxed_slice()),
-            tx: vec![0; MAX_RECORD_LEN].into_boxed_slice(),
+            tx: vec![0; CHUNK].into_boxed_slice(),
             unsent: 0,
             sealed: 0,
         }
@@ -78,48 +91,74 @@ impl SecureStream {
         Poll::Ready(Ok(()))
     }
 
-    /// Give the opener stream bytes: the handshake's leftovers first, then the socket's. `Ok(false)`
+    /// Give the opener stream bytes from the inbox, reading the socket when it is empty. `Ok(false)`
     /// at the socket's end of stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
-        if !self.pending.is_empty() {
-            let n = self.opener.feed(&self.pending).map_err(|e| self.fail(e))?;
-            self.pending.drain(..n);
+        if self.taken < self.received {
+            let unread = &self.inbox[self.taken..self.received];
+            let n = self.opener.feed(unread).map_err(|e| self.fail(e))?;
+            self.taken += n;
             return Poll::Ready(Ok(true));
         }
-        let mut space = ReadBuf::new(self.opener.receive_buffer());
+        let mut space = ReadBuf::new(&mut self.inbox);
         ready!(Pin::new(&mut self.inner).poll_read(cx, &mut space))?;
         let n = space.filled().len();
-        let result = match n {
-            0 => self.opener.finish(),
-            n => self.opener.commit(n),
-        };
-        result.map_err(|e| self.fail(e))?;
+        (self.taken, self.received) = (0, n);
+        if n == 0 {
+            self.opener.finish().map_err(|e| self.fail(e))?;
+        }
         Poll::Ready(Ok(n > 0))
+    }
+
+    /// Seal as much of `buf` as the free part of `tx` holds, in records; returns the bytes taken.
+    fn seal(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut taken = 0;
+        while taken < buf.len() && self.tx.len() - self.sealed > OVERHEAD {
+            let sealed = self
+                .sealer
+                .seal(&buf[taken..], &mut self.tx[self.sealed..])
+                .map_err(|e| self.fail(e))?;
+            taken += sealed.consumed;
+            self.sealed += sealed.len;
+        }
+        Ok(taken)
     }
 }
 
 impl AsyncRead for SecureStream {
+    /// Fills `buf` with the plaintext of as many records as have arrived (one read of the socket at
+    /// most), so that a large buffer takes many records per call.
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
         loop {
             if let Some(e) = self.opener.error() {
                 return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
             }
-            let n = self.opener.read(buf.initialize_unfilled());
-            if n > 0 || buf.remaining() == 0 {
-                buf.advance(n);
+            let plaintext = self.opener.plaintext();
+            let n = plaintext.len().min(buf.remaining());
+            buf.put_slice(&plaintext[..n]);
+            self.opener.consume(n);
+            let got = buf.filled().len() > before;
+            // Full, or the peer's authenticated end (EOF; bytes after it would be an error on the
+            // next read, which the opener reports).
+            if buf.remaining() == 0 || self.opener.is_ended() {
                 return Poll::Ready(Ok(()));
             }
-            if self.opener.is_ended() {
-                // The peer's authenticated end: EOF (bytes after it would be an error on the next
-                // read, which the opener reports).
+            // What has arrived is given out before the socket is read again.
+            if got && self.taken == self.received {
                 return Poll::Ready(Ok(()));
             }
-            if !ready!(self.poll_fill(cx))? && !self.opener.is_ended() {
-                return Poll::Ready(Ok(()));
+            // With plaintext in `buf`, this only feeds the opener from the inbox: an error is then the
+            // opener's, kept for the next read, and what was authenticated before it goes out first.
+            match ready!(self.poll_fill(cx)) {
+                Err(_) if got => return Poll::Ready(Ok(())),
+                Err(e) => return Poll::Ready(Err(e)),
+                Ok(false) if !self.opener.is_ended() => return Poll::Ready(Ok(())),
+                Ok(_) => {}
             }
         }
     }
@@ -135,17 +174,13 @@ impl AsyncWrite for SecureStream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let this = &mut *self;
-        let sealed = this
-            .sealer
-            .seal(buf, &mut this.tx)
-            .map_err(|e| this.fail(e))?;
-        (this.unsent, this.sealed) = (0, sealed.len);
+        (self.unsent, self.sealed) = (0, 0);
+        let taken = self.seal(buf)?;
         // Start writing now; what does not fit goes out on the next call.
-        if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+        if let Poll::Ready(Err(e)) = self.poll_drain(cx) {
             return Poll::Ready(Err(e));
         }
-        Poll::Ready(Ok(sealed.consumed))
+        Poll::Ready(Ok(taken))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

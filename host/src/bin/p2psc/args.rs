@@ -97,6 +97,10 @@ pub struct ConnectArgs {
     /// Local port for the mediator connection and the punch (default: random, 49152-65535).
     #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
+    /// Carry the stream in plaintext instead of the secure channel (both ends must say so). Only
+    /// for a protocol that brings its own encryption: anyone on the path can read and change it.
+    #[arg(long)]
+    pub plaintext: bool,
 }
 
 /// `p2psc forward`: the connection settings and one of the two directions.

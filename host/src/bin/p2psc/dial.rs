@@ -146,11 +146,13 @@ fn protocol_duration(d: Duration) -> p2psc::time::Duration {
 fn config(args: &ConnectArgs) -> Config {
     let mut config = Config::default();
     let timeout = protocol_duration(args.timeout);
-    config.timeout = timeout;
-    config.register.wait_timeout = protocol_duration(args.wait).min(timeout);
-    config.register.step_timeout = config.register.step_timeout.min(timeout);
-    config.mediator_timeout = config.mediator_timeout.min(timeout);
-    config.local_port = args.port;
+    let protocol = &mut config.protocol;
+    protocol.timeout = timeout;
+    protocol.register.wait_timeout = protocol_duration(args.wait).min(timeout);
+    protocol.register.step_timeout = protocol.register.step_timeout.min(timeout);
+    protocol.mediator_timeout = protocol.mediator_timeout.min(timeout);
+    protocol.local_port = args.port;
+    config.plaintext = args.plaintext;
     config
 }
 
@@ -241,6 +243,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             wait: Duration::from_secs(60),
             port: None,
+            plaintext: false,
         }
     }
 
@@ -261,7 +264,7 @@ mod tests {
 
     #[test]
     fn no_step_outlasts_the_timeout() {
-        let c = config(&args());
+        let c = config(&args()).protocol;
         let five = p2psc::time::Duration::from_secs(5);
         assert_eq!(c.timeout, five);
         assert_eq!(c.register.wait_timeout, five);

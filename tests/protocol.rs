@@ -196,6 +196,7 @@ fn lone_punch_info(role: Role) -> PunchInfo {
         peer_observed: ep("198.51.100.1:1"),
         peer_local: None,
         peer_nonce: [2; 32],
+        paths: None,
     }
 }
 
@@ -499,7 +500,7 @@ fn unsupported_version_has_its_own_error() {
         [0; 32],
         at(0),
     );
-    let (_, event) = s.receive(at(0), &SaltyVerifier, &[2, 0x01, 0, 0]);
+    let (_, event) = s.receive(at(0), &SaltyVerifier, &[3, 0x01, 0, 0]);
     assert_eq!(
         event,
         Some(SessionEvent::Aborted {
@@ -584,6 +585,7 @@ fn out_of_order_messages_are_typed_errors() {
         peer_nonce: [0; 32],
         peer_observed: ep("198.51.100.1:1"),
         peer_local: None,
+        paths: None,
     });
     let n = m.emit_bytes(&mut buf).unwrap();
     assert_eq!(
@@ -693,6 +695,7 @@ fn silent_or_dribbling_client_is_aborted_at_its_step_deadline() {
         want: kp(2).public_key(),
         nonce: [0; 32],
         local: None,
+        relay: None,
     })
     .emit_bytes(&mut hello)
     .unwrap();
@@ -809,6 +812,7 @@ fn both_peers_agree_on_racing_even_if_only_one_reported_a_lan_endpoint() {
         peer_observed: ep("203.0.113.1:2000"),
         peer_local: None,
         peer_nonce: [2; 32],
+        paths: None,
     };
     let a = base;
     let b = PunchInfo {

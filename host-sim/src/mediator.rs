@@ -261,7 +261,7 @@ impl MediatorNode {
             SessionEvent::Aborted { reason, .. } => {
                 self.events.push((now, MediatorEvent::Aborted(*reason)))
             }
-            SessionEvent::Rtt(..) => {}
+            _ => {}
         }
         let matches_before = self.table.stats().matches;
         notices.extend(self.table.settle(now, *conn, session, event));

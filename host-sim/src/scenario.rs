@@ -217,7 +217,14 @@ impl Scenario {
             seed,
             a: PeerSpec::new(1, 0),
             b: PeerSpec::new(2, 1000),
-            mediator: MediatorConfig::default(),
+            // The simulated mediator does not splice relays yet: Matches offer none.
+            mediator: MediatorConfig {
+                relay: p2psc::proto::mediator::RelayConfig {
+                    enabled: false,
+                    ..Default::default()
+                },
+                ..MediatorConfig::default()
+            },
             impersonate: None,
             trace: false,
             max_time: Duration::from_secs(600),

@@ -216,7 +216,9 @@ mod routed {
     use embassy_time::Duration;
     use host_sim::nat::{NatConfig, NatEvent, SynVerdict, Unsolicited};
     use host_sim::packet::Kind;
-    use host_sim::scenario::{self, Delays, Layout, Report, Scenario, MEDIATOR_PORT};
+    use host_sim::scenario::{
+        self, Delays, Layout, Report, Scenario, MEDIATOR_ADDR, MEDIATOR_PORT,
+    };
     use host_sim::theory;
     use host_sim::timeline::{Side, What, Who};
     use p2psc::connector::{ConnectConfig, ConnectEvent};
@@ -297,7 +299,7 @@ mod routed {
         let r = scenario::run_with(&s, move |net, _| {
             net.set_drop_rule(move |link, p| {
                 let syn =
-                    matches!(p, Kind::Tcp(t) if t.is_bare_syn() && t.dst.port() != MEDIATOR_PORT);
+                    matches!(p, Kind::Tcp(t) if t.is_bare_syn() && *t.dst.ip() != MEDIATOR_ADDR);
                 if link == "NAT A->internet" && syn && d.get() == 0 {
                     d.set(1);
                     return true;
@@ -324,7 +326,7 @@ mod routed {
         let r = scenario::run_with(&s, move |net, _| {
             net.set_drop_rule(move |link, p| {
                 let syn =
-                    matches!(p, Kind::Tcp(t) if t.is_bare_syn() && t.dst.port() != MEDIATOR_PORT);
+                    matches!(p, Kind::Tcp(t) if t.is_bare_syn() && *t.dst.ip() != MEDIATOR_ADDR);
                 if link.ends_with("->internet") && syn && d.get() < 2 {
                     d.set(d.get() + 1);
                     return true;

@@ -86,6 +86,7 @@ fn schedule(sim: &Sim, i: usize) -> (Role, Instant, Vec<Slot>) {
         peer_observed: ep(other),
         peer_local: None,
         peer_nonce: hello_nonce(sim, other),
+        paths: None,
     };
     let slots = Schedule::for_punch(&info, SlotConfig::default())
         .take(500)

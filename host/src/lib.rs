@@ -23,6 +23,7 @@ mod secure;
 mod shell;
 mod socket;
 
+pub use p2psc::proto::client::Path;
 pub use secure::SecureStream;
 
 use std::fmt;
@@ -94,6 +95,7 @@ impl From<Error> for io::Error {
 #[derive(Debug)]
 pub struct Connection {
     stream: Stream,
+    path: Path,
     peer: SocketAddr,
     local: SocketAddr,
     role: Role,
@@ -101,12 +103,18 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// The peer's endpoint as seen from here.
+    /// The peer's endpoint: as seen from here (direct), or as the mediator saw it (relayed).
     pub fn peer(&self) -> SocketAddr {
         self.peer
     }
 
-    /// Our end of the connection (the punch port).
+    /// Direct, or relayed through the mediator (protocol §13: authenticated and encrypted end to end
+    /// all the same; the mediator forwards ciphertext).
+    pub fn path(&self) -> Path {
+        self.path
+    }
+
+    /// Our end of the connection (the punch port; relayed: our end of the mediator connection).
     pub fn local(&self) -> SocketAddr {
         self.local
     }
@@ -227,6 +235,7 @@ pub async fn connect_observed(
     };
     Ok(Connection {
         stream,
+        path: won.winner.path(),
         peer: won.winner.remote,
         local: won.local,
         role: won.winner.role,

@@ -10,8 +10,9 @@ use std::task::{Context, Poll};
 
 use p2psc::identity::dalek::DalekVerifier;
 use p2psc::identity::Keypair;
-use p2psc::proto::client::{Action, Client, ConnectEvent, MAX_CANDIDATES};
-use p2psc::proto::punch::{self, Link, Winner};
+use p2psc::proto::client::MAX_CANDIDATES;
+use p2psc::proto::client::{probe_endpoint, Action, Client, ConnectEvent, Via, Won as Winner};
+use p2psc::proto::punch::{self, Link};
 use p2psc::time::Instant;
 use p2psc::wire::MAX_FRAME_LEN;
 use tokio::io::AsyncWriteExt;
@@ -126,6 +127,8 @@ pub(crate) struct Shell<'k> {
     mediator_addr: SocketAddr,
     started: tokio::time::Instant,
     mediator: Sock,
+    /// The mapping probe (protocol §13.2): a second connection from the punch port.
+    probe: Sock,
     candidates: [Sock; MAX_CANDIDATES],
     listener: Option<TcpListener>,
     /// Where the punch port is bound (known once the mediator connection is up).
@@ -148,6 +151,7 @@ impl<'k> Shell<'k> {
             mediator_addr,
             started: tokio::time::Instant::now(),
             mediator: Sock::Idle,
+            probe: Sock::Idle,
             candidates: Default::default(),
             listener: None,
             local: None,
@@ -180,6 +184,7 @@ impl<'k> Shell<'k> {
 
     fn observe(&mut self) {
         self.client.observe_mediator(self.mediator.link());
+        self.client.observe_probe(self.probe.link());
         for (k, c) in self.candidates.iter().enumerate() {
             self.client.observe(k, c.link());
         }
@@ -188,7 +193,9 @@ impl<'k> Shell<'k> {
     /// Hand the machine what the sockets read; it takes frames, leaving the application's bytes.
     fn feed(&mut self, now: Instant) {
         if let Sock::Open { rx, .. } = &mut self.mediator {
-            let used = self.client.receive_mediator(now, self.keypair, rx);
+            let used = self
+                .client
+                .receive_mediator(now, self.keypair, &DalekVerifier, rx);
             rx.drain(..used);
         }
         for (k, c) in self.candidates.iter_mut().enumerate() {
@@ -208,6 +215,17 @@ impl<'k> Shell<'k> {
                 self.mediator = Sock::Connecting(Box::pin(connecting));
             }
             Action::Candidate(action) => self.candidate(action)?,
+            Action::DialProbe { from_port } => {
+                self.probe.close(false);
+                // A probe that cannot go out only leaves our mapping unknown to the mediator.
+                if let Some(target) = probe_endpoint(self.mediator_addr) {
+                    let local = socket::any_port(self.mediator_addr, from_port);
+                    if let Ok(connecting) = socket::connect(local, target) {
+                        self.probe = Sock::Connecting(Box::pin(connecting));
+                    }
+                }
+            }
+            Action::CloseProbe => self.probe.close(false),
         }
         Ok(())
     }
@@ -251,6 +269,10 @@ impl<'k> Shell<'k> {
             let n = p2psc::proto::fill(&mut buf, |out| self.client.transmit_mediator(now, out));
             let _ = write(stream, &buf[..n]).await;
         }
+        if let Sock::Open { stream, .. } = &mut self.probe {
+            let n = p2psc::proto::fill(&mut buf, |out| self.client.transmit_probe(out));
+            let _ = write(stream, &buf[..n]).await;
+        }
         for k in 0..MAX_CANDIDATES {
             if let Sock::Open { stream, .. } = &mut self.candidates[k] {
                 let n = p2psc::proto::fill(&mut buf, |out| self.client.transmit(k, out));
@@ -270,6 +292,7 @@ impl<'k> Shell<'k> {
         let mut sleep = deadline.map(|at| Box::pin(tokio::time::sleep_until(at)));
         poll_fn(|cx| {
             let mut changed = self.mediator.poll(cx);
+            changed |= self.probe.poll(cx);
             for c in self.candidates.iter_mut() {
                 changed |= c.poll(cx);
             }
@@ -306,12 +329,22 @@ impl<'k> Shell<'k> {
     }
 
     fn finish(mut self, result: Result<Winner, p2psc::Error>) -> Result<Won, Error> {
+        self.probe.close(false);
+        let winner = match result {
+            Ok(winner) => winner,
+            Err(e) => {
+                self.mediator.close(true);
+                self.close_candidates();
+                return Err(Error::Connect(e));
+            }
+        };
+        // Relayed, the mediator connection is the stream.
+        let won = match winner.via {
+            Via::Candidate(k) => std::mem::take(&mut self.candidates[k]),
+            Via::Mediator => std::mem::take(&mut self.mediator),
+        };
         self.mediator.close(true);
-        let winner = result.map_err(Error::Connect)?;
-        let won = std::mem::take(&mut self.candidates[winner.candidate]);
-        for c in self.candidates.iter_mut() {
-            c.close(true);
-        }
+        self.close_candidates();
         let Sock::Open { stream, rx, .. } = won else {
             return Err(Error::Connect(p2psc::Error::PeerClosed));
         };
@@ -322,6 +355,14 @@ impl<'k> Shell<'k> {
             winner,
             local,
         })
+    }
+}
+
+impl Shell<'_> {
+    fn close_candidates(&mut self) {
+        for c in self.candidates.iter_mut() {
+            c.close(true);
+        }
     }
 }
 

@@ -109,6 +109,7 @@ impl Args {
                 linger: self.linger.into(),
                 retry_after: self.retry_after.into(),
                 capacity: self.max_waiting,
+                relay: Default::default(),
             },
             max_connections: self.max_connections,
             max_per_ip: self.max_per_ip,

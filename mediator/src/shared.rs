@@ -150,7 +150,7 @@ impl Shared {
                 tracing::debug!(conn, key = %registration.key, want = %registration.want, "verified")
             }
             SessionEvent::Aborted { reason, .. } => tracing::debug!(conn, %reason, "aborted"),
-            SessionEvent::Rtt(..) => {}
+            _ => {}
         }
         {
             let mut inner = lock(&self.inner);

@@ -97,7 +97,7 @@ async fn unsupported_version_is_aborted() {
     let mediator = Mediator::start(config()).await;
     let mut stream = TcpStream::connect(mediator.addr()).await.unwrap();
     let mut frame = hello_frame(key(1), key(2));
-    frame[0] = 2;
+    frame[0] = 3;
     stream.write_all(&frame).await.unwrap();
     assert_eq!(
         within(LONG, read_until_closed(&mut stream)).await,

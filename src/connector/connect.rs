@@ -4,7 +4,7 @@
 //! connector inside [`Stack::poll_with`] (woken by the sockets and by the connector's own deadlines), and
 //! hands back the winning socket. Every other socket is removed on every path.
 
-use super::{ConnectConfig, ConnectEvent, Connected, Connector, Error, Sockets};
+use super::{ConnectConfig, ConnectEvent, Connected, Connector, Error, Path, Sockets};
 use crate::identity::{PublicKey, SaltyVerifier, Signer};
 use crate::net::secure::SecureSocket;
 use crate::net::tcp::TcpSocket;
@@ -74,7 +74,10 @@ pub struct RecordBuffers<'a> {
 pub struct SecureConnection<'a> {
     /// The secure socket, ready for `read`/`write` (embedded-io-async).
     pub socket: SecureSocket<'a, 'a>,
-    /// The peer's endpoint as seen from here.
+    /// Direct, or relayed through the mediator (then the socket is the mediator connection's, with
+    /// its buffers).
+    pub path: Path,
+    /// The peer's endpoint as seen from here (relayed: as the mediator saw it).
     pub remote: IpEndpoint,
     /// Our role in the pair.
     pub role: Role,
@@ -86,7 +89,10 @@ pub struct SecureConnection<'a> {
 pub struct PeerConnection<'a> {
     /// The TCP socket, ready for `read`/`write`.
     pub socket: TcpSocket<'a>,
-    /// The peer's endpoint as seen from here.
+    /// Direct, or relayed through the mediator (then the socket is the mediator connection's, with
+    /// its buffers).
+    pub path: Path,
+    /// The peer's endpoint as seen from here (relayed: as the mediator saw it).
     pub remote: IpEndpoint,
     /// Our role in the pair.
     pub role: Role,
@@ -138,6 +144,7 @@ pub async fn connect_observed<'a, S: Signer>(
     let socket = SecureSocket::new(c.socket, &c.session_key, c.role, records.rx, records.tx);
     Ok(SecureConnection {
         socket,
+        path: c.path,
         remote: c.remote,
         role: c.role,
         session_key: c.session_key,
@@ -189,17 +196,17 @@ pub async fn connect_plaintext<'a, S: Signer>(
         })
         .await;
     // Dropping a TcpSocket removes it from the set: everything but the winner goes.
-    drop(mediator_socket);
     let connected = result?;
-    let socket = match second {
-        Some(s) if s.handle() == connected.socket => {
-            drop(first);
-            s
-        }
-        _ => first,
-    };
+    let mut sockets = [Some(mediator_socket), Some(first), second];
+    let winner = sockets
+        .iter_mut()
+        .find(|s| s.as_ref().is_some_and(|s| s.handle() == connected.socket))
+        .and_then(Option::take)
+        .ok_or(Error::BadSocket)?;
+    drop(sockets);
     Ok(PeerConnection {
-        socket,
+        socket: winner,
+        path: connected.path,
         remote: connected.remote,
         role: connected.role,
         session_key: connected.session_key,

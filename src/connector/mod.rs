@@ -42,7 +42,9 @@ pub use connect::{
 };
 pub use socket::{feed, send_frames};
 
-pub use crate::proto::client::{ConnectConfig, ConnectEvent, Error};
+#[cfg(feature = "relay")]
+pub use crate::proto::client::RelayMode;
+pub use crate::proto::client::{ConnectConfig, ConnectEvent, Error, Path};
 pub use crate::proto::punch::{Dialers, PunchConfig, Schedule, Slot, SlotConfig};
 
 use core::net::SocketAddr;
@@ -52,8 +54,8 @@ use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::wire::IpEndpoint;
 
 use crate::identity::{PublicKey, Signer, Verifier};
-use crate::proto::client::{Action, Client};
-use crate::proto::punch::{self, Winner};
+use crate::proto::client::{Action, Client, Via, Won};
+use crate::proto::punch;
 use crate::proto::SessionKey;
 use crate::time::Instant;
 use crate::wire::Role;
@@ -63,9 +65,12 @@ use socket::{link, quiet_close, tcp, try_tcp, usable};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Connected {
-    /// The winning socket, now the application's (Nagle is off; turn it back on if you like).
+    /// The winning socket, now the application's (Nagle is off; turn it back on if you like): a
+    /// candidate socket, or, relayed, the mediator socket.
     pub socket: SocketHandle,
-    /// The peer's endpoint as seen from here.
+    /// Direct, or relayed through the mediator (protocol version 2, feature `relay`).
+    pub path: Path,
+    /// The peer's endpoint: as seen from here (direct), or as the mediator saw it (relayed).
     pub remote: IpEndpoint,
     /// Our role.
     pub role: Role,
@@ -241,7 +246,12 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
         let (client, signer, verifier) = (&mut self.client, &self.signer, &self.verifier);
         let m = tcp(sockets, self.sockets.mediator);
         client.observe_mediator(link(m));
-        let mut moved = socket::feed(m, &mut |data| client.receive_mediator(now, signer, data));
+        let mut moved = socket::feed(m, &mut |data| {
+            client.receive_mediator(now, signer, verifier, data)
+        });
+        // The probe borrows the first candidate socket until the Match (the client ignores it after).
+        #[cfg(feature = "relay")]
+        client.observe_probe(link(tcp(sockets, self.candidates[0])));
         for (k, handle) in self.candidates.iter().enumerate() {
             let s = tcp(sockets, *handle);
             client.observe(k, link(s));
@@ -254,6 +264,11 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
         let client = &mut self.client;
         let m = tcp(sockets, self.sockets.mediator);
         moved |= send_frames(m, &mut |buf| client.transmit_mediator(now, buf));
+        #[cfg(feature = "relay")]
+        {
+            let probe = tcp(sockets, self.candidates[0]);
+            moved |= send_frames(probe, &mut |buf| client.transmit_probe(buf));
+        }
         for (k, handle) in self.candidates.iter().enumerate() {
             moved |= send_frames(tcp(sockets, *handle), &mut |buf| client.transmit(k, buf));
         }
@@ -293,19 +308,39 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
             Action::Candidate(punch::Action::Abort { candidate }) => {
                 tcp(sockets, self.candidates[candidate]).abort();
             }
+            #[cfg(feature = "relay")]
+            Action::DialProbe { from_port } => {
+                let s = tcp(sockets, self.candidates[0]);
+                s.abort();
+                let probe = crate::proto::client::probe_endpoint(self.mediator.into());
+                // A probe that cannot go out only leaves the mapping unknown.
+                if let Some(target) = probe.and_then(endpoint) {
+                    let _ = s.connect(iface.context(), target, from_port);
+                }
+            }
+            #[cfg(feature = "relay")]
+            Action::CloseProbe => quiet_close(tcp(sockets, self.candidates[0]), port),
         }
     }
 
     /// The winner's socket, as the application gets it.
     // Out of line: inlined, it was copied into several callers (firmware size, size-report.sh).
     #[inline(never)]
-    fn connected(&self, w: Winner, sockets: &mut SocketSet<'_>) -> Result<Connected, Error> {
-        let socket = self.candidates[w.candidate];
-        let remote = tcp(sockets, socket)
-            .remote_endpoint()
-            .ok_or(Error::PeerClosed)?;
+    fn connected(&self, w: Won, sockets: &mut SocketSet<'_>) -> Result<Connected, Error> {
+        let (socket, remote) = match w.via {
+            Via::Candidate(k) => {
+                let socket = self.candidates[k];
+                let remote = tcp(sockets, socket).remote_endpoint();
+                (socket, remote.ok_or(Error::PeerClosed)?)
+            }
+            Via::Mediator => (
+                self.sockets.mediator,
+                endpoint(w.remote).ok_or(Error::NoRoute)?,
+            ),
+        };
         Ok(Connected {
             socket,
+            path: w.path(),
             remote,
             role: w.role,
             session_key: w.session_key,

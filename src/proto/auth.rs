@@ -205,6 +205,11 @@ impl Handshake {
         self.reader = FrameReader::new();
     }
 
+    /// Move the deadline (set by [`start`](Self::start)) to `deadline`.
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = Some(deadline);
+    }
+
     /// The session key, once the handshake is done.
     pub fn session_key(&self) -> Option<SessionKey> {
         match self.state {

@@ -10,8 +10,10 @@
 //! - [`punch`]: the punch (§8): targets, the shared retry schedule, each candidate's attempt life
 //!   cycle and the choice of the winning connection.
 //! - [`auth`]: the peer-to-peer handshake on each candidate connection (§9).
-//! - [`client`]: the peer's whole side, sequencing the three above with the mediator connection;
-//!   every peer shell drives it.
+//! - [`relay`] (feature `relay`): the peer's side of the relay through the mediator and the path
+//!   decision of a version-2 Match (§13).
+//! - [`client`]: the peer's whole side, sequencing the above with the mediator connection; every peer
+//!   shell drives it.
 //! - [`mediator`]: the mediator's per-connection sessions and its table of waiting peers.
 //! - [`transcript`]: what is signed, for all of them.
 //! - [`channel`]: the secure channel that protects the stream after the handshake.
@@ -22,6 +24,8 @@ pub mod client;
 pub mod mediator;
 pub mod punch;
 pub mod register;
+#[cfg(feature = "relay")]
+pub mod relay;
 pub mod transcript;
 
 pub use auth::{AuthError, AuthEvent, Handshake, HandshakeParams, SessionKey};

@@ -18,7 +18,7 @@ use super::transcript;
 use crate::identity::{PublicKey, Signer};
 use crate::time::{elapsed, Duration, Instant};
 use crate::wire::{self, AbortReason, Challenge, FrameReader, Hello, Match, Message, MessageType};
-use crate::wire::{Nonce, Pong, Proof, Role};
+use crate::wire::{Nonce, Paths, Pong, Proof, RelayMode, Role};
 
 /// Deadlines of a registration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +114,9 @@ pub struct PunchInfo {
     pub peer_local: Option<SocketAddr>,
     /// The other peer's nonce.
     pub peer_nonce: Nonce,
+    /// Version 2: the mapping classes and the relay offer (protocol §13.3); `None` from a version-1
+    /// Match.
+    pub paths: Option<Paths>,
 }
 
 impl PunchInfo {
@@ -188,6 +191,7 @@ impl Registration {
             want,
             nonce,
             local,
+            relay: None,
         };
         Registration {
             config,
@@ -199,6 +203,25 @@ impl Registration {
                 since: now,
             }),
             reader: FrameReader::new(),
+        }
+    }
+
+    /// Register in protocol version 2, saying `relay` about the relayed path (protocol §4.1); call
+    /// before the first [`transmit`](Self::transmit). Without it the registration is version 1.
+    pub fn with_relay(mut self, relay: RelayMode) -> Registration {
+        self.hello.relay = Some(relay);
+        self.outgoing = self.outgoing.map(|out| Outgoing {
+            message: Message::Hello(self.hello),
+            ..out
+        });
+        self
+    }
+
+    /// The protocol version of this registration: every frame we send carries it.
+    pub fn version(&self) -> u8 {
+        match self.hello.relay {
+            Some(_) => wire::VERSION_2,
+            None => wire::VERSION,
         }
     }
 
@@ -236,7 +259,7 @@ impl Registration {
             Message::Pong(p) => Message::Pong(Pong { hold_ms, ..p }),
             m => m,
         };
-        let len = message.emit_bytes(buf)?;
+        let len = message.emit_bytes_in(self.version(), buf)?;
         self.outgoing = None;
         Some(len)
     }
@@ -282,8 +305,13 @@ impl Registration {
             return Ok((0, None));
         }
         let (used, message) = self.reader.read(data);
+        let version = self.reader.version();
         let event = match message {
             None => Ok(None),
+            // Every frame of a registration carries its version (an Abort: any, §2.2).
+            Some(Ok(m)) if version != self.version() && !matches!(m, Message::Abort(_)) => {
+                Err(RegisterError::UnsupportedVersion(Some(version)))
+            }
             Some(Ok(message)) => self.process(now, signer, message),
             Some(Err(wire::Error::UnsupportedVersion(v))) => {
                 Err(RegisterError::UnsupportedVersion(Some(v)))
@@ -382,6 +410,7 @@ impl Registration {
             peer_observed: m.peer_observed,
             peer_local: m.peer_local,
             peer_nonce: m.peer_nonce,
+            paths: m.paths,
         };
         self.state = State::Matched(info);
         self.outgoing = None;

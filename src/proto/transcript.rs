@@ -13,6 +13,8 @@ use crate::wire::{emit_endpoint, Challenge, Hello, Nonce, Role, ENDPOINT_LEN};
 
 /// Context of the registration proof (peer → mediator).
 pub const REGISTER_CONTEXT: &[u8] = b"p2psc/1 register\0";
+/// Context of the registration proof of a version-2 registration (its Hello has relay flags).
+pub const REGISTER_CONTEXT_V2: &[u8] = b"p2psc/2 register\0";
 /// Context of the peer authentication signature (peer ↔ peer).
 pub const PEER_AUTH_CONTEXT: &[u8] = b"p2psc/1 peer-auth\0";
 /// Context of the session key derivation.
@@ -56,12 +58,20 @@ impl Transcript {
 }
 
 /// The registration transcript a peer signs in Proof: the Hello it sent and the Challenge it received.
+/// A version-2 Hello (with relay flags) has its own context, and its flags follow `local`.
 pub fn registration(hello: &Hello, challenge: &Challenge) -> Transcript {
-    let mut t = Transcript::new(REGISTER_CONTEXT);
+    let context = match hello.relay {
+        Some(_) => REGISTER_CONTEXT_V2,
+        None => REGISTER_CONTEXT,
+    };
+    let mut t = Transcript::new(context);
     t.push(hello.key.as_bytes());
     t.push(hello.want.as_bytes());
     t.push(&hello.nonce);
     t.push_endpoint(hello.local);
+    if let Some(relay) = hello.relay {
+        t.push(&[relay as u8]);
+    }
     t.push(&challenge.nonce);
     t.push_endpoint(Some(challenge.observed));
     t
@@ -122,6 +132,7 @@ mod tests {
             want: key(2),
             nonce: [3; 32],
             local: None,
+            relay: None,
         };
         let challenge = Challenge {
             nonce: [4; 32],
@@ -135,6 +146,17 @@ mod tests {
         let p = peer_auth(Role::Leader, &key(1), &key(2), &[0; 32], &[1; 32], &[2; 32]);
         assert_eq!(p.as_bytes().len(), PEER_AUTH_CONTEXT.len() + 1 + 32 * 5);
         assert!(r.as_bytes().len() <= CAPACITY && p.as_bytes().len() <= CAPACITY);
+        let v2 = Hello {
+            relay: Some(crate::wire::RelayMode::Fallback),
+            ..hello
+        };
+        let r2 = registration(&v2, &challenge);
+        assert_eq!(r2.as_bytes().len(), r.as_bytes().len() + 1);
+        assert_eq!(
+            &r2.as_bytes()[..REGISTER_CONTEXT_V2.len()],
+            REGISTER_CONTEXT_V2
+        );
+        assert_eq!(r2.as_bytes()[131], 1);
     }
 
     #[test]

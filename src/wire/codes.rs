@@ -5,7 +5,8 @@
 
 use core::fmt;
 
-use super::message::{Challenge, Hello, Match, PeerAuth, Pong, Proof};
+use super::message::{Challenge, Hello, Match, PeerAuth, Pong, Proof, HELLO_V2_LEN, MATCH_V2_LEN};
+use super::{NONCE_LEN, VERSION, VERSION_2};
 
 /// Declares a one-byte wire code from one table: the enum with the documentation of each variant, and
 /// its conversions from (and to) the byte. The shape of smoltcp's `enum_with_unknown!`.
@@ -102,6 +103,11 @@ wire_code! {
         Proof = 0x02,
         /// Peer → mediator: answer to a Ping.
         Pong = 0x03,
+        /// Peer → mediator, version 2, the only frame of a probe connection: the registration's nonce,
+        /// so that the mediator can compare the probe's observed endpoint with the registration's.
+        Probe = 0x04,
+        /// Peer → mediator, version 2: join the relay the Match offered; what follows is relay payload.
+        RelayRequest = 0x05,
         /// Mediator → peer: the mediator's nonce and the endpoint it observed.
         Challenge = 0x81,
         /// Mediator → peer: proof accepted, waiting for the other peer.
@@ -114,6 +120,8 @@ wire_code! {
         RetryAfter = 0x85,
         /// Mediator → peer: registration ended, with a reason. Its layout is the same in every version.
         Abort = 0x86,
+        /// Mediator → peer, version 2: both peers joined the relay; what follows is the other peer's.
+        Relayed = 0x87,
         /// Peer ↔ peer: key, ephemeral key and signature, each side's first flight.
         PeerAuth = 0xC1,
         /// Peer ↔ peer: the leader chose this connection (only when several candidates raced).
@@ -122,21 +130,68 @@ wire_code! {
 }
 
 impl MessageType {
-    /// The one valid body length of this type.
-    pub const fn body_len(self) -> usize {
-        match self {
+    /// The one valid body length of this type in frames of `version`, or `None` if that version does not
+    /// define the type. An Abort has its one-byte body in every version (its layout is frozen).
+    pub const fn body_len_in(self, version: u8) -> Option<usize> {
+        let v2 = version == VERSION_2;
+        if !v2 && version != VERSION {
+            return match self {
+                MessageType::Abort => Some(1),
+                _ => None,
+            };
+        }
+        Some(match self {
+            MessageType::Hello if v2 => HELLO_V2_LEN,
             MessageType::Hello => Hello::LEN,
             MessageType::Proof => Proof::LEN,
             MessageType::Pong => Pong::LEN,
+            MessageType::Probe if v2 => NONCE_LEN,
+            MessageType::RelayRequest | MessageType::Relayed if v2 => 0,
+            MessageType::Probe | MessageType::RelayRequest | MessageType::Relayed => return None,
             MessageType::Challenge => Challenge::LEN,
             MessageType::Registered => 4,
             MessageType::Ping => 4,
+            MessageType::Match if v2 => MATCH_V2_LEN,
             MessageType::Match => Match::LEN,
             MessageType::RetryAfter => 4,
             MessageType::Abort => 1,
+            // Peer ↔ peer messages are version-1 frames in both versions.
+            MessageType::PeerAuth | MessageType::Confirm if v2 => return None,
             MessageType::PeerAuth => PeerAuth::LEN,
             MessageType::Confirm => 0,
-        }
+        })
+    }
+}
+
+wire_code! {
+    /// What a version-2 peer says about the relayed path, in its Hello (protocol §4.1, §13.3).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+    pub enum RelayMode {
+        /// No relayed path: a direct connection or none.
+        Off = 0,
+        /// The relay as a fallback, when the punch cannot work or has failed.
+        Fallback = 1,
+        /// The relay at once, without a punch (the direct path is known to be blocked; tests).
+        Only = 3,
+    }
+}
+
+wire_code! {
+    /// A peer's NAT mapping as the mediator's probe found it (protocol §13.2), in a version-2 Match.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+    pub enum Mapping {
+        /// No probe arrived: nothing is known (the punch treats it as independent).
+        Unknown = 0,
+        /// The probe from the punch port was seen at the same public endpoint as the registration: the
+        /// punch's SYNs leave from the endpoint the other peer is told.
+        Independent = 1,
+        /// The probe was seen at another public endpoint: the NAT maps per destination, and the other
+        /// peer cannot know where our SYNs come from.
+        Dependent = 2,
+        /// The peer asked for the relay at once ([`RelayMode::Only`]).
+        RelayOnly = 3,
     }
 }
 
@@ -199,6 +254,12 @@ wire_code! {
         TooManyConnections = 11 => "too many connections from this address",
         /// The peer did not answer Pings.
         Unresponsive = 12 => "peer did not answer pings",
+        /// Version 2: a RelayRequest for a pair the mediator does not relay.
+        RelayRefused = 13 => "the mediator does not relay this pair",
+        /// Version 2: the mediator relays as many pairs as it will.
+        RelayFull = 14 => "the mediator's relay is full",
+        /// Version 2: the other peer left, or did not ask for the relay in time.
+        PeerGone = 15 => "the other peer did not join the relay",
     }
     unknown {
         /// A reason code this implementation does not know.
@@ -215,21 +276,27 @@ mod tests {
     #[test]
     fn frame_sizes() {
         // Documented in doc/protocol.md; a change here is a protocol change.
+        // (type, version 1, version 2)
         let sizes = [
-            (MessageType::Hello, 114),
-            (MessageType::Proof, 66),
-            (MessageType::Pong, 6),
-            (MessageType::Challenge, 50),
-            (MessageType::Registered, 4),
-            (MessageType::Ping, 4),
-            (MessageType::Match, 71),
-            (MessageType::RetryAfter, 4),
-            (MessageType::Abort, 1),
-            (MessageType::PeerAuth, 128),
-            (MessageType::Confirm, 0),
+            (MessageType::Hello, Some(114), Some(115)),
+            (MessageType::Proof, Some(66), Some(66)),
+            (MessageType::Pong, Some(6), Some(6)),
+            (MessageType::Probe, None, Some(32)),
+            (MessageType::RelayRequest, None, Some(0)),
+            (MessageType::Challenge, Some(50), Some(50)),
+            (MessageType::Registered, Some(4), Some(4)),
+            (MessageType::Ping, Some(4), Some(4)),
+            (MessageType::Match, Some(71), Some(75)),
+            (MessageType::RetryAfter, Some(4), Some(4)),
+            (MessageType::Abort, Some(1), Some(1)),
+            (MessageType::Relayed, None, Some(0)),
+            (MessageType::PeerAuth, Some(128), None),
+            (MessageType::Confirm, Some(0), None),
         ];
-        for (t, len) in sizes {
-            assert_eq!(t.body_len(), len, "{:?}", t);
+        for (t, v1, v2) in sizes {
+            assert_eq!(t.body_len_in(1), v1, "{:?}", t);
+            assert_eq!(t.body_len_in(2), v2, "{:?}", t);
+            assert_eq!(t.body_len_in(3), (t == MessageType::Abort).then_some(1));
             assert_eq!(MessageType::from_u8(t as u8), Some(t));
         }
         assert_eq!(MAX_BODY_LEN, 128);
@@ -244,10 +311,25 @@ mod tests {
             .collect();
         assert_eq!(
             known,
-            [0x01, 0x02, 0x03, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0xC1, 0xC2]
+            [0x01, 0x02, 0x03, 0x04, 0x05, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0xC1, 0xC2]
         );
-        assert_eq!((0..=255u8).filter_map(MessageType::from_u8).count(), 11);
+        assert_eq!((0..=255u8).filter_map(MessageType::from_u8).count(), 14);
         assert_eq!(MessageType::from_u8(0x86), Some(MessageType::Abort));
+    }
+
+    #[test]
+    fn relay_mode_and_mapping_codes() {
+        assert_eq!(RelayMode::from_u8(2), None);
+        assert_eq!(RelayMode::from_u8(3), Some(RelayMode::Only));
+        for m in [
+            Mapping::Unknown,
+            Mapping::Independent,
+            Mapping::Dependent,
+            Mapping::RelayOnly,
+        ] {
+            assert_eq!(Mapping::from_u8(m as u8), Some(m));
+        }
+        assert_eq!(Mapping::from_u8(4), None);
     }
 
     #[test]
@@ -269,7 +351,8 @@ mod tests {
         }
         assert_eq!(AbortReason::from_u8(4), AbortReason::BadProof);
         assert_eq!(AbortReason::from_u8(0), AbortReason::Other(0));
-        assert_eq!(AbortReason::from_u8(13), AbortReason::Other(13));
+        assert_eq!(AbortReason::from_u8(15), AbortReason::PeerGone);
+        assert_eq!(AbortReason::from_u8(16), AbortReason::Other(16));
     }
 
     #[test]
@@ -287,6 +370,9 @@ mod tests {
             (10, "mediator shutting down"),
             (11, "too many connections from this address"),
             (12, "peer did not answer pings"),
+            (13, "the mediator does not relay this pair"),
+            (14, "the mediator's relay is full"),
+            (15, "the other peer did not join the relay"),
             (0, "abort reason 0"),
             (200, "abort reason 200"),
         ];

@@ -2,9 +2,9 @@
 
 use core::net::SocketAddr;
 
-use super::codes::{AbortReason, MessageType, Role};
+use super::codes::{AbortReason, Mapping, MessageType, RelayMode, Role};
 use super::{emit_endpoint, parse_endpoint, Error, Frame, Nonce, Result};
-use super::{ENDPOINT_LEN, HEADER_LEN, NONCE_LEN, VERSION};
+use super::{ENDPOINT_LEN, HEADER_LEN, NONCE_LEN, VERSION, VERSION_2};
 
 use crate::identity::{PublicKey, Signature, PUBLIC_KEY_LEN, SIGNATURE_LEN};
 
@@ -42,6 +42,11 @@ fn sized_mut<const N: usize>(body: &mut [u8]) -> &mut [u8; N] {
     )
 }
 
+/// Body length of a version-2 Hello: the version-1 fields and the relay flags.
+pub(super) const HELLO_V2_LEN: usize = Hello::LEN + 1;
+/// Body length of a version-2 Match: the version-1 fields and [`Paths`].
+pub(super) const MATCH_V2_LEN: usize = Match::LEN + 4;
+
 /// Peer → mediator, first message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -54,6 +59,9 @@ pub struct Hello {
     pub nonce: Nonce,
     /// The sender's own (LAN) endpoint of this connection, for peers behind one NAT; `None` if unknown.
     pub local: Option<SocketAddr>,
+    /// Version 2: what the sender says about the relayed path. `None`: a version-1 Hello, and the
+    /// registration is version 1 throughout.
+    pub relay: Option<RelayMode>,
 }
 
 impl Hello {
@@ -70,14 +78,27 @@ impl Hello {
             want: PublicKey::from_bytes(array(&b[Self::WANT..])),
             nonce: array(&b[Self::NONCE..]),
             local: parse_endpoint(&b[Self::LOCAL..])?,
+            relay: None,
         })
     }
 
-    fn emit(&self, b: &mut [u8; Self::LEN]) {
+    fn parse_v2(b: &[u8; HELLO_V2_LEN]) -> Result<Self> {
+        let relay = RelayMode::from_u8(b[Self::LEN]).ok_or(Error::Malformed)?;
+        Ok(Hello {
+            relay: Some(relay),
+            ..Self::parse(sized(&b[..Self::LEN])?)?
+        })
+    }
+
+    /// The body: the version-1 fields, then (version 2) the relay flags.
+    fn emit(&self, b: &mut [u8]) {
         b[Self::KEY..Self::WANT].copy_from_slice(self.key.as_bytes());
         b[Self::WANT..Self::NONCE].copy_from_slice(self.want.as_bytes());
         b[Self::NONCE..Self::LOCAL].copy_from_slice(&self.nonce);
         emit_endpoint(self.local, &mut b[Self::LOCAL..]);
+        if let Some(relay) = self.relay {
+            b[Self::LEN] = relay as u8;
+        }
     }
 }
 
@@ -163,6 +184,19 @@ impl Challenge {
     }
 }
 
+/// Version 2: what a Match says about the paths open to the pair (protocol §13.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Paths {
+    /// The receiver's NAT mapping, as the mediator's probe found it.
+    pub own: Mapping,
+    /// The other peer's.
+    pub peer: Mapping,
+    /// 0: no relay for this pair; otherwise the punch deadline, in ms after the start time, after
+    /// which both peers fall back to the relay.
+    pub relay_after_ms: u16,
+}
+
 /// Mediator → peer: the other peer is registered; punch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -177,6 +211,8 @@ pub struct Match {
     pub peer_observed: SocketAddr,
     /// The other peer's LAN endpoint as it reported it, if any.
     pub peer_local: Option<SocketAddr>,
+    /// Version 2: the mapping classes and the relay offer. `None`: a version-1 Match.
+    pub paths: Option<Paths>,
 }
 
 impl Match {
@@ -195,15 +231,35 @@ impl Match {
             peer_nonce: array(&b[Self::NONCE..]),
             peer_observed: parse_endpoint(&b[Self::OBSERVED..])?.ok_or(Error::Malformed)?,
             peer_local: parse_endpoint(&b[Self::LOCAL..])?,
+            paths: None,
         })
     }
 
-    fn emit(&self, b: &mut [u8; Self::LEN]) {
+    fn parse_v2(b: &[u8; MATCH_V2_LEN]) -> Result<Self> {
+        let mapping = |at: usize| Mapping::from_u8(b[at]).ok_or(Error::Malformed);
+        let paths = Paths {
+            own: mapping(Self::LEN)?,
+            peer: mapping(Self::LEN + 1)?,
+            relay_after_ms: u16_at(b, Self::LEN + 2),
+        };
+        Ok(Match {
+            paths: Some(paths),
+            ..Self::parse(sized(&b[..Self::LEN])?)?
+        })
+    }
+
+    /// The body: the version-1 fields, then (version 2) the paths.
+    fn emit(&self, b: &mut [u8]) {
         b[Self::ROLE] = self.role.to_u8();
         b[Self::DELAY..Self::NONCE].copy_from_slice(&self.start_delay_ms.to_be_bytes());
         b[Self::NONCE..Self::OBSERVED].copy_from_slice(&self.peer_nonce);
         emit_endpoint(Some(self.peer_observed), &mut b[Self::OBSERVED..]);
         emit_endpoint(self.peer_local, &mut b[Self::LOCAL..]);
+        if let Some(p) = self.paths {
+            b[Self::LEN] = p.own as u8;
+            b[Self::LEN + 1] = p.peer as u8;
+            b[Self::LEN + 2..MATCH_V2_LEN].copy_from_slice(&p.relay_after_ms.to_be_bytes());
+        }
     }
 }
 
@@ -278,6 +334,15 @@ pub enum Message {
     PeerAuth(PeerAuth),
     /// Peer ↔ peer: see [`MessageType::Confirm`].
     Confirm,
+    /// Peer → mediator, version 2, on a probe connection: the nonce of the registration's Hello.
+    Probe {
+        /// The Hello's nonce.
+        nonce: Nonce,
+    },
+    /// Peer → mediator, version 2: see [`MessageType::RelayRequest`].
+    RelayRequest,
+    /// Mediator → peer, version 2: see [`MessageType::Relayed`].
+    Relayed,
 }
 
 impl Message {
@@ -295,23 +360,56 @@ impl Message {
             Message::Abort(_) => MessageType::Abort,
             Message::PeerAuth(_) => MessageType::PeerAuth,
             Message::Confirm => MessageType::Confirm,
+            Message::Probe { .. } => MessageType::Probe,
+            Message::RelayRequest => MessageType::RelayRequest,
+            Message::Relayed => MessageType::Relayed,
+        }
+    }
+
+    /// The protocol version this message's frame carries, when a registration of version
+    /// `registration` sends it: its own for the messages whose layout fixes it (a Hello or Match with
+    /// or without the version-2 fields, the version-2 types, and the peer ↔ peer messages, which are
+    /// version-1 frames in both versions), the registration's for the others.
+    pub const fn frame_version(&self, registration: u8) -> u8 {
+        match self {
+            Message::Hello(Hello { relay: Some(_), .. })
+            | Message::Match(Match { paths: Some(_), .. })
+            | Message::Probe { .. }
+            | Message::RelayRequest
+            | Message::Relayed => VERSION_2,
+            Message::Hello(_) | Message::Match(_) | Message::PeerAuth(_) | Message::Confirm => {
+                VERSION
+            }
+            _ => registration,
         }
     }
 
     /// Parse a checked frame (see [`Frame::new_checked`]).
     ///
-    /// A frame of another version is [`Error::UnsupportedVersion`], except an Abort, whose layout is frozen
-    /// so that a mediator can tell a peer of any version why it is refused.
+    /// A frame of a version this implementation does not speak is [`Error::UnsupportedVersion`], except
+    /// an Abort, whose layout is frozen so that a mediator can tell a peer of any version why it is
+    /// refused. A type the frame's version does not define is [`Error::UnknownType`].
     pub fn parse<T: AsRef<[u8]>>(frame: &Frame<T>) -> Result<Message> {
         frame.check_len()?;
         let raw_type = frame.msg_type();
-        let msg_type = MessageType::from_u8(raw_type).ok_or(Error::UnknownType(raw_type))?;
+        let unknown = Error::UnknownType(raw_type);
+        let msg_type = MessageType::from_u8(raw_type).ok_or(unknown)?;
         let body = frame.body();
-        if body.len() != msg_type.body_len() {
-            return Err(Error::BadLength);
+        let v2 = frame.version() == VERSION_2;
+        if Some(body.len()) != msg_type.body_len_in(frame.version()) {
+            return Err(match msg_type.body_len_in(frame.version()) {
+                None => unknown,
+                Some(_) => Error::BadLength,
+            });
         }
         Ok(match msg_type {
+            MessageType::Hello if v2 => Message::Hello(Hello::parse_v2(sized(body)?)?),
             MessageType::Hello => Message::Hello(Hello::parse(sized(body)?)?),
+            MessageType::Probe => Message::Probe {
+                nonce: *sized(body)?,
+            },
+            MessageType::RelayRequest => Message::RelayRequest,
+            MessageType::Relayed => Message::Relayed,
             MessageType::Proof => Message::Proof(Proof::parse(sized(body)?)?),
             MessageType::Pong => Message::Pong(Pong::parse(sized(body)?)?),
             MessageType::Challenge => Message::Challenge(Challenge::parse(sized(body)?)?),
@@ -321,6 +419,7 @@ impl Message {
             MessageType::Ping => Message::Ping {
                 token: u32::from_be_bytes(*sized(body)?),
             },
+            MessageType::Match if v2 => Message::Match(Match::parse_v2(sized(body)?)?),
             MessageType::Match => Message::Match(Match::parse(sized(body)?)?),
             MessageType::RetryAfter => Message::RetryAfter {
                 millis: u32::from_be_bytes(*sized(body)?),
@@ -336,39 +435,63 @@ impl Message {
         Message::parse(&Frame::new_checked(bytes)?)
     }
 
-    /// Length of the frame this message emits, header included.
+    /// The body length of this message in frames of `version` (its [`frame_version`](Self::frame_version)).
+    const fn body_len(&self, version: u8) -> usize {
+        match self.msg_type().body_len_in(version) {
+            Some(len) => len,
+            // Unreachable: a frame version is always one that defines the message's type.
+            None => 0,
+        }
+    }
+
+    /// Length of the frame this message emits (in a version-1 registration), header included.
     pub const fn buffer_len(&self) -> usize {
-        HEADER_LEN + self.msg_type().body_len()
+        let version = self.frame_version(VERSION);
+        HEADER_LEN + self.body_len(version)
     }
 
     /// Emit the whole frame (header and body) into `frame`, which must be at least
-    /// [`Message::buffer_len`] bytes long.
+    /// [`Message::buffer_len`] bytes long, as a version-1 registration sends it.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, frame: &mut Frame<T>) {
+        self.emit_in(VERSION, frame)
+    }
+
+    /// Emit the whole frame as a registration of version `registration` sends it (see
+    /// [`frame_version`](Self::frame_version)); the frame's length is the same in both versions except
+    /// for Hello and Match, whose fields decide it.
+    pub fn emit_in<T: AsRef<[u8]> + AsMut<[u8]>>(&self, registration: u8, frame: &mut Frame<T>) {
         let msg_type = self.msg_type();
-        frame.set_version(VERSION);
+        let version = self.frame_version(registration);
+        frame.set_version(version);
         frame.set_msg_type(msg_type as u8);
-        frame.set_body_len(msg_type.body_len() as u16);
+        frame.set_body_len(self.body_len(version) as u16);
         let b = frame.body_mut();
         match self {
-            Message::Hello(m) => m.emit(sized_mut(b)),
+            Message::Hello(m) => m.emit(b),
             Message::Proof(m) => m.emit(sized_mut(b)),
             Message::Pong(m) => m.emit(sized_mut(b)),
             Message::Challenge(m) => m.emit(sized_mut(b)),
             Message::Registered { wait_ms: v }
             | Message::Ping { token: v }
             | Message::RetryAfter { millis: v } => *sized_mut(b) = v.to_be_bytes(),
-            Message::Match(m) => m.emit(sized_mut(b)),
+            Message::Match(m) => m.emit(b),
             Message::Abort(reason) => *sized_mut(b) = [reason.to_u8()],
             Message::PeerAuth(m) => m.emit(sized_mut(b)),
-            Message::Confirm => {}
+            Message::Probe { nonce } => *sized_mut(b) = *nonce,
+            Message::Confirm | Message::RelayRequest | Message::Relayed => {}
         }
     }
 
     /// Emit into the start of `buf` and return the frame length, or `None` if `buf` is too short.
     pub fn emit_bytes(&self, buf: &mut [u8]) -> Option<usize> {
-        let len = self.buffer_len();
+        self.emit_bytes_in(VERSION, buf)
+    }
+
+    /// [`emit_bytes`](Self::emit_bytes) as a registration of version `registration` sends it.
+    pub fn emit_bytes_in(&self, registration: u8, buf: &mut [u8]) -> Option<usize> {
+        let len = HEADER_LEN + self.body_len(self.frame_version(registration));
         let mut frame = Frame::new_unchecked(buf.get_mut(..len)?);
-        self.emit(&mut frame);
+        self.emit_in(registration, &mut frame);
         Some(len)
     }
 }
@@ -413,16 +536,42 @@ mod tests {
         prop_oneof![Just(Role::Leader), Just(Role::Follower)]
     }
 
+    fn relay_mode() -> impl Strategy<Value = RelayMode> {
+        prop_oneof![
+            Just(RelayMode::Off),
+            Just(RelayMode::Fallback),
+            Just(RelayMode::Only)
+        ]
+    }
+
+    fn mapping() -> impl Strategy<Value = Mapping> {
+        (0u8..4).prop_map(|m| Mapping::from_u8(m).unwrap())
+    }
+
+    fn paths() -> impl Strategy<Value = Paths> {
+        (mapping(), mapping(), any::<u16>()).prop_map(|(own, peer, relay_after_ms)| Paths {
+            own,
+            peer,
+            relay_after_ms,
+        })
+    }
+
     pub(crate) fn message() -> impl Strategy<Value = Message> {
         prop_oneof![
-            (key(), key(), any::<Nonce>(), prop::option::of(endpoint())).prop_map(
-                |(key, want, nonce, local)| Message::Hello(Hello {
+            (
+                key(),
+                key(),
+                any::<Nonce>(),
+                prop::option::of(endpoint()),
+                prop::option::of(relay_mode())
+            )
+                .prop_map(|(key, want, nonce, local, relay)| Message::Hello(Hello {
                     key,
                     want,
                     nonce,
-                    local
-                })
-            ),
+                    local,
+                    relay,
+                })),
             (sig(), any::<u16>())
                 .prop_map(|(signature, hold_ms)| Message::Proof(Proof { signature, hold_ms })),
             (any::<u32>(), any::<u16>())
@@ -436,19 +585,24 @@ mod tests {
                 any::<u16>(),
                 any::<Nonce>(),
                 endpoint(),
-                prop::option::of(endpoint())
+                prop::option::of(endpoint()),
+                prop::option::of(paths())
             )
                 .prop_map(
-                    |(role, start_delay_ms, peer_nonce, peer_observed, peer_local)| {
+                    |(role, start_delay_ms, peer_nonce, peer_observed, peer_local, paths)| {
                         Message::Match(Match {
                             role,
                             start_delay_ms,
                             peer_nonce,
                             peer_observed,
                             peer_local,
+                            paths,
                         })
                     }
                 ),
+            any::<Nonce>().prop_map(|nonce| Message::Probe { nonce }),
+            Just(Message::RelayRequest),
+            Just(Message::Relayed),
             any::<u32>().prop_map(|millis| Message::RetryAfter { millis }),
             (1u8..=255).prop_map(|c| Message::Abort(AbortReason::from_u8(c))),
             (key(), any::<[u8; 32]>(), sig()).prop_map(|(key, ephemeral, signature)| {
@@ -564,10 +718,10 @@ mod tests {
         assert_eq!(Message::parse_bytes(&bad_len), Err(Error::BadLength));
         // Another version.
         let (mut buf, len) = emit(&Message::Ping { token: 7 });
-        buf[0] = 2;
+        buf[0] = 3;
         assert_eq!(
             Message::parse_bytes(&buf[..len]),
-            Err(Error::UnsupportedVersion(2))
+            Err(Error::UnsupportedVersion(3))
         );
         // Bad role.
         let m = Message::Match(Match {
@@ -576,6 +730,7 @@ mod tests {
             peer_nonce: [0; 32],
             peer_observed: "192.0.2.1:1".parse().unwrap(),
             peer_local: None,
+            paths: None,
         });
         let (mut buf, len) = emit(&m);
         buf[4] = 2;
@@ -590,6 +745,74 @@ mod tests {
             reader.read(&[1, 0x01, 0x10, 0x00]),
             (4, Some(Err(Error::Oversized)))
         );
+    }
+
+    #[test]
+    fn version_2_frames() {
+        // Shared layouts take the registration's version.
+        let ping = Message::Ping { token: 7 };
+        let mut buf = [0u8; MAX_FRAME_LEN];
+        let len = ping.emit_bytes_in(VERSION_2, &mut buf).unwrap();
+        assert_eq!(&buf[..len], &[2, 0x83, 0, 4, 0, 0, 0, 7]);
+        assert_eq!(Message::parse_bytes(&buf[..len]), Ok(ping));
+        // The version-2 types are version-2 frames whatever the registration, and undefined in
+        // version 1; the peer ↔ peer ones are version 1 always, and undefined in version 2.
+        let (buf, len) = emit(&Message::RelayRequest);
+        assert_eq!(&buf[..len], &[2, 0x05, 0, 0]);
+        let (mut buf, len) = emit(&Message::Relayed);
+        assert_eq!(&buf[..len], &[2, 0x87, 0, 0]);
+        assert_eq!(
+            Message::parse_bytes(&[1, 0x05, 0, 0]),
+            Err(Error::UnknownType(0x05))
+        );
+        let len = Message::Confirm.emit_bytes_in(VERSION_2, &mut buf).unwrap();
+        assert_eq!(&buf[..len], &[1, 0xC2, 0, 0]);
+        assert_eq!(
+            Message::parse_bytes(&[2, 0xC2, 0, 0]),
+            Err(Error::UnknownType(0xC2))
+        );
+        // A version-1 Hello length in a version-2 frame is the wrong length.
+        let hello = Hello {
+            key: PublicKey::from_bytes([1; 32]),
+            want: PublicKey::from_bytes([2; 32]),
+            nonce: [3; 32],
+            local: None,
+            relay: None,
+        };
+        let (mut buf, len) = emit(&Message::Hello(hello));
+        assert_eq!((buf[0], len), (1, 118));
+        buf[0] = 2;
+        assert_eq!(Message::parse_bytes(&buf[..len]), Err(Error::BadLength));
+        // Relay flags 2 are not defined.
+        let v2 = Hello {
+            relay: Some(RelayMode::Fallback),
+            ..hello
+        };
+        let (mut buf, len) = emit(&Message::Hello(v2));
+        assert_eq!((buf[0], len, buf[len - 1]), (2, 119, 1));
+        buf[len - 1] = 2;
+        assert_eq!(Message::parse_bytes(&buf[..len]), Err(Error::Malformed));
+    }
+
+    #[test]
+    fn version_2_match_rejects_unknown_mapping() {
+        let m = Message::Match(Match {
+            role: Role::Follower,
+            start_delay_ms: 30,
+            peer_nonce: [0x11; 32],
+            peer_observed: "203.0.113.1:50001".parse().unwrap(),
+            peer_local: None,
+            paths: Some(Paths {
+                own: Mapping::Dependent,
+                peer: Mapping::Independent,
+                relay_after_ms: 3800,
+            }),
+        });
+        let (mut buf, len) = emit(&m);
+        assert_eq!(&buf[len - 4..len], &[2, 1, 0x0e, 0xd8]);
+        assert_eq!(Message::parse_bytes(&buf[..len]), Ok(m));
+        buf[len - 3] = 4;
+        assert_eq!(Message::parse_bytes(&buf[..len]), Err(Error::Malformed));
     }
 
     #[test]

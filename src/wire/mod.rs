@@ -10,9 +10,15 @@
 //! ```
 //!
 //! The body length is big-endian and at most [`MAX_BODY_LEN`], so a [`MAX_FRAME_LEN`]-byte buffer always
-//! holds a whole frame. Each message type has exactly one valid body length. The two high bits of the type
-//! say who sends it: `00` peer → mediator, `10` mediator → peer, `11` peer ↔ peer. The byte layouts
-//! are specified in `doc/protocol.md`.
+//! holds a whole frame. Each message type has exactly one valid body length in each protocol version. The
+//! two high bits of the type say who sends it: `00` peer → mediator, `10` mediator → peer, `11` peer ↔
+//! peer. The byte layouts are specified in `doc/protocol.md`.
+//!
+//! Two versions are spoken ([`VERSION`], [`VERSION_2`]). Version 2 (the relay and the mapping probe,
+//! protocol §13) changes only the registration: a Hello with [`Hello::relay`] and a Match with
+//! [`Match::paths`] are its frames, with [`Message::Probe`], [`Message::RelayRequest`] and
+//! [`Message::Relayed`]; the messages whose layout both versions share take the version of the
+//! registration that sends them ([`Message::emit_in`]); peer ↔ peer frames are version 1 in both.
 //!
 //! The shape follows smoltcp's `wire` module: [`Frame`] is a zero-copy view over a buffer (field offsets
 //! in `mod field`), and [`Message`] is the validated representation with `parse`, `buffer_len` and `emit`.
@@ -28,12 +34,16 @@ mod codes;
 mod message;
 mod reader;
 
-pub use codes::{AbortReason, MessageType, Role};
-pub use message::{Challenge, Hello, Match, Message, PeerAuth, Pong, Proof};
+pub use codes::{AbortReason, Mapping, MessageType, RelayMode, Role};
+pub use message::{Challenge, Hello, Match, Message, Paths, PeerAuth, Pong, Proof};
 pub use reader::FrameReader;
 
-/// The protocol version this implementation speaks, carried in every frame header.
+/// Protocol version 1, carried in every frame header of a version-1 registration and of every
+/// peer ↔ peer frame.
 pub const VERSION: u8 = 1;
+
+/// Protocol version 2: the registration with the mapping probe and the relay (protocol §13).
+pub const VERSION_2: u8 = 2;
 
 /// Length of the frame header.
 pub const HEADER_LEN: usize = 4;
@@ -118,16 +128,18 @@ impl<T: AsRef<[u8]>> Frame<T> {
         Ok(frame)
     }
 
-    /// Check what the header alone tells: the version, then the length bound. Another version is refused
-    /// before its length is believed, except an Abort (type `0x86`, one-byte body), whose layout is the
-    /// same in every version so that any peer can learn why it is refused.
+    /// Check what the header alone tells: the version, then the length bound. A version other than
+    /// [`VERSION`] and [`VERSION_2`] is refused before its length is believed, except an Abort (type
+    /// `0x86`, one-byte body), whose layout is the same in every version so that any peer can learn why
+    /// it is refused.
     pub fn check_header(&self) -> Result<()> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated);
         }
         let body_len = self.body_len() as usize;
         let frozen_abort = self.msg_type() == MessageType::Abort as u8 && body_len == 1;
-        if self.version() != VERSION && !frozen_abort {
+        let spoken = self.version() == VERSION || self.version() == VERSION_2;
+        if !spoken && !frozen_abort {
             Err(Error::UnsupportedVersion(self.version()))
         } else if body_len > MAX_BODY_LEN {
             Err(Error::Oversized)
@@ -263,6 +275,11 @@ mod tests {
             Frame::new_checked(&[7u8, 2, 0xff, 0xff][..]).unwrap_err(),
             Error::UnsupportedVersion(7)
         );
+        assert_eq!(
+            Frame::new_checked(&[3u8, 2, 0, 0][..]).unwrap_err(),
+            Error::UnsupportedVersion(3)
+        );
+        assert!(Frame::new_checked(&[2u8, 5, 0, 0][..]).is_ok());
         assert_eq!(
             Frame::new_checked(&bytes[..]).unwrap_err(),
             Error::Oversized

@@ -32,6 +32,11 @@ impl FrameReader {
         self.len
     }
 
+    /// The version byte of the frame [`read`](Self::read) returned last (or of the one being read).
+    pub fn version(&self) -> u8 {
+        self.buf[0]
+    }
+
     /// Take bytes from `data`, at most up to the end of the current frame, and return how many were taken
     /// and, if the frame is now complete, the parsed message (or why it is invalid).
     ///

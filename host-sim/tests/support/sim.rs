@@ -379,7 +379,9 @@ impl Sim {
         }
         let mut host = Host::new(&mut wire, MEDIATOR_IP, 0xC);
         let node = setup.mediator.then(|| {
-            let config = MediatorConfig::default();
+            // These tests are about the punch and its sockets: the Matches offer no relay.
+            let mut config = MediatorConfig::default();
+            config.relay.enabled = false;
             MediatorNode::new(MEDIATOR_PORT, 4, config, [0x0C; 32], &mut host.sockets)
         });
         if setup.nat {

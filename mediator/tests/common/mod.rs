@@ -197,6 +197,7 @@ pub fn hello_frame(own: PublicKey, want: PublicKey) -> Vec<u8> {
         want,
         nonce: [7; 32],
         local: None,
+        relay: None,
     });
     let mut buf = [0u8; MAX_FRAME_LEN];
     let n = message.emit_bytes(&mut buf).unwrap();

@@ -22,6 +22,21 @@
 //!                              └──DialMediator── Backoff ◀──┘ (from a fresh port)
 //!  any phase ── error or overall deadline ──▶ Failed(Error)
 //! ```
+//!
+//! With the feature `relay` the client speaks protocol version 2 (§13): its registration is probed
+//! ([`Action::DialProbe`]: a second, short connection from the punch port to the mediator's probe
+//! endpoint, [`probe_endpoint`]), and the Match decides the path ([`relay::decide`](super::relay::decide)):
+//! the punch, the punch and then the relay when it fails, or the relay at once. The relayed stream is
+//! the mediator connection itself ([`Via::Mediator`]).
+//!
+//! ```text
+//!  Match ─┬─ punch ──────────────────────────▶ Punching ─▶ winner (Via::Candidate)
+//!         ├─ punch, then relay ─▶ Punching ── punch failed ─▶ Relaying ─▶ winner (Via::Mediator)
+//!         └─ relay at once ─────────────────────────────────▶ Relaying
+//! ```
+
+#[cfg(feature = "relay")]
+mod relay;
 
 use core::fmt;
 use core::net::SocketAddr;
@@ -29,13 +44,17 @@ use core::net::SocketAddr;
 use super::punch::{self, Link, Punch, PunchConfig, PunchError, PunchEvent, Winner};
 use super::register::{Awaiting, PunchInfo, RegisterConfig, RegisterError};
 use super::register::{RegisterEvent, Registration};
-use super::AuthError;
+use super::{AuthError, SessionKey};
 use crate::identity::{PublicKey, Signer, Verifier};
 use crate::rng::Drbg;
 use crate::time::{Duration, Instant};
-use crate::wire::{AbortReason, Role};
+use crate::wire::{AbortReason, Nonce, Role};
 
 pub use super::punch::MAX_CANDIDATES;
+#[cfg(feature = "relay")]
+pub use crate::wire::RelayMode;
+#[cfg(feature = "relay")]
+pub use relay::probe_endpoint;
 
 /// Deadlines and retry policy of one connection. The defaults suit links up to a few hundred
 /// milliseconds of round trip.
@@ -54,6 +73,15 @@ pub struct ConnectConfig {
     pub busy_backoff: Duration,
     /// Local port for the mediator connection and the punch; random in 49152..=65535 if `None`.
     pub local_port: Option<u16>,
+    /// Protocol version 2: whether a relayed path is acceptable — as a fallback (the default), at once
+    /// (for networks known to block the punch; tests), or not at all ([`RelayMode::Off`]: the client
+    /// speaks protocol version 1, without probe or relay, as a version-1 mediator requires).
+    #[cfg(feature = "relay")]
+    pub relay: RelayMode,
+    /// Protocol version 2: probe the NAT's mapping (protocol §13.2) so that a pair that cannot be
+    /// punched is relayed at once rather than after the punch deadline.
+    #[cfg(feature = "relay")]
+    pub probe: bool,
 }
 
 impl Default for ConnectConfig {
@@ -65,6 +93,10 @@ impl Default for ConnectConfig {
             timeout: Duration::from_secs(120),
             busy_backoff: Duration::from_secs(1),
             local_port: None,
+            #[cfg(feature = "relay")]
+            relay: RelayMode::Fallback,
+            #[cfg(feature = "relay")]
+            probe: true,
         }
     }
 }
@@ -101,6 +133,10 @@ pub enum Error {
     /// buffers smaller than a frame ([`wire::MAX_FRAME_LEN`](crate::wire::MAX_FRAME_LEN)), or no
     /// candidate socket.
     BadSocket,
+    /// Protocol version 2: the mediator would not relay the pair, or ended the relay before it was
+    /// joined, with this reason (`RelayRefused`, `RelayFull`, `PeerGone`, `ShuttingDown`…).
+    #[cfg(feature = "relay")]
+    Relay(AbortReason),
 }
 
 impl fmt::Display for Error {
@@ -121,6 +157,8 @@ impl fmt::Display for Error {
             Error::PeerClosed => f.write_str("peer closed the connection"),
             Error::Timeout => f.write_str("timed out"),
             Error::BadSocket => f.write_str("unusable socket"),
+            #[cfg(feature = "relay")]
+            Error::Relay(r) => write!(f, "no relay: {}", r),
         }
     }
 }
@@ -183,6 +221,16 @@ pub enum ConnectEvent {
     Established(SocketAddr),
     /// The peer authenticated on this connection.
     Authenticated(SocketAddr),
+    /// Protocol version 2: we asked the mediator for the relay, at once (the Match said the punch
+    /// cannot work) or after the punch failed.
+    #[cfg(feature = "relay")]
+    Relaying {
+        /// Without a punch.
+        at_once: bool,
+    },
+    /// Protocol version 2: both peers joined the relay; the handshake runs through the mediator.
+    #[cfg(feature = "relay")]
+    Relayed,
 }
 
 impl From<PunchEvent> for ConnectEvent {
@@ -231,6 +279,16 @@ impl fmt::Display for ConnectEvent {
             }
             ConnectEvent::Established(to) => write!(f, "TCP established with {}", to),
             ConnectEvent::Authenticated(to) => write!(f, "peer authenticated on {}", to),
+            #[cfg(feature = "relay")]
+            ConnectEvent::Relaying { at_once: true } => {
+                f.write_str("asking the mediator to relay (the NATs cannot be punched)")
+            }
+            #[cfg(feature = "relay")]
+            ConnectEvent::Relaying { at_once: false } => {
+                f.write_str("asking the mediator to relay (the punch failed)")
+            }
+            #[cfg(feature = "relay")]
+            ConnectEvent::Relayed => f.write_str("relay joined; authenticating through it"),
         }
     }
 }
@@ -247,6 +305,80 @@ pub enum Action {
     },
     /// Something to do with a candidate socket.
     Candidate(punch::Action),
+    /// Protocol version 2: connect a probe socket from local port `from_port` (the punch port) to the
+    /// mediator's probe endpoint ([`probe_endpoint`]), to send what
+    /// [`transmit_probe`](Client::transmit_probe) hands out. A shell short of sockets may use its first
+    /// candidate socket: the probe is closed before the punch needs it.
+    #[cfg(feature = "relay")]
+    DialProbe {
+        /// The local port.
+        from_port: u16,
+    },
+    /// Protocol version 2: close the probe socket, without a RST where it can.
+    #[cfg(feature = "relay")]
+    CloseProbe,
+}
+
+/// Which socket won.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Via {
+    /// Candidate socket `k`: a direct connection.
+    Candidate(usize),
+    /// The mediator socket: the relayed stream (protocol version 2).
+    Mediator,
+}
+
+/// Whether the connection is direct or relayed through the mediator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Path {
+    /// A TCP connection between the peers.
+    Direct,
+    /// Through the mediator (protocol §13): authenticated and encrypted end to end all the same.
+    Relayed,
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Path::Direct => "direct",
+            Path::Relayed => "relayed",
+        })
+    }
+}
+
+/// The connection the client won: the application's from now on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Won {
+    /// The socket that carries it.
+    pub via: Via,
+    /// The peer's endpoint: as seen from here (direct), or as the mediator saw it (relayed).
+    pub remote: SocketAddr,
+    /// Our role.
+    pub role: Role,
+    /// The key both sides derived in the handshake.
+    pub session_key: SessionKey,
+}
+
+impl Won {
+    /// Direct or relayed.
+    pub fn path(&self) -> Path {
+        match self.via {
+            Via::Candidate(_) => Path::Direct,
+            Via::Mediator => Path::Relayed,
+        }
+    }
+
+    fn direct(w: Winner) -> Won {
+        Won {
+            via: Via::Candidate(w.candidate),
+            remote: w.remote,
+            role: w.role,
+            session_key: w.session_key,
+        }
+    }
 }
 
 // One Client lives per connection attempt and there is no heap to box into: the size is the
@@ -262,11 +394,17 @@ enum Phase {
     Backoff {
         until: Instant,
     },
-    /// `yielded`: whether the first poll after the Match (which only holds the port) has yielded.
+    /// `yielded`: whether the first poll after the Match (which only holds the port) has yielded;
+    /// `relay`: the relay the Match offered, taken when the punch fails.
     Punching {
         punch: Punch,
         yielded: bool,
+        #[cfg(feature = "relay")]
+        relay: Option<relay::Fallback>,
     },
+    /// The relayed stream, at once or after the punch failed.
+    #[cfg(feature = "relay")]
+    Relaying(relay::Fallback),
     Failed(Error),
 }
 
@@ -278,6 +416,8 @@ impl Phase {
             Phase::Registering(_) => "registering",
             Phase::Backoff { .. } => "backoff",
             Phase::Punching { .. } => "punching",
+            #[cfg(feature = "relay")]
+            Phase::Relaying(_) => "relaying",
             Phase::Failed(_) => "failed",
         }
     }
@@ -293,6 +433,11 @@ pub struct Client {
     sockets: usize,
     rng: Drbg,
     local_port: u16,
+    /// The nonce of the current registration (drawn when its mediator connection is dialled, so that
+    /// the probe can carry it too).
+    nonce: Nonce,
+    #[cfg(feature = "relay")]
+    probe: relay::Probe,
     deadline: Instant,
     phase: Phase,
     mediator: Link,
@@ -341,6 +486,9 @@ impl Client {
             sockets,
             rng,
             local_port,
+            nonce: [0; 32],
+            #[cfg(feature = "relay")]
+            probe: relay::Probe::Off,
             deadline: now + config.timeout,
             phase: Phase::Start,
             mediator: Link::Closed,
@@ -356,11 +504,23 @@ impl Client {
         self.local_port
     }
 
-    /// The outcome, once decided: the winning candidate, or why the connection failed.
-    pub fn result(&self) -> Option<Result<Winner, Error>> {
+    /// The outcome, once decided: the winning connection, or why the connection failed.
+    pub fn result(&self) -> Option<Result<Won, Error>> {
         match &self.phase {
             Phase::Failed(e) => Some(Err(*e)),
-            Phase::Punching { punch, .. } => punch.result().map(|r| r.map_err(Error::from)),
+            Phase::Punching { punch, .. } => {
+                let result = punch.result()?;
+                #[cfg(feature = "relay")]
+                if let (Err(e), Phase::Punching { relay: Some(r), .. }) = (result, &self.phase) {
+                    // The relay takes over at the next poll, unless it failed already.
+                    if relay::falls_back(e) {
+                        return r.failed().map(Err);
+                    }
+                }
+                Some(result.map(Won::direct).map_err(Error::from))
+            }
+            #[cfg(feature = "relay")]
+            Phase::Relaying(r) => r.result(),
             _ => None,
         }
     }
@@ -382,6 +542,8 @@ impl Client {
     /// Report what the mediator socket is doing now.
     pub fn observe_mediator(&mut self, link: Link) {
         self.mediator = link;
+        #[cfg(feature = "relay")]
+        self.observe_relay(link);
     }
 
     /// Report what candidate socket `k` is doing now.
@@ -392,8 +554,21 @@ impl Client {
     }
 
     /// Feed bytes the mediator sent; returns how many were consumed. `signer` signs the Proof and, on
-    /// the Match, our PeerAuth. After the Match everything the mediator sends is read and ignored.
-    pub fn receive_mediator<S: Signer>(&mut self, now: Instant, signer: &S, data: &[u8]) -> usize {
+    /// the Match, our PeerAuth. After the Match everything the mediator sends is read and ignored,
+    /// except (protocol version 2) on a connection the relay may use: there `verifier` checks the
+    /// peer's PeerAuth once relayed, and bytes after the handshake are the application's (not consumed).
+    pub fn receive_mediator<S: Signer, V: Verifier>(
+        &mut self,
+        now: Instant,
+        signer: &S,
+        verifier: &V,
+        data: &[u8],
+    ) -> usize {
+        #[cfg(feature = "relay")]
+        if let Some(used) = self.receive_relay(now, verifier, data) {
+            return used;
+        }
+        let _ = verifier;
         super::feed(data, |rest| self.mediator_frame(now, signer, rest))
     }
 
@@ -432,6 +607,8 @@ impl Client {
     pub fn transmit_mediator(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         match &mut self.phase {
             Phase::Registering(reg) => reg.transmit(now, buf),
+            #[cfg(feature = "relay")]
+            Phase::Relaying(r) => r.transmit(buf),
             _ => None,
         }
     }
@@ -454,6 +631,8 @@ impl Client {
             Phase::Registering(reg) => reg.poll_at(),
             Phase::Backoff { until } => Some(*until),
             Phase::Punching { punch, .. } => punch.poll_at(),
+            #[cfg(feature = "relay")]
+            Phase::Relaying(r) => r.poll_at(),
         };
         Some(phase.map_or(self.deadline, |p| p.min(self.deadline)))
     }
@@ -471,6 +650,10 @@ impl Client {
             };
             self.fail(last.unwrap_or(Error::Timeout));
             return None;
+        }
+        #[cfg(feature = "relay")]
+        if let Some(action) = self.probe_action() {
+            return Some(action);
         }
         let action = match &mut self.phase {
             Phase::Start => Some(self.dial_mediator(now)),
@@ -497,6 +680,7 @@ impl Client {
             Phase::Punching {
                 punch,
                 yielded: false,
+                ..
             } => match punch.hold() {
                 Some(hold) => Some(Action::Candidate(hold)),
                 None => {
@@ -507,14 +691,25 @@ impl Client {
             Phase::Punching { punch, .. } => {
                 let action = punch.poll(now).map(Action::Candidate);
                 self.punch_events();
+                #[cfg(feature = "relay")]
+                if action.is_none() {
+                    self.fall_back();
+                }
                 action
+            }
+            #[cfg(feature = "relay")]
+            Phase::Relaying(_) => {
+                self.relay_poll(now);
+                None
             }
             Phase::Backoff { .. } | Phase::Failed(_) => None,
         };
-        if let Some(Ok(winner)) = self.result() {
+        if let Some(Ok(won)) = self.result() {
             info!(
-                "p2psc: connected to {:?} as {:?}",
-                winner.remote, winner.role
+                "p2psc: connected to {:?} as {:?} ({:?})",
+                won.remote,
+                won.role,
+                won.path()
             );
         }
         action
@@ -538,6 +733,9 @@ impl Client {
     fn dial_mediator(&mut self, now: Instant) -> Action {
         self.enter(Phase::DialingMediator { since: now });
         self.mediator = Link::SynSent;
+        self.nonce = self.rng.bytes32();
+        #[cfg(feature = "relay")]
+        self.probe_due();
         Action::DialMediator {
             from_port: self.local_port,
         }
@@ -547,15 +745,19 @@ impl Client {
     fn mediator_dialled(&mut self, now: Instant, since: Instant) {
         match self.mediator {
             Link::Established { local, .. } => {
-                let nonce = self.rng.bytes32();
                 let reg = Registration::new(
                     self.config.register,
                     self.own,
                     self.peer,
-                    nonce,
+                    self.nonce,
                     Some(local),
                     now,
                 );
+                #[cfg(feature = "relay")]
+                let reg = match self.config.relay {
+                    RelayMode::Off => reg,
+                    mode => reg.with_relay(mode),
+                };
                 self.event(ConnectEvent::MediatorConnected(local));
                 self.enter(Phase::Registering(reg));
             }
@@ -597,12 +799,25 @@ impl Client {
             _ => None,
         };
         let seed = self.rng.bytes32();
-        let config = self.config.punch;
+        #[allow(unused_mut)]
+        let mut config = self.config.punch;
+        #[cfg(feature = "relay")]
+        let Some(relay) = self.choose_path(signer, info, &mut config) else {
+            return;
+        };
         match Punch::new(signer, self.peer, info, from, self.sockets, config, seed) {
             Ok(punch) => self.enter(Phase::Punching {
                 punch,
                 yielded: false,
+                #[cfg(feature = "relay")]
+                relay,
             }),
+            #[cfg(feature = "relay")]
+            Err(_) if relay.is_some() => {
+                if let Some(fallback) = relay {
+                    self.relay_instead(signer, info, fallback);
+                }
+            }
             Err(e) => self.fail(e.into()),
         }
     }
@@ -618,6 +833,8 @@ impl Client {
                 }
                 self.busy += 1;
                 self.enter(Phase::Backoff { until });
+                #[cfg(feature = "relay")]
+                self.probe_abandoned();
                 // The old connection may linger at the mediator (FIN-WAIT); a new one from the same
                 // port would share its 4-tuple and be swallowed. Punching uses whatever port the next
                 // registration goes out from, so any fresh port will do.

@@ -2,7 +2,7 @@
 //! the overall deadline — driven with chosen links, frames and times.
 
 use super::*;
-use crate::identity::Keypair;
+use crate::identity::{Keypair, SaltyVerifier};
 use crate::wire::{Challenge, Match, Message, MAX_FRAME_LEN};
 use core::net::{IpAddr, Ipv4Addr};
 use std::vec::Vec;
@@ -19,8 +19,14 @@ fn me() -> Keypair {
     Keypair::from_seed(&[1; 32])
 }
 
+/// A client without the probe (the probe has tests of its own, in `relay_tests`).
 fn client(config: ConnectConfig) -> Client {
     let peer = Keypair::from_seed(&[2; 32]).public_key();
+    #[cfg(feature = "relay")]
+    let config = ConnectConfig {
+        probe: false,
+        ..config
+    };
     Client::new(config, me().public_key(), peer, 2, [9; 32], at(0))
 }
 
@@ -35,11 +41,14 @@ fn up() -> Link {
     }
 }
 
-/// Feed a mediator frame; returns the bytes taken.
+/// The protocol version of the tests' registrations (the default configuration's).
+const VERSION: u8 = if cfg!(feature = "relay") { 2 } else { 1 };
+
+/// Feed a mediator frame (in the registration's version); returns the bytes taken.
 fn feed(c: &mut Client, now: Instant, message: Message) -> usize {
     let mut buf = [0u8; MAX_FRAME_LEN];
-    let n = message.emit_bytes(&mut buf).unwrap();
-    c.receive_mediator(now, &me(), &buf[..n])
+    let n = message.emit_bytes_in(VERSION, &mut buf).unwrap();
+    c.receive_mediator(now, &me(), &SaltyVerifier, &buf[..n])
 }
 
 /// The type bytes of the frames the client has for the mediator.
@@ -127,6 +136,12 @@ fn the_match_starts_the_punch_which_first_only_holds_the_port() {
         peer_nonce: [4; 32],
         peer_observed: addr(20, 62000),
         peer_local: None,
+        // The registration's version: no relay offered.
+        paths: (VERSION == 2).then_some(crate::wire::Paths {
+            own: crate::wire::Mapping::Unknown,
+            peer: crate::wire::Mapping::Unknown,
+            relay_after_ms: 0,
+        }),
     };
     feed(&mut c, at(30), Message::Match(m));
     assert!(c.is_punching());
@@ -209,3 +224,6 @@ fn the_overall_deadline_ends_every_phase() {
     actions(&mut c, at(3000));
     assert_eq!(c.result(), Some(Err(Error::Timeout)));
 }
+
+#[cfg(feature = "relay")]
+mod relay_tests;

@@ -18,11 +18,29 @@
 //! Policy (normative text in `doc/mediator.md`): the newest registration of a key wins, and the older one
 //! is aborted with [`AbortReason::Replaced`] — a device that rebooted must not be locked out by its own
 //! stale registration, and only the key's owner can produce the proof. The peer that registered first is
-//! the [`Role::Leader`]. Start delays equalise the one-way delays estimated from the measured round trips.
+//! the [`Role::Leader`](crate::wire::Role::Leader). Start delays equalise the one-way delays estimated from
+//! the measured round trips.
+//!
+//! Version 2 (protocol §13): [`probe`] classifies each peer's NAT mapping from its probe connection, the
+//! table offers a pair a relay in its Matches, and the sessions of the pair join it. The relay's join is
+//! decided by the leader's session (exactly one side decides, whatever the order the two requests
+//! arrive in): a follower's RelayRequest is passed to its leader as [`Notice::PartnerRequested`]; the
+//! leader that has both reports [`SessionEvent::RelayJoin`], the table admits the relay (or refuses it)
+//! and both sessions get [`Notice::RelayGo`]. From then the connections are the relay's: [`relay`] holds
+//! its limits.
+//!
+//! ```text
+//!  Matched ──RelayRequest──▶ RelayWaiting ──(leader: both asked) RelayGo──▶ Relaying (Relayed sent)
+//!     │                         └── partner gone / linger over ──▶ Closing (Abort(PeerGone))
+//!     └── RelayRequest, no relay offered ──▶ Closing (Abort(RelayRefused))
+//! ```
 
+pub mod probe;
+pub mod relay;
 mod session;
 mod table;
 
+pub use relay::RelayConfig;
 pub use session::{Session, SessionEvent};
 pub use table::{Storage, Table};
 
@@ -30,7 +48,7 @@ use core::net::SocketAddr;
 
 use crate::identity::PublicKey;
 use crate::time::{Duration, Instant};
-use crate::wire::{AbortReason, Match, Nonce};
+use crate::wire::{AbortReason, Mapping, Match, Nonce, RelayMode};
 
 /// How the caller names a connection.
 pub type ConnId = u64;
@@ -55,6 +73,8 @@ pub struct MediatorConfig {
     pub retry_after: Duration,
     /// Maximum number of waiting peers.
     pub capacity: usize,
+    /// Version 2: the relay's policy and limits.
+    pub relay: RelayConfig,
 }
 
 impl Default for MediatorConfig {
@@ -67,6 +87,7 @@ impl Default for MediatorConfig {
             linger: Duration::from_secs(30),
             retry_after: Duration::from_secs(5),
             capacity: 1024,
+            relay: RelayConfig::default(),
         }
     }
 }
@@ -87,6 +108,11 @@ pub struct Registrant {
     pub local: Option<SocketAddr>,
     /// Measured round-trip time (Challenge → Proof, less the peer's hold time).
     pub rtt: Duration,
+    /// Version 2: its Hello's relay flags (`None`: a version-1 registration).
+    pub relay: Option<RelayMode>,
+    /// Version 2: its mapping class ([`probe::classify`]); the caller fills it in from the probe it
+    /// recorded under `nonce` before handing the registration to the table.
+    pub mapping: Mapping,
 }
 
 /// A waiting peer in the table.
@@ -107,12 +133,24 @@ pub struct Entry {
 pub enum Notice {
     /// Registered; wait at most this long.
     Wait(Duration),
-    /// Matched: send this Match.
-    Match(Match),
+    /// Matched: send this Match; `partner` is the other peer's connection (for the relay).
+    Match {
+        /// The Match to send.
+        message: Match,
+        /// The connection of the other peer of the pair.
+        partner: ConnId,
+    },
     /// The table is full: tell the peer to come back after this long.
     RetryAfter(Duration),
     /// End the registration with this reason.
     Abort(AbortReason),
+    /// Version 2, to the leader of a pair offered a relay: the follower asked for it.
+    PartnerRequested,
+    /// Version 2: both peers asked and the relay is admitted: send Relayed; the connection is the
+    /// relay's from then on.
+    RelayGo,
+    /// Version 2: the other peer of the pair left before the relay was joined.
+    PartnerGone,
 }
 
 /// The notices one registration produces: one for the registering session, and up to two for others
@@ -139,6 +177,10 @@ pub struct Stats {
     pub expired: u64,
     /// Registrations refused because the table was full.
     pub full: u64,
+    /// Version 2: relays joined.
+    pub relays: u64,
+    /// Version 2: relays open now (joined, not yet ended: [`Table::relay_ended`]).
+    pub relays_open: u64,
     /// Aborts by reason code (index = wire code; index 0 counts unknown codes). Counted by the caller with
     /// [`Stats::record_abort`], since aborts happen in sessions.
     pub aborts: [u64; 16],

@@ -1,12 +1,14 @@
-//! The mediator's side of one peer connection: Hello → Challenge → Proof, then Pings while waiting.
+//! The mediator's side of one peer connection: Hello → Challenge → Proof, then Pings while waiting; in
+//! version 2, after the Match, the join of the relay (module docs of [`super`]).
 
 use core::net::SocketAddr;
 
-use super::{MediatorConfig, Notice, Registrant};
+use super::{ConnId, MediatorConfig, Notice, Registrant};
 use crate::identity::{PublicKey, Verifier};
 use crate::proto::transcript;
 use crate::time::{elapsed, saturating_sub, Duration, Instant};
-use crate::wire::{self, AbortReason, Challenge, FrameReader, Hello, Message, Nonce, Pong, Proof};
+use crate::wire::{self, AbortReason, Challenge, FrameReader, Hello, Mapping, Message, Nonce};
+use crate::wire::{Pong, Proof, Role};
 
 /// What a session asks of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +26,28 @@ pub enum SessionEvent {
         /// The key to remove from the table, if the peer was waiting.
         waiting: Option<PublicKey>,
     },
+    /// Version 2: a follower asked for the relay: tell its leader ([`Notice::PartnerRequested`]).
+    RelayRequested {
+        /// The leader's connection.
+        leader: ConnId,
+    },
+    /// Version 2: a leader has both requests: admit the relay ([`Table::settle`]).
+    RelayJoin {
+        /// The follower's connection.
+        follower: ConnId,
+    },
+}
+
+/// The other side of a pair offered a relay, as one of its sessions knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Partner {
+    conn: ConnId,
+    /// Our role in the pair: the leader decides the join.
+    role: Role,
+    /// Leader: the follower has asked for the relay.
+    requested: bool,
+    /// The partner's connection ended.
+    gone: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +63,12 @@ enum State {
         ping: Option<Ping>,
         next_ping: Instant,
     },
-    Matched,
+    /// Matched and lingering; with the partner when a relay was offered.
+    Matched(Option<Partner>),
+    /// Version 2: asked for the relay; the partner has not (yet). Bytes after the request are held.
+    RelayWaiting(Partner),
+    /// Version 2: the relay is joined (Relayed queued or sent); the connection is the relay's.
+    Relaying(Partner),
     /// Waiting to flush the queue, then closed.
     Closing,
     Closed,
@@ -57,6 +86,11 @@ pub struct Session {
     config: MediatorConfig,
     observed: SocketAddr,
     nonce: Nonce,
+    /// The protocol version of the registration (its Hello's); every frame we send carries it.
+    version: u8,
+    /// The other peer of a pair offered a relay, until the relay is joined or the partner is gone:
+    /// told when this connection ends ([`departure`](Self::departure)).
+    partner: Option<ConnId>,
     state: State,
     deadline: Instant,
     queue: heapless::Deque<Message, 4>,
@@ -77,6 +111,8 @@ impl Session {
             config,
             observed,
             nonce,
+            version: wire::VERSION,
+            partner: None,
             state: State::AwaitHello,
             deadline: now + config.step_timeout,
             queue: heapless::Deque::new(),
@@ -107,14 +143,50 @@ impl Session {
         self.state == State::Closed
     }
 
-    /// Whether the peer was matched (the connection lingers for the punch).
+    /// Whether the peer was matched (the connection lingers for the punch, or waits for the relay).
     pub fn is_matched(&self) -> bool {
-        self.state == State::Matched
+        matches!(self.state, State::Matched(_) | State::RelayWaiting(_))
     }
 
-    /// Abort the session (e.g. on shutdown). Returns the event to act on, unless already ending.
+    /// Version 2: whether the relay is joined: once [`transmit`](Self::transmit) has handed out the
+    /// Relayed frame, the connection is the relay's (spliced with the partner's).
+    pub fn is_relaying(&self) -> bool {
+        matches!(self.state, State::Relaying(_))
+    }
+
+    /// Version 2: whether bytes received now are relay payload, not frames: after our RelayRequest
+    /// ([`receive`](Self::receive) consumes none of them; hold them for the partner).
+    pub fn holds_payload(&self) -> bool {
+        matches!(self.state, State::RelayWaiting(_) | State::Relaying(_))
+    }
+
+    /// Version 2: the partner's connection and our role in the pair, once a relay is joined.
+    pub fn relay_pair(&self) -> Option<(ConnId, Role)> {
+        match self.state {
+            State::Relaying(p) => Some((p.conn, p.role)),
+            _ => None,
+        }
+    }
+
+    /// Whether the session wants notices from other sessions now: while waiting in the table, and in
+    /// version 2 while its pair may still join a relay.
+    pub fn wants_notices(&self) -> bool {
+        self.waiting_key().is_some() || self.partner.is_some()
+    }
+
+    /// The notice for the partner when this connection ends (whatever the reason), unless the relay was
+    /// joined: the partner must not wait for a relay with a peer that left.
+    pub fn departure(&self) -> Option<(ConnId, Notice)> {
+        self.partner.map(|conn| (conn, Notice::PartnerGone))
+    }
+
+    /// Abort the session (e.g. on shutdown). Returns the event to act on, unless already ending or
+    /// relaying (the stream is then the peers').
     pub fn abort(&mut self, reason: AbortReason) -> Option<SessionEvent> {
-        if matches!(self.state, State::Closing | State::Closed) {
+        if matches!(
+            self.state,
+            State::Closing | State::Closed | State::Relaying(_)
+        ) {
             return None;
         }
         let waiting = self.waiting_key();
@@ -126,8 +198,15 @@ impl Session {
 
     /// Apply a notice from the table.
     pub fn notify(&mut self, now: Instant, notice: Notice) -> Option<SessionEvent> {
-        if matches!(self.state, State::Closing | State::Closed | State::Matched) {
-            return None;
+        match (self.state, notice) {
+            (State::Matched(_) | State::RelayWaiting(_), Notice::Abort(reason)) => {
+                return self.abort(reason)
+            }
+            (State::Matched(_) | State::RelayWaiting(_), notice) => {
+                return self.relay_notice(notice)
+            }
+            (State::Closing | State::Closed | State::Relaying(_), _) => return None,
+            _ => {}
         }
         match notice {
             Notice::Wait(wait) => {
@@ -143,9 +222,17 @@ impl Session {
                 };
                 None
             }
-            Notice::Match(m) => {
-                let _ = self.queue.push_back(Message::Match(m));
-                self.state = State::Matched;
+            Notice::Match { message, partner } => {
+                let _ = self.queue.push_back(Message::Match(message));
+                let offered = message.paths.is_some_and(|p| p.relay_after_ms > 0);
+                let partner = offered.then_some(Partner {
+                    conn: partner,
+                    role: message.role,
+                    requested: false,
+                    gone: false,
+                });
+                self.partner = partner.map(|p| p.conn);
+                self.state = State::Matched(partner);
                 self.deadline = now + self.config.linger;
                 None
             }
@@ -157,6 +244,58 @@ impl Session {
                 None
             }
             Notice::Abort(reason) => self.abort(reason),
+            Notice::PartnerRequested | Notice::RelayGo | Notice::PartnerGone => None,
+        }
+    }
+
+    /// A notice about the relay, once matched.
+    fn relay_notice(&mut self, notice: Notice) -> Option<SessionEvent> {
+        let (State::Matched(Some(mut p)) | State::RelayWaiting(mut p)) = self.state else {
+            return None;
+        };
+        let waiting = matches!(self.state, State::RelayWaiting(_));
+        match notice {
+            Notice::PartnerRequested if waiting => return self.join(p),
+            Notice::PartnerRequested => p.requested = true,
+            Notice::PartnerGone if waiting => {
+                self.partner = None;
+                return self.abort(AbortReason::PeerGone);
+            }
+            Notice::PartnerGone => {
+                self.partner = None;
+                p.gone = true;
+            }
+            Notice::RelayGo if waiting => {
+                self.partner = None;
+                let _ = self.queue.push_back(Message::Relayed);
+                self.state = State::Relaying(p);
+                return None;
+            }
+            _ => return None,
+        }
+        self.state = State::Matched(Some(p));
+        None
+    }
+
+    /// The leader has both requests: the table decides ([`SessionEvent::RelayJoin`]).
+    fn join(&mut self, p: Partner) -> Option<SessionEvent> {
+        self.state = State::RelayWaiting(p);
+        Some(SessionEvent::RelayJoin { follower: p.conn })
+    }
+
+    /// Our RelayRequest, once matched.
+    fn relay_request(&mut self, partner: Option<Partner>) -> Option<SessionEvent> {
+        let Some(p) = partner else {
+            return self.abort(AbortReason::RelayRefused);
+        };
+        if p.gone {
+            return self.abort(AbortReason::PeerGone);
+        }
+        self.state = State::RelayWaiting(p);
+        match (p.role, p.requested) {
+            (Role::Leader, true) => self.join(p),
+            (Role::Leader, false) => None,
+            (Role::Follower, _) => Some(SessionEvent::RelayRequested { leader: p.conn }),
         }
     }
 
@@ -176,7 +315,7 @@ impl Session {
             }
             _ => {}
         }
-        let len = message.emit_bytes(buf);
+        let len = message.emit_bytes_in(self.version, buf);
         if self.queue.is_empty() && self.state == State::Closing {
             self.state = State::Closed;
         }
@@ -186,7 +325,10 @@ impl Session {
     /// When [`poll`](Self::poll) must next be called.
     pub fn poll_at(&self) -> Option<Instant> {
         match self.state {
-            State::AwaitHello | State::AwaitProof { .. } | State::Matched => Some(self.deadline),
+            State::AwaitHello
+            | State::AwaitProof { .. }
+            | State::Matched(_)
+            | State::RelayWaiting(_) => Some(self.deadline),
             State::Waiting {
                 ping, next_ping, ..
             } => match ping {
@@ -196,7 +338,7 @@ impl Session {
                 Some(_) => None, // queued, not yet sent
                 None => Some(next_ping),
             },
-            State::Verified(_) | State::Closing | State::Closed => None,
+            State::Verified(_) | State::Relaying(_) | State::Closing | State::Closed => None,
         }
     }
 
@@ -206,9 +348,14 @@ impl Session {
             State::AwaitHello | State::AwaitProof { .. } if now >= self.deadline => {
                 self.abort(AbortReason::Timeout)
             }
-            State::Matched if now >= self.deadline => {
+            State::Matched(_) if now >= self.deadline => {
                 self.state = State::Closed;
                 None
+            }
+            // The partner never asked within our linger.
+            State::RelayWaiting(_) if now >= self.deadline => {
+                self.partner = None;
+                self.abort(AbortReason::PeerGone)
             }
             State::Waiting {
                 key,
@@ -246,11 +393,24 @@ impl Session {
         verifier: &V,
         data: &[u8],
     ) -> (usize, Option<SessionEvent>) {
-        if matches!(self.state, State::Matched | State::Closing | State::Closed) {
+        if self.holds_payload() {
+            // Relay payload: the caller holds it for the partner.
+            return (0, None);
+        }
+        let matched_v1 = matches!(self.state, State::Matched(_)) && self.version == wire::VERSION;
+        if matched_v1 || matches!(self.state, State::Closing | State::Closed) {
             // Nothing more is expected; discard.
             return (data.len(), None);
         }
         let (used, message) = self.reader.read(data);
+        if let State::Matched(partner) = self.state {
+            // Version 2, matched: only a RelayRequest means something; anything else is discarded.
+            let event = match message {
+                Some(Ok(Message::RelayRequest)) => self.relay_request(partner),
+                _ => None,
+            };
+            return (used, event);
+        }
         let event = match message {
             None => None,
             Some(Err(wire::Error::UnsupportedVersion(_))) => {
@@ -285,8 +445,11 @@ impl Session {
         }
     }
 
-    /// Hello: challenge it (unless it wants itself).
+    /// Hello: challenge it (unless it wants itself). Its version is the session's.
     fn hello(&mut self, now: Instant, hello: Hello) -> Option<SessionEvent> {
+        if hello.relay.is_some() {
+            self.version = wire::VERSION_2;
+        }
         if hello.key == hello.want {
             return self.abort(AbortReason::SelfMatch);
         }
@@ -327,6 +490,8 @@ impl Session {
             observed: self.observed,
             local: hello.local,
             rtt,
+            relay: hello.relay,
+            mapping: Mapping::Unknown,
         }))
     }
 

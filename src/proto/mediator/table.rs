@@ -1,11 +1,13 @@
-//! The table of waiting peers, shared by all sessions: registers, matches, replaces, expires.
+//! The table of waiting peers, shared by all sessions: registers, matches, replaces, expires; in
+//! version 2 it offers matched pairs a relay and admits the relays they join.
 
+use super::relay::relay_after;
 use super::{
     ConnId, Entry, MediatorConfig, Notice, Outcome, Registrant, Session, SessionEvent, Stats,
 };
 use crate::identity::PublicKey;
 use crate::time::{Duration, Instant};
-use crate::wire::{AbortReason, Match, Role};
+use crate::wire::{AbortReason, Mapping, Match, Paths, RelayMode, Role};
 
 /// Where the table keeps waiting peers: a fixed array on a device, a hash map on a server.
 pub trait Storage {
@@ -139,10 +141,12 @@ impl<S: Storage> Table<S> {
         if counterpart == Some(true) {
             if let Some(waiting) = self.storage.remove(&reg.want) {
                 self.stats.matches += 1;
-                let (for_waiting, for_new) = matches(&waiting.registrant, &reg);
-                let _ = others.push((waiting.conn, Notice::Match(for_waiting)));
+                let relay = self.config.relay.enabled;
+                let (for_waiting, for_new) = matches(&waiting.registrant, &reg, relay);
+                let notice = |message, partner| Notice::Match { message, partner };
+                let _ = others.push((waiting.conn, notice(for_waiting, conn)));
                 return Outcome {
-                    own: Notice::Match(for_new),
+                    own: notice(for_new, waiting.conn),
                     others,
                 };
             }
@@ -178,6 +182,17 @@ impl<S: Storage> Table<S> {
                 let _ = session.notify(now, outcome.own);
                 outcome.others
             }
+            SessionEvent::RelayRequested { leader } => {
+                heapless::Vec::from_iter([(leader, Notice::PartnerRequested)])
+            }
+            SessionEvent::RelayJoin { follower } => {
+                let notice = self.admit_relay();
+                // Our own RelayGo yields nothing; a refusal aborts us too: count it.
+                if let Some(event) = session.notify(now, notice) {
+                    let _ = self.settle(now, conn, session, event);
+                }
+                heapless::Vec::from_iter([(follower, notice)])
+            }
             SessionEvent::Rtt(key, rtt) => {
                 self.update_rtt(&key, conn, rtt);
                 heapless::Vec::new()
@@ -190,6 +205,26 @@ impl<S: Storage> Table<S> {
                 heapless::Vec::new()
             }
         }
+    }
+
+    /// A pair's second RelayRequest: admit its relay (counted open until [`relay_ended`](Self::relay_ended)),
+    /// or refuse it. The notice is for both sessions of the pair.
+    fn admit_relay(&mut self) -> Notice {
+        let relay = &self.config.relay;
+        if !relay.enabled {
+            Notice::Abort(AbortReason::RelayRefused)
+        } else if self.stats.relays_open >= relay.max_pairs as u64 {
+            Notice::Abort(AbortReason::RelayFull)
+        } else {
+            self.stats.relays += 1;
+            self.stats.relays_open += 1;
+            Notice::RelayGo
+        }
+    }
+
+    /// A relay admitted by [`settle`](Self::settle) has ended (its connections are closed).
+    pub fn relay_ended(&mut self) {
+        self.stats.relays_open = self.stats.relays_open.saturating_sub(1);
     }
 
     /// Remove `key`'s entry if it still belongs to `conn` (a connection that closed or was aborted).
@@ -242,18 +277,35 @@ impl<S: Storage> Table<S> {
 }
 
 /// The two Match messages of a pair: the waiting peer leads. Each start delay makes up the difference
-/// between its one-way delay (half its round trip) and the longer one, so both SYNs leave together.
-fn matches(waiting: &Registrant, new: &Registrant) -> (Match, Match) {
+/// between its one-way delay (half its round trip) and the longer one, so both SYNs leave together. A
+/// version-2 registration's Match carries the paths: the mapping classes and, when `relay` is on and
+/// both may take a relayed path, the fallback deadline (`doc/mediator.md` §6.1).
+fn matches(waiting: &Registrant, new: &Registrant, relay: bool) -> (Match, Match) {
     let owd_waiting = waiting.rtt.total_millis() / 2;
     let owd_new = new.rtt.total_millis() / 2;
     let latest = owd_waiting.max(owd_new);
     let delay = |owd: u64| (latest - owd).min(u16::MAX as u64) as u16;
+    let relays = |r: &Registrant| matches!(r.relay, Some(RelayMode::Fallback | RelayMode::Only));
+    let relay_after_ms = match relay && relays(waiting) && relays(new) {
+        true => relay_after(waiting.rtt, new.rtt),
+        false => 0,
+    };
+    // A version-1 counterpart was not probed: its class is unknown.
+    let mapping = |r: &Registrant| r.relay.map_or(Mapping::Unknown, |_| r.mapping);
+    let paths = |own: &Registrant, peer: &Registrant| {
+        own.relay.map(|_| Paths {
+            own: mapping(own),
+            peer: mapping(peer),
+            relay_after_ms,
+        })
+    };
     let for_waiting = Match {
         role: Role::Leader,
         start_delay_ms: delay(owd_waiting),
         peer_nonce: new.nonce,
         peer_observed: new.observed,
         peer_local: new.local,
+        paths: paths(waiting, new),
     };
     let for_new = Match {
         role: Role::Follower,
@@ -261,6 +313,7 @@ fn matches(waiting: &Registrant, new: &Registrant) -> (Match, Match) {
         peer_nonce: waiting.nonce,
         peer_observed: waiting.observed,
         peer_local: waiting.local,
+        paths: paths(new, waiting),
     };
     (for_waiting, for_new)
 }

@@ -274,6 +274,10 @@ pub struct Punch {
     outcome: Option<Result<Winner, PunchError>>,
     last_error: Option<PunchError>,
     events: heapless::Deque<PunchEvent, 4>,
+    /// The handshake as prepared (signed, not started), for another candidate of this punch outside
+    /// it: the relay (protocol §6.2 allows one PeerAuth for every candidate of a punch).
+    #[cfg(feature = "relay")]
+    prepared: Handshake,
 }
 
 impl fmt::Debug for Punch {
@@ -329,6 +333,8 @@ impl Punch {
                 handshake: handshake.clone(),
             });
         }
+        #[cfg(feature = "relay")]
+        let prepared = handshake;
         Ok(Punch {
             config,
             role: info.role,
@@ -343,7 +349,16 @@ impl Punch {
             outcome: None,
             last_error: None,
             events: heapless::Deque::new(),
+            #[cfg(feature = "relay")]
+            prepared,
         })
+    }
+
+    /// Our handshake as prepared for this punch (PeerAuth signed, nothing received), for a candidate
+    /// outside it: the relay.
+    #[cfg(feature = "relay")]
+    pub fn prepared_handshake(&self) -> Handshake {
+        self.prepared.clone()
     }
 
     /// How many candidate sockets this punch uses (those past it stay unused).

@@ -308,6 +308,7 @@ mod tests {
             peer_observed: ep(peer),
             peer_local: None,
             peer_nonce: [peer; 32],
+            paths: None,
         }
     }
 

@@ -44,6 +44,7 @@ fn pair(racing: bool) -> (Side, Side) {
             peer_observed: peer,
             peer_local: racing.then_some(local),
             peer_nonce: [peer_nonce; 32],
+            paths: None,
         };
     (
         Side {

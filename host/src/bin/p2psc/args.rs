@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use p2psc::identity::PublicKey;
+use p2psc::proto::client::RelayMode;
 
 /// Exit codes and environment, shown at the end of `p2psc --help`.
 pub const AFTER_HELP: &str = "\
@@ -101,6 +102,20 @@ pub struct ConnectArgs {
     /// for a protocol that brings its own encryption: anyone on the path can read and change it.
     #[arg(long)]
     pub plaintext: bool,
+    /// The relayed path through the mediator (protocol version 2): `fallback` when the NATs cannot be
+    /// punched or the punch fails; `only` at once, without a punch (a network that blocks it; tests);
+    /// `off`, direct or nothing (speaks protocol version 1, as a version-1 mediator needs).
+    #[arg(long, value_name = "MODE", default_value = "fallback", value_parser = parse_relay)]
+    pub relay: RelayMode,
+}
+
+fn parse_relay(text: &str) -> Result<RelayMode, String> {
+    match text {
+        "fallback" => Ok(RelayMode::Fallback),
+        "only" => Ok(RelayMode::Only),
+        "off" => Ok(RelayMode::Off),
+        _ => Err("expected fallback, only or off".to_owned()),
+    }
 }
 
 /// `p2psc forward`: the connection settings and one of the two directions.

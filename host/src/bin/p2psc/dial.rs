@@ -30,8 +30,11 @@ impl Reached {
             ConnectEvent::Registered => Reached::Registered,
             ConnectEvent::Matched { .. }
             | ConnectEvent::Dialing(..)
-            | ConnectEvent::Retrying(_) => Reached::Matched,
-            ConnectEvent::Established(_) | ConnectEvent::Authenticated(_) => Reached::Established,
+            | ConnectEvent::Retrying(_)
+            | ConnectEvent::Relaying { .. } => Reached::Matched,
+            ConnectEvent::Established(_)
+            | ConnectEvent::Authenticated(_)
+            | ConnectEvent::Relayed => Reached::Established,
         };
         self.max(next)
     }
@@ -108,6 +111,7 @@ async fn attempt(keypair: &Keypair, args: &ConnectArgs, progress: &Progress) -> 
     progress.report(Record::Connected {
         took: started.elapsed(),
         after_match: matched_at.map_or(Duration::ZERO, |at| at.elapsed()),
+        path: conn.path(),
         peer: conn.peer(),
         local: conn.local(),
         role: conn.role(),
@@ -152,6 +156,7 @@ fn config(args: &ConnectArgs) -> Config {
     protocol.register.step_timeout = protocol.register.step_timeout.min(timeout);
     protocol.mediator_timeout = protocol.mediator_timeout.min(timeout);
     protocol.local_port = args.port;
+    protocol.relay = args.relay;
     config.plaintext = args.plaintext;
     config
 }
@@ -224,6 +229,7 @@ fn protocol_failure(error: p2psc::Error, reached: Reached, args: &ConnectArgs) -
             return peer_never_came(args, &format!("within {:?}", args.wait.min(args.timeout)))
         }
         E::NoRoute | E::PunchFailed => (Class::PunchFailed, error.to_string()),
+        E::Relay(_) => (Class::PunchFailed, format!("no path to the peer: {error}")),
         E::AuthFailed(_) | E::PeerClosed => (Class::AuthFailed, error.to_string()),
         E::Timeout => return timed_out(reached, args),
         E::BadSocket => (Class::LocalIo, error.to_string()),
@@ -244,6 +250,7 @@ mod tests {
             wait: Duration::from_secs(60),
             port: None,
             plaintext: false,
+            relay: p2psc::proto::client::RelayMode::Fallback,
         }
     }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use p2psc::identity::PublicKey;
-use p2psc::proto::client::ConnectEvent;
+use p2psc::proto::client::{ConnectEvent, Path as ConnectionPath};
 use p2psc::wire::Role;
 use serde_json::{json, Value};
 
@@ -25,6 +25,8 @@ pub enum Record<'a> {
         took: Duration,
         /// From the mediator's Match to the authenticated peer: the set-up proper, without the wait.
         after_match: Duration,
+        /// Direct, or relayed through the mediator.
+        path: ConnectionPath,
         /// The peer's endpoint.
         peer: SocketAddr,
         /// Ours.
@@ -186,6 +188,8 @@ fn step_json(event: &ConnectEvent) -> Value {
         ConnectEvent::Authenticated(to) => {
             json!({"event": "authenticated", "to": to.to_string()})
         }
+        ConnectEvent::Relaying { at_once } => json!({"event": "relaying", "at_once": at_once}),
+        ConnectEvent::Relayed => json!({"event": "relayed"}),
     }
 }
 
@@ -196,6 +200,7 @@ impl Record<'_> {
             Record::Connected {
                 took,
                 after_match,
+                path,
                 peer,
                 local,
                 role,
@@ -203,7 +208,7 @@ impl Record<'_> {
                 "event": "connected",
                 "ms": millis(*took),
                 "after_match_ms": millis(*after_match),
-                "path": "direct",
+                "path": path.to_string(),
                 "peer": peer.to_string(),
                 "local": local.to_string(),
                 "role": role_name(*role),
@@ -243,12 +248,13 @@ impl fmt::Display for Record<'_> {
             Record::Connected {
                 took,
                 after_match,
+                path,
                 peer,
                 local,
                 role,
             } => write!(
                 f,
-                "authenticated in {} ms ({} ms after the match); path direct; peer {peer}; \
+                "authenticated in {} ms ({} ms after the match); path {path}; peer {peer}; \
                  we are {}; local {local}",
                 took.as_millis(),
                 after_match.as_millis(),

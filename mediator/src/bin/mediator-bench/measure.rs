@@ -49,6 +49,7 @@ fn proofs() -> Vec<Case> {
                 want: load::seeded(i + 1).public_key(),
                 nonce: [i as u8; 32],
                 local: Some(SocketAddr::from(([192, 168, 1, 2], 40_000))),
+                relay: None,
             };
             let challenge = Challenge {
                 nonce: [!(i as u8); 32],

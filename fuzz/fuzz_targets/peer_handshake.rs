@@ -1,15 +1,16 @@
-//! The peer handshake on one connection, in either role, racing or not, against a real peer (the
-//! library's own handshake, whose PeerAuth verifies) and a fuzzer that reorders, splits, corrupts and
-//! injects: frames signed by another key, a PeerAuth from another session, our own PeerAuth reflected,
-//! one signed for the wrong role, validly signed low-order ephemeral keys, Confirms at any time,
-//! garbage, replays, truncation; restarts on a new connection; time jumps past the deadline.
+//! The peer handshake on one connection, in either role, against a real peer (the library's own
+//! handshake, whose PeerAuth verifies) and a fuzzer that reorders, splits, corrupts and injects: frames
+//! signed by another key, a PeerAuth from another session, our own PeerAuth reflected, one signed for
+//! the wrong role, validly signed low-order ephemeral keys, Confirms at any time, garbage, replays,
+//! truncation; the leader's choice (`confirm`) before or after the peer's PeerAuth; restarts on a new
+//! connection; time jumps past the deadline.
 //!
-//! A shadow frame reader sees each frame as the machine does, and a model of protocol §9 says what
-//! it must do with it. In particular: only the real peer's PeerAuth, byte for byte, authenticates
-//! (signatures are not malleable), and the session key is the one both honest sides derive; a racing
-//! follower finishes only on a Confirm after that PeerAuth, a racing leader only by its own choice;
-//! it sends its PeerAuth once per connection, a Confirm only as the chosen leader, nothing once failed;
-//! it takes no byte after its last frame.
+//! A shadow frame reader sees each frame as the machine does, and a model of protocol §9.2 says what
+//! it must do with it. In particular: only the real peer's PeerAuth authenticates (signatures are not
+//! malleable), and the session key is the one both honest sides derive; the follower finishes only on
+//! a Confirm after that PeerAuth, the leader only once it chose the connection and said so; it sends
+//! its PeerAuth once per connection, a Confirm only as the leader that chose, nothing once failed; it
+//! takes no byte after its last frame.
 //!
 //! Signatures verify on ed25519-dalek (memoised); the X25519 agreement is salty's, as on a device.
 #![no_main]
@@ -34,9 +35,7 @@ const STALE: Nonce = [0x0C; 32];
 
 fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);
-    let role = input::role(&mut u);
-    let racing = flag(&mut u);
-    let mut run = Run::new(fixture(role, racing));
+    let mut run = Run::new(fixture(input::role(&mut u)));
     for _ in 0..64 {
         if u.is_empty() {
             break;
@@ -49,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
             5 => run.inject(&mut u),
             6 if flag(&mut u) => run.to_us.fault(&mut u),
             6 => run.to_peer.fault(&mut u),
-            7 => run.select(flag(&mut u)),
+            7 => run.confirm(flag(&mut u)),
             _ if flag(&mut u) => run.tick(input::step(&mut u)),
             _ => run.restart(Duration::from_millis(1 + u64::from(word(&mut u)))),
         }
@@ -57,11 +56,10 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// Everything one (role, racing) case needs, made once per process: both sides' handshakes, ready
-/// to start, the frames a fuzzer cannot make, and the session key both honest sides derive.
+/// Everything one role needs, made once per process: both sides' handshakes, ready to start, the
+/// frames a fuzzer cannot make, and the session key both honest sides derive.
 struct Fixture {
     role: Role,
-    racing: bool,
     ours: Handshake,
     theirs: Handshake,
     /// Our PeerAuth frame, and the real peer's.
@@ -75,21 +73,16 @@ struct Fixture {
     key: SessionKey,
 }
 
-fn fixture(role: Role, racing: bool) -> &'static Fixture {
-    static ALL: OnceLock<Vec<Fixture>> = OnceLock::new();
-    let all = ALL.get_or_init(|| {
-        [(Role::Leader, false), (Role::Leader, true), (Role::Follower, false), (Role::Follower, true)]
-            .into_iter()
-            .map(|(role, racing)| Fixture::new(role, racing))
-            .collect()
-    });
-    all.iter().find(|f| (f.role, f.racing) == (role, racing)).unwrap()
+fn fixture(role: Role) -> &'static Fixture {
+    static ALL: OnceLock<[Fixture; 2]> = OnceLock::new();
+    let all = ALL.get_or_init(|| [Fixture::new(Role::Leader), Fixture::new(Role::Follower)]);
+    &all[usize::from(role.to_u8())]
 }
 
 impl Fixture {
-    fn new(role: Role, racing: bool) -> Fixture {
+    fn new(role: Role) -> Fixture {
         let (me, peer, mallory) = (&identity(0).keypair, &identity(1).keypair, &identity(2).keypair);
-        let params = |role, peer: &Keypair, own, other| HandshakeParams { role, peer: peer.public_key(), own_nonce: own, peer_nonce: other, racing };
+        let params = |role, peer: &Keypair, own, other| HandshakeParams { role, peer: peer.public_key(), own_nonce: own, peer_nonce: other };
         let ours = Handshake::new(me, params(role, peer, OURS, THEIRS), [0x1A; 32]);
         let theirs = Handshake::new(peer, params(role.other(), me, THEIRS, OURS), [0x1B; 32]);
         let (our_auth, their_auth) = (auth_frame(&ours), auth_frame(&theirs));
@@ -108,8 +101,8 @@ impl Fixture {
             our_auth.clone(),
             signed_by_peer(role, real.ephemeral),
         ];
-        let key = honest_key(&ours, &theirs, role, racing);
-        Fixture { role, racing, ours, theirs, our_auth, their_auth, weak, forged, key }
+        let key = honest_key(&ours, &theirs);
+        Fixture { role, ours, theirs, our_auth, their_auth, weak, forged, key }
     }
 }
 
@@ -123,7 +116,7 @@ fn auth_frame(handshake: &Handshake) -> Vec<u8> {
 }
 
 /// Run both sides to the end on a clean connection: the key both derive.
-fn honest_key(ours: &Handshake, theirs: &Handshake, role: Role, racing: bool) -> SessionKey {
+fn honest_key(ours: &Handshake, theirs: &Handshake) -> SessionKey {
     let (mut a, mut b) = (ours.clone(), theirs.clone());
     a.start(Instant::from_secs(5));
     b.start(Instant::from_secs(5));
@@ -132,14 +125,14 @@ fn honest_key(ours: &Handshake, theirs: &Handshake, role: Role, racing: bool) ->
         while let Some(n) = from.transmit(&mut buf) {
             to.receive(&FastVerifier, &buf[..n]).expect("an honest handshake");
         }
-        from.select();
+        from.confirm();
     };
     for _ in 0..3 {
         pump(&mut a, &mut b);
         pump(&mut b, &mut a);
     }
     let key = a.session_key().expect("done");
-    assert_eq!(b.session_key(), Some(key), "{role:?} racing {racing}: both sides derive one key");
+    assert_eq!(b.session_key(), Some(key), "both sides derive one key");
     key
 }
 
@@ -148,8 +141,6 @@ fn honest_key(ours: &Handshake, theirs: &Handshake, role: Role, racing: bool) ->
 enum Phase {
     AwaitPeerAuth,
     Verified,
-    Selected,
-    AwaitConfirm,
     Done,
     Failed(AuthError),
 }
@@ -164,6 +155,9 @@ struct Run {
     shadow: FrameReader,
     phase: Phase,
     auth_sent: bool,
+    /// Leader: it chose this connection; and said so.
+    confirmed: bool,
+    confirm_sent: bool,
     now: Instant,
     deadline: Instant,
 }
@@ -183,6 +177,8 @@ impl Run {
             shadow: FrameReader::new(),
             phase: Phase::AwaitPeerAuth,
             auth_sent: false,
+            confirmed: false,
+            confirm_sent: false,
             now: Instant::ZERO,
             deadline,
         }
@@ -198,9 +194,12 @@ impl Run {
                 self.auth_sent = true;
                 Some(self.fixture.our_auth.clone())
             }
-            Phase::Selected => {
-                self.phase = Phase::Done;
-                reach("handshake: Confirm sent");
+            phase if self.confirmed && !self.confirm_sent => {
+                self.confirm_sent = true;
+                if phase == Phase::Verified {
+                    self.phase = Phase::Done;
+                    reach("handshake: the leader done on sending Confirm");
+                }
                 Some(input::frame(&Message::Confirm))
             }
             _ => None,
@@ -228,11 +227,12 @@ impl Run {
                     assert_eq!(result, Err(e));
                     return 0;
                 }
-                Phase::Verified | Phase::Selected | Phase::Done => {
+                Phase::Verified if self.fixture.role == Role::Follower => {}
+                Phase::Verified | Phase::Done => {
                     assert_eq!(result, Ok((0, None)), "application data is not the handshake's");
                     return 0;
                 }
-                Phase::AwaitPeerAuth | Phase::AwaitConfirm => {}
+                Phase::AwaitPeerAuth => {}
             }
             let (used, frame) = self.shadow.read(rest);
             let expected = frame.map(|m| self.expect(m));
@@ -261,13 +261,14 @@ impl Run {
                 false => Err(AuthError::WrongKey),
                 true if Ok(Message::PeerAuth(theirs)) == Message::parse_bytes(&f.their_auth) => {
                     reach("handshake: the peer's PeerAuth verified");
-                    let (phase, event) = match (f.racing, f.role) {
-                        (false, _) => (Phase::Done, authenticated),
-                        (true, Role::Leader) => (Phase::Verified, Ok(Some(AuthEvent::Verified))),
-                        (true, Role::Follower) => (Phase::AwaitConfirm, Ok(None)),
-                    };
-                    self.phase = phase;
-                    event
+                    if f.role == Role::Leader && self.confirm_sent {
+                        reach("handshake: the leader done on the PeerAuth after its eager Confirm");
+                        self.phase = Phase::Done;
+                        authenticated
+                    } else {
+                        self.phase = Phase::Verified;
+                        Ok(Some(AuthEvent::Verified))
+                    }
                 }
                 true if f.weak.iter().any(|w| Ok(Message::PeerAuth(theirs)) == Message::parse_bytes(w)) => {
                     reach("handshake: a weak ephemeral key");
@@ -275,8 +276,8 @@ impl Run {
                 }
                 true => Err(AuthError::BadSignature),
             },
-            (Phase::AwaitConfirm, Ok(Message::Confirm)) => {
-                reach("handshake: confirmed as the racing follower");
+            (Phase::Verified, Ok(Message::Confirm)) => {
+                reach("handshake: the follower done on Confirm");
                 self.phase = Phase::Done;
                 authenticated
             }
@@ -313,17 +314,16 @@ impl Run {
         self.to_us.inject(&frame);
     }
 
-    /// The leader's choice of this connection (or the real peer's, when it leads).
-    fn select(&mut self, ours: bool) {
+    /// The leader's choice of this connection (or the real peer's, when it leads): only a leader that
+    /// has not failed can make it.
+    fn confirm(&mut self, ours: bool) {
         if !ours {
-            self.theirs.select();
+            self.theirs.confirm();
             return;
         }
-        let chosen = self.ours.select();
-        assert_eq!(chosen, self.phase == Phase::Verified);
-        if chosen {
-            self.phase = Phase::Selected;
-        }
+        let can = self.fixture.role == Role::Leader && !matches!(self.phase, Phase::Failed(_));
+        assert_eq!(self.ours.confirm(), can);
+        self.confirmed |= can;
     }
 
     /// Time passes: the deadline fails a handshake that has not finished, and nothing else does.
@@ -353,6 +353,8 @@ impl Run {
         self.shadow = FrameReader::new();
         self.phase = Phase::AwaitPeerAuth;
         self.auth_sent = false;
+        self.confirmed = false;
+        self.confirm_sent = false;
     }
 
     fn check(&self) {
@@ -364,5 +366,7 @@ impl Run {
             _ => None,
         };
         assert_eq!(self.ours.error(), failed);
+        assert_eq!(self.ours.is_verified(), matches!(self.phase, Phase::Verified | Phase::Done));
+        assert_eq!(self.ours.is_confirmed(), self.confirmed);
     }
 }

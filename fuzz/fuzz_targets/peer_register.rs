@@ -174,6 +174,7 @@ impl Peer {
             (Phase::AwaitRegistered(c) | Phase::Waiting(c), Ok(Message::Match(m))) => {
                 let info = PunchInfo {
                     role: m.role,
+                    matched_at: self.now,
                     start_at: self.now + Duration::from_millis(m.start_delay_ms.into()),
                     own_observed: c.observed,
                     own_nonce: self.hello.nonce,

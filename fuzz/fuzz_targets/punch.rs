@@ -31,7 +31,7 @@ use p2psc_fuzz::crypto::FastVerifier;
 use p2psc_fuzz::ident::identity;
 use p2psc_fuzz::input::{self, below, byte, chunk, flag, one_in};
 use p2psc_fuzz::pipe::Pipe;
-use p2psc_fuzz::{reach, trace, Unstructured};
+use p2psc_fuzz::{finding, reach, trace, Unstructured};
 
 /// When both sides start (the Match came at time zero).
 fn start() -> Instant {
@@ -253,10 +253,14 @@ impl Side {
                 assert!(actions.len() < 64, "no end of actions: {actions:?}");
             }
             self.check_result();
-            match self.punch.poll_at() {
-                Some(at) if at < now => panic!("poll_at {at} in the past after a poll at {now}"),
-                Some(at) if at == now => assert!(round < 3, "polling at {now} never settles"),
-                _ => break,
+            // Not in the past; and if it is now, polling again must get somewhere (a shell that sleeps
+            // until poll_at would spin otherwise).
+            let at = self.punch.poll_at();
+            let settled = at.is_none_or(|at| at > now);
+            let fine = settled || (round < 3 && at == Some(now));
+            finding("punch-stale-poll-at", fine, || format!("poll_at {at:?} after polls at {now}: {:?}", self.punch));
+            if settled || !fine {
+                break;
             }
             reach("punch: poll_at is now after a poll (settles on the next)");
         }
@@ -294,6 +298,10 @@ impl Side {
             Role::Follower => "punch: the follower won",
         });
         assert_eq!(w.role, self.role);
+        let link = self.socks.get(w.candidate).copied();
+        finding("punch-closed-winner", matches!(link, Some(Sock::Established { .. })), || {
+            format!("{w:?} won on a socket that is {link:?}")
+        });
         if let Some(g) = GOLDEN.get() {
             assert_eq!(w.session_key, g.key, "not the key both honest sides derive");
         }
@@ -334,7 +342,9 @@ impl Pair {
                 break;
             }
             let s = below(u, 2);
-            match byte(u) % 10 {
+            let op = byte(u) % 10;
+            trace!("{}: op {op} side {s}; sockets {:?} / {:?}", self.now, self.sides[0].socks, self.sides[1].socks);
+            match op {
                 0 | 1 => self.connect(below(u, 2), below(u, 2)),
                 2 => self.syn_arrives(s, below(u, 2)),
                 3 => self.reset(s, below(u, 2), flag(u)),

@@ -88,7 +88,15 @@ struct Mediator<'a> {
 impl<'a> Mediator<'a> {
     fn new(config: MediatorConfig, log: &'a SignLog) -> Self {
         let table = Table::new(heapless::Vec::new(), config);
-        Mediator { config, table, now: Instant::ZERO, conns: Vec::new(), next_id: 1, log, verified: Vec::new() }
+        Mediator {
+            config,
+            table,
+            now: Instant::ZERO,
+            conns: Vec::new(),
+            next_id: 1,
+            log,
+            verified: Vec::new(),
+        }
     }
 
     fn run(&mut self, u: &mut Unstructured) {
@@ -96,15 +104,21 @@ impl<'a> Mediator<'a> {
             if u.is_empty() {
                 break;
             }
-            let op = byte(u);
-            if op % 10 == 0 || self.conns.is_empty() {
+            let op = byte(u) % 10;
+            if op == 0 || self.conns.is_empty() {
                 self.connect(u);
                 continue;
             }
             let c = below(u, self.conns.len());
             let session = &self.conns[c].session;
-            trace!("{}: op {} on connection {} (key {:?})", self.now, op % 10, self.conns[c].id, session.key());
-            match op % 10 {
+            trace!(
+                "{}: op {} on connection {} (key {:?})",
+                self.now,
+                op,
+                self.conns[c].id,
+                session.key()
+            );
+            match op {
                 1 | 2 => self.peer_sends(u, c),
                 3 => self.deliver_up(u, c),
                 4 => self.mediator_sends(c),
@@ -135,11 +149,21 @@ impl<'a> Mediator<'a> {
         let client = (!one_in(u, 4)).then(|| {
             let (nonce, local) = (input::nonce(u), input::maybe_endpoint(u));
             let (key, want) = (ident::public(who), ident::public(want));
-            let registration = Registration::new(RegisterConfig::default(), key, want, nonce, local, self.now);
+            let registration =
+                Registration::new(RegisterConfig::default(), key, want, nonce, local, self.now);
             Client { who, registration }
         });
         let session = Session::new(self.config, observed, nonce, self.now);
-        self.conns.push(Conn { id, session, nonce, observed, client, up: Pipe::new(), down: Pipe::new(), registrant: None });
+        self.conns.push(Conn {
+            id,
+            session,
+            nonce,
+            observed,
+            client,
+            up: Pipe::new(),
+            down: Pipe::new(),
+            registrant: None,
+        });
     }
 
     /// The peer sends: an honest one whatever its client has to send; a hostile one any frame, or a
@@ -158,7 +182,9 @@ impl<'a> Mediator<'a> {
             [] => None,
             frames => Some(frames[below(u, frames.len())].clone()),
         };
-        let frame = replay.filter(|_| one_in(u, 2)).unwrap_or_else(|| input::frame(&input::message(u)));
+        let frame = replay
+            .filter(|_| one_in(u, 2))
+            .unwrap_or_else(|| input::frame(&input::message(u)));
         self.conns[c].up.send(&frame);
     }
 
@@ -203,12 +229,14 @@ impl<'a> Mediator<'a> {
         };
         let signer = FastSigner::new(ident::identity(client.who), self.log);
         let mut events = Vec::new();
-        conn.down.deliver(chunk(u), |bytes| match client.registration.receive(now, &signer, bytes) {
-            Ok((used, event)) => {
-                events.extend(event);
-                used
+        conn.down.deliver(chunk(u), |bytes| {
+            match client.registration.receive(now, &signer, bytes) {
+                Ok((used, event)) => {
+                    events.extend(event);
+                    used
+                }
+                Err(_) => 0,
             }
-            Err(_) => 0,
         });
         for event in events {
             if let RegisterEvent::Matched(info) = event {
@@ -240,7 +268,8 @@ impl<'a> Mediator<'a> {
             self.check_client(c);
         }
         let mut notices = Vec::new();
-        self.table.poll(now, |conn, notice| notices.push((conn, notice)));
+        self.table
+            .poll(now, |conn, notice| notices.push((conn, notice)));
         self.deliver(notices);
         assert!(self.table.poll_at().is_none_or(|at| at > now));
     }
@@ -270,12 +299,17 @@ impl<'a> Mediator<'a> {
                     _ => "mediator: abort, other reason",
                 });
                 let conn = &self.conns[c];
-                assert!(!conn.clean() || by_policy(reason), "an honest peer aborted: {reason:?}");
+                assert!(
+                    !conn.clean() || by_policy(reason),
+                    "an honest peer aborted: {reason:?}"
+                );
             }
             SessionEvent::Rtt(..) => reach("mediator: a Pong measured the round trip"),
         }
         let (now, id) = (self.now, self.conns[c].id);
-        let notices = self.table.settle(now, id, &mut self.conns[c].session, event);
+        let notices = self
+            .table
+            .settle(now, id, &mut self.conns[c].session, event);
         self.deliver(notices);
         assert!(self.table.len() <= self.config.capacity);
     }
@@ -294,12 +328,27 @@ impl<'a> Mediator<'a> {
     /// A session verified a registration: its key's owner signed this session's challenge, in this run.
     fn check_verified(&mut self, c: usize, reg: &Registrant) {
         let conn = &self.conns[c];
-        let hello = Hello { key: reg.key, want: reg.want, nonce: reg.nonce, local: reg.local };
-        let challenge = Challenge { nonce: conn.nonce, observed: conn.observed };
+        let hello = Hello {
+            key: reg.key,
+            want: reg.want,
+            nonce: reg.nonce,
+            local: reg.local,
+        };
+        let challenge = Challenge {
+            nonce: conn.nonce,
+            observed: conn.observed,
+        };
         let t = transcript::registration(&hello, &challenge);
-        assert!(self.log.signed(&reg.key, t.as_bytes()), "{reg:?} verified without its owner's proof");
+        assert!(
+            self.log.signed(&reg.key, t.as_bytes()),
+            "{reg:?} verified without its owner's proof"
+        );
         assert_eq!(reg.observed, conn.observed);
-        reach(if conn.client.is_some() { "mediator: an honest peer verified" } else { "mediator: a replayed proof verified" });
+        reach(if conn.client.is_some() {
+            "mediator: an honest peer verified"
+        } else {
+            "mediator: a replayed proof verified"
+        });
         self.conns[c].registrant = Some(*reg);
         self.verified.push(*reg);
     }
@@ -312,9 +361,14 @@ impl<'a> Mediator<'a> {
             panic!("a Match on connection {}, which never verified", conn.id);
         };
         let fits = |r: &&Registrant| {
-            r.key == me.want && r.want == me.key && (r.nonce, r.observed, r.local) == (m.peer_nonce, m.peer_observed, m.peer_local)
+            r.key == me.want
+                && r.want == me.key
+                && (r.nonce, r.observed, r.local) == (m.peer_nonce, m.peer_observed, m.peer_local)
         };
-        assert!(self.verified.iter().any(|r| fits(&r)), "{m:?} for {me:?} names no counterpart");
+        assert!(
+            self.verified.iter().any(|r| fits(&r)),
+            "{m:?} for {me:?} names no counterpart"
+        );
     }
 
     /// An honest peer on an untouched connection fails only by timeout or the mediator's policy.
@@ -335,5 +389,8 @@ impl<'a> Mediator<'a> {
 /// Abort reasons that come from the mediator's policy or deadlines, never from a peer's mistake.
 fn by_policy(reason: AbortReason) -> bool {
     use AbortReason::*;
-    matches!(reason, Timeout | PeerTimeout | Replaced | SelfMatch | ShuttingDown | Unresponsive)
+    matches!(
+        reason,
+        Timeout | PeerTimeout | Replaced | SelfMatch | ShuttingDown | Unresponsive
+    )
 }

@@ -81,29 +81,72 @@ fn fixture(role: Role) -> &'static Fixture {
 
 impl Fixture {
     fn new(role: Role) -> Fixture {
-        let (me, peer, mallory) = (&identity(0).keypair, &identity(1).keypair, &identity(2).keypair);
-        let params = |role, peer: &Keypair, own, other| HandshakeParams { role, peer: peer.public_key(), own_nonce: own, peer_nonce: other };
+        let (me, peer, mallory) = (
+            &identity(0).keypair,
+            &identity(1).keypair,
+            &identity(2).keypair,
+        );
         let ours = Handshake::new(me, params(role, peer, OURS, THEIRS), [0x1A; 32]);
         let theirs = Handshake::new(peer, params(role.other(), me, THEIRS, OURS), [0x1B; 32]);
         let (our_auth, their_auth) = (auth_frame(&ours), auth_frame(&theirs));
-        let Ok(Message::PeerAuth(real)) = Message::parse_bytes(&their_auth) else { unreachable!() };
-        // Signed through the library's transcript, by the peer's own key.
-        let signed_by_peer = |role, ephemeral: [u8; 32]| {
-            let t = transcript::peer_auth(role, &real.key, &me.public_key(), &THEIRS, &OURS, &ephemeral);
-            input::frame(&Message::PeerAuth(PeerAuth { key: real.key, ephemeral, signature: peer.sign(t.as_bytes()) }))
+        let Ok(Message::PeerAuth(real)) = Message::parse_bytes(&their_auth) else {
+            unreachable!()
         };
         let mut one = [0u8; 32];
         one[0] = 1;
-        let weak = vec![signed_by_peer(role.other(), [0; 32]), signed_by_peer(role.other(), one)];
+        let weak = vec![
+            signed_by_peer(role.other(), [0; 32]),
+            signed_by_peer(role.other(), one),
+        ];
+        let other = |signer, own, seed| {
+            auth_frame(&Handshake::new(
+                signer,
+                params(role.other(), me, own, OURS),
+                seed,
+            ))
+        };
         let forged = vec![
-            auth_frame(&Handshake::new(mallory, params(role.other(), me, THEIRS, OURS), [0x1C; 32])),
-            auth_frame(&Handshake::new(peer, params(role.other(), me, STALE, OURS), [0x1D; 32])),
+            other(mallory, THEIRS, [0x1C; 32]),
+            other(peer, STALE, [0x1D; 32]),
             our_auth.clone(),
             signed_by_peer(role, real.ephemeral),
         ];
         let key = honest_key(&ours, &theirs);
-        Fixture { role, ours, theirs, our_auth, their_auth, weak, forged, key }
+        Fixture {
+            role,
+            ours,
+            theirs,
+            our_auth,
+            their_auth,
+            weak,
+            forged,
+            key,
+        }
     }
+}
+
+/// The parameters of a handshake with `peer`.
+fn params(role: Role, peer: &Keypair, own_nonce: Nonce, peer_nonce: Nonce) -> HandshakeParams {
+    HandshakeParams {
+        role,
+        peer: peer.public_key(),
+        own_nonce,
+        peer_nonce,
+    }
+}
+
+/// A PeerAuth by the peer's own key (identity 1) for us (identity 0) in this session, as the signer
+/// in `role` with `ephemeral`, signed through the library's transcript.
+fn signed_by_peer(role: Role, ephemeral: [u8; 32]) -> Vec<u8> {
+    let (me, peer) = (identity(0).public, &identity(1).keypair);
+    let key = peer.public_key();
+    let t = transcript::peer_auth(role, &key, &me, &THEIRS, &OURS, &ephemeral);
+    let signature = peer.sign(t.as_bytes());
+    input::frame(&Message::PeerAuth(PeerAuth {
+        key,
+        ephemeral,
+        signature,
+    }))
 }
 
 /// The PeerAuth frame a handshake sends first.
@@ -123,7 +166,8 @@ fn honest_key(ours: &Handshake, theirs: &Handshake) -> SessionKey {
     let pump = |from: &mut Handshake, to: &mut Handshake| {
         let mut buf = [0u8; MAX_FRAME_LEN];
         while let Some(n) = from.transmit(&mut buf) {
-            to.receive(&FastVerifier, &buf[..n]).expect("an honest handshake");
+            to.receive(&FastVerifier, &buf[..n])
+                .expect("an honest handshake");
         }
         from.confirm();
     };
@@ -229,7 +273,11 @@ impl Run {
                 }
                 Phase::Verified if self.fixture.role == Role::Follower => {}
                 Phase::Verified | Phase::Done => {
-                    assert_eq!(result, Ok((0, None)), "application data is not the handshake's");
+                    assert_eq!(
+                        result,
+                        Ok((0, None)),
+                        "application data is not the handshake's"
+                    );
                     return 0;
                 }
                 Phase::AwaitPeerAuth => {}
@@ -257,7 +305,9 @@ impl Run {
         let authenticated = Ok(Some(AuthEvent::Authenticated(f.key)));
         let outcome = match (self.phase, frame) {
             (_, Err(e)) => Err(AuthError::Wire(e)),
-            (Phase::AwaitPeerAuth, Ok(Message::PeerAuth(theirs))) => match theirs.key == identity(1).public {
+            (Phase::AwaitPeerAuth, Ok(Message::PeerAuth(theirs))) => match theirs.key
+                == identity(1).public
+            {
                 false => Err(AuthError::WrongKey),
                 true if Ok(Message::PeerAuth(theirs)) == Message::parse_bytes(&f.their_auth) => {
                     reach("handshake: the peer's PeerAuth verified");
@@ -270,7 +320,11 @@ impl Run {
                         Ok(Some(AuthEvent::Verified))
                     }
                 }
-                true if f.weak.iter().any(|w| Ok(Message::PeerAuth(theirs)) == Message::parse_bytes(w)) => {
+                true if f
+                    .weak
+                    .iter()
+                    .any(|w| Ok(Message::PeerAuth(theirs)) == Message::parse_bytes(w)) =>
+                {
                     reach("handshake: a weak ephemeral key");
                     Err(AuthError::WeakEphemeral)
                 }
@@ -293,11 +347,21 @@ impl Run {
     /// derives our key.
     fn deliver_to_peer(&mut self, max: usize) {
         let theirs = &mut self.theirs;
-        self.to_peer.deliver(max, |rest| theirs.receive(&FastVerifier, rest).map_or(0, |(used, _)| used));
+        self.to_peer.deliver(max, |rest| {
+            theirs
+                .receive(&FastVerifier, rest)
+                .map_or(0, |(used, _)| used)
+        });
         if let Some(e) = self.theirs.error() {
-            assert!(self.to_peer.tampered() || e == AuthError::Timeout, "the real peer failed: {e:?}");
+            assert!(
+                self.to_peer.tampered() || e == AuthError::Timeout,
+                "the real peer failed: {e:?}"
+            );
         }
-        assert!(self.theirs.session_key().is_none_or(|k| k == self.fixture.key));
+        assert!(self
+            .theirs
+            .session_key()
+            .is_none_or(|k| k == self.fixture.key));
     }
 
     /// A frame the real peer did not send: forged, weak, a Confirm, any message, garbage, a replay.
@@ -366,7 +430,10 @@ impl Run {
             _ => None,
         };
         assert_eq!(self.ours.error(), failed);
-        assert_eq!(self.ours.is_verified(), matches!(self.phase, Phase::Verified | Phase::Done));
+        assert_eq!(
+            self.ours.is_verified(),
+            matches!(self.phase, Phase::Verified | Phase::Done)
+        );
         assert_eq!(self.ours.is_confirmed(), self.confirmed);
     }
 }

@@ -12,9 +12,13 @@
 use libfuzzer_sys::fuzz_target;
 use p2psc::identity::Verifier;
 use p2psc::proto::register::Awaiting;
-use p2psc::proto::{transcript, PunchInfo, RegisterConfig, RegisterError, RegisterEvent, Registration};
+use p2psc::proto::{
+    transcript, PunchInfo, RegisterConfig, RegisterError, RegisterEvent, Registration,
+};
 use p2psc::time::{elapsed, Duration, Instant};
-use p2psc::wire::{self, AbortReason, Challenge, FrameReader, Hello, Message, MAX_FRAME_LEN};
+use p2psc::wire::{
+    self, AbortReason, Challenge, FrameReader, Hello, Match, Message, MAX_FRAME_LEN,
+};
 use p2psc_fuzz::crypto::{FastSigner, FastVerifier, SignLog};
 use p2psc_fuzz::ident::{self, IDENTITIES};
 use p2psc_fuzz::input::{self, below, byte, chunk, long, word};
@@ -31,7 +35,10 @@ fuzz_target!(|data: &[u8]| {
         local: input::maybe_endpoint(&mut u),
     };
     let ms = |u: &mut Unstructured| Duration::from_millis(1 + u64::from(word(u)));
-    let config = RegisterConfig { step_timeout: ms(&mut u), wait_timeout: ms(&mut u) };
+    let config = RegisterConfig {
+        step_timeout: ms(&mut u),
+        wait_timeout: ms(&mut u),
+    };
     let log = SignLog::default();
     let signer = FastSigner::new(ident::identity(who), &log);
     let mut peer = Peer::new(config, hello);
@@ -53,11 +60,18 @@ fuzz_target!(|data: &[u8]| {
 /// and then any message, or an Abort in a foreign protocol version.
 fn mediator_frame(u: &mut Unstructured) -> Vec<u8> {
     let message = match byte(u) % 8 {
-        0 => Message::Challenge(Challenge { nonce: input::nonce(u), observed: input::endpoint(u) }),
-        1 => Message::Registered { wait_ms: long(u) % 200_000 },
+        0 => Message::Challenge(Challenge {
+            nonce: input::nonce(u),
+            observed: input::endpoint(u),
+        }),
+        1 => Message::Registered {
+            wait_ms: long(u) % 200_000,
+        },
         2 => Message::Ping { token: long(u) },
         3 => Message::Match(input::a_match(u)),
-        4 => Message::RetryAfter { millis: long(u) % 200_000 },
+        4 => Message::RetryAfter {
+            millis: long(u) % 200_000,
+        },
         5 => Message::Abort(AbortReason::from_u8(byte(u) % 16)),
         6 => input::message(u),
         _ => {
@@ -97,7 +111,8 @@ struct Peer {
 impl Peer {
     fn new(config: RegisterConfig, hello: Hello) -> Peer {
         let now = Instant::ZERO;
-        let machine = Registration::new(config, hello.key, hello.want, hello.nonce, hello.local, now);
+        let machine =
+            Registration::new(config, hello.key, hello.want, hello.nonce, hello.local, now);
         Peer {
             machine,
             config,
@@ -118,11 +133,19 @@ impl Peer {
             let result = self.machine.receive(self.now, signer, rest);
             match self.phase {
                 Phase::Failed(e) => {
-                    assert_eq!(result, Err(e), "a failed registration answers with its error");
+                    assert_eq!(
+                        result,
+                        Err(e),
+                        "a failed registration answers with its error"
+                    );
                     return 0;
                 }
                 Phase::Matched => {
-                    assert_eq!(result, Ok((0, None)), "a matched registration takes nothing");
+                    assert_eq!(
+                        result,
+                        Ok((0, None)),
+                        "a matched registration takes nothing"
+                    );
                     return 0;
                 }
                 _ => {}
@@ -147,22 +170,39 @@ impl Peer {
     }
 
     /// What the machine must make of `frame` (protocol §7), applied to the model.
-    fn expect(&mut self, frame: wire::Result<Message>) -> Result<Option<RegisterEvent>, RegisterError> {
+    fn expect(
+        &mut self,
+        frame: wire::Result<Message>,
+    ) -> Result<Option<RegisterEvent>, RegisterError> {
         let outcome = match (self.phase, frame) {
-            (_, Err(wire::Error::UnsupportedVersion(v))) => Err(RegisterError::UnsupportedVersion(Some(v))),
+            (_, Err(wire::Error::UnsupportedVersion(v))) => {
+                Err(RegisterError::UnsupportedVersion(Some(v)))
+            }
             (_, Err(e)) => Err(RegisterError::Wire(e)),
-            (_, Ok(Message::Abort(AbortReason::UnsupportedVersion))) => Err(RegisterError::UnsupportedVersion(None)),
+            (_, Ok(Message::Abort(AbortReason::UnsupportedVersion))) => {
+                Err(RegisterError::UnsupportedVersion(None))
+            }
             (_, Ok(Message::Abort(reason))) => Err(RegisterError::Aborted(reason)),
-            (_, Ok(Message::RetryAfter { millis })) => Err(RegisterError::RetryAfter(Duration::from_millis(millis.into()))),
+            (_, Ok(Message::RetryAfter { millis })) => Err(RegisterError::RetryAfter(
+                Duration::from_millis(millis.into()),
+            )),
             (Phase::AwaitChallenge, Ok(Message::Challenge(c))) => {
-                self.enter(Phase::AwaitRegistered(c), self.now + self.config.step_timeout);
+                self.enter(
+                    Phase::AwaitRegistered(c),
+                    self.now + self.config.step_timeout,
+                );
                 // The Proof, checked when it is sent.
                 self.outgoing = Some((Message::Challenge(c), self.now));
-                Ok(Some(RegisterEvent::Challenged { observed: c.observed }))
+                Ok(Some(RegisterEvent::Challenged {
+                    observed: c.observed,
+                }))
             }
             (Phase::AwaitRegistered(c), Ok(Message::Registered { wait_ms })) => {
                 let wait = Duration::from_millis(wait_ms.into());
-                let bound = self.config.wait_timeout.min(wait + self.config.step_timeout);
+                let bound = self
+                    .config
+                    .wait_timeout
+                    .min(wait + self.config.step_timeout);
                 self.enter(Phase::Waiting(c), self.now + bound);
                 reach("register: registered");
                 Ok(Some(RegisterEvent::Registered { wait }))
@@ -172,20 +212,7 @@ impl Peer {
                 Ok(None)
             }
             (Phase::AwaitRegistered(c) | Phase::Waiting(c), Ok(Message::Match(m))) => {
-                let info = PunchInfo {
-                    role: m.role,
-                    matched_at: self.now,
-                    start_at: self.now + Duration::from_millis(m.start_delay_ms.into()),
-                    own_observed: c.observed,
-                    own_nonce: self.hello.nonce,
-                    peer_observed: m.peer_observed,
-                    peer_local: m.peer_local,
-                    peer_nonce: m.peer_nonce,
-                };
-                self.enter(Phase::Matched, self.deadline);
-                self.outgoing = None;
-                reach("register: matched");
-                Ok(Some(RegisterEvent::Matched(info)))
+                Ok(Some(self.matched(&c, &m)))
             }
             (_, Ok(other)) => Err(RegisterError::UnexpectedMessage(other.msg_type())),
         };
@@ -193,6 +220,24 @@ impl Peer {
             self.fail(e);
         }
         outcome
+    }
+
+    /// The Match, after the Challenge `c`: the punch's parameters.
+    fn matched(&mut self, c: &Challenge, m: &Match) -> RegisterEvent {
+        let info = PunchInfo {
+            role: m.role,
+            matched_at: self.now,
+            start_at: self.now + Duration::from_millis(m.start_delay_ms.into()),
+            own_observed: c.observed,
+            own_nonce: self.hello.nonce,
+            peer_observed: m.peer_observed,
+            peer_local: m.peer_local,
+            peer_nonce: m.peer_nonce,
+        };
+        self.enter(Phase::Matched, self.deadline);
+        self.outgoing = None;
+        reach("register: matched");
+        RegisterEvent::Matched(info)
     }
 
     fn enter(&mut self, phase: Phase, deadline: Instant) {
@@ -219,12 +264,17 @@ impl Peer {
         let Some((trigger, since)) = expected else {
             panic!("sent {message:?} unasked");
         };
-        let hold = elapsed(self.now, since).total_millis().min(u64::from(u16::MAX)) as u16;
+        let hold = elapsed(self.now, since)
+            .total_millis()
+            .min(u64::from(u16::MAX)) as u16;
         match (trigger, message) {
             (Message::Hello(hello), Message::Hello(sent)) => assert_eq!(sent, hello),
             (Message::Challenge(c), Message::Proof(proof)) => {
                 let t = transcript::registration(&self.hello, &c);
-                assert_eq!(FastVerifier.verify(&self.hello.key, t.as_bytes(), &proof.signature), Ok(()));
+                assert_eq!(
+                    FastVerifier.verify(&self.hello.key, t.as_bytes(), &proof.signature),
+                    Ok(())
+                );
                 assert_eq!(proof.hold_ms, hold);
                 reach("register: Proof sent");
             }

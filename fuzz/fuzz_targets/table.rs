@@ -51,7 +51,9 @@ fn template(key: usize, want: usize) -> (Session, Registrant) {
     static ALL: OnceLock<Vec<Option<(Session, Registrant)>>> = OnceLock::new();
     let all = ALL.get_or_init(|| {
         (0..IDENTITIES * IDENTITIES)
-            .map(|n| (n / IDENTITIES != n % IDENTITIES).then(|| verified(n / IDENTITIES, n % IDENTITIES)))
+            .map(|n| {
+                (n / IDENTITIES != n % IDENTITIES).then(|| verified(n / IDENTITIES, n % IDENTITIES))
+            })
             .collect()
     });
     all[key * IDENTITIES + want].clone().expect("key != want")
@@ -62,18 +64,29 @@ fn verified(key: usize, want: usize) -> (Session, Registrant) {
     let (now, log) = (Instant::ZERO, SignLog::default());
     let signer = FastSigner::new(ident::identity(key), &log);
     let config = RegisterConfig::default();
-    let mut client = Registration::new(config, ident::public(key), ident::public(want), [key as u8; 32], None, now);
+    let mut client = Registration::new(
+        config,
+        ident::public(key),
+        ident::public(want),
+        [key as u8; 32],
+        None,
+        now,
+    );
     let observed = "203.0.113.9:4000".parse().unwrap();
     let mut session = Session::new(MediatorConfig::default(), observed, [0xA0; 32], now);
     let mut buf = [0u8; MAX_FRAME_LEN];
     loop {
         while let Some(n) = client.transmit(now, &mut buf) {
-            if let (_, Some(SessionEvent::Verified(reg))) = session.receive(now, &FastVerifier, &buf[..n]) {
+            if let (_, Some(SessionEvent::Verified(reg))) =
+                session.receive(now, &FastVerifier, &buf[..n])
+            {
                 return (session, reg);
             }
         }
         while let Some(n) = session.transmit(now, &mut buf) {
-            client.receive(now, &signer, &buf[..n]).expect("an honest exchange");
+            client
+                .receive(now, &signer, &buf[..n])
+                .expect("an honest exchange");
         }
     }
 }
@@ -95,7 +108,16 @@ struct World<S: Storage> {
 
 impl<S: Storage> World<S> {
     fn new(table: Table<S>, room: usize, wait: Duration) -> Self {
-        World { table, room, wait, now: Instant::ZERO, next_conn: 1, sessions: Vec::new(), model: Vec::new(), counts: [0; 5] }
+        World {
+            table,
+            room,
+            wait,
+            now: Instant::ZERO,
+            next_conn: 1,
+            sessions: Vec::new(),
+            model: Vec::new(),
+            counts: [0; 5],
+        }
     }
 
     fn run(mut self, u: &mut Unstructured) {
@@ -113,7 +135,9 @@ impl<S: Storage> World<S> {
                     0 => self.expire(u),
                     n => {
                         let key = self.model[below(u, n)].registrant.key;
-                        let i = (0..IDENTITIES).position(|i| ident::public(i) == key).unwrap();
+                        let i = (0..IDENTITIES)
+                            .position(|i| ident::public(i) == key)
+                            .unwrap();
                         self.register(u, i);
                     }
                 },
@@ -136,7 +160,9 @@ impl<S: Storage> World<S> {
         let conn = self.next_conn;
         self.next_conn += 1;
         let expected = self.predict(conn, &reg);
-        let others = self.table.settle(self.now, conn, &mut session, SessionEvent::Verified(reg));
+        let others = self
+            .table
+            .settle(self.now, conn, &mut session, SessionEvent::Verified(reg));
         let own = sent(&mut session, self.now);
         self.check_outcome(&reg, &expected, &own, &others);
         self.sessions.push((conn, session));
@@ -147,7 +173,9 @@ impl<S: Storage> World<S> {
     /// What registering `reg` from `conn` must do, applied to the model.
     fn predict(&mut self, conn: ConnId, reg: &Registrant) -> Prediction {
         self.counts[0] += 1;
-        let replaced = self.take(|e| e.registrant.key == reg.key).map(|old| old.conn);
+        let replaced = self
+            .take(|e| e.registrant.key == reg.key)
+            .map(|old| old.conn);
         self.counts[2] += u64::from(replaced.is_some());
         let matched = self.take(|e| e.registrant.key == reg.want && e.registrant.want == reg.key);
         self.counts[1] += u64::from(matched.is_some());
@@ -161,11 +189,19 @@ impl<S: Storage> World<S> {
         });
         if waits {
             let expires = self.now + self.wait;
-            self.model.push(Entry { conn, registrant: *reg, expires });
+            self.model.push(Entry {
+                conn,
+                registrant: *reg,
+                expires,
+            });
         } else if matched.is_none() {
             self.counts[4] += 1;
         }
-        Prediction { replaced, matched, waits }
+        Prediction {
+            replaced,
+            matched,
+            waits,
+        }
     }
 
     fn take(&mut self, f: impl Fn(&Entry) -> bool) -> Option<Entry> {
@@ -174,10 +210,19 @@ impl<S: Storage> World<S> {
     }
 
     /// The table's notices for others and the session's own message are the model's.
-    fn check_outcome(&self, reg: &Registrant, p: &Prediction, own: &[Message], got: &[(ConnId, Notice)]) {
+    fn check_outcome(
+        &self,
+        reg: &Registrant,
+        p: &Prediction,
+        own: &[Message],
+        got: &[(ConnId, Notice)],
+    ) {
         let mut got = got.iter();
         if let Some(old) = p.replaced {
-            assert_eq!(got.next(), Some(&(old, Notice::Abort(AbortReason::Replaced))));
+            assert_eq!(
+                got.next(),
+                Some(&(old, Notice::Abort(AbortReason::Replaced)))
+            );
         }
         match (&p.matched, got.next()) {
             (Some(waiting), Some((conn, Notice::Match(m)))) if *conn == waiting.conn => {
@@ -232,7 +277,12 @@ impl<S: Storage> World<S> {
             assert_eq!(notice, Notice::Abort(AbortReason::PeerTimeout));
             expired.push(conn);
         });
-        let mut due: Vec<ConnId> = self.model.iter().filter(|e| e.expires <= now).map(|e| e.conn).collect();
+        let mut due: Vec<ConnId> = self
+            .model
+            .iter()
+            .filter(|e| e.expires <= now)
+            .map(|e| e.conn)
+            .collect();
         self.model.retain(|e| e.expires > now);
         self.counts[3] += due.len() as u64;
         if due.len() > 1 {
@@ -244,7 +294,11 @@ impl<S: Storage> World<S> {
         if let Some(at) = self.table.poll_at() {
             assert!(at > now, "poll_at {at} not after poll at {now}");
         }
-        self.deliver(expired.into_iter().map(|c| (c, Notice::Abort(AbortReason::PeerTimeout))));
+        self.deliver(
+            expired
+                .into_iter()
+                .map(|c| (c, Notice::Abort(AbortReason::PeerTimeout))),
+        );
         self.drop_closed();
     }
 
@@ -254,14 +308,19 @@ impl<S: Storage> World<S> {
             return;
         }
         let (conn, mut session) = self.sessions.remove(below(u, self.sessions.len()));
-        let holds = session.waiting_key().and_then(|key| self.take(|e| e.registrant.key == key && e.conn == conn));
+        let holds = session
+            .waiting_key()
+            .and_then(|key| self.take(|e| e.registrant.key == key && e.conn == conn));
         if holds.is_some() {
             reach("table: a waiting connection ends");
         }
         if flag(u) {
             assert_eq!(self.table.connection_ended(conn, &session), holds.is_some());
         } else if let Some(event) = session.abort(AbortReason::ShuttingDown) {
-            assert!(self.table.settle(self.now, conn, &mut session, event).is_empty());
+            assert!(self
+                .table
+                .settle(self.now, conn, &mut session, event)
+                .is_empty());
         }
     }
 
@@ -274,23 +333,45 @@ impl<S: Storage> World<S> {
         let (conn, session) = &mut self.sessions[at];
         let Some(key) = session.key() else { return };
         let rtt = Duration::from_millis(u64::from(word(u) % 2000));
-        if let Some(e) = self.model.iter_mut().find(|e| e.registrant.key == key && e.conn == *conn) {
+        if let Some(e) = self
+            .model
+            .iter_mut()
+            .find(|e| e.registrant.key == key && e.conn == *conn)
+        {
             e.registrant.rtt = e.registrant.rtt.min(rtt);
         }
-        assert!(self.table.settle(self.now, *conn, session, SessionEvent::Rtt(key, rtt)).is_empty());
+        assert!(self
+            .table
+            .settle(self.now, *conn, session, SessionEvent::Rtt(key, rtt))
+            .is_empty());
     }
 
     /// The table holds exactly the model's entries.
     fn check(&self) {
-        assert_eq!(self.table.len(), self.model.len(), "table {:?} vs model {:?}", self.table.len(), self.model);
+        assert_eq!(
+            self.table.len(),
+            self.model.len(),
+            "table {:?} vs model {:?}",
+            self.table.len(),
+            self.model
+        );
         assert!(self.table.len() <= self.room);
         for i in 0..IDENTITIES {
             let key = ident::public(i);
-            assert_eq!(self.table.get(&key), self.model.iter().find(|e| e.registrant.key == key));
+            assert_eq!(
+                self.table.get(&key),
+                self.model.iter().find(|e| e.registrant.key == key)
+            );
         }
-        assert_eq!(self.table.poll_at(), self.model.iter().map(|e| e.expires).min());
+        assert_eq!(
+            self.table.poll_at(),
+            self.model.iter().map(|e| e.expires).min()
+        );
         let s = self.table.stats();
-        assert_eq!([s.registrations, s.matches, s.replaced, s.expired, s.full], self.counts);
+        assert_eq!(
+            [s.registrations, s.matches, s.replaced, s.expired, s.full],
+            self.counts
+        );
     }
 }
 
@@ -310,9 +391,17 @@ fn check_pair(waiting: &Registrant, for_waiting: &Match, new: &Registrant, own: 
     let [Message::Match(for_new)] = own else {
         panic!("a matched session sent {own:?}");
     };
-    assert_eq!((for_waiting.role, for_new.role), (Role::Leader, Role::Follower));
-    let told = |m: &Match, r: &Registrant| (m.peer_nonce, m.peer_observed, m.peer_local) == (r.nonce, r.observed, r.local);
-    assert!(told(for_waiting, new) && told(for_new, waiting), "{for_waiting:?} / {for_new:?}");
+    assert_eq!(
+        (for_waiting.role, for_new.role),
+        (Role::Leader, Role::Follower)
+    );
+    let told = |m: &Match, r: &Registrant| {
+        (m.peer_nonce, m.peer_observed, m.peer_local) == (r.nonce, r.observed, r.local)
+    };
+    assert!(
+        told(for_waiting, new) && told(for_new, waiting),
+        "{for_waiting:?} / {for_new:?}"
+    );
     let owd = |r: &Registrant| r.rtt.total_millis() / 2;
     let leave = |m: &Match, r: &Registrant| u64::from(m.start_delay_ms) + owd(r);
     assert_eq!(leave(for_waiting, waiting), leave(for_new, new));

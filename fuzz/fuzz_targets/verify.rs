@@ -70,12 +70,20 @@ fuzz_target!(|data: &[u8]| {
     let (key, sig) = (PublicKey::from_bytes(key), Signature::from_bytes(sig));
     let device = SaltyVerifier.verify(&key, &msg, &sig);
     let host = DalekVerifier.verify(&key, &msg, &sig);
-    reach(if device.is_ok() { "verify: both accept" } else { "verify: both refuse" });
-    assert_eq!(device.is_ok(), host.is_ok(), "salty says {device:?}, dalek {host:?}");
+    reach(if device.is_ok() {
+        "verify: both accept"
+    } else {
+        "verify: both refuse"
+    });
+    assert_eq!(
+        device.is_ok(),
+        host.is_ok(),
+        "salty says {device:?}, dalek {host:?}"
+    );
 });
 
 /// One of the changes that separate strict verifiers from lax ones.
-fn mutate(u: &mut Unstructured, key: &mut [u8; 32], sig: &mut [u8; 64], msg: &mut Vec<u8>) {
+fn mutate(u: &mut Unstructured, key: &mut [u8; 32], sig: &mut [u8; 64], msg: &mut [u8]) {
     let sign = byte(u) & 0x80;
     match byte(u) % 9 {
         0 => sig[below(u, 64)] ^= 1 << (byte(u) % 8),

@@ -16,10 +16,13 @@ use crate::ident::Identity;
 /// Cache entries kept before a cache starts over (bounds memory on long runs).
 const CACHE_LIMIT: usize = 1 << 16;
 
+/// A signature by key: its bytes, the key and the message.
+type SignKey = ([u8; 32], Vec<u8>);
+/// A verification: the key, the signature and the message.
 type VerifyKey = ([u8; 32], [u8; 64], Vec<u8>);
 
 thread_local! {
-    static SIGNATURES: RefCell<HashMap<([u8; 32], Vec<u8>), Signature>> = RefCell::default();
+    static SIGNATURES: RefCell<HashMap<SignKey, Signature>> = RefCell::default();
     static VERDICTS: RefCell<HashMap<VerifyKey, Result<(), SignatureError>>> = RefCell::default();
 }
 

@@ -31,7 +31,7 @@ pub fn flag(u: &mut Unstructured) -> bool {
 
 /// True about once in `n` times.
 pub fn one_in(u: &mut Unstructured, n: u8) -> bool {
-    byte(u) % n == 0
+    byte(u).is_multiple_of(n)
 }
 
 /// A 16-bit number.
@@ -83,7 +83,10 @@ pub fn endpoint(u: &mut Unstructured) -> SocketAddr {
         2 => v4(198, 51, 100, 7, 5000),
         3 => v4(192, 168, 1, 10, 40000),
         4 => v4(192, 168, 1, 11, 40000),
-        5 => SocketAddr::new(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)), 4000),
+        5 => SocketAddr::new(
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+            4000,
+        ),
         _ => SocketAddr::new(IpAddr::V4(Ipv4Addr::from(long(u).max(1))), word(u).max(1)),
     }
 }
@@ -174,7 +177,9 @@ pub fn a_match(u: &mut Unstructured) -> Match {
 /// The frame of `message`.
 pub fn frame(message: &Message) -> Vec<u8> {
     let mut buf = [0u8; MAX_FRAME_LEN];
-    let len = message.emit_bytes(&mut buf).expect("a frame fits MAX_FRAME_LEN");
+    let len = message
+        .emit_bytes(&mut buf)
+        .expect("a frame fits MAX_FRAME_LEN");
     buf[..len].to_vec()
 }
 

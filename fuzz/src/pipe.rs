@@ -76,16 +76,15 @@ impl Pipe {
             }
             1 => {
                 let cut = input::below(u, self.bytes.len() + 1);
-                self.bytes.truncate(self.bytes.len() - cut.min(self.bytes.len()));
+                self.bytes
+                    .truncate(self.bytes.len() - cut.min(self.bytes.len()));
             }
             2 if !self.history.is_empty() => {
                 let replay = self.history[input::below(u, self.history.len())].clone();
                 self.bytes.extend_from_slice(&replay);
             }
             3 => self.bytes.extend(input::garbage(u)),
-            4 => self
-                .bytes
-                .extend(input::frame(&input::message(u))),
+            4 => self.bytes.extend(input::frame(&input::message(u))),
             _ => self.bytes.clear(),
         }
     }

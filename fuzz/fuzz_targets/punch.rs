@@ -194,6 +194,8 @@ struct Side {
     role: Role,
     punch: Punch,
     socks: Vec<Sock>,
+    /// What the shell last reported of each socket (the network may have changed it since).
+    reported: Vec<Sock>,
     public: SocketAddr,
     lan: SocketAddr,
     /// What each candidate may dial (its plan's dialling turns).
@@ -207,23 +209,28 @@ impl Side {
         let sockets = case.sockets[usize::from(role.to_u8())];
         let punch = fresh(role, case, sockets);
         let (public, lan) = endpoints(role, case.racing);
-        let targets = plan(&info(role, case.racing), Some(lan), sockets)
+        let plan = plan(&info(role, case.racing), Some(lan), sockets);
+        let targets = plan
+            .turns
             .iter()
             .map(|turns| {
                 turns
                     .iter()
                     .filter_map(|t| match t {
-                        Turn::Public(t) | Turn::Lan(t) => Some(*t),
+                        Turn::Public => plan.public,
+                        Turn::Lan => plan.lan,
                         Turn::Listen { .. } => None,
                     })
                     .collect()
             })
             .collect();
         let socks = vec![Sock::Closed; punch.candidates()];
+        let reported = socks.clone();
         Side {
             role,
             punch,
             socks,
+            reported,
             public,
             lan,
             targets,
@@ -239,6 +246,7 @@ impl Side {
         self.now = now;
         let mut actions = Vec::new();
         for round in 0..4 {
+            self.reported.clone_from(&self.socks);
             for k in 0..self.socks.len() {
                 self.punch.observe(k, self.socks[k].link(self.lan));
             }
@@ -304,11 +312,13 @@ impl Side {
             Role::Follower => "punch: the follower won",
         });
         assert_eq!(w.role, self.role);
-        let link = self.socks.get(w.candidate).copied();
+        // A winner was established when the shell last looked (it may have been reset since, which
+        // the shell finds out when it takes the socket).
+        let link = self.reported.get(w.candidate).copied();
         finding(
             "punch-closed-winner",
             matches!(link, Some(Sock::Established { .. })),
-            || format!("{w:?} won on a socket that is {link:?}"),
+            || format!("{w:?} won on a socket last reported {link:?}"),
         );
         if let Some(g) = GOLDEN.get() {
             assert_eq!(w.session_key, g.key, "not the key both honest sides derive");

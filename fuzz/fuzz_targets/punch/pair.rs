@@ -278,6 +278,8 @@ impl Pair {
                 self.conns[c].pipes[1 - s].send(&buf[..n]);
             }
         }
+        // A transmit can decide the result (the winner's last frame went out).
+        self.sides[s].check_result();
         self.check();
     }
 

@@ -312,12 +312,13 @@ impl Side {
             Role::Follower => "punch: the follower won",
         });
         assert_eq!(w.role, self.role);
-        // A winner was established when the shell last looked (it may have been reset since, which
-        // the shell finds out when it takes the socket).
+        // A winner was not reset when the shell last looked (it may have been since, which the shell
+        // finds out when it takes the socket). One the peer closed after its last frame may win: what
+        // it sent before its FIN is there to read.
         let link = self.reported.get(w.candidate).copied();
         finding(
             "punch-closed-winner",
-            matches!(link, Some(Sock::Established { .. })),
+            matches!(link, Some(Sock::Established { .. } | Sock::Closing)),
             || format!("{w:?} won on a socket last reported {link:?}"),
         );
         if let Some(g) = GOLDEN.get() {

@@ -26,7 +26,7 @@ use p2psc_fuzz::crypto::FastVerifier;
 use p2psc_fuzz::ident::identity;
 use p2psc_fuzz::input::{self, below, byte, chunk, flag, word};
 use p2psc_fuzz::pipe::Pipe;
-use p2psc_fuzz::{reach, trace, Unstructured};
+use p2psc_fuzz::{finding, reach, trace, Unstructured};
 
 /// Our nonce, the peer's, and another session's.
 const OURS: Nonce = [0x0A; 32];
@@ -358,10 +358,12 @@ impl Run {
                 "the real peer failed: {e:?}"
             );
         }
-        assert!(self
-            .theirs
-            .session_key()
-            .is_none_or(|k| k == self.fixture.key));
+        let key = self.theirs.session_key();
+        finding(
+            "handshake-restart-key",
+            key.is_none_or(|k| k == self.fixture.key),
+            || "the real peer derived another session key".into(),
+        );
     }
 
     /// A frame the real peer did not send: forged, weak, a Confirm, any message, garbage, a replay.
@@ -423,7 +425,13 @@ impl Run {
 
     fn check(&self) {
         let done = self.phase == Phase::Done;
-        assert_eq!(self.ours.session_key(), done.then_some(self.fixture.key));
+        let key = self.ours.session_key();
+        assert_eq!(key.is_some(), done);
+        finding(
+            "handshake-restart-key",
+            key.is_none_or(|k| k == self.fixture.key),
+            || "not the session key both honest sides derive".into(),
+        );
         assert_eq!(self.ours.is_done(), done && self.auth_sent);
         let failed = match self.phase {
             Phase::Failed(e) => Some(e),

@@ -287,6 +287,7 @@ impl Run {
             trace!("{}: {frame:?} → {result:?} (model {expected:?})", self.now);
             match result {
                 Ok((n, event)) => {
+                    let event = event.map(|e| self.honest_key(e));
                     assert_eq!((n, Ok(event)), (used, expected.unwrap_or(Ok(None))));
                     used
                 }
@@ -297,6 +298,18 @@ impl Run {
             }
         });
         self.to_us.consume(used);
+    }
+
+    /// The event, once its session key is checked to be the one both honest sides derive.
+    fn honest_key(&self, event: AuthEvent) -> AuthEvent {
+        if let AuthEvent::Authenticated(key) = event {
+            let honest = key == self.fixture.key;
+            finding("handshake-restart-key", honest, || {
+                "authenticated with another session key than both honest sides derive".into()
+            });
+            return AuthEvent::Authenticated(self.fixture.key);
+        }
+        event
     }
 
     /// What our handshake must make of `frame`, applied to the model.

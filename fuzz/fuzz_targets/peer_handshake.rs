@@ -202,6 +202,8 @@ struct Run {
     /// Leader: it chose this connection; and said so.
     confirmed: bool,
     confirm_sent: bool,
+    /// The peer's honest PeerAuth verified once (on any connection): its ephemeral key is the agreed one.
+    agreed: bool,
     now: Instant,
     deadline: Instant,
 }
@@ -223,6 +225,7 @@ impl Run {
             auth_sent: false,
             confirmed: false,
             confirm_sent: false,
+            agreed: false,
             now: Instant::ZERO,
             deadline,
         }
@@ -324,6 +327,7 @@ impl Run {
                 false => Err(AuthError::WrongKey),
                 true if Ok(Message::PeerAuth(theirs)) == Message::parse_bytes(&f.their_auth) => {
                     reach("handshake: the peer's PeerAuth verified");
+                    self.agreed = true;
                     if f.role == Role::Leader && self.confirm_sent {
                         reach("handshake: the leader done on the PeerAuth after its eager Confirm");
                         self.phase = Phase::Done;
@@ -338,8 +342,13 @@ impl Run {
                     .iter()
                     .any(|w| Ok(Message::PeerAuth(theirs)) == Message::parse_bytes(w)) =>
                 {
-                    reach("handshake: a weak ephemeral key");
-                    Err(AuthError::WeakEphemeral)
+                    match self.agreed {
+                        true => Err(AuthError::EphemeralChanged),
+                        false => {
+                            reach("handshake: a weak ephemeral key");
+                            Err(AuthError::WeakEphemeral)
+                        }
+                    }
                 }
                 true => Err(AuthError::BadSignature),
             },

@@ -1,5 +1,7 @@
 //! The secure channel (protocol §12) over a tokio TCP stream: p2psc's sans-IO record layer
-//! ([`Sealer`], [`Opener`]) behind [`AsyncRead`] + [`AsyncWrite`].
+//! ([`Sealer`], [`Opener`]) behind [`AsyncRead`] + [`AsyncWrite`], computing ChaCha20-Poly1305 with
+//! AWS-LC ([`AwsLcCipher`]) rather than the record layer's portable default: the same bytes on the
+//! wire, and the cipher no longer dominates a fast loopback or LAN stream.
 
 use std::io;
 use std::pin::Pin;
@@ -10,6 +12,10 @@ use p2psc::proto::SessionKey;
 use p2psc::wire::Role;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+mod cipher;
+
+pub use cipher::AwsLcCipher;
 
 /// A TCP stream whose bytes are the secure channel's records. Reads return authenticated plaintext
 /// and end (`Ok(0)`) only at the peer's authenticated end-of-stream record; `shutdown` sends ours. Any
@@ -23,8 +29,8 @@ pub struct SecureStream {
     inbox: Box<[u8]>,
     taken: usize,
     received: usize,
-    sealer: Sealer,
-    opener: Opener<Box<[u8]>>,
+    sealer: Sealer<AwsLcCipher>,
+    opener: Opener<Box<[u8]>, AwsLcCipher>,
     /// Sealed records not yet written: `tx[unsent..sealed]`; one write carries many records.
     tx: Box<[u8]>,
     unsent: usize,
@@ -57,8 +63,8 @@ impl SecureStream {
             inbox: inbox.into_boxed_slice(),
             taken: 0,
             received,
-            sealer: Sealer::new(keys.send),
-            opener: Opener::new(keys.receive, vec![0; MAX_RECORD_LEN].into_boxed_slice()),
+            sealer: Sealer::with_cipher(keys.send),
+            opener: Opener::with_cipher(keys.receive, vec![0; MAX_RECORD_LEN].into_boxed_slice()),
             tx: vec![0; CHUNK].into_boxed_slice(),
             unsent: 0,
             sealed: 0,

@@ -23,7 +23,7 @@ mod secure;
 mod shell;
 mod socket;
 
-pub use secure::SecureStream;
+pub use secure::{AwsLcCipher, SecureStream};
 
 use std::fmt;
 use std::io;

@@ -7,7 +7,9 @@ use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use p2psc::proto::channel::{ChannelError, ChannelKeys, Opener, Sealer, MAX_RECORD_LEN, OVERHEAD};
+use p2psc::proto::channel::{
+    ChannelError, ChannelKeys, Opener, Sealer, MAX_PLAINTEXT_LEN, MAX_RECORD_LEN, OVERHEAD,
+};
 use p2psc::proto::SessionKey;
 use p2psc::wire::Role;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -37,9 +39,13 @@ pub struct SecureStream {
     sealed: usize,
 }
 
-/// How many stream bytes one read or write of the socket moves at most (the records in it are at most
-/// [`MAX_RECORD_LEN`] each).
+/// How many stream bytes one read of the socket takes at most, and how much plaintext one write
+/// seals at most (the records in it are at most [`MAX_RECORD_LEN`] each).
 const CHUNK: usize = 64 * 1024;
+
+/// Room for a whole [`CHUNK`] of plaintext in records (32 full ones and a short one): a writer's
+/// 64 KiB goes out in one system call, not a full buffer and then a lone short record.
+const TX_LEN: usize = CHUNK + CHUNK.div_ceil(MAX_PLAINTEXT_LEN) * OVERHEAD;
 
 impl std::fmt::Debug for SecureStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -65,7 +71,7 @@ impl SecureStream {
             received,
             sealer: Sealer::with_cipher(keys.send),
             opener: Opener::with_cipher(keys.receive, vec![0; MAX_RECORD_LEN].into_boxed_slice()),
-            tx: vec![0; CHUNK].into_boxed_slice(),
+            tx: vec![0; TX_LEN].into_boxed_slice(),
             unsent: 0,
             sealed: 0,
         }

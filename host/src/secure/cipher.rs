@@ -214,7 +214,7 @@ mod tests {
     #[test]
     fn flipped_bit_fails_and_leaves_no_plaintext() {
         let secret = plaintext(40);
-        let record = seal_stream::<AwsLcCipher>(Role::Leader, &[secret.clone()]);
+        let record = seal_stream::<AwsLcCipher>(Role::Leader, std::slice::from_ref(&secret));
         let len = secret.len() + OVERHEAD;
         for bit in 0..len * 8 {
             let mut forged = record[..len].to_vec();

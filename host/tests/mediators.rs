@@ -37,15 +37,19 @@ fn when_the_pairs_first_mediator_dies_both_peers_meet_on_the_second() {
     let list: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
     let (to_b, to_a) = (pattern(256 << 10, 3), pattern(128 << 10, 4));
     let a = feed(
-        p2psc()
-            .arg("pipe")
-            .arg("--key")
-            .arg(&key_a)
-            .args(["--peer", &hex_b, "--mediator", &list.join(",")]),
+        p2psc().arg("pipe").arg("--key").arg(&key_a).args([
+            "--peer",
+            &hex_b,
+            "--mediator",
+            &list.join(","),
+        ]),
         to_b.clone(),
     );
     assert!(
-        mediators[first].running.stderr.saw(&verified(&hex_a), LIMIT),
+        mediators[first]
+            .running
+            .stderr
+            .saw(&verified(&hex_a), LIMIT),
         "A registers with the first mediator of the ranking"
     );
     // The first mediator dies (SIGKILL): A's connection closes before any Match.
@@ -54,12 +58,18 @@ fn when_the_pairs_first_mediator_dies_both_peers_meet_on_the_second() {
     let second = if second > first { second - 1 } else { second };
     let third = if third > first { third - 1 } else { third };
     assert!(
-        mediators[second].running.stderr.saw(&verified(&hex_a), LIMIT),
+        mediators[second]
+            .running
+            .stderr
+            .saw(&verified(&hex_a), LIMIT),
         "A moves on to the second and registers again"
     );
 
     let mut b = p2psc();
-    b.arg("pipe").arg("--key").arg(&key_b).args(["--peer", &hex_a]);
+    b.arg("pipe")
+        .arg("--key")
+        .arg(&key_b)
+        .args(["--peer", &hex_a]);
     for addr in list.iter().rev() {
         b.args(["--mediator", addr]);
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 use p2psc::proto::MediatorConfig;
 
-use crate::ServerConfig;
+use crate::{PrefixLimit, ServerConfig};
 
 /// The p2psc mediator: the public rendezvous server that lets two peers behind NATs punch a direct,
 /// mutually authenticated TCP connection.
@@ -26,32 +26,37 @@ pub struct Args {
     )]
     pub listen: Vec<SocketAddr>,
 
-    /// Most peers waiting in the table; registrations beyond get RetryAfter.
-    #[arg(
-        long,
-        value_name = "N",
-        env = "P2PSC_MEDIATOR_MAX_WAITING",
-        default_value_t = 8_000
-    )]
+    /// Most peers waiting in the table. When it is full, a registration from a network holding fewer
+    /// takes the place of the oldest peer of the network holding the most, else gets RetryAfter.
+    #[arg(long, value_name = "N", env = "P2PSC_MEDIATOR_MAX_WAITING", default_value_t = crate::DEFAULT_MAX_WAITING)]
     pub max_waiting: usize,
 
+    /// Most peers waiting from one network (an IPv4 /24, an IPv6 /48); beyond, RetryAfter.
+    #[arg(long, value_name = "N", env = "P2PSC_MEDIATOR_MAX_WAITING_PER_NET", default_value_t = crate::DEFAULT_MAX_WAITING_PER_NET)]
+    pub max_waiting_per_net: usize,
+
     /// Most connections open at once; beyond, a new one gets Abort(TooManyConnections) and is closed.
-    #[arg(
-        long,
-        value_name = "N",
-        env = "P2PSC_MEDIATOR_MAX_CONNECTIONS",
-        default_value_t = 10_000
-    )]
+    /// Lowered to fit the descriptor limit, with a warning.
+    #[arg(long, value_name = "N", env = "P2PSC_MEDIATOR_MAX_CONNECTIONS", default_value_t = crate::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
 
     /// Most connections open at once from one IPv4 address or IPv6 /64; beyond, Abort(TooManyConnections).
-    #[arg(
-        long,
-        value_name = "N",
-        env = "P2PSC_MEDIATOR_MAX_PER_IP",
-        default_value_t = 64
-    )]
+    #[arg(long, value_name = "N", env = "P2PSC_MEDIATOR_MAX_PER_IP", default_value_t = crate::DEFAULT_PER_IP.concurrent)]
     pub max_per_ip: u32,
+
+    /// New connections per second from one IPv4 address or IPv6 /64, after a burst of --max-per-ip;
+    /// beyond, Abort(TooManyConnections). 0: no rate limit.
+    #[arg(long, value_name = "N", env = "P2PSC_MEDIATOR_RATE_PER_IP", default_value_t = crate::DEFAULT_PER_IP.rate)]
+    pub rate_per_ip: u32,
+
+    /// Most connections open at once from one IPv4 /24 or IPv6 /48.
+    #[arg(long, value_name = "N", env = "P2PSC_MEDIATOR_MAX_PER_NET", default_value_t = crate::DEFAULT_PER_NET.concurrent)]
+    pub max_per_net: u32,
+
+    /// New connections per second from one IPv4 /24 or IPv6 /48, after a burst of --max-per-net. 0: no
+    /// rate limit.
+    #[arg(long, value_name = "N", env = "P2PSC_MEDIATOR_RATE_PER_NET", default_value_t = crate::DEFAULT_PER_NET.rate)]
+    pub rate_per_net: u32,
 
     /// Deadline for each registration message (Hello after connecting, Proof after the Challenge), and
     /// for writing a frame.
@@ -109,9 +114,17 @@ impl Args {
                 linger: self.linger.into(),
                 retry_after: self.retry_after.into(),
                 capacity: self.max_waiting,
+                prefix_share: self.max_waiting_per_net,
             },
             max_connections: self.max_connections,
-            max_per_ip: self.max_per_ip,
+            per_ip: PrefixLimit {
+                concurrent: self.max_per_ip,
+                rate: self.rate_per_ip,
+            },
+            per_net: PrefixLimit {
+                concurrent: self.max_per_net,
+                rate: self.rate_per_net,
+            },
             shutdown_grace: self.shutdown_grace,
             stats_interval: (!self.stats_interval.is_zero()).then_some(self.stats_interval),
             metrics: self.metrics,
@@ -168,7 +181,8 @@ mod tests {
                 "[::]:7777".parse().unwrap()
             ]
         );
-        assert_eq!(config.mediator.capacity, 8_000);
+        assert_eq!(config.mediator.capacity, crate::DEFAULT_MAX_WAITING);
+        assert_eq!(config, ServerConfig::default());
         assert_eq!(config.metrics, None);
     }
 
@@ -202,7 +216,7 @@ mod tests {
             config.mediator.step_timeout,
             p2psc::time::Duration::from_millis(800)
         );
-        assert_eq!(config.max_per_ip, 3);
+        assert_eq!(config.per_ip.concurrent, 3);
         assert_eq!(config.stats_interval, None);
         assert_eq!(config.metrics, Some("127.0.0.1:9100".parse().unwrap()));
         assert!(Args::try_parse_from(["p2psc-mediator", "--ping-interval", "soon"]).is_err());

@@ -15,10 +15,10 @@
 //!   salty verifier accepts, about 50 times faster on a host (~42 µs against 2–3 ms);
 //! - challenge nonces come from the OS random number generator, time from one monotonic clock.
 //!
-//! Everything is bounded: connections in total and per source address (beyond: `Abort(TooManyConnections)`
-//! and close), frame size (the session's `FrameReader`), each registration step (`step_timeout`: a silent
-//! or slowly dribbling client is aborted with `Timeout`), waiting peers (`RetryAfter` when the table is
-//! full), writes (a peer that does not read is dropped after `step_timeout`), and shutdown (every live
+//! Everything is bounded: connections in total, and open at once and opened per second per source host
+//! and network (beyond: `Abort(TooManyConnections)` and close), frame size (the session's `FrameReader`), each registration step (`step_timeout`: a silent
+//! or slowly dribbling client is aborted with `Timeout`), waiting peers (shared fairly among source
+//! networks when the table is full, `RetryAfter` beyond), writes (a peer that does not read is dropped after `step_timeout`), and shutdown (every live
 //! session is sent `Abort(ShuttingDown)` within `shutdown_grace`).
 //!
 //! [`client`] is the other side for load tests and tests: a tokio client that registers over TCP with
@@ -44,6 +44,7 @@ pub mod client;
 mod clock;
 mod config;
 mod conn;
+mod limits;
 mod metrics;
 mod shared;
 
@@ -59,11 +60,35 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{parse_duration, Args};
+pub use limits::PrefixLimit;
 pub use metrics::render as render_metrics;
 pub use p2psc::identity::dalek::{DalekSigner, DalekVerifier};
 pub use shared::Snapshot;
 
-use shared::{Shared, ABORT_LABELS};
+use shared::{Shared, ABORT_LABELS, REFUSAL_LABELS};
+
+/// Default most waiting peers: a waiting peer costs about 2.8 KiB of the server's memory (README), so
+/// with the connections below this is sized for about 1 GiB.
+pub const DEFAULT_MAX_WAITING: usize = 250_000;
+/// Default most waiting peers from one network (an IPv4 /24, an IPv6 /48): 1/60 of the table.
+pub const DEFAULT_MAX_WAITING_PER_NET: usize = 4_096;
+/// Default most connections open at once (about 0.8 GiB of the server's memory at 2.8 KiB each).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 300_000;
+/// Default limits per host: 64 open at once (as many at once after a quiet spell), then 20 new per
+/// second — far above what one device needs, and room for a household or a small office behind one
+/// address.
+pub const DEFAULT_PER_IP: PrefixLimit = PrefixLimit {
+    concurrent: 64,
+    rate: 20,
+};
+/// Default limits per network: 1024 open at once, 200 new per second.
+pub const DEFAULT_PER_NET: PrefixLimit = PrefixLimit {
+    concurrent: 1_024,
+    rate: 200,
+};
+
+/// How often the rate limiters forget sources that have been quiet.
+const FORGET_QUIET_SOURCES: Duration = Duration::from_secs(10);
 
 /// Listen backlog (the kernel caps it at `net.core.somaxconn`).
 const BACKLOG: i32 = 4096;
@@ -78,8 +103,10 @@ pub struct ServerConfig {
     pub mediator: MediatorConfig,
     /// Most connections open at once.
     pub max_connections: usize,
-    /// Most connections open at once from one IPv4 address or one IPv6 /64.
-    pub max_per_ip: u32,
+    /// Connections from one host (an IPv4 address, an IPv6 /64): open at once, and new per second.
+    pub per_ip: PrefixLimit,
+    /// Connections from one network (an IPv4 /24, an IPv6 /48): open at once, and new per second.
+    pub per_net: PrefixLimit,
     /// On shutdown, how long live sessions get to receive `Abort(ShuttingDown)` and close.
     pub shutdown_grace: Duration,
     /// Period of the stats log line (`None`: never).
@@ -96,11 +123,13 @@ impl Default for ServerConfig {
                 SocketAddr::from(([0u16; 8], 7777)),
             ],
             mediator: MediatorConfig {
-                capacity: 8_000,
+                capacity: DEFAULT_MAX_WAITING,
+                prefix_share: DEFAULT_MAX_WAITING_PER_NET,
                 ..MediatorConfig::default()
             },
-            max_connections: 10_000,
-            max_per_ip: 64,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            per_ip: DEFAULT_PER_IP,
+            per_net: DEFAULT_PER_NET,
             shutdown_grace: Duration::from_secs(5),
             stats_interval: Some(Duration::from_secs(60)),
             metrics: None,
@@ -185,7 +214,10 @@ impl Server {
             .into_iter()
             .map(|l| tokio::spawn(accept_loop(l, shared.clone(), stop_rx.clone())))
             .collect();
-        let mut helpers = vec![tokio::spawn(ticker(shared.clone()))];
+        let mut helpers = vec![
+            tokio::spawn(ticker(shared.clone())),
+            tokio::spawn(forget_quiet_sources(shared.clone())),
+        ];
         if let Some(period) = shared.config.stats_interval {
             helpers.push(tokio::spawn(stats_log(shared.clone(), period)));
         }
@@ -327,6 +359,14 @@ async fn ticker(shared: Arc<Shared>) {
     }
 }
 
+async fn forget_quiet_sources(shared: Arc<Shared>) {
+    let mut interval = tokio::time::interval(FORGET_QUIET_SOURCES);
+    loop {
+        interval.tick().await;
+        shared.forget_quiet_sources();
+    }
+}
+
 async fn stats_log(shared: Arc<Shared>, period: Duration) {
     let mut interval = tokio::time::interval(period);
     interval.tick().await;
@@ -349,9 +389,14 @@ fn stats_line(s: &Snapshot) -> String {
     if aborts.is_empty() {
         aborts.push_str(" none");
     }
+    let refused: Vec<String> = REFUSAL_LABELS
+        .iter()
+        .map(|label| format!("{label}={}", s.refused_by(label)))
+        .collect();
+    let refused = refused.join(" ");
     format!(
         "stats: connections={} waiting={} accepted={} registrations={} matches={} replaced={} expired={} \
-         table_full={} refused(max_connections={} per_ip={}) disconnects={} (waiting {}) aborts:{}",
+         table_full={} evicted={} refused({}) disconnects={} (waiting {}) aborts:{}",
         s.connections,
         s.waiting,
         s.accepted,
@@ -360,8 +405,8 @@ fn stats_line(s: &Snapshot) -> String {
         t.replaced,
         t.expired,
         t.full,
-        s.refused_max_connections,
-        s.refused_per_ip,
+        t.evicted,
+        refused,
         s.disconnects,
         s.waiting_disconnects,
         aborts

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::shared::{Shared, Snapshot, ABORT_LABELS};
+use crate::shared::{Shared, Snapshot, ABORT_LABELS, REFUSAL_LABELS};
 
 const REQUEST_LIMIT: usize = 4096;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -88,14 +88,16 @@ pub fn render(s: &Snapshot) -> String {
         "Connections admitted.",
         &[("", s.accepted)],
     );
+    let refused: Vec<(String, u64)> = REFUSAL_LABELS
+        .iter()
+        .map(|label| (format!("{{limit=\"{label}\"}}"), s.refused_by(label)))
+        .collect();
+    let samples: Vec<(&str, u64)> = refused.iter().map(|(l, v)| (l.as_str(), *v)).collect();
     metric(
         "connections_refused_total",
         "counter",
         "Connections refused with Abort(TooManyConnections), by limit.",
-        &[
-            ("{limit=\"max_connections\"}", s.refused_max_connections),
-            ("{limit=\"per_ip\"}", s.refused_per_ip),
-        ],
+        &samples,
     );
     metric(
         "disconnects_total",
@@ -126,6 +128,12 @@ pub fn render(s: &Snapshot) -> String {
         "counter",
         "Registrations replaced by a newer one of the same key.",
         &[("", t.replaced)],
+    );
+    metric(
+        "evicted_total",
+        "counter",
+        "Waiting peers evicted (RetryAfter) to make room for a registration from a lighter network.",
+        &[("", t.evicted)],
     );
     metric(
         "expired_total",

@@ -309,7 +309,7 @@ async fn full_table_answers_retry_after() {
 #[tokio::test]
 async fn per_ip_limit() {
     let mut config = config();
-    config.max_per_ip = 2;
+    config.per_ip.concurrent = 2;
     let mediator = Mediator::start(config).await;
     let addr = mediator.addr();
     let mut a = connect(addr, signer(1), key(2)).await;
@@ -328,7 +328,7 @@ async fn per_ip_limit() {
         within(LONG, fourth.failure()).await,
         aborted(AbortReason::TooManyConnections)
     );
-    assert_eq!(mediator.stats().refused_per_ip, 2);
+    assert_eq!(mediator.stats().refused_by("per_ip"), 2);
 
     // Another source address has its own allowance.
     let source: SocketAddr = "127.0.0.2:0".parse().unwrap();
@@ -365,7 +365,9 @@ async fn max_connections_limit() {
         within(LONG, c.failure()).await,
         aborted(AbortReason::TooManyConnections)
     );
-    let stats = mediator.wait_for(|s| s.refused_max_connections == 1).await;
+    let stats = mediator
+        .wait_for(|s| s.refused_by("max_connections") == 1)
+        .await;
     assert_eq!(stats.connections, 2);
     assert_eq!(stats.accepted, 2);
 }

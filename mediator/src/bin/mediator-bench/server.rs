@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use crate::host;
 
 /// The mediator's arguments in every run: loopback, limits far above the load, quiet.
-const BASE_ARGS: [&str; 14] = [
+const BASE_ARGS: [&str; 20] = [
     "--listen",
     "127.0.0.1:0",
     "--metrics",
@@ -23,6 +23,12 @@ const BASE_ARGS: [&str; 14] = [
     "19000",
     "--max-per-ip",
     "19000",
+    "--max-per-net",
+    "19000",
+    "--rate-per-ip",
+    "0",
+    "--rate-per-net",
+    "0",
     "--max-waiting",
     "19000",
     "--stats-interval",

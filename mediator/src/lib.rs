@@ -59,7 +59,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{parse_duration, Args};
+pub use config::{parse_duration, parse_listen, Args, Listen, LogFormat};
 pub use limits::PrefixLimit;
 pub use metrics::render as render_metrics;
 pub use p2psc::identity::dalek::{DalekSigner, DalekVerifier};
@@ -144,6 +144,14 @@ pub struct Server {
     shared: Arc<Shared>,
 }
 
+/// Whether binding failed because the host has no IPv6 (not built in, or disabled).
+fn no_ipv6(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT | libc::EADDRNOTAVAIL)
+    )
+}
+
 fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -163,12 +171,33 @@ fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 
 impl Server {
     /// Bind every listen address (and the metrics address). Must be called inside a tokio runtime.
+    ///
+    /// An IPv6 address that cannot be bound because the host has no IPv6 (the default `[::]:7777` on
+    /// such a host, or the `::1` of `localhost`) is skipped with a warning as long as another address
+    /// binds; any other failure is an error.
     pub async fn bind(config: ServerConfig) -> io::Result<Server> {
         let mut listeners = Vec::with_capacity(config.listen.len());
+        let mut skipped = Vec::new();
         for &addr in &config.listen {
-            let listener = bind_listener(addr)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-            listeners.push(listener);
+            match bind_listener(addr) {
+                Ok(listener) => listeners.push(listener),
+                Err(e) if addr.is_ipv6() && no_ipv6(&e) => skipped.push((addr, e)),
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("cannot listen on {addr}: {e}"),
+                    ))
+                }
+            }
+        }
+        if let Some((addr, e)) = skipped.first().filter(|_| listeners.is_empty()) {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot listen on {addr}: {e}"),
+            ));
+        }
+        for (addr, e) in skipped {
+            tracing::warn!(%addr, error = %e, "no IPv6 here: going on without this address");
         }
         let metrics = match config.metrics {
             Some(addr) => Some(bind_listener(addr).map_err(|e| {
@@ -176,6 +205,12 @@ impl Server {
             })?),
             None => None,
         };
+        if let Some(addr) = config.metrics.filter(|a| !a.ip().is_loopback()) {
+            tracing::warn!(
+                %addr,
+                "metrics are served on a non-loopback address: keep it private (firewall)"
+            );
+        }
         Ok(Server {
             listeners,
             metrics,
@@ -223,12 +258,16 @@ impl Server {
         }
         if let Some(listener) = self.metrics {
             if let Ok(addr) = listener.local_addr() {
-                tracing::info!(%addr, "serving metrics at /metrics");
+                tracing::info!(%addr, "serving metrics at /metrics, /healthz, /readyz");
             }
             helpers.push(tokio::spawn(metrics::serve(listener, shared.clone())));
         }
 
         shutdown.await;
+        // Not ready any more: a load balancer stops sending peers while the sessions wind down.
+        shared
+            .shutting_down
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let open = shared.snapshot().connections;
         tracing::info!(
             connections = open,
@@ -428,5 +467,33 @@ mod tests {
             assert!(accepted.nodelay().unwrap(), "{addr}");
             drop(client);
         }
+    }
+
+    #[test]
+    fn missing_ipv6_is_recognised() {
+        for code in [libc::EAFNOSUPPORT, libc::EADDRNOTAVAIL] {
+            assert!(no_ipv6(&io::Error::from_raw_os_error(code)));
+        }
+        assert!(!no_ipv6(&io::Error::from_raw_os_error(libc::EADDRINUSE)));
+        assert!(!no_ipv6(&io::Error::from(io::ErrorKind::Other)));
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_address_that_cannot_be_bound_is_skipped_if_another_binds() {
+        // 2001:db8::/32 is for documentation: no host has it, so binding it fails like a host without
+        // IPv6 would (EADDRNOTAVAIL).
+        let unbindable: SocketAddr = "[2001:db8::1]:0".parse().unwrap();
+        let config = ServerConfig {
+            listen: vec![unbindable, "127.0.0.1:0".parse().unwrap()],
+            ..ServerConfig::default()
+        };
+        let server = Server::bind(config.clone()).await.unwrap();
+        assert_eq!(server.local_addrs().len(), 1);
+        assert!(server.local_addrs()[0].is_ipv4());
+        let alone = ServerConfig {
+            listen: vec![unbindable],
+            ..config
+        };
+        assert!(Server::bind(alone).await.is_err());
     }
 }

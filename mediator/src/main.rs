@@ -2,7 +2,7 @@
 //! SIGTERM or Ctrl-C.
 
 use clap::Parser;
-use p2psc_mediator::{Args, Server};
+use p2psc_mediator::{Args, LogFormat, Server};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
@@ -20,11 +20,13 @@ fn main() -> std::process::ExitCode {
     };
     // Logs go to stderr (journald keeps them); colour only on a terminal.
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let mut config = args.server_config();
     fit_fd_limit(&mut config);
 

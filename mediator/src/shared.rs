@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use p2psc::proto::mediator::{IndexedStorage, Stats};
@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     active: AtomicUsize,
     /// Connections being refused right now (each has a short-lived task).
     pub(crate) refusing: AtomicUsize,
+    /// Set once shutdown has begun (`/readyz` answers 503).
+    pub(crate) shutting_down: AtomicBool,
     next_conn: AtomicU64,
     counters: Counters,
     /// Notified (to all waiters) when the last connection closes.
@@ -84,6 +86,7 @@ impl Shared {
             clock: Clock::new(),
             active: AtomicUsize::new(0),
             refusing: AtomicUsize::new(0),
+            shutting_down: AtomicBool::new(false),
             next_conn: AtomicU64::new(1),
             counters: Counters::default(),
             all_closed: Notify::new(),

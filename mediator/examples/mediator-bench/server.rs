@@ -120,7 +120,7 @@ impl ServerProcess {
     async fn metric(&self, name: &str) -> u64 {
         let mut stream = TcpStream::connect(self.metrics).await.unwrap();
         stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
             .await
             .unwrap();
         let mut text = String::new();

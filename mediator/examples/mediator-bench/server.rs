@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use crate::host;
 
 /// The mediator's arguments in every run: loopback, limits far above the load, quiet.
-const BASE_ARGS: [&str; 20] = [
+const BASE_ARGS: [&str; 22] = [
     "--listen",
     "127.0.0.1:0",
     "--metrics",
@@ -30,6 +30,9 @@ const BASE_ARGS: [&str; 20] = [
     "--rate-per-net",
     "0",
     "--max-waiting",
+    "19000",
+    // The clients' sources are all in 127.0.0.0/24: one network.
+    "--max-waiting-per-net",
     "19000",
     "--stats-interval",
     "0",

@@ -46,7 +46,10 @@ pub struct ServerChild {
 impl ServerChild {
     /// Start the binary on loopback with its default limits and `extra` flags, pinned to `cpu` if given.
     pub fn start(extra: &[&str], cpu: Option<usize>) -> ServerChild {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_p2psc-mediator"));
+        // Another build of the server (an older one, for figures before a change) if named.
+        let binary = std::env::var_os("P2PSC_ATTACK_BINARY")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_p2psc-mediator").into());
+        let mut command = Command::new(binary);
         command
             .args(["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
             .args(["--stats-interval", "0", "--log-level", "info"])

@@ -67,12 +67,12 @@ pub use shared::Snapshot;
 
 use shared::{Shared, ABORT_LABELS, REFUSAL_LABELS};
 
-/// Default most waiting peers: a waiting peer costs about 2.8 KiB of the server's memory (README), so
+/// Default most waiting peers: a waiting peer costs about 3 KiB of the server's memory (README), so
 /// with the connections below this is sized for about 1 GiB.
 pub const DEFAULT_MAX_WAITING: usize = 250_000;
 /// Default most waiting peers from one network (an IPv4 /24, an IPv6 /48): 1/60 of the table.
 pub const DEFAULT_MAX_WAITING_PER_NET: usize = 4_096;
-/// Default most connections open at once (about 0.8 GiB of the server's memory at 2.8 KiB each).
+/// Default most connections open at once (about 0.86 GiB of the server's memory at 3 KiB each).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 300_000;
 /// Default limits per host: 64 open at once (as many at once after a quiet spell), then 20 new per
 /// second — far above what one device needs, and room for a household or a small office behind one

@@ -144,12 +144,46 @@ pub struct Server {
     shared: Arc<Shared>,
 }
 
-/// Whether binding failed because the host has no IPv6 (not built in, or disabled).
-fn no_ipv6(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT | libc::EADDRNOTAVAIL)
-    )
+/// Whether binding `addr` failed because the host has no IPv6: no IPv6 sockets at all (not built in,
+/// or turned off at boot), or no `::` / `::1` (turned off by sysctl). Any other IPv6 address that is
+/// not the host's is a mistake in the configuration, not a missing family.
+fn no_ipv6(addr: SocketAddr, e: &io::Error) -> bool {
+    let wildcard_or_loopback = addr.ip().is_unspecified() || addr.ip().is_loopback();
+    addr.is_ipv6()
+        && match e.raw_os_error() {
+            Some(libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT) => true,
+            Some(libc::EADDRNOTAVAIL) => wildcard_or_loopback,
+            _ => false,
+        }
+}
+
+/// Bind every address with `bind`, skipping (with a warning) those [`no_ipv6`] says the host cannot
+/// have, as long as one binds.
+fn bind_all(
+    addrs: &[SocketAddr],
+    bind: impl Fn(SocketAddr) -> io::Result<TcpListener>,
+) -> io::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::with_capacity(addrs.len());
+    let mut skipped = Vec::new();
+    for &addr in addrs {
+        match bind(addr) {
+            Ok(listener) => listeners.push(listener),
+            Err(e) if no_ipv6(addr, &e) => skipped.push((addr, e)),
+            Err(e) => return Err(listen_error(addr, e)),
+        }
+    }
+    if listeners.is_empty() && !skipped.is_empty() {
+        let (addr, e) = skipped.swap_remove(0);
+        return Err(listen_error(addr, e));
+    }
+    for (addr, e) in skipped {
+        tracing::warn!(%addr, error = %e, "no IPv6 here: going on without this address");
+    }
+    Ok(listeners)
+}
+
+fn listen_error(addr: SocketAddr, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
 }
 
 fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -176,29 +210,7 @@ impl Server {
     /// such a host, or the `::1` of `localhost`) is skipped with a warning as long as another address
     /// binds; any other failure is an error.
     pub async fn bind(config: ServerConfig) -> io::Result<Server> {
-        let mut listeners = Vec::with_capacity(config.listen.len());
-        let mut skipped = Vec::new();
-        for &addr in &config.listen {
-            match bind_listener(addr) {
-                Ok(listener) => listeners.push(listener),
-                Err(e) if addr.is_ipv6() && no_ipv6(&e) => skipped.push((addr, e)),
-                Err(e) => {
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!("cannot listen on {addr}: {e}"),
-                    ))
-                }
-            }
-        }
-        if let Some((addr, e)) = skipped.first().filter(|_| listeners.is_empty()) {
-            return Err(io::Error::new(
-                e.kind(),
-                format!("cannot listen on {addr}: {e}"),
-            ));
-        }
-        for (addr, e) in skipped {
-            tracing::warn!(%addr, error = %e, "no IPv6 here: going on without this address");
-        }
+        let listeners = bind_all(&config.listen, bind_listener)?;
         let metrics = match config.metrics {
             Some(addr) => Some(bind_listener(addr).map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot serve metrics on {addr}: {e}"))
@@ -471,29 +483,61 @@ mod tests {
 
     #[test]
     fn missing_ipv6_is_recognised() {
-        for code in [libc::EAFNOSUPPORT, libc::EADDRNOTAVAIL] {
-            assert!(no_ipv6(&io::Error::from_raw_os_error(code)));
+        let error = io::Error::from_raw_os_error;
+        let (any6, loop6, v4): (SocketAddr, SocketAddr, SocketAddr) = (
+            "[::]:7777".parse().unwrap(),
+            "[::1]:7777".parse().unwrap(),
+            "0.0.0.0:7777".parse().unwrap(),
+        );
+        let other6: SocketAddr = "[2001:db8::1]:7777".parse().unwrap();
+        for addr in [any6, loop6, other6] {
+            assert!(no_ipv6(addr, &error(libc::EAFNOSUPPORT)), "{addr}");
+            assert!(!no_ipv6(addr, &error(libc::EADDRINUSE)), "{addr}");
+            assert!(
+                !no_ipv6(addr, &io::Error::from(io::ErrorKind::Other)),
+                "{addr}"
+            );
         }
-        assert!(!no_ipv6(&io::Error::from_raw_os_error(libc::EADDRINUSE)));
-        assert!(!no_ipv6(&io::Error::from(io::ErrorKind::Other)));
+        assert!(no_ipv6(any6, &error(libc::EADDRNOTAVAIL)));
+        assert!(no_ipv6(loop6, &error(libc::EADDRNOTAVAIL)));
+        // Not the host's address: a mistake, not a missing family.
+        assert!(!no_ipv6(other6, &error(libc::EADDRNOTAVAIL)));
+        assert!(!no_ipv6(v4, &error(libc::EAFNOSUPPORT)));
+    }
+
+    /// As on a host without IPv6: every IPv6 socket fails with EAFNOSUPPORT.
+    fn bind_without_ipv6(addr: SocketAddr) -> io::Result<TcpListener> {
+        if addr.is_ipv6() {
+            return Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT));
+        }
+        bind_listener(addr)
     }
 
     #[tokio::test]
-    async fn an_ipv6_address_that_cannot_be_bound_is_skipped_if_another_binds() {
-        // 2001:db8::/32 is for documentation: no host has it, so binding it fails like a host without
-        // IPv6 would (EADDRNOTAVAIL).
-        let unbindable: SocketAddr = "[2001:db8::1]:0".parse().unwrap();
+    async fn without_ipv6_the_ipv4_address_serves_alone() {
+        let (v6, v4): (SocketAddr, SocketAddr) =
+            ("[::]:0".parse().unwrap(), "127.0.0.1:0".parse().unwrap());
+        let listeners = bind_all(&[v6, v4], bind_without_ipv6).unwrap();
+        assert_eq!(listeners.len(), 1);
+        assert!(listeners[0].local_addr().unwrap().is_ipv4());
+        // Nothing left to serve on: an error.
+        assert!(bind_all(&[v6], bind_without_ipv6).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_address_that_is_not_the_hosts_is_an_error() {
+        // 2001:db8::/32 is for documentation: no host has it (EADDRNOTAVAIL, or EAFNOSUPPORT where
+        // the host has no IPv6 at all, which is then skipped).
         let config = ServerConfig {
-            listen: vec![unbindable, "127.0.0.1:0".parse().unwrap()],
+            listen: vec![
+                "[2001:db8::1]:0".parse().unwrap(),
+                "127.0.0.1:0".parse().unwrap(),
+            ],
             ..ServerConfig::default()
         };
-        let server = Server::bind(config.clone()).await.unwrap();
-        assert_eq!(server.local_addrs().len(), 1);
-        assert!(server.local_addrs()[0].is_ipv4());
-        let alone = ServerConfig {
-            listen: vec![unbindable],
-            ..config
-        };
-        assert!(Server::bind(alone).await.is_err());
+        match Server::bind(config).await {
+            Err(e) => assert!(e.to_string().contains("2001:db8::1"), "{e}"),
+            Ok(server) => assert_eq!(server.local_addrs().len(), 1),
+        }
     }
 }

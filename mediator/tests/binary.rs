@@ -166,3 +166,32 @@ fn deployment_files_start_the_server() {
         child.wait().unwrap();
     }
 }
+
+/// Metrics on a non-loopback address: the server warns, and serves them all the same.
+#[test]
+fn metrics_on_a_public_address_are_warned_about() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_p2psc-mediator"))
+        .args(["--listen", "127.0.0.1:0", "--metrics", "0.0.0.0:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the binary");
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut warned = false;
+    let mut metrics = None;
+    for line in stderr.lines().map_while(Result::ok) {
+        warned |= line.contains("WARN") && line.contains("non-loopback");
+        if let Some((_, addr)) =
+            line.split_once("serving metrics at /metrics, /healthz, /readyz addr=")
+        {
+            metrics = Some(addr.trim().parse::<SocketAddr>().unwrap());
+            break;
+        }
+    }
+    let port = metrics.expect("the metrics address in the log").port();
+    assert!(warned, "no warning about the non-loopback metrics address");
+    let local = SocketAddr::from(([127, 0, 0, 1], port));
+    assert_eq!(http_status(local, "/healthz"), "HTTP/1.1 200 OK");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

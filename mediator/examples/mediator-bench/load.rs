@@ -93,11 +93,18 @@ pub struct Pairs {
 impl Pairs {
     /// Start `load.pairs` pairs against the mediator at `addr`.
     pub fn start(addr: SocketAddr, load: &Load) -> Pairs {
+        Pairs::spread(&[addr], load)
+    }
+
+    /// Start `load.pairs` pairs, pair `p` on mediator `p % addrs.len()` (each pair meets on one
+    /// mediator, as the rendezvous ranking makes real pairs do).
+    pub fn spread(addrs: &[SocketAddr], load: &Load) -> Pairs {
         let completed = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = (0..load.pairs)
             .map(|p| {
                 let (completed, stop) = (completed.clone(), stop.clone());
+                let addr = addrs[p % addrs.len()];
                 tokio::spawn(pair_rounds(p, addr, load.sources, completed, stop))
             })
             .collect();

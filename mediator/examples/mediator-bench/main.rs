@@ -12,6 +12,9 @@
 //!     `--serve`) so its CPU time and memory can be read from /proc. Reported against (a).
 //! (b1) repeats (b) with the server pinned to CPU 0 and the clients to CPU 1: the server's rate on one
 //!     dedicated core, comparable with (a)'s one thread.
+//! (d) aggregate registrations per second through 1, 2 and 4 mediator processes at once (the pairs
+//!     spread over them, as the rendezvous ranking spreads real pairs), as a ratio to one: how far
+//!     adding mediators scales on this machine, whose cores the clients share.
 //! (c) resident memory per idle waiting peer: VmRSS of a fresh server process before and after
 //!     `--peers` registered peers wait in its table.
 //!
@@ -57,6 +60,11 @@ fn main() {
             load.pairs,
         );
     }
+    let scaling: Vec<(usize, f64)> = [1, 2, 4]
+        .into_iter()
+        .map(|n| (n, runtime.block_on(measure::aggregate(load, n))))
+        .collect();
+    report::scaling(&scaling, load.pairs);
     let memory = runtime.block_on(measure::memory(args.peers, args.sources));
     report::memory(&memory);
     report::summary(&report::Figures {

@@ -161,6 +161,22 @@ pub async fn throughput(load: Load) -> Throughput {
     Throughput::between(&s0, &s1)
 }
 
+/// (d): completed registrations per second through `servers` mediator processes at once, the pairs
+/// spread evenly over them, after a warm-up second.
+pub async fn aggregate(load: Load, servers: usize) -> f64 {
+    let processes: Vec<ServerProcess> = (0..servers)
+        .map(|_| ServerProcess::start(None, &["--linger", "1s"]))
+        .collect();
+    let addrs: Vec<SocketAddr> = processes.iter().map(|s| s.addr).collect();
+    let pairs = Pairs::spread(&addrs, &load);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (c0, t0) = (pairs.completed(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(load.seconds)).await;
+    let rate = (pairs.completed() - c0) as f64 / t0.elapsed().as_secs_f64();
+    pairs.stop().await;
+    rate
+}
+
 /// (b1): [`throughput`] with the server alone on CPU 0 and the clients on CPU 1 (one worker): the
 /// server's own rate, against (a)'s one thread. `None` on a single core.
 pub fn throughput_pinned(load: Load) -> Option<Throughput> {

@@ -58,6 +58,20 @@ pub fn throughput(what: &str, t: &Throughput, pairs: usize) {
     );
 }
 
+/// (d): `(processes, registrations/s)`, the first with one process.
+pub fn scaling(rates: &[(usize, f64)], pairs: usize) {
+    let one = rates.first().map_or(0.0, |&(_, r)| r);
+    let cells: Vec<String> = rates
+        .iter()
+        .map(|&(n, r)| format!("{n}: {r:.0}/s (x{:.2})", r / one))
+        .collect();
+    println!(
+        "(d) aggregate registrations through several mediator processes ({pairs} pairs spread over \
+         them, clients on the same cores): {}",
+        cells.join(", ")
+    );
+}
+
 /// (c).
 pub fn memory(m: &Memory) {
     println!(

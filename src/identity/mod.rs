@@ -47,6 +47,7 @@
 //! digits ([`PublicKey::from_hex`], which works in `const` context, and `{:x}`), in every configuration.
 
 #[cfg(feature = "dalek")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dalek")))]
 pub mod dalek;
 mod hex;
 mod keypair;

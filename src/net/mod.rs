@@ -122,9 +122,11 @@ use core::pin::pin;
 use core::task::Context;
 
 #[cfg(feature = "dhcpv4")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dhcpv4")))]
 pub use config::DhcpConfig;
 pub use config::{Config, ConfigV4, StaticConfigV4};
 #[cfg(feature = "ipv6")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ipv6")))]
 pub use config::{ConfigV6, StaticConfigV6};
 use embassy_time::Timer;
 pub use runner::Runner;
@@ -135,6 +137,7 @@ pub use smoltcp::wire::{
     Ipv4Cidr,
 };
 #[cfg(feature = "ipv6")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ipv6")))]
 pub use smoltcp::wire::{Ipv6Address, Ipv6Cidr};
 pub use stack::{new, Stack, StackResources};
 

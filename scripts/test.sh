@@ -4,7 +4,8 @@
 # Installs what it needs when it can (rustup targets and components; apt packages when root), then:
 # formatting, clippy, no_std builds of p2psc for three bare-metal targets (with and without defmt, without
 # and with the optional IPv6/DHCP/IP-medium parts of `net`),
-# the workspace tests, the fuzz targets' build, the board firmware (build, host tests, size budget)
+# the workspace tests and doctests, the docs (rustdoc warnings are errors), the fuzz targets' build, the
+# board firmware (build, host tests, size budget)
 # and, as root, the tests through real Linux NATs (network namespaces + TAP: the scripts/tap-lab.sh scenarios
 # and the scripts/tap-late.sh late-peer / same-LAN race matrix, from host-sim/tests/tap.rs) and the emulated board.
 # Set P2PSC_REQUIRE_TAP=1 to make the root-only tests fail instead of skip when they cannot run.
@@ -44,6 +45,11 @@ cargo clippy -p p2psc --no-default-features --target thumbv7em-none-eabihf -- -D
 
 step "workspace tests"
 cargo test --workspace
+
+step "docs"
+# What docs.rs builds, and the lean configuration: no broken or redundant links (doctests ran above).
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+RUSTDOCFLAGS="-D warnings" cargo doc -p p2psc --no-deps --no-default-features
 
 for extra in scripts/test-fuzz.sh scripts/test-boards.sh; do
     if [ -x "$extra" ]; then

@@ -1,8 +1,122 @@
+//! Direct, mutually authenticated TCP connections between two devices behind NATs, from a
+//! microcontroller with a few tens of kilobytes of flash as well as from a host.
+//!
+//! Each peer owns an Ed25519 key pair and knows the other's public key. Both connect to a *mediator*,
+//! a small rendezvous server on the public internet ([`p2psc-mediator`]), prove that they own their key
+//! and say whom they want. Once both are there, the mediator tells each the other's public address as it
+//! observed it, and both open a TCP connection to it at the same moment from the very port the mediator
+//! saw (a TCP *simultaneous open*), so that each NAT sees outbound traffic and lets the other's SYN in.
+//! The peers then authenticate each other directly — the mediator is not trusted with that — and the
+//! application gets a socket whose stream is encrypted and integrity-protected.
+//!
+//! The crate is `no_std` and allocation-free: buffers are the caller's, sizes are visible at the call
+//! site, and errors are small `Copy` enums. The same protocol code runs on the device, in the mediator
+//! and in a host peer ([`p2psc-tokio`]).
+//!
+//! # The one call
+//!
+//! On an embassy executor, with the stack of [`net`] brought up and its [`Runner`](net::Runner) task
+//! running (the stack has embassy-net's API and takes any embassy-net driver):
+//!
+//! ```no_run
+//! use embedded_io_async::Write;
+//! use p2psc::connector::{connect, ConnectBuffers, ConnectConfig, Mediator, Peer, RecordBuffers};
+//! use p2psc::identity::{Keypair, PublicKey};
+//! use p2psc::net::{Ipv4Address, Stack};
+//! use p2psc::proto::channel::MAX_RECORD_LEN;
+//!
+//! async fn hello(stack: Stack<'_>, me: &Keypair, seed_from_trng: [u8; 32]) -> Result<(), p2psc::Error> {
+//!     let peer = Peer::new(PublicKey::from_hex(
+//!         "8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394",
+//!     ).unwrap());
+//!     let mediator = Mediator::new(Ipv4Address::new(203, 0, 113, 10), 7777);
+//!
+//!     let (mut rx, mut tx) = ([0; 2048], [0; 2048]);
+//!     let (mut mediator_rx, mut mediator_tx) = ([0; 256], [0; 256]);
+//!     let buffers = ConnectBuffers {
+//!         rx: &mut rx, tx: &mut tx,
+//!         mediator_rx: &mut mediator_rx, mediator_tx: &mut mediator_tx,
+//!         race: None,
+//!     };
+//!     let (mut record_rx, mut record_tx) = ([0; MAX_RECORD_LEN], [0; MAX_RECORD_LEN]);
+//!     let records = RecordBuffers { rx: &mut record_rx, tx: &mut record_tx };
+//!
+//!     let config = ConnectConfig::default();
+//!     let mut conn = connect(stack, me, &peer, &mediator, buffers, records, config, seed_from_trng).await?;
+//!     conn.socket.write_all(b"Hello").await.ok(); // authenticated, encrypted
+//!     Ok(())
+//! }
+//! ```
+//!
+//! An [`Error`] says what went wrong: `MediatorUnreachable`, `PeerNeverCame`, `PunchFailed` (a NAT that
+//! cannot be punched), `AuthFailed`, `Aborted(reason)` and so on.
+//!
+//! Without an executor (RTIC, a super-loop), the same logic is a poll API over your own smoltcp
+//! `Interface` and `SocketSet`: [`connector::Connector`], advanced by
+//! [`poll(now, &mut iface, &mut sockets)`](connector::Connector::poll). [`connector::connect`] is a thin
+//! async layer over it.
+//!
+//! # Modules
+//!
+//! From the bytes up; only the last two do I/O.
+//!
+//! - [`wire`]: frames and messages, parsed and emitted in place (smoltcp's `wire` shape).
+//! - [`identity`]: Ed25519 key pairs, public keys and signatures ([`salty`] on the device; strict
+//!   verification), the [`Signer`](identity::Signer) and [`Verifier`](identity::Verifier) traits for
+//!   other implementations (a secure element, a fast host crate), key files.
+//! - [`proto`]: the protocol as sans-IO state machines — registration, the punch, the peer handshake,
+//!   the secure channel, the mediator's sessions and table. No clock, socket or random source of their
+//!   own: time, randomness and keys are arguments.
+//! - [`connector`]: the peer's side driven over smoltcp sockets (the poll API), and [`connect`](connector::connect).
+//! - [`net`]: an async TCP/IP stack with embassy-net's API ([`Stack`](net::Stack),
+//!   [`Runner`](net::Runner), [`TcpSocket`](net::tcp::TcpSocket)) on smoltcp, plus what punching needs:
+//!   connecting from a chosen local port. The module docs say why p2psc does not sit on embassy-net.
+//! - [`rng`]: the per-connection random bits, derived from the 32 bytes of entropy a connection takes.
+//! - [`time`]: the instants and durations the state machines see.
+//!
+//! # Feature flags
+//!
+//! Items that need a feature say so in their documentation on docs.rs.
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `ipv6` | yes | IPv6 addressing in [`net`] (smoltcp's IPv6, NDISC, ICMPv6; about 17 KiB of flash) |
+//! | `dhcpv4` | yes | DHCPv4 addressing in [`net`] (`net::DhcpConfig`; about 6 KiB of flash) |
+//! | `medium-ip` | yes | [`net`] on drivers without a link layer (TUN, PPP) |
+//! | `std` | | PKCS#8 and SubjectPublicKeyInfo PEM key files (`Keypair::from_pkcs8_pem`), a `HashMap` storage for the mediator's table |
+//! | `dalek` | | fast host Ed25519 on ed25519-dalek (`identity::dalek`), for servers and simulators; implies `std` |
+//! | `defmt` | | `defmt::Format` for the public types, and p2psc's log lines through defmt |
+//! | `log` | | p2psc's log lines through the `log` facade (not with `defmt`) |
+//!
+//! A firmware build usually takes `default-features = false` and adds back what it uses: IPv4 over
+//! Ethernet alone is the smallest.
+//!
+//! # Size
+//!
+//! On a Cortex-M4 (thumbv7em, opt-level "z", LTO, IPv4 only), firmware that brings the stack up,
+//! connects over the secure channel and echoes takes about 71 KiB of flash and 13 KiB of static RAM.
+//! What p2psc adds to a plain TCP client on the same stack — registration, punch, handshake,
+//! Ed25519/X25519, the secure channel — is about 39 KiB of that flash; the secure channel alone 8.4 KiB.
+//!
+//! # Specification
+//!
+//! The wire format, the punch and the handshake are specified in [`doc/protocol.md`], the mediator's
+//! behaviour in [`doc/mediator.md`]; both ship with the crate. Another implementation, of either side,
+//! can be written from them.
+//!
+//! # Minimum supported Rust version
+//!
+//! Rust 1.91, what smoltcp 0.13 requires. Raising it is a minor-version change.
+//!
+//! [`p2psc-mediator`]: https://docs.rs/p2psc-mediator
+//! [`p2psc-tokio`]: https://docs.rs/p2psc-tokio
+//! [`doc/protocol.md`]: https://docs.rs/crate/p2psc/latest/source/doc/protocol.md
+//! [`doc/mediator.md`]: https://docs.rs/crate/p2psc/latest/source/doc/mediator.md
+
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
-#![doc = include_str!("../README.md")]
 
 #[cfg(any(feature = "std", test))]
 extern crate std;

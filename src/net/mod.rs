@@ -41,10 +41,21 @@
 //!   smoltcp wakes both on every state change) and call [`wake_at`] with its own next deadline.
 //!   [`now`] gives the current time in smoltcp's type, the one p2psc's state machines take.
 //!
-//! ```ignore
+//! ```no_run
 //! use core::task::Poll;
 //! use p2psc::net::{self, Stack};
 //! use smoltcp::socket::tcp;
+//! # use p2psc::net::{Interface, SocketHandle, SocketSet};
+//! # use p2psc::time::Instant;
+//! # struct Machine;
+//! # struct Outcome;
+//! # impl Machine {
+//! #     fn poll(&mut self, _: Instant, _: &mut Interface, _: &mut SocketSet<'_>) -> Option<Outcome> {
+//! #         None
+//! #     }
+//! #     fn socket_handles(&self) -> [SocketHandle; 0] { [] }
+//! #     fn poll_at(&self) -> Option<Instant> { None }
+//! # }
 //!
 //! async fn drive(stack: Stack<'_>, machine: &mut Machine) -> Outcome {
 //!     stack

@@ -24,7 +24,8 @@ fn main() {
     if !bare_metal_arm {
         return;
     }
-    let dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("examples-ld");
+    let dir =
+        PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("examples-ld");
     fs::create_dir_all(&dir).expect("create OUT_DIR/examples-ld");
     fs::write(dir.join("memory.x"), EXAMPLE_MEMORY_X).expect("write memory.x");
     println!("cargo:rustc-link-arg-examples=-L{}", dir.display());

@@ -24,8 +24,8 @@ mod app {
     use embedded_io_async::Write;
     use p2psc::connector::{connect, ConnectBuffers, ConnectConfig, Mediator, Peer, RecordBuffers};
     use p2psc::identity::{Keypair, PublicKey};
-    use p2psc::net::{self, Config, Ipv4Address, Ipv4Cidr, Runner, Stack, StackResources};
     use p2psc::net::StaticConfigV4;
+    use p2psc::net::{self, Config, Ipv4Address, Ipv4Cidr, Runner, Stack, StackResources};
     use p2psc::proto::channel::MAX_RECORD_LEN;
     use static_cell::StaticCell;
 
@@ -34,11 +34,12 @@ mod app {
     /// This device's key: the seed of a PKCS#8 file, or from a secure element (`doc/keys.md`).
     const KEY_SEED: [u8; 32] = [0xA1; 32];
     /// The peer's public key (`p2psc pubkey KEY` prints it).
-    const PEER_KEY: PublicKey =
-        match PublicKey::from_hex("8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394") {
-            Ok(key) => key,
-            Err(_) => panic!("bad peer key"),
-        };
+    const PEER_KEY: PublicKey = match PublicKey::from_hex(
+        "8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394",
+    ) {
+        Ok(key) => key,
+        Err(_) => panic!("bad peer key"),
+    };
 
     /// Sockets in the stack: the mediator connection, two punch candidates, one spare (DHCP).
     const SOCKETS: usize = 4;
@@ -68,7 +69,9 @@ mod app {
             dns_servers: Default::default(),
         });
         let resources = RESOURCES.init(StackResources::new());
-        let tcp_seed = u64::from_le_bytes([seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7]]);
+        let tcp_seed = u64::from_le_bytes([
+            seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7],
+        ]);
         let (stack, runner) = net::new(NoEthernet, config, resources, tcp_seed);
         // The runner moves frames between the driver and smoltcp; it runs for as long as the stack.
         spawner.spawn(net_task(runner).unwrap());
@@ -118,7 +121,8 @@ mod app {
             tx: &mut b.record_tx,
         };
         let config = ConnectConfig::default();
-        let mut conn = connect(stack, &me, &peer, &mediator, buffers, records, config, seed).await?;
+        let mut conn =
+            connect(stack, &me, &peer, &mediator, buffers, records, config, seed).await?;
         let mut chunk = [0; 256];
         loop {
             // Ok(0): the peer's authenticated end of stream.
@@ -127,7 +131,9 @@ mod app {
                 Ok(n) => n,
             };
             // write_all queues the last record; flush waits until TCP has taken it.
-            if conn.socket.write_all(&chunk[..n]).await.is_err() || conn.socket.flush().await.is_err() {
+            if conn.socket.write_all(&chunk[..n]).await.is_err()
+                || conn.socket.flush().await.is_err()
+            {
                 break;
             }
         }

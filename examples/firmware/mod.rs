@@ -181,7 +181,11 @@ impl embassy_time_driver::Driver for SysTickTime {
         critical_section::with(|cs| {
             let mut clock = CLOCK.borrow_ref_mut(cs);
             let waiting = &mut clock.waiting;
-            if let Some((t, _)) = waiting.iter_mut().flatten().find(|(_, w)| w.will_wake(waker)) {
+            if let Some((t, _)) = waiting
+                .iter_mut()
+                .flatten()
+                .find(|(_, w)| w.will_wake(waker))
+            {
                 *t = (*t).min(at);
             } else if let Some(free) = waiting.iter_mut().find(|s| s.is_none()) {
                 *free = Some((at, waker.clone()));

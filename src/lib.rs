@@ -56,6 +56,28 @@
 //! [`poll(now, &mut iface, &mut sockets)`](connector::Connector::poll). [`connector::connect`] is a thin
 //! async layer over it.
 //!
+//! # Examples
+//!
+//! Whole programs, in the crate's `examples/` folder:
+//!
+//! - [`embassy_echo`]: firmware on embassy — the stack and its runner task, `connect`, an echo on the
+//!   secure channel. `cargo build --example embassy_echo --target thumbv7em-none-eabihf`.
+//! - [`superloop_echo`]: the same without an executor — your smoltcp interface and sockets, the
+//!   [`Connector`](connector::Connector) polled in a super-loop, the channel's records opened and sealed
+//!   by hand. `cargo build --example superloop_echo --target thumbv7em-none-eabihf`.
+//! - The host's side of both: `echo_client` of [`p2psc-tokio`], on tokio and OS sockets.
+//!
+//! The firmware examples take their board parts (Ethernet driver, time base, random seed) from small
+//! stand-ins so that they build for any Cortex-M4F; the repository's `boards/` has real ones.
+//!
+//! # Keys
+//!
+//! A device's identity is a 32-byte Ed25519 seed. It can come from a PKCS#8 file made by
+//! `openssl genpkey -algorithm ed25519` or `p2psc keygen` — read on the device from DER (feature
+//! `pkcs8`, no allocator) or turned into a constant at build time — or stay inside a secure element
+//! behind the [`Signer`](identity::Signer) trait. [`doc/keys.md`] covers making keys, getting them
+//! onto a device, secure elements and rotation.
+//!
 //! # Modules
 //!
 //! From the bytes up; only the last two do I/O.
@@ -113,6 +135,9 @@
 //! [`p2psc-tokio`]: https://docs.rs/p2psc-tokio
 //! [`doc/protocol.md`]: https://docs.rs/crate/p2psc/latest/source/doc/protocol.md
 //! [`doc/mediator.md`]: https://docs.rs/crate/p2psc/latest/source/doc/mediator.md
+//! [`doc/keys.md`]: https://docs.rs/crate/p2psc/latest/source/doc/keys.md
+//! [`embassy_echo`]: https://docs.rs/crate/p2psc/latest/source/examples/embassy_echo.rs
+//! [`superloop_echo`]: https://docs.rs/crate/p2psc/latest/source/examples/superloop_echo.rs
 
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]

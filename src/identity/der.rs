@@ -31,6 +31,23 @@ impl Keypair {
     /// derives ([`KeyError::PublicKeyMismatch`] otherwise). Encrypted keys (`EncryptedPrivateKeyInfo`)
     /// are refused with [`KeyError::Encrypted`]. Works without `std` and without an allocator; costs
     /// one scalar multiplication, like [`Keypair::from_seed`].
+    ///
+    /// ```
+    /// use p2psc::identity::{Keypair, PublicKey};
+    ///
+    /// // `openssl genpkey -algorithm ed25519 -outform DER`: 16 bytes of PKCS#8 header, then the seed.
+    /// // Firmware can embed such a file with `include_bytes!` (doc/keys.md).
+    /// const DEVICE_KEY: [u8; 48] = [
+    ///     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+    ///     0xb8, 0x09, 0x47, 0xd8, 0xb4, 0xb3, 0x00, 0x4e, 0x70, 0x6d, 0xf0, 0x29, 0x3e, 0xd6, 0x6e, 0x7d,
+    ///     0x43, 0x17, 0xce, 0x5a, 0xaf, 0x34, 0x44, 0x08, 0x53, 0x94, 0xdb, 0x90, 0xc3, 0x3e, 0x2a, 0x33,
+    /// ];
+    /// let keypair = Keypair::from_pkcs8_der(&DEVICE_KEY)?;
+    /// // What `openssl pkey -in KEY -pubout` and `p2psc pubkey KEY` show.
+    /// let public = "7dccfdb9cae36575907dbfd97ae050fb185d400f8617a29844d7c5e037f632d6";
+    /// assert_eq!(keypair.public_key(), PublicKey::from_hex(public)?);
+    /// # Ok::<(), p2psc::identity::KeyError>(())
+    /// ```
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
         let mut bytes = match KeypairBytes::from_pkcs8_der(der) {
             Ok(bytes) => bytes,

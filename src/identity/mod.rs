@@ -122,6 +122,7 @@ impl<V: Verifier + ?Sized> Verifier for &V {
 /// [`Pem`](Self::Pem) only with `std`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum KeyError {
     /// Not exactly 64 hexadecimal digits.
     InvalidHex,

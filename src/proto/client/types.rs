@@ -45,6 +45,7 @@ impl Default for ConnectConfig {
 /// Why a connection could not be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum Error {
     /// No address to reach the mediator or the peer from (no route, no address of that family).
     NoRoute,
@@ -74,6 +75,9 @@ pub enum Error {
     /// buffers smaller than a frame ([`wire::MAX_FRAME_LEN`](crate::wire::MAX_FRAME_LEN)), or no
     /// candidate socket.
     BadSocket,
+    /// The network stack has fewer free socket slots than the connection needs (one for the mediator
+    /// connection and one per candidate socket): give its `StackResources` more.
+    SocketSetFull,
 }
 
 impl fmt::Display for Error {
@@ -94,6 +98,7 @@ impl fmt::Display for Error {
             Error::PeerClosed => f.write_str("peer closed the connection"),
             Error::Timeout => f.write_str("timed out"),
             Error::BadSocket => f.write_str("unusable socket"),
+            Error::SocketSetFull => f.write_str("no free socket slot"),
         }
     }
 }
@@ -129,6 +134,7 @@ impl From<PunchError> for Error {
 /// Progress, for logs and timelines. Read with [`Client::next_event`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum ConnectEvent {
     /// The TCP connection to the mediator is up, from this local endpoint.
     MediatorConnected(SocketAddr),

@@ -103,6 +103,7 @@ pub enum Action {
 /// Progress of a punch, for logs and timelines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum PunchEvent {
     /// A SYN went out to this endpoint (attempt number, from 1).
     Dialing(SocketAddr, u16),
@@ -118,6 +119,7 @@ pub enum PunchEvent {
 /// Why a punch failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum PunchError {
     /// No target can be dialled from the punch port (the peer's addresses are of another family).
     NoTarget,

@@ -22,11 +22,11 @@ mod app {
     use embassy_executor::Spawner;
     use embassy_time::{Duration, Timer};
     use embedded_io_async::Write;
-    use p2psc::connector::{connect, ConnectBuffers, ConnectConfig, Mediator, Peer, RecordBuffers};
+    use p2psc::connector::{connect, ConnectResources, Mediator, Request};
     use p2psc::identity::{Keypair, PublicKey};
     use p2psc::net::StaticConfigV4;
     use p2psc::net::{self, Config, Ipv4Address, Ipv4Cidr, Runner, Stack, StackResources};
-    use p2psc::proto::channel::MAX_RECORD_LEN;
+    use rand_core::{CryptoRng, RngCore};
     use static_cell::StaticCell;
 
     use crate::firmware::{self, NoEthernet};
@@ -41,54 +41,39 @@ mod app {
         Err(_) => panic!("bad peer key"),
     };
 
-    /// Sockets in the stack: the mediator connection, two punch candidates, one spare (DHCP).
-    const SOCKETS: usize = 4;
+    /// The buffers of a connection: 1 KiB each way for the application's socket, one candidate,
+    /// the mediator connection's and the secure channel's (the defaults).
+    type Resources = ConnectResources<1024, 1024>;
+    /// Sockets in the stack: what a connection takes while it is made.
+    const SOCKETS: usize = Resources::SOCKETS;
 
-    /// Everything with a `'static` lifetime: the stack's sockets, the TCP and record buffers.
-    struct Buffers {
-        rx: [u8; 1024],
-        tx: [u8; 1024],
-        mediator_rx: [u8; 256],
-        mediator_tx: [u8; 256],
-        record_rx: [u8; MAX_RECORD_LEN],
-        record_tx: [u8; 512],
-    }
-
-    static RESOURCES: StaticCell<StackResources<SOCKETS>> = StaticCell::new();
-    static BUFFERS: StaticCell<Buffers> = StaticCell::new();
+    static STACK_RESOURCES: StaticCell<StackResources<SOCKETS>> = StaticCell::new();
+    static CONNECT_RESOURCES: StaticCell<Resources> = StaticCell::new();
 
     #[embassy_executor::main]
     async fn main(spawner: Spawner) {
         let core = cortex_m::Peripherals::take().unwrap();
         firmware::start_clock(core.SYST);
-        let seed = firmware::random_seed();
+        let mut rng = firmware::trng();
 
         let config = Config::ipv4_static(StaticConfigV4 {
             address: Ipv4Cidr::new(Ipv4Address::new(192, 168, 1, 2), 24),
             gateway: Some(Ipv4Address::new(192, 168, 1, 1)),
             dns_servers: Default::default(),
         });
-        let resources = RESOURCES.init(StackResources::new());
-        let tcp_seed = u64::from_le_bytes([
-            seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7],
-        ]);
-        let (stack, runner) = net::new(NoEthernet, config, resources, tcp_seed);
+        let stack_resources = STACK_RESOURCES.init(StackResources::new());
+        let (stack, runner) = net::new(NoEthernet, config, stack_resources, rng.next_u64());
         // The runner moves frames between the driver and smoltcp; it runs for as long as the stack.
         spawner.spawn(net_task(runner).unwrap());
         stack.wait_config_up().await;
 
-        // 5 KiB of buffers, outside the task's future.
-        let buffers = BUFFERS.init(Buffers {
-            rx: [0; 1024],
-            tx: [0; 1024],
-            mediator_rx: [0; 256],
-            mediator_tx: [0; 256],
-            record_rx: [0; MAX_RECORD_LEN],
-            record_tx: [0; 512],
-        });
+        // 4.5 KiB of buffers, outside the task's future.
+        let resources = CONNECT_RESOURCES.init(Resources::new());
+        let me = Keypair::from_seed(&KEY_SEED);
+        let mediator = Mediator::new(Ipv4Address::new(203, 0, 113, 10), 7777);
+        let request = Request::new(&me, PEER_KEY, mediator);
         loop {
-            // A fresh seed for each connection (nonce, ephemeral key, port, jitter derive from it).
-            match echo_once(stack, buffers, firmware::random_seed()).await {
+            match echo_once(stack, resources, &request, &mut rng).await {
                 Ok(()) => Timer::after(Duration::from_secs(1)).await,
                 Err(_) => Timer::after(Duration::from_secs(10)).await,
             }
@@ -100,29 +85,14 @@ mod app {
         runner.run().await
     }
 
-    /// Connect to the peer, echo until it closes, close.
+    /// Connect to the peer, echo until it ends its stream, close.
     async fn echo_once(
         stack: Stack<'_>,
-        b: &mut Buffers,
-        seed: [u8; 32],
+        resources: &mut Resources,
+        request: &Request<&Keypair>,
+        rng: &mut impl CryptoRng,
     ) -> Result<(), p2psc::Error> {
-        let me = Keypair::from_seed(&KEY_SEED);
-        let peer = Peer::new(PEER_KEY);
-        let mediator = Mediator::new(Ipv4Address::new(203, 0, 113, 10), 7777);
-        let buffers = ConnectBuffers {
-            rx: &mut b.rx,
-            tx: &mut b.tx,
-            mediator_rx: &mut b.mediator_rx,
-            mediator_tx: &mut b.mediator_tx,
-            race: None,
-        };
-        let records = RecordBuffers {
-            rx: &mut b.record_rx,
-            tx: &mut b.record_tx,
-        };
-        let config = ConnectConfig::default();
-        let mut conn =
-            connect(stack, &me, &peer, &mediator, buffers, records, config, seed).await?;
+        let mut conn = connect(stack, resources, request, rng).await?;
         let mut chunk = [0; 256];
         loop {
             // Ok(0): the peer's authenticated end of stream.
@@ -131,9 +101,8 @@ mod app {
                 Ok(n) => n,
             };
             // write_all queues the last record; flush waits until TCP has taken it.
-            if conn.socket.write_all(&chunk[..n]).await.is_err()
-                || conn.socket.flush().await.is_err()
-            {
+            let echoed = conn.socket.write_all(&chunk[..n]).await;
+            if echoed.is_err() || conn.socket.flush().await.is_err() {
                 break;
             }
         }

@@ -24,6 +24,7 @@ mod app {
     use p2psc::identity::{Keypair, PublicKey, SaltyVerifier};
     use p2psc::net::{Interface, SocketSet};
     use p2psc::proto::channel::{ChannelError, ChannelKeys, Opener, Sealer, MAX_RECORD_LEN};
+    use rand_core::{CryptoRng, RngCore};
     use smoltcp::iface::{Config, SocketStorage};
     use smoltcp::socket::tcp;
     use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
@@ -67,7 +68,8 @@ mod app {
 
         let mut device = NoPhy;
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(firmware::MAC)));
-        config.random_seed = u64::from_le_bytes(firmware::random_seed()[..8].try_into().unwrap());
+        let mut rng = firmware::trng();
+        config.random_seed = rng.next_u64();
         let mut iface = Interface::new(config, &mut device, firmware::now());
         iface.update_ip_addrs(|addrs| {
             let _ = addrs.push(IpCidr::new(Ipv4Address::new(192, 168, 1, 2).into(), 24));
@@ -104,7 +106,7 @@ mod app {
         let mut record_tx = [0u8; 512];
         loop {
             // Each attempt closes every socket it used but the winner; echo closes that one.
-            if let Ok(connected) = connect(&mut net, handles) {
+            if let Ok(connected) = connect(&mut net, handles, &mut rng) {
                 let _ = echo(&mut net, connected, &mut record_rx, &mut record_tx);
             }
             let pause_until = firmware::now() + smoltcp::time::Duration::from_secs(10);
@@ -116,13 +118,15 @@ mod app {
 
     /// Register with the mediator, punch, authenticate: poll the connector after every interface
     /// poll until it returns the connection or the error.
-    fn connect(net: &mut Net<'_>, handles: Sockets) -> Result<Connected, Error> {
+    fn connect(
+        net: &mut Net<'_>,
+        handles: Sockets,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Connected, Error> {
         let peer = PublicKey::from_hex(PEER_KEY).expect("a 64-digit hex key");
         let me = Keypair::from_seed(&KEY_SEED);
         let now = firmware::now();
         let config = ConnectConfig::default();
-        // A fresh seed for each connection (nonce, ephemeral key, port, jitter derive from it).
-        let seed = firmware::random_seed();
         let mut connector = Connector::new(
             config,
             me,
@@ -130,7 +134,7 @@ mod app {
             peer,
             MEDIATOR,
             handles,
-            seed,
+            rng, // draws a fresh seed: nonce, ephemeral key, port, jitter
             now,
         );
         loop {

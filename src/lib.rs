@@ -20,29 +20,22 @@
 //!
 //! ```no_run
 //! use embedded_io_async::Write;
-//! use p2psc::connector::{connect, ConnectBuffers, ConnectConfig, Mediator, Peer, RecordBuffers};
+//! use p2psc::connector::{connect, ConnectResources, Mediator, Request};
 //! use p2psc::identity::{Keypair, PublicKey};
 //! use p2psc::net::{Ipv4Address, Stack};
-//! use p2psc::proto::channel::MAX_RECORD_LEN;
+//! use rand_core::CryptoRng;
 //!
-//! async fn hello(stack: Stack<'_>, me: &Keypair, seed_from_trng: [u8; 32]) -> Result<(), p2psc::Error> {
-//!     let peer = Peer::new(PublicKey::from_hex(
+//! async fn hello(stack: Stack<'_>, me: &Keypair, trng: &mut impl CryptoRng) -> Result<(), p2psc::Error> {
+//!     let peer = PublicKey::from_hex(
 //!         "8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394",
-//!     ).unwrap());
+//!     ).unwrap();
 //!     let mediator = Mediator::new(Ipv4Address::new(203, 0, 113, 10), 7777);
 //!
-//!     let (mut rx, mut tx) = ([0; 2048], [0; 2048]);
-//!     let (mut mediator_rx, mut mediator_tx) = ([0; 256], [0; 256]);
-//!     let buffers = ConnectBuffers {
-//!         rx: &mut rx, tx: &mut tx,
-//!         mediator_rx: &mut mediator_rx, mediator_tx: &mut mediator_tx,
-//!         race: None,
-//!     };
-//!     let (mut record_rx, mut record_tx) = ([0; MAX_RECORD_LEN], [0; MAX_RECORD_LEN]);
-//!     let records = RecordBuffers { rx: &mut record_rx, tx: &mut record_tx };
-//!
-//!     let config = ConnectConfig::default();
-//!     let mut conn = connect(stack, me, &peer, &mediator, buffers, records, config, seed_from_trng).await?;
+//!     // Every buffer of the connection, sized in the type: 2 KiB each way for the socket you get,
+//!     // the mediator connection's and the secure channel's. In firmware, put it in a StaticCell.
+//!     let mut resources = ConnectResources::<2048, 2048>::new();
+//!     let request = Request::new(me, peer, mediator);
+//!     let mut conn = connect(stack, &mut resources, &request, trng).await?;
 //!     conn.socket.write_all(b"Hello").await.ok(); // authenticated, encrypted
 //!     Ok(())
 //! }

@@ -8,7 +8,7 @@
 //!   itself.
 //! - An embassy-time driver on SysTick at 1 kHz ([`start_clock`], [`now`]); your HAL usually has one
 //!   on a hardware timer (embassy-stm32's `time-driver-*` features).
-//! - [`random_seed`]: 32 bytes that must come from a hardware random number generator.
+//! - [`trng`]: the random number generator, which must be a hardware one (or seeded from one).
 //!
 //! The boards in the repository (`boards/`) show real drivers for QEMU's LAN9118, an STM32F767's
 //! Ethernet and a W5500.
@@ -23,6 +23,7 @@ use cortex_m::peripheral::SYST;
 use cortex_m_rt::exception;
 use critical_section::Mutex;
 use embassy_net_driver::{Capabilities, Driver, HardwareAddress, LinkState};
+use p2psc::rng::Drbg;
 
 /// The core clock SysTick counts, in Hz (an STM32 running on its 16 MHz internal oscillator).
 const CORE_CLOCK_HZ: u32 = 16_000_000;
@@ -121,10 +122,12 @@ impl smoltcp::phy::TxToken for Discard {
     }
 }
 
-/// 32 bytes for p2psc's seeds. **Stand-in**: read them from your chip's hardware RNG (a fixed seed
-/// repeats nonces, ephemeral keys and ports on every boot, which peers and NATs notice).
-pub fn random_seed() -> [u8; 32] {
-    [0x5e; 32]
+/// The random number generator p2psc draws from (`rand_core::CryptoRng`). **Stand-in**: a DRBG on a
+/// fixed seed, which repeats nonces, ephemeral keys and ports on every boot (peers and NATs notice).
+/// Use your HAL's hardware RNG (embassy-stm32's `Rng`, embassy-rp's `RoscRng` implement the trait),
+/// or `Drbg::new` on 32 bytes from it.
+pub fn trng() -> Drbg {
+    Drbg::new([0x5e; 32])
 }
 
 /// The clock: milliseconds since [`start_clock`], and the tasks waiting for a moment.

@@ -1,6 +1,6 @@
 //! The peer's whole side of a connection as one sans-IO machine: the mediator connection, registration
 //! (protocol §7, [`register`](super::register)), back-off when the mediator is busy, and the punch with
-//! its handshakes (§8–§9, [`punch`]).
+//! its handshakes (§8–§9, [`punch`](super::punch)).
 //!
 //! Every shell drives this same [`Client`] — the smoltcp [`Connector`](crate::connector::Connector) on a
 //! device, a host peer on OS sockets — so none of them holds a protocol decision. A shell owns one

@@ -131,7 +131,7 @@ impl From<PunchError> for Error {
     }
 }
 
-/// Progress, for logs and timelines. Read with [`Client::next_event`].
+/// Progress, for logs and timelines. Read with [`Client::next_event`](super::Client::next_event).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -219,7 +219,7 @@ impl fmt::Display for ConnectEvent {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Action {
     /// Connect the mediator socket from local port `from_port` to the mediator (dropping whatever it
-    /// held). Report a failure to start it with [`Client::fail`].
+    /// held). Report a failure to start it with [`Client::fail`](super::Client::fail).
     DialMediator {
         /// The local port; the punch will use it too (§8.1).
         from_port: u16,

@@ -98,7 +98,7 @@
 //! | `ipv6` | yes | IPv6 addressing in [`net`] (smoltcp's IPv6, NDISC, ICMPv6; about 17 KiB of flash) |
 //! | `dhcpv4` | yes | DHCPv4 addressing in [`net`] (`net::DhcpConfig`; about 6 KiB of flash) |
 //! | `medium-ip` | yes | [`net`] on drivers without a link layer (TUN, PPP) |
-//! | `pkcs8` | | DER key files, `no_std` and without an allocator: PKCS#8 private keys (`Keypair::from_pkcs8_der`), SubjectPublicKeyInfo public keys |
+//! | `pkcs8` | | DER key files, `no_std` and without an allocator: PKCS#8 private keys (`Keypair::from_pkcs8_der`), SubjectPublicKeyInfo public keys (about 10 KiB of flash when used) |
 //! | `std` | | PEM key files as OpenSSL writes them (`Keypair::from_pkcs8_pem`), a `HashMap` storage for the mediator's table; implies `pkcs8` |
 //! | `dalek` | | fast host Ed25519 on ed25519-dalek (`identity::dalek`), for servers and simulators; implies `std` |
 //! | `defmt` | | `defmt::Format` for the public types, and p2psc's log lines through defmt |

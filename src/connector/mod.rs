@@ -8,7 +8,7 @@
 //! and takes the protocol's [`ConnectConfig`] (or a [`Config`]).
 //!
 //! The [`Connector`] is for firmware that runs smoltcp itself (RTIC, a super-loop). It holds no protocol
-//! decision: those are the sans-IO [`Client`](crate::proto::client::Client)'s (registration, back-off,
+//! decision: those are the sans-IO [`Client`]'s (registration, back-off,
 //! and the punch of [`proto::punch`](crate::proto::punch): targets, the retry schedule both peers share,
 //! each attempt's life cycle, the handshake, the racing leader's Confirm). The connector reports what
 //! its sockets do, feeds and drains them, and carries out the client's actions on them.

@@ -41,10 +41,21 @@
 //!   smoltcp wakes both on every state change) and call [`wake_at`] with its own next deadline.
 //!   [`now`] gives the current time in smoltcp's type, the one p2psc's state machines take.
 //!
-//! ```ignore
+//! ```no_run
 //! use core::task::Poll;
 //! use p2psc::net::{self, Stack};
 //! use smoltcp::socket::tcp;
+//! # use p2psc::net::{Interface, SocketHandle, SocketSet};
+//! # use p2psc::time::Instant;
+//! # struct Machine;
+//! # struct Outcome;
+//! # impl Machine {
+//! #     fn poll(&mut self, _: Instant, _: &mut Interface, _: &mut SocketSet<'_>) -> Option<Outcome> {
+//! #         None
+//! #     }
+//! #     fn socket_handles(&self) -> [SocketHandle; 0] { [] }
+//! #     fn poll_at(&self) -> Option<Instant> { None }
+//! # }
 //!
 //! async fn drive(stack: Stack<'_>, machine: &mut Machine) -> Outcome {
 //!     stack
@@ -122,9 +133,11 @@ use core::pin::pin;
 use core::task::Context;
 
 #[cfg(feature = "dhcpv4")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dhcpv4")))]
 pub use config::DhcpConfig;
 pub use config::{Config, ConfigV4, StaticConfigV4};
 #[cfg(feature = "ipv6")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ipv6")))]
 pub use config::{ConfigV6, StaticConfigV6};
 use embassy_time::Timer;
 pub use runner::Runner;
@@ -135,6 +148,7 @@ pub use smoltcp::wire::{
     Ipv4Cidr,
 };
 #[cfg(feature = "ipv6")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ipv6")))]
 pub use smoltcp::wire::{Ipv6Address, Ipv6Cidr};
 pub use stack::{new, Stack, StackResources};
 

@@ -289,6 +289,7 @@ impl<'d> Stack<'d> {
 
     /// The current IPv6 configuration.
     #[cfg(feature = "ipv6")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ipv6")))]
     pub fn config_v6(&self) -> Option<StaticConfigV6> {
         self.with_inner(|i| i.static_v6.clone())
     }
@@ -304,6 +305,7 @@ impl<'d> Stack<'d> {
 
     /// Replace the IPv6 configuration.
     #[cfg(feature = "ipv6")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ipv6")))]
     pub fn set_config_v6(&self, config: ConfigV6) {
         self.with_inner_mut(|i| {
             i.set_config_v6(config);

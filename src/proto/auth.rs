@@ -52,6 +52,7 @@ impl fmt::Debug for SessionKey {
 }
 
 #[cfg(feature = "defmt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "defmt")))]
 impl defmt::Format for SessionKey {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(f, "SessionKey(..)")

@@ -181,6 +181,7 @@ impl fmt::Debug for DirectionKey {
 }
 
 #[cfg(feature = "defmt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "defmt")))]
 impl defmt::Format for DirectionKey {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(f, "DirectionKey(..)")

@@ -154,7 +154,7 @@ impl From<PunchError> for Error {
     }
 }
 
-/// Progress, for logs and timelines. Read with [`Client::next_event`].
+/// Progress, for logs and timelines. Read with [`Client::next_event`](super::Client::next_event).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -253,7 +253,7 @@ impl fmt::Display for ConnectEvent {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Action {
     /// Connect the mediator socket from local port `from_port` to the mediator (dropping whatever it
-    /// held). Report a failure to start it with [`Client::fail`].
+    /// held). Report a failure to start it with [`Client::fail`](super::Client::fail).
     DialMediator {
         /// Which mediator: its rank in the pair's ranking (0: the first choice; protocol §13), mapped to
         /// an address with [`rendezvous::nth`](crate::proto::rendezvous::nth).

@@ -18,7 +18,8 @@
 //! Policy (normative text in `doc/mediator.md`): the newest registration of a key wins, and the older one
 //! is aborted with [`AbortReason::Replaced`] — a device that rebooted must not be locked out by its own
 //! stale registration, and only the key's owner can produce the proof. The peer that registered first is
-//! the [`Role::Leader`]. Start delays equalise the one-way delays estimated from the measured round trips.
+//! the [`Role::Leader`](crate::wire::Role::Leader). Start delays equalise the one-way delays estimated
+//! from the measured round trips.
 
 mod prefix;
 mod session;

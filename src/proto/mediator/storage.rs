@@ -106,6 +106,7 @@ impl<const N: usize> Storage for heapless::Vec<Entry, N> {
 }
 
 #[cfg(feature = "std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 impl Storage for std::collections::HashMap<PublicKey, Entry> {
     fn get(&self, key: &PublicKey) -> Option<&Entry> {
         std::collections::HashMap::get(self, key)

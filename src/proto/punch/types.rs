@@ -19,9 +19,9 @@ pub struct PunchConfig {
     pub punch_timeout: Duration,
     /// Longest unanswered attempt on the peer's LAN endpoint (no NAT in between) before it is given up
     /// and retried at the next slot; also how long a follower's only socket listens for the leader's
-    /// LAN SYN before it dials. An attempt through our NAT is never given up this way ([`plan`]).
+    /// LAN SYN before it dials. An attempt through our NAT is never given up this way ([`plan`](super::plan())).
     pub attempt_timeout: Duration,
-    /// The retry schedule shared with the peer ([`Schedule`]). Both peers must use the same values to
+    /// The retry schedule shared with the peer ([`Schedule`](super::Schedule)). Both peers must use the same values to
     /// share it; keep the defaults (protocol §8.3) unless you control both.
     pub slots: SlotConfig,
     /// Independent random delay added to each retry (uniform in `0..=jitter`), on top of the shared
@@ -29,7 +29,7 @@ pub struct PunchConfig {
     /// exactly in step by accident.
     pub jitter: Duration,
     /// Shortest time from an established connection to the end of the peer handshake; the deadline
-    /// grows with the path ([`handshake_deadline`]).
+    /// grows with the path ([`handshake_deadline`](super::handshake_deadline)).
     pub auth_timeout: Duration,
 }
 

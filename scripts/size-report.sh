@@ -58,17 +58,26 @@ build() {
     echo "$out/$target/release/$bin"
 }
 
+# build_measure KEY DIR TARGET BIN [cargo args…]: build, then measure. A failed build ends the script
+# (inside an argument's "$(…)" it would not, and the old ELF would be measured).
+build_measure() {
+    local key=$1 elf
+    shift
+    elf=$(build "$@") || { echo "size-report: building $key failed" >&2; exit 1; }
+    measure "$key" "$elf"
+}
+
 m=thumbv7em-none-eabihf
-measure mps2-punch "$(build mps2-an386 $m punch)"
-measure mps2-baseline "$(build mps2-an386 $m baseline)"
-measure mps2-plain "$(tdir=target/plaintext build mps2-an386 $m punch --features plaintext)"
+build_measure mps2-punch mps2-an386 $m punch
+build_measure mps2-baseline mps2-an386 $m baseline
+tdir=target/plaintext build_measure mps2-plain mps2-an386 $m punch --features plaintext
 if [ "$quick" = 0 ]; then
     # A target dir of its own: the default `punch` above stays the one QEMU boots.
-    measure mps2-dhcp "$(P2PSC_IPV4=dhcp tdir=target/dhcp build mps2-an386 $m punch --features dhcp)"
-    measure f767-defmt "$(build nucleo-f767zi $m punch)"
-    measure f767-plain "$(build nucleo-f767zi $m punch --no-default-features)"
-    measure rp-defmt "$(build rp2040-w5500 thumbv6m-none-eabi punch)"
-    measure rp-plain "$(build rp2040-w5500 thumbv6m-none-eabi punch --no-default-features)"
+    P2PSC_IPV4=dhcp tdir=target/dhcp build_measure mps2-dhcp mps2-an386 $m punch --features dhcp
+    build_measure f767-defmt nucleo-f767zi $m punch
+    build_measure f767-plain nucleo-f767zi $m punch --no-default-features
+    build_measure rp-defmt rp2040-w5500 thumbv6m-none-eabi punch
+    build_measure rp-plain rp2040-w5500 thumbv6m-none-eabi punch --no-default-features
 fi
 
 verdict() { # verdict FLASH RAM

@@ -66,7 +66,8 @@
 # that panics is reported with its message (stderr in the log dir).
 #
 # The summary ends with one `PEER SIDE KIND: …` line per peer (connected, data checked, SYN attempts,
-# ms from the Match to authenticated) and, when both connected through two routers, the set-up latency
+# ms from the Match to authenticated) and, when both connected through two routers without a stall,
+# the set-up latency
 # against its limit: max over the peers of (the relay's one-way delay, mediator to peer, + that peer's
 # Match-to-authenticated time) against 0.5 x mediator RTT + 1.5 x peer RTT (with unequal delays: the
 # farther peer's one-way delay + 1.5 x peer RTT), the host-sim figure's definition.
@@ -307,7 +308,7 @@ done
 setup_latency_line() {
     local am_a am_b
     am_a=$(labpeer_after_match A) am_b=$(labpeer_after_match B)
-    [ "$same_lan" = 0 ] && [ -n "$am_a" ] && [ -n "$am_b" ] || return 0
+    [ "$same_lan" = 0 ] && [ "$stall_a" = 0 ] && [ "$stall_b" = 0 ] && [ -n "$am_a" ] && [ -n "$am_b" ] || return 0
     awk -v da="$delay_a" -v db="$delay_b" -v a="$am_a" -v b="$am_b" 'BEGIN {
         sa = da + a; sb = db + b; setup = sa > sb ? sa : sb
         far = da > db ? da : db; peer_rtt = 2 * (da + db); limit = far + 1.5 * peer_rtt

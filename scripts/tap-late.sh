@@ -30,6 +30,8 @@
 #   --runs N                 runs per scenario (default 5)
 #   --jobs N                 runs at a time (default 8; each is 2 peers, 1-2 relays, 1 mediator, mostly idle)
 #   --only NAME              only the scenarios whose name contains NAME (repeatable), e.g. late-drop-B4000
+#   --delays MS,MS,…         how late the late peer is, in ms (default 1500,4000; the full table of
+#                            issue-level claims: --delays 500,1500,2000,4000,8000)
 #   --logs DIR               keep every run's logs in DIR/SCENARIO.RUN (default: a temp dir, removed)
 #   --host-sim PATH | --mediator-bin PATH | --p2psc PATH
 #                            binaries (default: $CARGO_TARGET_DIR or target/, debug)
@@ -49,7 +51,7 @@ lab=$here/tap-lab.sh
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 die() { echo "tap-late: $*" >&2; exit 3; }
 
-groups=() only=() runs=5 jobs=8 logs='' build=0 prefix="p2k$$-"
+groups=() only=() runs=5 jobs=8 logs='' build=0 prefix="p2k$$-" delays=1500,4000
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 host_sim=${HOST_SIM:-$target_dir/debug/host-sim}
 mediator_bin=${P2PSC_MEDIATOR_BIN:-$target_dir/debug/p2psc-mediator}
@@ -65,6 +67,7 @@ while [ $# -gt 0 ]; do
         --runs) runs=$2 ;;
         --jobs) jobs=$2 ;;
         --only) only+=("$2") ;;
+        --delays) delays=$2 ;;
         --logs) logs=$2 ;;
         --host-sim) host_sim=$2 ;;
         --mediator-bin) mediator_bin=$2 ;;
@@ -77,6 +80,7 @@ done
 for v in "$runs" "$jobs"; do
     case "$v" in ''|0|*[!0-9]*) echo "tap-late: not a positive number: $v" >&2; exit 2 ;; esac
 done
+case "$delays" in ''|,*|*,|*,,*|*[!0-9,]*) echo "tap-late: bad --delays $delays" >&2; exit 2 ;; esac
 case "$prefix" in ''|*[!A-Za-z0-9_.-]*) echo "tap-late: bad prefix $prefix" >&2; exit 2 ;; esac
 [ ${#groups[@]} -gt 0 ] || groups=(late-drop late-rst same-lan-race)
 
@@ -109,7 +113,7 @@ for group in "${groups[@]}"; do
     case "$group" in
         late-drop | late-rst)
             for late in A B; do
-                for ms in 1500 4000; do
+                for ms in ${delays//,/ }; do
                     stall=(--stall-a-ms 0 --stall-b-ms 0)
                     if [ "$late" = A ]; then stall[1]=$ms; else stall[3]=$ms; fi
                     if [ "$group" = late-drop ]; then

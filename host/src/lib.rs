@@ -205,10 +205,7 @@ pub async fn connect_observed(
     observe: impl FnMut(ConnectEvent),
 ) -> Result<Connection, Error> {
     let mediator_addr = resolve(mediator).await?;
-    let mut seed = [0u8; 32];
-    getrandom::getrandom(&mut seed).map_err(|e| Error::Bind(io::Error::other(e)))?;
-    let now = p2psc::time::Instant::ZERO;
-    let client = Client::new(config.protocol, keypair.public_key(), *peer, 2, seed, now);
+    let client = client_on_a_free_port(&config, keypair, peer, mediator_addr)?;
     let won = shell::Shell::new(client, keypair, mediator_addr)
         .run(observe)
         .await?;
@@ -232,6 +229,29 @@ pub async fn connect_observed(
         role: won.winner.role,
         session_key: won.winner.session_key,
     })
+}
+
+/// The client machine, on a punch port that no other socket holds: a random port is drawn again (a
+/// few times) while one does; a configured port is taken as it is.
+fn client_on_a_free_port(
+    config: &Config,
+    keypair: &Keypair,
+    peer: &PublicKey,
+    mediator: SocketAddr,
+) -> Result<Client, Error> {
+    const DRAWS: usize = 8;
+    let mut draws = 0;
+    loop {
+        let mut seed = [0u8; 32];
+        getrandom::getrandom(&mut seed).map_err(|e| Error::Bind(io::Error::other(e)))?;
+        let now = p2psc::time::Instant::ZERO;
+        let client = Client::new(config.protocol, keypair.public_key(), *peer, 2, seed, now);
+        draws += 1;
+        let port = socket::any_port(mediator, client.local_port());
+        if config.protocol.local_port.is_some() || draws == DRAWS || socket::is_free(port) {
+            return Ok(client);
+        }
+    }
 }
 
 /// The mediator's address: the first that `name` resolves to.

@@ -39,6 +39,10 @@ fn main() -> std::process::ExitCode {
         }
     };
     runtime.block_on(async {
+        // Watched before the server binds and says it listens: a signal from then on shuts down
+        // gracefully (a handler installed only when first polled let an early SIGTERM kill the process
+        // without the sessions' Abort).
+        let shutdown = shutdown_signal();
         let server = match Server::bind(config).await {
             Ok(server) => server,
             Err(e) => {
@@ -46,25 +50,28 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
-        server.serve(shutdown_signal()).await;
+        server.serve(shutdown).await;
         std::process::ExitCode::SUCCESS
     })
 }
 
-/// SIGTERM (systemd, docker) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
+/// SIGTERM (systemd, docker) or SIGINT (Ctrl-C): both handlers are installed when this is called (in
+/// the runtime), the returned future completes at the first signal.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM"),
+                _ = int.recv() => tracing::info!("SIGINT"),
+            },
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM/SIGINT; Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
     }
 }
 

@@ -23,7 +23,8 @@
 #                          still waits for ARP. Expect success (over the LAN; router A does not hairpin).
 #   all                    The first three in turn; exits non-zero if any fails.
 #
-# scripts/tap-late.sh runs the late-peer and same-LAN race matrix (many runs in parallel) on top of this.
+# scripts/tap-late.sh runs the late-peer and same-LAN race matrix (many runs in parallel) on top of this;
+# scripts/tap-latency.sh the set-up latency of each pairing of peer kinds (runs one at a time).
 #
 # Options:
 #   --peer-a|--peer-b smoltcp|kernel      what each peer is (default smoltcp). Peer A sends a message and

@@ -98,7 +98,9 @@ if [ "$peer_kind" = kernel ]; then
     netlab_kernel_host hostB homeB "$peer_ip"
     {
         echo "-----BEGIN PRIVATE KEY-----"
-        printf "$(sed 's/../\\x&/g' <<<"302e020100300506032b657004220420$seed_b")" | base64
+        der_hex=302e020100300506032b657004220420$seed_b der=''
+        for ((i = 0; i < ${#der_hex}; i += 2)); do der+="\\x${der_hex:i:2}"; done
+        printf '%b' "$der" | base64
         echo "-----END PRIVATE KEY-----"
     } >"$logs/key-B.pem"
     [ "$("$p2psc_bin" pubkey "$logs/key-B.pem")" = "${board_env[1]#P2PSC_PEER_KEY=}" ] ||
@@ -119,6 +121,7 @@ if [ "$peer_kind" = kernel ]; then
     mkfifo "$logs/loop"
     # Progress and errors to the log, what it echoed to peer-B.data. `timeout` bounds the whole loop (inside
     # the pipeline it would hold tee's input open).
+    # shellcheck disable=SC2016 # the inner script's own arguments
     ip netns exec "$(ns hostB)" timeout -k 2 120 bash -c 'set -o pipefail; fifo=$1; shift; "$@" <"$fifo" | tee "$fifo"' \
         echo-loop "$logs/loop" "$p2psc_bin" pipe --key "$logs/key-B.pem" --peer "$key_a" \
         --mediator "$pub_ip:$port" --timeout 90s >"$logs/peer-B.data" 2>"$logs/peer-B.log" </dev/null &

@@ -67,11 +67,10 @@
 # that panics is reported with its message (stderr in the log dir).
 #
 # The summary ends with one `PEER SIDE KIND: …` line per peer (connected, data checked, SYN attempts,
-# ms from the Match to authenticated) and, when both connected through two routers without a stall,
-# the set-up latency
-# against its limit: max over the peers of (the relay's one-way delay, mediator to peer, + that peer's
-# Match-to-authenticated time) against 0.5 x mediator RTT + 1.5 x peer RTT (with unequal delays: the
-# farther peer's one-way delay + 1.5 x peer RTT), the host-sim figure's definition.
+# ms from the Match to authenticated) and, when both connected through two routers without a stall, the
+# `SETUP` line: the set-up latency, max over the peers of (the relay's one-way delay, mediator to peer, +
+# that peer's Match-to-authenticated time) against its limit 0.5 x mediator RTT + 1.5 x peer RTT (with
+# unequal delays: the farther peer's one-way delay + 1.5 x peer RTT), the host-sim figure's definition.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)

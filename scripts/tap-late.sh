@@ -132,10 +132,10 @@ for group in "${groups[@]}"; do
             base=port-preserving-drop
             [ "$group" = kernel-late-rst ] && base=port-preserving-rst
             for ms in ${delays//,/ }; do
-                add_scenario "${group#kernel-}-ks-A$ms" $base --peer-a kernel --stall-a-ms $ms --stall-b-ms 0
-                add_scenario "${group#kernel-}-ks-B$ms" $base --peer-a kernel --stall-a-ms 0 --stall-b-ms $ms
-                add_scenario "${group#kernel-}-sk-A$ms" $base --peer-b kernel --stall-a-ms $ms --stall-b-ms 0
-                add_scenario "${group#kernel-}-kk-A$ms" $base --peer-a kernel --peer-b kernel --stall-a-ms $ms --stall-b-ms 0
+                add_scenario "${group#kernel-}-ks-A$ms" "$base" --peer-a kernel --stall-a-ms "$ms" --stall-b-ms 0
+                add_scenario "${group#kernel-}-ks-B$ms" "$base" --peer-a kernel --stall-a-ms 0 --stall-b-ms "$ms"
+                add_scenario "${group#kernel-}-sk-A$ms" "$base" --peer-b kernel --stall-a-ms "$ms" --stall-b-ms 0
+                add_scenario "${group#kernel-}-kk-A$ms" "$base" --peer-a kernel --peer-b kernel --stall-a-ms "$ms" --stall-b-ms 0
             done
             ;;
         kernel-same-lan)

@@ -144,8 +144,10 @@ labpeer_start_kernel() {
     if [ "$side" = A ]; then
         # Send the message, keep our direction open until all of it has come back (an interactive
         # exchange: the echo must not wait for our end), then close. The tool's PID goes to a file
-        # (a late peer A is stopped by PID).
+        # (a late peer A is stopped by PID). The data file exists before the tool starts: its shell opens
+        # it only once the fifo has a writer, and the wait below must not find it missing and stop.
         "${run[@]}" 'msg=$1 data=$2 fifo=$3 pidfile=$4; shift 4
+            : >"$data"
             "$@" <"$fifo" >"$data" &
             tool=$!
             echo "$tool" >"$pidfile"

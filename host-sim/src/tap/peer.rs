@@ -398,13 +398,20 @@ struct Conn {
 }
 
 impl Conn {
-    /// Poll the stack and move the stream's bytes; what arrived is appended to `into`.
+    /// Poll the stack and move the stream's bytes; what arrived is appended to `into`. Returns with
+    /// nothing unread in the socket: the caller then sleeps until the next frame, so bytes that came in
+    /// with the last poll would wait for a frame that may never come (the exchange's deadline).
     fn pump(&mut self, into: &mut Vec<u8>) -> Result<(), String> {
-        self.net.poll();
-        let result = self.stream.pump(self.net.tcp(self.socket), into);
-        // Send what the pump queued (or the abort after a channel error) at once.
-        self.net.poll();
-        result
+        loop {
+            self.net.poll();
+            let result = self.stream.pump(self.net.tcp(self.socket), into);
+            // Send what the pump queued (or the abort after a channel error) at once. This poll also
+            // takes in the frames that have arrived meanwhile.
+            self.net.poll();
+            if result.is_err() || !self.net.tcp(self.socket).can_recv() {
+                return result;
+            }
+        }
     }
 
     /// Wait (at most until `deadline`) for the close to finish: FIN both ways.

@@ -16,15 +16,17 @@
 #                  knows the other's MAC when the punch starts while the other still has to ARP: the
 #                  leader has to ARP (same-lan-race-leader, --announcer a), or the follower (-follower).
 #   kernel-late-drop, kernel-late-rst
-#                  the late peers with a kernel peer, 1.5 s and 4 s: ks-A (kernel A late: the lab stops the
-#                  tool while it waits for its Match), ks-B (smoltcp B late, kernel A early), sk-A (smoltcp
-#                  A late, kernel B early), kk-A (two tools, A late). A kernel B cannot be made late.
+#                  the late peers with a kernel peer (1.5 s and 4 s, or --delays): ks-A (kernel A late: the
+#                  lab stops the tool while it waits for its Match), ks-B (smoltcp B late, kernel A early),
+#                  sk-A (smoltcp A late, kernel B early), kk-A (two tools, A late). A kernel B cannot be
+#                  made late.
 #   kernel-same-lan
 #                  the same-LAN race with a kernel peer: the smoltcp peer has to ARP while the tool knows
 #                  its MAC (ks-follower: kernel leader; sk-leader: smoltcp leader); two tools, either
 #                  one having to ARP (kk-leader, kk-follower)
 # Every run must connect and move its bytes both ways (checked at both ends). 2 delays x 2 sides x 2
-# router kinds + 2 races = 10 scenarios; with --runs 5, 50 runs. The kernel groups: 8 + 8 + 4.
+# router kinds + 2 races = 10 scenarios; with --runs 5, 50 runs. The kernel groups: 4 per delay and
+# router kind + 4 races = 20 scenarios.
 #
 # Options:
 #   --runs N                 runs per scenario (default 5)

@@ -379,6 +379,9 @@ fn peer(args: &PeerArgs, out: &Out) -> Result<(), Failure> {
         socket,
         stream,
     };
+    // Every ACK at once: the exchange ends as soon as our socket reaches TIME-WAIT, and a delayed ACK of
+    // the peer's FIN would never leave (the peer then waits in LAST-ACK until its own close deadline).
+    conn.net.tcp(conn.socket).set_ack_delay(None);
     if let Some(msg) = &args.send {
         send(&mut conn, msg.as_bytes(), deadline, out).map_err(Failure::Exchange)?;
     } else if args.echo {

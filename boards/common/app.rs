@@ -7,22 +7,27 @@
 
 use embassy_time::{with_timeout, Duration};
 use embedded_io_async::{Read as _, Write as _};
-use p2psc::connector::{self, ConnectBuffers, ConnectConfig, Mediator, Peer, RecordBuffers};
+use p2psc::connector::{self, ConnectResources, Mediator, Request};
 use p2psc::identity::{Keypair, PublicKey};
 use p2psc::net::{Ipv4Address, Stack};
-use p2psc::proto::channel::MAX_RECORD_LEN;
+use rand_core::CryptoRng;
 
 use super::config;
 
-/// Socket buffers: 1 KiB each way for the peer socket, 256 B each way for the mediator connection;
-/// then the secure channel's records: a whole incoming record (up to 2 KiB), outgoing ones of 512 B.
-pub const BUFFERS: usize = 2 * 1024 + 2 * 256 + MAX_RECORD_LEN + 512;
+/// The connection's memory: 1 KiB each way for the peer socket (the application's), the mediator
+/// connection's buffers, and the secure channel's records: a whole incoming record (2 KiB), outgoing
+/// ones of 512 B.
+pub type Resources = ConnectResources<1024, 1024>;
 
-/// Wait for an address, connect to the configured peer, echo `greeting` (at most 64 bytes) once.
+/// Socket slots the stack needs: the connection's and the DHCP client's.
+pub const SOCKETS: usize = Resources::SOCKETS + 1;
+
+/// Wait for an address, connect to the configured peer, echo `greeting` (at most 64 bytes) once. `rng`
+/// is the board's hardware RNG (or a DRBG seeded from it).
 pub async fn punch_and_echo(
     stack: Stack<'static>,
-    buffers: &'static mut [u8; BUFFERS],
-    connect_seed: [u8; 32],
+    resources: &'static mut Resources,
+    rng: &mut impl CryptoRng,
     greeting: &[u8],
 ) {
     stack.wait_config_up().await;
@@ -31,7 +36,7 @@ pub async fn punch_and_echo(
     }
 
     let me = Keypair::from_seed(&config::KEY_SEED);
-    let peer = Peer::new(PublicKey::from_bytes(config::PEER_KEY));
+    let peer = PublicKey::from_bytes(config::PEER_KEY);
     let mediator = Mediator::new(
         Ipv4Address::from(config::MEDIATOR_ADDR),
         config::MEDIATOR_PORT,
@@ -39,37 +44,13 @@ pub async fn punch_and_echo(
     info!(
         "p2psc: me {}, peer {}, mediator {}",
         me.public_key(),
-        peer.key,
+        peer,
         mediator.endpoint
     );
 
-    let (rx, rest) = buffers.split_at_mut(1024);
-    let (tx, rest) = rest.split_at_mut(1024);
-    let (mediator_rx, rest) = rest.split_at_mut(256);
-    let (mediator_tx, rest) = rest.split_at_mut(256);
-    let (record_rx, record_tx) = rest.split_at_mut(MAX_RECORD_LEN);
-    let buffers = ConnectBuffers {
-        rx,
-        tx,
-        mediator_rx,
-        mediator_tx,
-        race: None,
-    };
-    let result = connector::connect_observed(
-        stack,
-        &me,
-        &peer,
-        &mediator,
-        buffers,
-        RecordBuffers {
-            rx: record_rx,
-            tx: record_tx,
-        },
-        ConnectConfig::default(),
-        connect_seed,
-        |event| info!("p2psc: {}", event),
-    )
-    .await;
+    let request = Request::new(&me, peer, mediator);
+    let observe = |event| info!("p2psc: {}", event);
+    let result = connector::connect_observed(stack, resources, &request, rng, observe).await;
     let mut conn = match result {
         Ok(conn) => conn,
         Err(e) => {

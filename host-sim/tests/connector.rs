@@ -619,7 +619,7 @@ fn first_poll(
         key(B_IDENTITY),
         mediator,
         handles,
-        [1; 32],
+        &mut p2psc::rng::Drbg::new([1; 32]),
         Instant::ZERO,
     );
     let result = connector.poll(Instant::ZERO, &mut iface, sockets);

@@ -2,6 +2,11 @@
 //! open and the peer handshake over *your* smoltcp [`Interface`] and [`SocketSet`], advanced by
 //! [`Connector::poll`]; and [`connect`], the one async call over the [`net`](crate::net) stack.
 //!
+//! The async call takes a [`Request`] (our signer, the peer's key, the mediator, a [`Config`] of
+//! embassy-time durations), the [`ConnectResources`] holding every buffer, and a
+//! `rand_core` RNG. The poll API counts in smoltcp's time, like the `Interface::poll` it runs beside,
+//! and takes the protocol's [`ConnectConfig`] (or a [`Config`]).
+//!
 //! The [`Connector`] is for firmware that runs smoltcp itself (RTIC, a super-loop). It holds no protocol
 //! decision: those are the sans-IO [`Client`](crate::proto::client::Client)'s (registration, back-off,
 //! and the punch of [`proto::punch`](crate::proto::punch): targets, the retry schedule both peers share,
@@ -24,7 +29,9 @@
 //!
 //! # Sockets
 //!
-//! You add the sockets to your set (with your buffers) and pass their handles ([`Sockets`]): the
+//! [`connect`] creates its sockets in your [`ConnectResources`] and needs
+//! [`ConnectResources::SOCKETS`] free slots in the stack (else [`Error::SocketSetFull`]). With the poll
+//! API you add the sockets to your set (with your buffers) and pass their handles ([`Sockets`]): the
 //! mediator socket needs at least [`wire::MAX_FRAME_LEN`](crate::wire::MAX_FRAME_LEN) bytes each way;
 //! each candidate socket becomes the application's socket if it wins, so size its buffers for the
 //! application (and at least one frame each way). One candidate socket is enough; a second lets the LAN
@@ -34,12 +41,13 @@
 //! winner, which [`Connector::poll`] returns.
 
 mod connect;
+mod request;
+mod resources;
 mod socket;
 
-pub use connect::{connect, connect_observed, connect_plaintext};
-pub use connect::{
-    ConnectBuffers, Mediator, Peer, PeerConnection, RecordBuffers, SecureConnection,
-};
+pub use connect::{connect, connect_observed, connect_plaintext, PeerConnection, SecureConnection};
+pub use request::{Config, Mediator, Request};
+pub use resources::{ConnectResources, PlaintextResources, MEDIATOR_BUFFER_LEN};
 pub use socket::{feed, send_frames};
 
 pub use crate::proto::client::{ConnectConfig, ConnectEvent, Error};
@@ -47,6 +55,8 @@ pub use crate::proto::punch::{Dialers, PunchConfig, Schedule, Slot, SlotConfig};
 
 use core::net::SocketAddr;
 use core::task::Poll;
+
+use rand_core::CryptoRng;
 
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::wire::IpEndpoint;
@@ -132,23 +142,26 @@ fn endpoint(addr: SocketAddr) -> Option<IpEndpoint> {
 }
 
 impl<S: Signer, V: Verifier> Connector<S, V> {
-    /// Start connecting to `peer` through `mediator`. `seed` is 32 bytes from a cryptographically secure
-    /// random source, fresh for each connection: the nonce, ephemeral key, port and jitter derive from it.
+    /// Start connecting to `peer` through `mediator`, as `config` says (the protocol's
+    /// [`ConnectConfig`], or the async API's [`Config`]). `rng` is a cryptographically secure random
+    /// source (a hardware RNG, or a [`Drbg`](crate::rng::Drbg) over a fresh seed from one): the nonce,
+    /// ephemeral key, port and jitter derive from 32 bytes of it.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        config: ConnectConfig,
+        config: impl Into<ConnectConfig>,
         signer: S,
         verifier: V,
         peer: PublicKey,
         mediator: impl Into<IpEndpoint>,
         sockets: Sockets,
-        seed: [u8; 32],
+        rng: &mut impl CryptoRng,
         now: Instant,
     ) -> Self {
         let candidates = sockets.candidates();
         let own = signer.public_key();
+        let seed = crate::rng::seed_from(rng);
         Connector {
-            client: Client::new(config, own, peer, candidates.len(), seed, now),
+            client: Client::new(config.into(), own, peer, candidates.len(), seed, now),
             signer,
             verifier,
             mediator: mediator.into(),

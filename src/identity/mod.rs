@@ -110,6 +110,7 @@ impl<V: Verifier + ?Sized> Verifier for &V {
 /// Only [`InvalidHex`](Self::InvalidHex) can occur without the `std` feature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum KeyError {
     /// Not exactly 64 hexadecimal digits.
     InvalidHex,

@@ -138,6 +138,7 @@ pub use smoltcp::wire::{
 pub use smoltcp::wire::{Ipv6Address, Ipv6Cidr};
 pub use stack::{new, Stack, StackResources};
 
+pub(crate) use self::time::duration_to_smoltcp;
 use self::time::{instant_from_smoltcp, instant_to_smoltcp};
 
 /// The current time on the stack's clock (embassy-time), in smoltcp's type, which is what p2psc's

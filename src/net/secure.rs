@@ -40,6 +40,7 @@ use crate::wire::Role;
 /// Error from a [`SecureSocket`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum Error {
     /// The TCP connection is gone (reset, timed out, aborted), or its write half was closed.
     ConnectionReset,

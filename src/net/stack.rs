@@ -69,6 +69,8 @@ pub(crate) struct Inner {
     /// Wakes tasks waiting for link or configuration changes.
     pub(super) state_waker: MultiWakerRegistration<STATE_WAITERS>,
     pub(super) hardware_address: HardwareAddress,
+    /// Slots of the socket set (`SOCK` of the resources): smoltcp's `add` panics when all are taken.
+    socket_slots: usize,
     next_local_port: u16,
     pub(super) link_up: bool,
     pub(super) static_v4: Option<StaticConfigV4>,
@@ -125,6 +127,7 @@ pub fn new<'d, D: Driver, const SOCK: usize>(
         waker: WakerRegistration::new(),
         state_waker: MultiWakerRegistration::new(),
         hardware_address,
+        socket_slots: SOCK,
         next_local_port,
         link_up: false,
         static_v4: None,
@@ -220,6 +223,12 @@ impl<'d> Stack<'d> {
         F: for<'s> FnMut(&mut Context<'_>, &mut Interface, &mut SocketSet<'s>) -> Poll<T>,
     {
         poll_fn(|cx| self.with_mut(|iface, sockets| f(cx, iface, sockets))).await
+    }
+
+    /// Socket slots not in use (of the `SOCK` of [`StackResources`]): creating more sockets than this
+    /// panics, so an operation that creates several checks first.
+    pub(crate) fn free_socket_slots(&self) -> usize {
+        self.with_inner(|i| i.socket_slots - i.sockets.iter().count())
     }
 
     /// The interface's hardware address.

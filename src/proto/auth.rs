@@ -61,6 +61,7 @@ impl defmt::Format for SessionKey {
 /// Why a peer handshake failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum AuthError {
     /// The peer sent a frame that does not parse.
     Wire(wire::Error),

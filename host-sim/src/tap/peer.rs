@@ -299,7 +299,7 @@ fn peer(args: &PeerArgs, out: &Out) -> Result<(), Failure> {
         args.peer_key,
         IpEndpoint::from(std::net::SocketAddr::V4(args.mediator)),
         handles,
-        seed,
+        &mut p2psc::rng::Drbg::new(seed),
         started,
     );
     out.line(format_args!(

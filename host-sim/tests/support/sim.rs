@@ -220,7 +220,7 @@ impl Peer {
             spec.want,
             IpEndpoint::new(IpAddress::Ipv4(MEDIATOR_IP), MEDIATOR_PORT),
             handles,
-            spec.seed,
+            &mut p2psc::rng::Drbg::new(spec.seed),
             Instant::ZERO,
         );
         Peer {

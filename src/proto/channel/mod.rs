@@ -112,6 +112,7 @@ impl RecordType {
 /// Why the channel failed. Every error is final for the connection: close it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum ChannelError {
     /// A record's tag does not verify: it was altered, replayed, reordered, a record before it was
     /// lost, or the peer uses another key. None of its plaintext is released.

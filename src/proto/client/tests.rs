@@ -3,8 +3,9 @@
 
 use super::*;
 use crate::identity::Keypair;
-use crate::wire::{Challenge, Match, Message, MAX_FRAME_LEN};
-use core::net::{IpAddr, Ipv4Addr};
+use crate::proto::punch;
+use crate::wire::{Challenge, Match, Message, Role, MAX_FRAME_LEN};
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::vec::Vec;
 
 fn at(ms: i64) -> Instant {

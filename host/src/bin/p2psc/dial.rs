@@ -32,6 +32,8 @@ impl Reached {
             | ConnectEvent::Dialing(..)
             | ConnectEvent::Retrying(_) => Reached::Matched,
             ConnectEvent::Established(_) | ConnectEvent::Authenticated(_) => Reached::Established,
+            // An event added to p2psc later says nothing about how far we got.
+            _ => Reached::Start,
         };
         self.max(next)
     }
@@ -226,7 +228,8 @@ fn protocol_failure(error: p2psc::Error, reached: Reached, args: &ConnectArgs) -
         E::NoRoute | E::PunchFailed => (Class::PunchFailed, error.to_string()),
         E::AuthFailed(_) | E::PeerClosed => (Class::AuthFailed, error.to_string()),
         E::Timeout => return timed_out(reached, args),
-        E::BadSocket => (Class::LocalIo, error.to_string()),
+        // Errors of the smoltcp shells (a local matter), and any added to p2psc later.
+        _ => (Class::LocalIo, error.to_string()),
     };
     Failure::new(class, message)
 }

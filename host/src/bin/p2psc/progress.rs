@@ -186,6 +186,8 @@ fn step_json(event: &ConnectEvent) -> Value {
         ConnectEvent::Authenticated(to) => {
             json!({"event": "authenticated", "to": to.to_string()})
         }
+        // An event added to p2psc later: its line of text.
+        other => json!({"event": "other", "text": other.to_string()}),
     }
 }
 

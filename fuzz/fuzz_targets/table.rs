@@ -5,7 +5,8 @@
 //! A plain model (a list of entries) says what the table must hold after every step, and the checks
 //! are: a key is in the table at most once, with exactly the model's connection, registrant and
 //! expiry; every notice goes to the connection the model names (Replaced to the older registration of a
-//! key, Match to the waiting counterpart, and their contents pair the two); `len()` never exceeds the
+//! key, Match to the waiting counterpart, and their contents pair the two, RetryAfter to the entry a
+//! full table evicts for a registration from a lighter network); `len()` never exceeds the
 //! capacity; nothing expires before its time and everything expires at it; `poll_at` is the earliest
 //! expiry and never in the past after `poll`; a stale session's removal never removes a newer entry.
 #![no_main]
@@ -14,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use p2psc::proto::mediator::{Entry, Registrant, Storage};
+use p2psc::proto::mediator::{Entry, Prefix, Registrant, Storage};
 use p2psc::proto::{
     ConnId, MediatorConfig, Notice, RegisterConfig, Registration, Session, SessionEvent, Table,
 };
@@ -102,8 +103,8 @@ struct World<S: Storage> {
     next_conn: ConnId,
     sessions: Vec<(ConnId, Session)>,
     model: Vec<Entry>,
-    /// Counters the table must report: registrations, matches, replaced, expired, full.
-    counts: [u64; 5],
+    /// Counters the table must report: registrations, matches, replaced, expired, full, evicted.
+    counts: [u64; 6],
 }
 
 impl<S: Storage> World<S> {
@@ -116,7 +117,7 @@ impl<S: Storage> World<S> {
             next_conn: 1,
             sessions: Vec::new(),
             model: Vec::new(),
-            counts: [0; 5],
+            counts: [0; 6],
         }
     }
 
@@ -179,11 +180,16 @@ impl<S: Storage> World<S> {
         self.counts[2] += u64::from(replaced.is_some());
         let matched = self.take(|e| e.registrant.key == reg.want && e.registrant.want == reg.key);
         self.counts[1] += u64::from(matched.is_some());
+        let evicted = match matched {
+            None if self.model.len() >= self.room => self.evict_for(reg),
+            _ => None,
+        };
         let waits = matched.is_none() && self.model.len() < self.room;
         reach(match (replaced, &matched, waits) {
             (Some(_), Some(_), _) => "table: replaced and matched at once",
             (Some(_), None, _) => "table: replaced",
             (None, Some(_), _) => "table: matched",
+            (None, None, true) if evicted.is_some() => "table: full, evicted for a lighter network",
             (None, None, true) => "table: waits",
             (None, None, false) => "table: full",
         });
@@ -200,8 +206,40 @@ impl<S: Storage> World<S> {
         Prediction {
             replaced,
             matched,
+            evicted,
             waits,
         }
+    }
+
+    /// The eviction rule of a full table (mediator.md §5.5), applied to the model: the network holding
+    /// the most entries (ties: the lower prefix) gives up its entry that expires first (ties: the
+    /// older connection) if it holds at least two more than the newcomer's network.
+    fn evict_for(&mut self, reg: &Registrant) -> Option<ConnId> {
+        let network = |r: &Registrant| Prefix::network(r.observed.ip());
+        let count = |p: Prefix| {
+            self.model
+                .iter()
+                .filter(|e| network(&e.registrant) == p)
+                .count()
+        };
+        let mine = count(network(reg));
+        let (heaviest, std::cmp::Reverse(prefix)) = self
+            .model
+            .iter()
+            .map(|e| network(&e.registrant))
+            .map(|p| (count(p), std::cmp::Reverse(p)))
+            .max()?;
+        if heaviest < mine + 2 {
+            return None;
+        }
+        let oldest = self
+            .model
+            .iter()
+            .filter(|e| network(&e.registrant) == prefix)
+            .min_by_key(|e| (e.expires, e.conn))?
+            .conn;
+        self.counts[5] += 1;
+        self.take(|e| e.conn == oldest).map(|e| e.conn)
     }
 
     fn take(&mut self, f: impl Fn(&Entry) -> bool) -> Option<Entry> {
@@ -222,6 +260,13 @@ impl<S: Storage> World<S> {
             assert_eq!(
                 got.next(),
                 Some(&(old, Notice::Abort(AbortReason::Replaced)))
+            );
+        }
+        if let Some(evicted) = p.evicted {
+            let notice = got.next();
+            assert!(
+                matches!(notice, Some(&(c, Notice::RetryAfter(_))) if c == evicted),
+                "expected RetryAfter for the evicted connection {evicted}, the table said {notice:?}"
             );
         }
         match (&p.matched, got.next()) {
@@ -369,7 +414,14 @@ impl<S: Storage> World<S> {
         );
         let s = self.table.stats();
         assert_eq!(
-            [s.registrations, s.matches, s.replaced, s.expired, s.full],
+            [
+                s.registrations,
+                s.matches,
+                s.replaced,
+                s.expired,
+                s.full,
+                s.evicted
+            ],
             self.counts
         );
     }
@@ -381,6 +433,8 @@ struct Prediction {
     replaced: Option<ConnId>,
     /// The waiting counterpart, matched.
     matched: Option<Entry>,
+    /// The connection of the entry evicted to make room (it gets RetryAfter).
+    evicted: Option<ConnId>,
     /// Whether the registrant waits (else, unmatched, it is refused: the table is full).
     waits: bool,
 }

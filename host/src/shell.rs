@@ -123,6 +123,9 @@ fn read_ready(stream: &TcpStream, rx: &mut Vec<u8>, eof: &mut bool, cx: &mut Con
 pub(crate) struct Shell<'k> {
     pub(crate) client: Client,
     keypair: &'k Keypair,
+    /// The mediators in the pair's ranking (protocol §13), best first.
+    mediators: Vec<SocketAddr>,
+    /// The one in use.
     mediator_addr: SocketAddr,
     started: tokio::time::Instant,
     mediator: Sock,
@@ -141,11 +144,13 @@ pub(crate) struct Won {
 }
 
 impl<'k> Shell<'k> {
-    pub(crate) fn new(client: Client, keypair: &'k Keypair, mediator_addr: SocketAddr) -> Self {
+    /// The shell of `client`, with `mediators` in the pair's ranking (at least one).
+    pub(crate) fn new(client: Client, keypair: &'k Keypair, mediators: Vec<SocketAddr>) -> Self {
         Shell {
             client,
             keypair,
-            mediator_addr,
+            mediator_addr: mediators[0],
+            mediators,
             started: tokio::time::Instant::now(),
             mediator: Sock::Idle,
             candidates: Default::default(),
@@ -201,8 +206,12 @@ impl<'k> Shell<'k> {
 
     fn apply(&mut self, action: Action) -> Result<(), Error> {
         match action {
-            Action::DialMediator { from_port } => {
+            Action::DialMediator { rank, from_port } => {
                 self.mediator.close(true);
+                if let Some(addr) = self.mediators.get(rank) {
+                    self.mediator_addr = *addr;
+                }
+                self.local = None;
                 let local = socket::any_port(self.mediator_addr, from_port);
                 let connecting = socket::connect(local, self.mediator_addr).map_err(Error::bind)?;
                 self.mediator = Sock::Connecting(Box::pin(connecting));

@@ -8,7 +8,9 @@
 use rand_core::CryptoRng;
 
 use super::resources::Buffers;
-use super::{ConnectEvent, ConnectResources, Connected, Connector, Error, Request, Sockets};
+use super::{
+    ConnectEvent, ConnectResources, Connected, Connector, Error, Mediator, Request, Sockets,
+};
 use crate::identity::{SaltyVerifier, Signer};
 use crate::net::secure::SecureSocket;
 use crate::net::tcp::TcpSocket;
@@ -73,6 +75,7 @@ pub struct PeerConnection<'a> {
 pub async fn connect<
     'a,
     S: Signer,
+    M: AsRef<[Mediator]>,
     const RX: usize,
     const TX: usize,
     const CANDIDATES: usize,
@@ -81,7 +84,7 @@ pub async fn connect<
 >(
     stack: Stack<'a>,
     resources: &'a mut ConnectResources<RX, TX, CANDIDATES, RECORD_TX, RECORD_RX>,
-    request: &Request<S>,
+    request: &Request<S, M>,
     rng: &mut impl CryptoRng,
 ) -> Result<SecureConnection<'a>, Error> {
     connect_observed(stack, resources, request, rng, |_| {}).await
@@ -92,6 +95,7 @@ pub async fn connect<
 pub async fn connect_observed<
     'a,
     S: Signer,
+    M: AsRef<[Mediator]>,
     const RX: usize,
     const TX: usize,
     const CANDIDATES: usize,
@@ -100,7 +104,7 @@ pub async fn connect_observed<
 >(
     stack: Stack<'a>,
     resources: &'a mut ConnectResources<RX, TX, CANDIDATES, RECORD_TX, RECORD_RX>,
-    request: &Request<S>,
+    request: &Request<S, M>,
     rng: &mut impl CryptoRng,
     observe: impl FnMut(ConnectEvent),
 ) -> Result<SecureConnection<'a>, Error> {
@@ -134,6 +138,7 @@ pub async fn connect_observed<
 pub async fn connect_plaintext<
     'a,
     S: Signer,
+    M: AsRef<[Mediator]>,
     const RX: usize,
     const TX: usize,
     const CANDIDATES: usize,
@@ -142,7 +147,7 @@ pub async fn connect_plaintext<
 >(
     stack: Stack<'a>,
     resources: &'a mut ConnectResources<RX, TX, CANDIDATES, RECORD_TX, RECORD_RX>,
-    request: &Request<S>,
+    request: &Request<S, M>,
     rng: &mut impl CryptoRng,
     observe: impl FnMut(ConnectEvent),
 ) -> Result<PeerConnection<'a>, Error> {
@@ -159,11 +164,11 @@ pub async fn connect_plaintext<
 }
 
 /// Create the sockets on the buffers, run the connector to its outcome, keep the winner.
-async fn run<'a, S: Signer>(
+async fn run<'a, S: Signer, M: AsRef<[Mediator]>>(
     stack: Stack<'a>,
     mediator: Buffers<'a>,
     candidates: heapless::Vec<Buffers<'a>, MAX_CANDIDATES>,
-    request: &Request<S>,
+    request: &Request<S, M>,
     rng: &mut impl CryptoRng,
     mut observe: impl FnMut(ConnectEvent),
 ) -> Result<PeerConnection<'a>, Error> {
@@ -182,12 +187,12 @@ async fn run<'a, S: Signer>(
     for (slot, socket) in handles.candidates.iter_mut().zip(&sockets) {
         *slot = Some(socket.handle());
     }
-    let mut connector = Connector::new(
+    let mut connector = Connector::with_mediators(
         request.config,
         &request.signer,
         SaltyVerifier,
         request.peer,
-        request.mediator.endpoint,
+        &request.mediators,
         handles,
         rng,
         now(),

@@ -64,6 +64,7 @@ use smoltcp::wire::IpEndpoint;
 use crate::identity::{PublicKey, Signer, Verifier};
 use crate::proto::client::{Action, Client};
 use crate::proto::punch::{self, Winner};
+use crate::proto::rendezvous::{self, MediatorId};
 use crate::proto::SessionKey;
 use crate::time::Instant;
 use crate::wire::Role;
@@ -107,12 +108,16 @@ impl Sockets {
     }
 }
 
-/// One connection to a peer through a mediator, advanced by [`poll`](Connector::poll).
-pub struct Connector<S: Signer, V: Verifier> {
+/// One connection to a peer through a mediator — or the first that works of several, in the pair's
+/// ranking (protocol §13) — advanced by [`poll`](Connector::poll).
+///
+/// `M` holds the mediators: one [`Mediator`] (what [`new`](Connector::new) makes), or a list of them (an
+/// array, a slice) for [`with_mediators`](Connector::with_mediators).
+pub struct Connector<S: Signer, V: Verifier, M: AsRef<[Mediator]> = Mediator> {
     client: Client,
     signer: S,
     verifier: V,
-    mediator: IpEndpoint,
+    mediators: M,
     sockets: Sockets,
     candidates: heapless::Vec<SocketHandle, 2>,
     /// Whether the sockets were checked ([`Error::BadSocket`]).
@@ -121,10 +126,10 @@ pub struct Connector<S: Signer, V: Verifier> {
     finished: bool,
 }
 
-impl<S: Signer, V: Verifier> core::fmt::Debug for Connector<S, V> {
+impl<S: Signer, V: Verifier, M: AsRef<[Mediator]>> core::fmt::Debug for Connector<S, V, M> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Connector")
-            .field("mediator", &self.mediator)
+            .field("mediators", &self.mediators.as_ref())
             .field("client", &self.client)
             .finish()
     }
@@ -157,14 +162,38 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
         rng: &mut impl CryptoRng,
         now: Instant,
     ) -> Self {
+        let mediator = Mediator {
+            endpoint: mediator.into(),
+        };
+        Connector::with_mediators(config, signer, verifier, peer, mediator, sockets, rng, now)
+    }
+}
+
+impl<S: Signer, V: Verifier, M: AsRef<[Mediator]>> Connector<S, V, M> {
+    /// [`new`](Connector::new) with several mediators: the pair meets on the first of them, in the
+    /// pair's ranking (protocol §13), that can serve it; the peer must know the same ones (by address).
+    /// An empty list fails with [`Error::NoRoute`] at the first poll.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_mediators(
+        config: impl Into<ConnectConfig>,
+        signer: S,
+        verifier: V,
+        peer: PublicKey,
+        mediators: M,
+        sockets: Sockets,
+        rng: &mut impl CryptoRng,
+        now: Instant,
+    ) -> Self {
         let candidates = sockets.candidates();
         let own = signer.public_key();
         let seed = crate::rng::seed_from(rng);
+        let mut client = Client::new(config.into(), own, peer, candidates.len(), seed, now);
+        client.set_mediators(mediators.as_ref().len());
         Connector {
-            client: Client::new(config.into(), own, peer, candidates.len(), seed, now),
+            client,
             signer,
             verifier,
-            mediator: mediator.into(),
+            mediators,
             sockets,
             candidates,
             checked: false,
@@ -277,12 +306,12 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
     fn apply(&mut self, action: Action, iface: &mut Interface, sockets: &mut SocketSet<'_>) {
         let port = self.client.local_port();
         match action {
-            Action::DialMediator { from_port } => {
+            Action::DialMediator { rank, from_port } => {
                 let s = tcp(sockets, self.sockets.mediator);
                 s.abort();
-                if s.connect(iface.context(), self.mediator, from_port)
-                    .is_err()
-                {
+                let mediator = self.ranked(rank);
+                let dialled = mediator.map(|m| s.connect(iface.context(), m, from_port));
+                if !matches!(dialled, Some(Ok(()))) {
                     self.client.fail(Error::NoRoute);
                 }
             }
@@ -307,6 +336,15 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
                 tcp(sockets, self.candidates[candidate]).abort();
             }
         }
+    }
+
+    /// The mediator at `rank` of the pair's ranking. One mediator needs no ranking (and, when `M` is
+    /// one [`Mediator`], the optimiser drops the ranking's code).
+    fn ranked(&self, rank: usize) -> Option<IpEndpoint> {
+        let list = self.mediators.as_ref();
+        let (own, peer) = (self.signer.public_key(), self.client.peer());
+        let id = |m: &Mediator| MediatorId::new(m.endpoint.into());
+        rendezvous::nth(own, peer, list, rank, id).map(|i| list[i].endpoint)
     }
 
     /// The winner's socket, as the application gets it.

@@ -1,4 +1,4 @@
-//! What [`connect`](super::connect) is asked to do: [`Request`] (who, whom, through which mediator)
+//! What [`connect`](super::connect) is asked to do: [`Request`] (who, whom, through which mediators)
 //! and its [`Config`] (deadlines in embassy-time's `Duration`, like the rest of the async API).
 
 use embassy_time::Duration;
@@ -21,6 +21,14 @@ impl Mediator {
         Mediator {
             endpoint: IpEndpoint::new(addr.into(), port),
         }
+    }
+}
+
+/// One mediator is a list of one: what a [`Request`] or a [`Connector`](super::Connector) of one
+/// mediator holds, at no cost.
+impl AsRef<[Mediator]> for Mediator {
+    fn as_ref(&self) -> &[Mediator] {
+        core::slice::from_ref(self)
     }
 }
 
@@ -77,6 +85,13 @@ impl From<Config> for ConnectConfig {
 
 /// One connection to make: who we are, whom we want, where we meet, and how.
 ///
+/// `M` holds the mediators: one [`Mediator`] ([`Request::new`]), or several — an array or a slice of
+/// them ([`Request::with_mediators`]). With several, both peers rank them the same way (by the pair's
+/// keys, protocol §13) and meet on the first that works; a mediator that cannot serve them before
+/// the Match (unreachable, closed, shutting down: [`Error::moves_on`](crate::Error::moves_on)) is left
+/// for the next, within the one overall deadline. Both peers should list the same mediators, by the
+/// addresses they reach them at (`doc/mediator.md` says what differing lists cost).
+///
 /// ```
 /// use p2psc::connector::{Config, Mediator, Request};
 /// use p2psc::identity::{Keypair, PublicKey};
@@ -90,16 +105,25 @@ impl From<Config> for ConnectConfig {
 ///     ..Request::new(&me, peer, mediator)
 /// };
 /// assert_eq!(request.peer, peer);
+///
+/// // Three mediators; the pair meets on the first of its ranking that works.
+/// let mediators = [
+///     mediator,
+///     Mediator::new(Ipv4Address::new(198, 51, 100, 20), 7777),
+///     Mediator::new(Ipv4Address::new(192, 0, 2, 30), 7777),
+/// ];
+/// let request = Request::with_mediators(&me, peer, &mediators[..]);
+/// assert_eq!(request.mediators.len(), 3);
 /// ```
 #[derive(Debug, Clone, Copy)]
-pub struct Request<S> {
+pub struct Request<S, M = Mediator> {
     /// Our identity: it signs the registration and the peer handshake (a [`Keypair`](crate::identity::Keypair),
     /// a reference to one, or a secure element's [`Signer`]).
     pub signer: S,
     /// The peer's public key: only a peer that proves it is accepted.
     pub peer: PublicKey,
-    /// Where both peers register.
-    pub mediator: Mediator,
+    /// Where both peers register: one [`Mediator`], or a list of them.
+    pub mediators: M,
     /// Deadlines and the local port.
     pub config: Config,
 }
@@ -110,7 +134,20 @@ impl<S: Signer> Request<S> {
         Request {
             signer,
             peer,
-            mediator,
+            mediators: mediator,
+            config: Config::default(),
+        }
+    }
+}
+
+impl<S: Signer, M: AsRef<[Mediator]>> Request<S, M> {
+    /// Connect as `signer` to `peer` through the first of `mediators`, in the pair's ranking, that
+    /// works; with the default [`Config`].
+    pub fn with_mediators(signer: S, peer: PublicKey, mediators: M) -> Request<S, M> {
+        Request {
+            signer,
+            peer,
+            mediators,
             config: Config::default(),
         }
     }

@@ -22,6 +22,12 @@
 //!                              └──DialMediator── Backoff ◀──┘ (from a fresh port)
 //!  any phase ── error or overall deadline ──▶ Failed(Error)
 //! ```
+//!
+//! With several mediators ([`set_mediators`](Client::set_mediators)), a mediator that fails before the
+//! Match in a way that says it cannot serve the pair ([`Error::moves_on`]) sends the client back to
+//! `Start` for the next one of the pair's ranking (protocol §13, [`rendezvous`](super::rendezvous)); the
+//! shell maps the rank in [`Action::DialMediator`] to an address with
+//! [`rendezvous::nth`](super::rendezvous::nth).
 
 use core::fmt;
 
@@ -89,6 +95,9 @@ pub struct Client {
     registered: bool,
     /// RetryAfters so far.
     busy: u32,
+    /// Mediators in the pair's ranking, and the rank of the one in use (0: the first).
+    mediators: usize,
+    rank: usize,
 }
 
 impl fmt::Debug for Client {
@@ -135,7 +144,27 @@ impl Client {
             events: heapless::Deque::new(),
             registered: false,
             busy: 0,
+            mediators: 1,
+            rank: 0,
         }
+    }
+
+    /// Tell the client that the shell knows `count` mediators (one unless this is called; call it before
+    /// the first [`poll`](Self::poll)): a mediator that fails before the Match in a way that
+    /// [`moves on`](Error::moves_on) is followed by the next of the pair's ranking, within the overall
+    /// deadline.
+    pub fn set_mediators(&mut self, count: usize) {
+        self.mediators = count.max(1);
+    }
+
+    /// The peer's public key.
+    pub fn peer(&self) -> PublicKey {
+        self.peer
+    }
+
+    /// The rank, in the pair's ranking, of the mediator in use (0: the first choice).
+    pub fn mediator_rank(&self) -> usize {
+        self.rank
     }
 
     /// The local port of the mediator connection and the punch (it changes after a RetryAfter when it
@@ -158,13 +187,42 @@ impl Client {
         self.events.pop_front()
     }
 
-    /// The shell could not carry out an action (no route, unusable socket): the connection fails.
+    /// The shell could not carry out an action (no route, unusable socket): the connection fails, or,
+    /// before the Match, moves on to the next mediator when the error [`moves on`](Error::moves_on).
     #[cold]
     pub fn fail(&mut self, error: Error) {
+        let registering = matches!(
+            self.phase,
+            Phase::DialingMediator { .. } | Phase::Registering(_)
+        );
+        if registering && error.moves_on() && self.rank + 1 < self.mediators {
+            self.next_mediator(error);
+        } else {
+            self.end(error);
+        }
+    }
+
+    /// The connection fails, whatever the phase.
+    #[cold]
+    fn end(&mut self, error: Error) {
         if self.result().is_none() {
             warn!("p2psc: connect failed: {:?}", error);
             self.enter(Phase::Failed(error));
         }
+    }
+
+    /// Leave the mediator in use for the next of the ranking: dial it at the next poll, from the same
+    /// port (another remote address, so another 4-tuple), and start its registration afresh.
+    #[cold]
+    fn next_mediator(&mut self, error: Error) {
+        self.rank += 1;
+        self.busy = 0;
+        self.registered = false;
+        self.event(ConnectEvent::NextMediator {
+            failed: error,
+            rank: self.rank,
+        });
+        self.enter(Phase::Start);
     }
 
     /// Report what the mediator socket is doing now.
@@ -257,7 +315,7 @@ impl Client {
                 Phase::Punching { punch, .. } => punch.last_error().map(Error::from),
                 _ => None,
             };
-            self.fail(last.unwrap_or(Error::Timeout));
+            self.end(last.unwrap_or(Error::Timeout));
             return None;
         }
         let action = match &mut self.phase {
@@ -327,6 +385,7 @@ impl Client {
         self.enter(Phase::DialingMediator { since: now });
         self.mediator = Link::SynSent;
         Action::DialMediator {
+            rank: self.rank,
             from_port: self.local_port,
         }
     }
@@ -391,7 +450,8 @@ impl Client {
                 punch,
                 yielded: false,
             }),
-            Err(e) => self.fail(e.into()),
+            // After the Match nothing moves on: the pair has met.
+            Err(e) => self.end(e.into()),
         }
     }
 
@@ -402,7 +462,7 @@ impl Client {
             RegisterError::RetryAfter(after) => {
                 let until = now + self.backoff(after) + self.backoff_jitter(after);
                 if until >= self.deadline {
-                    return self.fail(Error::MediatorBusy);
+                    return self.end(Error::MediatorBusy);
                 }
                 self.busy += 1;
                 self.enter(Phase::Backoff { until });

@@ -105,6 +105,29 @@ impl fmt::Display for Error {
 
 impl core::error::Error for Error {}
 
+impl Error {
+    /// Whether a mediator that failed this way before the Match is left for the next of the pair's
+    /// ranking (protocol §13.2): when it cannot take our registration at all — so the peer cannot be
+    /// waiting there and, coming to it, will be turned away the same way — moving on loses nothing.
+    /// An answer about us or the pair (the peer did not come, our registration was replaced or
+    /// refused, our deadline passed) ends the attempt: the mediator works, and the peer may be there.
+    pub fn moves_on(&self) -> bool {
+        matches!(
+            self,
+            Error::NoRoute
+                | Error::MediatorUnreachable
+                | Error::MediatorClosed
+                | Error::UnsupportedVersion(_)
+                | Error::Mediator(_)
+                | Error::Aborted(
+                    AbortReason::ShuttingDown
+                        | AbortReason::TableFull
+                        | AbortReason::TooManyConnections
+                )
+        )
+    }
+}
+
 impl From<RegisterError> for Error {
     fn from(e: RegisterError) -> Self {
         match e {
@@ -142,6 +165,14 @@ pub enum ConnectEvent {
     Challenged(SocketAddr),
     /// The mediator accepted our proof; waiting for the peer.
     Registered,
+    /// The mediator in use failed before the Match ([`Error::moves_on`]): the next of the pair's
+    /// ranking is dialled.
+    NextMediator {
+        /// How the mediator failed.
+        failed: Error,
+        /// The rank of the next one (0: the first choice).
+        rank: usize,
+    },
     /// The mediator paired us.
     Matched {
         /// Our role.
@@ -182,6 +213,9 @@ impl fmt::Display for ConnectEvent {
             ConnectEvent::MediatorConnected(l) => write!(f, "TCP to mediator up (local {})", l),
             ConnectEvent::Challenged(o) => write!(f, "mediator sees us at {}; proving key", o),
             ConnectEvent::Registered => f.write_str("registered with the mediator"),
+            ConnectEvent::NextMediator { failed, rank } => {
+                write!(f, "{}; trying mediator {} of the ranking", failed, rank + 1)
+            }
             ConnectEvent::Matched {
                 role,
                 peer,
@@ -221,6 +255,9 @@ pub enum Action {
     /// Connect the mediator socket from local port `from_port` to the mediator (dropping whatever it
     /// held). Report a failure to start it with [`Client::fail`].
     DialMediator {
+        /// Which mediator: its rank in the pair's ranking (0: the first choice; protocol §13), mapped to
+        /// an address with [`rendezvous::nth`](crate::proto::rendezvous::nth).
+        rank: usize,
         /// The local port; the punch will use it too (§8.1).
         from_port: u16,
     },

@@ -20,11 +20,17 @@
 //! stale registration, and only the key's owner can produce the proof. The peer that registered first is
 //! the [`Role::Leader`]. Start delays equalise the one-way delays estimated from the measured round trips.
 
+mod prefix;
 mod session;
+mod storage;
 mod table;
 
+pub use prefix::Prefix;
 pub use session::{Session, SessionEvent};
-pub use table::{Storage, Table};
+#[cfg(feature = "std")]
+pub use storage::IndexedStorage;
+pub use storage::Storage;
+pub use table::Table;
 
 use core::net::SocketAddr;
 
@@ -55,6 +61,9 @@ pub struct MediatorConfig {
     pub retry_after: Duration,
     /// Maximum number of waiting peers.
     pub capacity: usize,
+    /// Maximum number of waiting peers from one source network (an IPv4 /24, an IPv6 /48); see
+    /// [`Table`] for how a full table is shared.
+    pub prefix_share: usize,
 }
 
 impl Default for MediatorConfig {
@@ -67,6 +76,7 @@ impl Default for MediatorConfig {
             linger: Duration::from_secs(30),
             retry_after: Duration::from_secs(5),
             capacity: 1024,
+            prefix_share: 1024,
         }
     }
 }
@@ -137,8 +147,10 @@ pub struct Stats {
     pub replaced: u64,
     /// Waits that ran out.
     pub expired: u64,
-    /// Registrations refused because the table was full.
+    /// Registrations refused because the table was full (or their network had its share).
     pub full: u64,
+    /// Waiting peers evicted to make room for a registration from a lighter network.
+    pub evicted: u64,
     /// Aborts by reason code (index = wire code; index 0 counts unknown codes). Counted by the caller with
     /// [`Stats::record_abort`], since aborts happen in sessions.
     pub aborts: [u64; 16],

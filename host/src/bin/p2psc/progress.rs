@@ -166,6 +166,9 @@ fn step_json(event: &ConnectEvent) -> Value {
             json!({"event": "challenged", "observed": observed.to_string()})
         }
         ConnectEvent::Registered => json!({"event": "registered"}),
+        ConnectEvent::NextMediator { failed, rank } => {
+            json!({"event": "next_mediator", "failed": failed.to_string(), "rank": rank})
+        }
         ConnectEvent::Matched {
             role,
             peer,

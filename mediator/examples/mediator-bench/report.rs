@@ -95,11 +95,21 @@ pub fn summary(f: &Figures) {
         f.shared.server_cpu_per_registration_us,
         1e6 / one
     );
+    println!(
+        "       one server core            {:>7.0} registrations/s (1 s / server CPU per registration)",
+        1e6 / f.shared.server_cpu_per_registration_us
+    );
     busy_machine_notes(f);
     println!(
         "  (c) memory per waiting peer  {:>9.0} B          (goal ≤ 4096 B: {})",
         f.memory.per_peer_bytes,
         verdict(f.memory.per_peer_bytes <= MEMORY_GOAL)
+    );
+    let gib = f64::from(1u32 << 30);
+    println!(
+        "      waiting peers per GiB    {:>9.0} of VmRSS; {:.0} with the kernel's socket memory",
+        gib / f.memory.per_peer_bytes,
+        gib / (f.memory.per_peer_bytes + f.memory.kernel_per_socket_bytes)
     );
 }
 

@@ -1,7 +1,7 @@
 //! `mediator-bench`: how fast and how small the mediator is, on this machine.
 //!
 //! ```text
-//! cargo run --release -p p2psc-mediator --bin mediator-bench [-- --seconds 5 --peers 10000]
+//! cargo run --release -p p2psc-mediator --example mediator-bench [-- --seconds 5 --peers 10000]
 //! ```
 //!
 //! (a) ed25519-dalek verifications per second, on one thread and on two: the ceiling, since every

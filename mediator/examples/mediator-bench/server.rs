@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use crate::host;
 
 /// The mediator's arguments in every run: loopback, limits far above the load, quiet.
-const BASE_ARGS: [&str; 14] = [
+const BASE_ARGS: [&str; 22] = [
     "--listen",
     "127.0.0.1:0",
     "--metrics",
@@ -23,7 +23,16 @@ const BASE_ARGS: [&str; 14] = [
     "19000",
     "--max-per-ip",
     "19000",
+    "--max-per-net",
+    "19000",
+    "--rate-per-ip",
+    "0",
+    "--rate-per-net",
+    "0",
     "--max-waiting",
+    "19000",
+    // The clients' sources are all in 127.0.0.0/24: one network.
+    "--max-waiting-per-net",
     "19000",
     "--stats-interval",
     "0",
@@ -114,7 +123,7 @@ impl ServerProcess {
     async fn metric(&self, name: &str) -> u64 {
         let mut stream = TcpStream::connect(self.metrics).await.unwrap();
         stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
             .await
             .unwrap();
         let mut text = String::new();

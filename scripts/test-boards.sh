@@ -6,8 +6,9 @@
 #      size table and the mps2-an386 budget of 72 KiB flash / 24 KiB static RAM (scripts/size-report.sh --check);
 #   3. the mps2-an386 firmware boots in QEMU with no network and ends cleanly with the typed error
 #      (MediatorUnreachable) and QEMU exit status 1, in well under a minute;
-#   4. scripts/board-e2e.sh: the firmware punches through two Linux NATs (root; skipped otherwise unless
-#      P2PSC_REQUIRE_TAP=1).
+#   4. scripts/board-e2e.sh: the firmware punches through two Linux NATs to `host-sim tap peer` (smoltcp),
+#      then to the `p2psc` tool on a Linux host's kernel sockets (--peer kernel; the second run reuses the
+#      first one's builds) (root; skipped otherwise unless P2PSC_REQUIRE_TAP=1).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -51,3 +52,5 @@ fi
 
 step "end-to-end through two NATs"
 scripts/board-e2e.sh
+step "end-to-end through two NATs, the p2psc tool as the host peer"
+scripts/board-e2e.sh --peer kernel --no-build

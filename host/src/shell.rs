@@ -6,7 +6,7 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use p2psc::identity::dalek::DalekVerifier;
 use p2psc::identity::Keypair;
@@ -184,6 +184,9 @@ impl<'k> Shell<'k> {
     }
 
     fn observe(&mut self) {
+        // The kernel completes handshakes on the listener by itself: take what it queued, so the
+        // machine decides on what is there now (a smoltcp listening socket shows it at once).
+        self.accept(&mut Context::from_waker(Waker::noop()));
         self.client.observe_mediator(self.mediator.link());
         for (k, c) in self.candidates.iter().enumerate() {
             self.client.observe(k, c.link());
@@ -227,6 +230,8 @@ impl<'k> Shell<'k> {
             .local
             .unwrap_or(socket::any_port(self.mediator_addr, port));
         match action {
+            punch::Action::Dial { candidate, .. } | punch::Action::Close { candidate }
+                if self.took_queued_connection(candidate) => {}
             punch::Action::Dial { candidate, target } => {
                 self.candidates[candidate].close(false);
                 let connecting = socket::connect(local, target).map_err(Error::bind)?;
@@ -293,6 +298,22 @@ impl<'k> Shell<'k> {
             }
         })
         .await
+    }
+
+    /// The last listening candidate is to dial or to close: a connection the kernel completed on the
+    /// listener since the machine's last observation goes to it instead (the machine sees it
+    /// established next time and takes it, as it would from a smoltcp listening socket that took the
+    /// peer's SYN). Closing the listener would reset that connection, which the peer may already be
+    /// authenticating on: on a LAN, where only the leader dials, that loses the pair's only path
+    /// (seen in the TAP lab with two kernel peers on one LAN, about 1 run in 50).
+    fn took_queued_connection(&mut self, k: usize) -> bool {
+        let listening = |c: &Sock| matches!(c, Sock::Listening);
+        let others = (0..MAX_CANDIDATES).any(|i| i != k && listening(&self.candidates[i]));
+        if !listening(&self.candidates[k]) || others {
+            return false;
+        }
+        self.accept(&mut Context::from_waker(Waker::noop()));
+        matches!(self.candidates[k], Sock::Open { .. })
     }
 
     /// A connection the listener took goes to the candidate that listens.

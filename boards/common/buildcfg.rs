@@ -14,6 +14,8 @@
 //! | `P2PSC_GATEWAY` | default gateway, or `none` (ignored with DHCP) | per board |
 //! | `P2PSC_MAC` | MAC address, or empty for the board's default | per board |
 //! | `P2PSC_ENTROPY_SECRET` | secret mixed into boot entropy on boards without a TRNG, 64 hex | fixed |
+//! | `P2PSC_WIFI_SSID` | Wi-Fi boards ([`wifi_from_env`]): the WPA2 network's SSID, 1–32 bytes | `p2psc-test` |
+//! | `P2PSC_WIFI_PASSPHRASE` | its passphrase, 8–63 printable ASCII characters | `p2psc-test-only` |
 //!
 //! A key file path is taken from the board's directory (where its `Cargo.toml` is) unless absolute;
 //! a file and its hex variable exclude each other. Key files are read with the RustCrypto `ed25519`
@@ -236,6 +238,53 @@ pub fn from_env(defaults: &Defaults) -> String {
         std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))
     };
     match generate(defaults, get, read) {
+        Ok(src) => src,
+        Err(e) => panic!("bad build-time configuration: {e} (see the board's README.md)"),
+    }
+}
+
+/// TEST Wi-Fi network of builds that set no `P2PSC_WIFI_*` variables (public, not a secret).
+pub const TEST_WIFI_SSID: &str = "p2psc-test";
+/// Passphrase of the TEST Wi-Fi network.
+pub const TEST_WIFI_PASSPHRASE: &str = "p2psc-test-only";
+
+/// The Wi-Fi boards' extra `config` items: `WIFI_SSID`, `WIFI_PASSPHRASE` and `TEST_WIFI`, from
+/// `P2PSC_WIFI_SSID` and `P2PSC_WIFI_PASSPHRASE` (through `get`), or a message naming the bad one.
+pub fn generate_wifi(mut get: impl FnMut(&str) -> Option<String>) -> Result<String, String> {
+    let ssid = get("P2PSC_WIFI_SSID").unwrap_or_else(|| TEST_WIFI_SSID.to_string());
+    let passphrase =
+        get("P2PSC_WIFI_PASSPHRASE").unwrap_or_else(|| TEST_WIFI_PASSPHRASE.to_string());
+    if ssid.is_empty() || ssid.len() > 32 {
+        return Err(format!(
+            "P2PSC_WIFI_SSID: expected 1 to 32 bytes, got {}",
+            ssid.len()
+        ));
+    }
+    // WPA2-Personal: 8 to 63 printable ASCII characters (IEEE 802.11i, annex H.4).
+    let printable = passphrase.bytes().all(|b| (0x20..=0x7e).contains(&b));
+    if !(8..=63).contains(&passphrase.len()) || !printable {
+        return Err(
+            "P2PSC_WIFI_PASSPHRASE: expected 8 to 63 printable ASCII characters".to_string(),
+        );
+    }
+    let test = ssid == TEST_WIFI_SSID;
+    Ok(format!(
+        "/// True when the Wi-Fi network is the TEST default.\n\
+         pub const TEST_WIFI: bool = {test};\n\
+         /// The WPA2 network to join.\n\
+         pub const WIFI_SSID: &str = {ssid:?};\n\
+         /// Its passphrase.\n\
+         pub const WIFI_PASSPHRASE: &str = {passphrase:?};\n"
+    ))
+}
+
+/// Cargo build-script glue for [`generate_wifi`], like [`from_env`].
+pub fn wifi_from_env() -> String {
+    let get = |name: &str| {
+        println!("cargo:rerun-if-env-changed={name}");
+        std::env::var(name).ok()
+    };
+    match generate_wifi(get) {
         Ok(src) => src,
         Err(e) => panic!("bad build-time configuration: {e} (see the board's README.md)"),
     }
@@ -595,6 +644,59 @@ mod tests {
         );
         let err = gen(&[("P2PSC_PEER_KEY", "abc")]).unwrap_err();
         assert!(err.starts_with("P2PSC_PEER_KEY: "), "{err}");
+    }
+
+    #[test]
+    fn wifi_settings() {
+        let wifi = |vars: &[(&str, &str)]| {
+            generate_wifi(|n: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == n)
+                    .map(|(_, v)| v.to_string())
+            })
+        };
+        let src = wifi(&[]).unwrap();
+        assert!(src.contains("pub const TEST_WIFI: bool = true;"), "{src}");
+        assert!(
+            src.contains("pub const WIFI_SSID: &str = \"p2psc-test\";"),
+            "{src}"
+        );
+        let src = wifi(&[
+            ("P2PSC_WIFI_SSID", "home \"net\""),
+            ("P2PSC_WIFI_PASSPHRASE", "correct horse"),
+        ])
+        .unwrap();
+        assert!(src.contains("pub const TEST_WIFI: bool = false;"), "{src}");
+        assert!(
+            src.contains(r#"pub const WIFI_SSID: &str = "home \"net\"";"#),
+            "{src}"
+        );
+        assert!(src.contains("pub const WIFI_PASSPHRASE: &str = \"correct horse\";"));
+        for bad in [
+            [
+                ("P2PSC_WIFI_SSID", ""),
+                ("P2PSC_WIFI_PASSPHRASE", "12345678"),
+            ],
+            [
+                ("P2PSC_WIFI_SSID", &"x".repeat(33)),
+                ("P2PSC_WIFI_PASSPHRASE", "12345678"),
+            ],
+            [
+                ("P2PSC_WIFI_SSID", "net"),
+                ("P2PSC_WIFI_PASSPHRASE", "1234567"),
+            ],
+            [
+                ("P2PSC_WIFI_SSID", "net"),
+                ("P2PSC_WIFI_PASSPHRASE", &"x".repeat(64)),
+            ],
+            [
+                ("P2PSC_WIFI_SSID", "net"),
+                ("P2PSC_WIFI_PASSPHRASE", "tab\there!"),
+            ],
+        ] {
+            let err = wifi(&bad).unwrap_err();
+            assert!(err.starts_with("P2PSC_WIFI_"), "{err}");
+        }
     }
 
     #[test]

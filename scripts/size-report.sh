@@ -15,7 +15,10 @@
 #     "p2psc share" is punch − baseline: registration, punch, handshake, Ed25519/X25519, the mediator
 #     socket's buffers.
 #   - mps2-an386 `punch` with DHCP (`--features dhcp`, P2PSC_IPV4=dhcp; own target dir), for what DHCP costs.
-#   - nucleo-f767zi and rp2040-w5500 `punch`, with defmt (RTT logging, panic-probe) and without.
+#   - nucleo-f767zi, rp2040-w5500 and pico-w `punch`, with defmt (RTT logging, panic-probe) and without.
+#     pico-w builds with `--features ci-build-only` (an empty CYW43439 NVRAM placeholder, 0 bytes where
+#     the real file has about 0.7 KiB; such an image cannot run) unless P2PSC_CYW43_NVRAM names the file;
+#     its flash includes the 226 KiB CYW43439 Wi-Fi firmware blob.
 # Budget: the mps2-an386 firmware (`punch`, default build, with the secure channel) must fit 72 KiB of
 # flash and 24 KiB of static RAM (64 KiB before the channel). --check exits 1 when it is over budget (0 when within); --quick skips the DHCP build and the
 # real-chip boards.
@@ -78,6 +81,8 @@ if [ "$quick" = 0 ]; then
     build_measure f767-plain nucleo-f767zi $m punch --no-default-features
     build_measure rp-defmt rp2040-w5500 thumbv6m-none-eabi punch
     build_measure rp-plain rp2040-w5500 thumbv6m-none-eabi punch --no-default-features
+    build_measure picow-defmt pico-w thumbv6m-none-eabi punch --features ci-build-only
+    build_measure picow-plain pico-w thumbv6m-none-eabi punch --no-default-features --features ci-build-only
 fi
 
 verdict() { # verdict FLASH RAM
@@ -105,6 +110,8 @@ if [ "$quick" = 0 ]; then
     row "nucleo-f767zi (STM32F767ZI)" "punch, no defmt" f767-plain ""
     row "rp2040-w5500 (RP2040, Cortex-M0+)" "punch, defmt" rp-defmt "2 MiB flash / 264 KiB RAM"
     row "rp2040-w5500 (RP2040, Cortex-M0+)" "punch, no defmt" rp-plain ""
+    row "pico-w (RP2040 + CYW43439 Wi-Fi)" "punch, defmt" picow-defmt "incl. 226 KiB Wi-Fi firmware blob; CI build: NVRAM placeholder"
+    row "pico-w (RP2040 + CYW43439 Wi-Fi)" "punch, no defmt" picow-plain ""
 fi
 echo
 echo "Regenerate: \`scripts/size-report.sh\` (rustc $(rustc --version | cut -d' ' -f2), fat LTO, codegen-units 1; opt-level \"z\" with inline threshold 45 for mps2-an386, \"s\" for the others)."

@@ -19,6 +19,11 @@
 #     pico-w builds with `--features ci-build-only` (an empty CYW43439 NVRAM placeholder, 0 bytes where
 #     the real file has about 0.7 KiB; such an image cannot run) unless P2PSC_CYW43_NVRAM names the file;
 #     its flash includes the 226 KiB CYW43439 Wi-Fi firmware blob.
+#   - esp32c3 `punch` (riscv32imc), with defmt and without. Measured by section (llvm-size -A), not with
+#     text + data: flash = the code and data the image loads (.trap, .rwtext*, .data*, .rodata*, .text*,
+#     .flash.appdesc); static RAM = .trap + .rwtext* (code copied to IRAM) + .data* + .bss (its 36 KiB
+#     Wi-Fi heap included; the 64 KiB heap in reclaimed bootloader RAM is not). The *_dummy address
+#     space reservations and the rest-of-RAM .stack are left out. Espressif's Wi-Fi blobs are in both.
 # Budget: the mps2-an386 firmware (`punch`, default build, with the secure channel) must fit 72 KiB of
 # flash and 24 KiB of static RAM (64 KiB before the channel). --check exits 1 when it is over budget (0 when within); --quick skips the DHCP build and the
 # real-chip boards.
@@ -34,7 +39,7 @@ for arg in "$@"; do
     esac
 done
 
-rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi >/dev/null 2>&1 || true
+rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi riscv32imc-unknown-none-elf >/dev/null 2>&1 || true
 rustup component add llvm-tools >/dev/null 2>&1 || true
 llvm_size=$(find "$(rustc --print sysroot)" -name llvm-size -type f | head -n 1)
 [ -x "$llvm_size" ] || { echo "size-report: llvm-size not found (rustup component add llvm-tools)" >&2; exit 1; }
@@ -49,6 +54,17 @@ measure() {
     read -r text data bss _ < <("$llvm_size" -B "$elf" | awk 'NR == 2 { print $1, $2, $3 }')
     flash[$key]=$((text + data))
     ram[$key]=$((data + bss))
+}
+# measure_esp KEY ELF: like measure, by section for the ESP32-C3's memory map (see the header).
+measure_esp() {
+    local key=$1 elf=$2 f r
+    read -r f r < <("$llvm_size" -A "$elf" | awk '
+        $1 ~ /dummy/ { next }
+        $1 ~ /^\.(trap|rwtext|data|rodata|text|flash\.appdesc)/ { flash += $2 }
+        $1 ~ /^\.(trap|rwtext|data|bss)/ { ram += $2 }
+        END { print flash + 0, ram + 0 }')
+    flash[$key]=$f
+    ram[$key]=$r
 }
 kib() { awk -v b="$1" 'BEGIN { printf "%.1f KiB", b / 1024 }'; }
 # build DIR TARGET BIN [cargo args…]: release build of BIN in the board at DIR, prints the ELF path.
@@ -67,7 +83,7 @@ build_measure() {
     local key=$1 elf
     shift
     elf=$(build "$@") || { echo "size-report: building $key failed" >&2; exit 1; }
-    measure "$key" "$elf"
+    ${measure_with:-measure} "$key" "$elf"
 }
 
 m=thumbv7em-none-eabihf
@@ -83,6 +99,8 @@ if [ "$quick" = 0 ]; then
     build_measure rp-plain rp2040-w5500 thumbv6m-none-eabi punch --no-default-features
     build_measure picow-defmt pico-w thumbv6m-none-eabi punch --features ci-build-only
     build_measure picow-plain pico-w thumbv6m-none-eabi punch --no-default-features --features ci-build-only
+    measure_with=measure_esp build_measure esp-defmt esp32c3 riscv32imc-unknown-none-elf punch
+    measure_with=measure_esp build_measure esp-plain esp32c3 riscv32imc-unknown-none-elf punch --no-default-features
 fi
 
 verdict() { # verdict FLASH RAM
@@ -112,6 +130,8 @@ if [ "$quick" = 0 ]; then
     row "rp2040-w5500 (RP2040, Cortex-M0+)" "punch, no defmt" rp-plain ""
     row "pico-w (RP2040 + CYW43439 Wi-Fi)" "punch, defmt" picow-defmt "incl. 226 KiB Wi-Fi firmware blob; CI build: NVRAM placeholder"
     row "pico-w (RP2040 + CYW43439 Wi-Fi)" "punch, no defmt" picow-plain ""
+    row "esp32c3 (ESP32-C3, RISC-V, Wi-Fi)" "punch, defmt" esp-defmt "by section; incl. Espressif Wi-Fi blobs and a 36 KiB heap"
+    row "esp32c3 (ESP32-C3, RISC-V, Wi-Fi)" "punch, no defmt" esp-plain ""
 fi
 echo
 echo "Regenerate: \`scripts/size-report.sh\` (rustc $(rustc --version | cut -d' ' -f2), fat LTO, codegen-units 1; opt-level \"z\" with inline threshold 45 for mps2-an386, \"s\" for the others)."

@@ -1,21 +1,33 @@
 //! `p2psc::net` DNS and UDP end to end: stacks on an in-memory LAN, virtual time, and a small DNS
 //! responder on a UDP socket of another simulated host.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use embassy_time::{Duration, Instant};
+use embedded_io_async::{Read, Write};
 use host_sim::clock;
 use host_sim::exec::{join, Executor};
 use host_sim::link::Lan;
+use host_sim::mediator::{self, MediatorNode};
+use p2psc::connector::{connect_by_name, ConnectResources, MediatorName, Request};
+use p2psc::identity::Keypair;
 use p2psc::net::dns::{DnsError, DnsQueryType};
 use p2psc::net::udp::{PacketMetadata, SendError, UdpSocket};
 use p2psc::net::{
     self, Config, IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr, Stack, StackResources,
     StaticConfigV4,
 };
+use p2psc::proto::channel::MAX_RECORD_LEN;
+use p2psc::proto::MediatorConfig;
+use p2psc::rng::Drbg;
 
 const LATENCY: Duration = Duration::from_millis(5);
 const DNS_SERVER: u8 = 53;
 const MEDIATOR_NAME: &str = "mediator.example";
-const MEDIATOR_ADDR: Ipv4Address = Ipv4Address::new(192, 0, 2, 10);
+/// Where `MEDIATOR_NAME` points: host 1, where `connect_by_name` finds a mediator node.
+const MEDIATOR_ADDR: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
+const MEDIATOR_PORT: u16 = 7777;
 
 fn addr(host: u8) -> Ipv4Address {
     Ipv4Address::new(10, 0, 0, host)
@@ -235,4 +247,84 @@ fn udp_echo_between_two_stacks() {
         0,
         "dropped UDP sockets leave the set"
     );
+}
+
+/// One candidate socket with 2 KiB buffers, whole records both ways.
+type Resources = ConnectResources<2048, 2048, 1, MAX_RECORD_LEN>;
+
+fn resources() -> &'static mut Resources {
+    Box::leak(Box::new(Resources::new()))
+}
+
+/// A mediator node on host 1 (`MEDIATOR_NAME`), the DNS responder on host 53, peers on 2 and 3.
+fn mediator_world() -> (
+    Vec<Stack<'static>>,
+    Executor<'static>,
+    Rc<RefCell<MediatorNode>>,
+) {
+    let (_lan, stacks, mut ex) = setup(&[1, DNS_SERVER, 2, 3]);
+    let mstack = stacks[0];
+    let node = Rc::new(RefCell::new(mstack.with_mut(|_, sockets| {
+        MediatorNode::new(
+            MEDIATOR_PORT,
+            4,
+            MediatorConfig::default(),
+            [9; 32],
+            sockets,
+        )
+    })));
+    let served = node.clone();
+    ex.spawn(async move { mediator::serve(mstack, &served, |_| {}).await });
+    ex.spawn(dns_responder(stacks[1], Answer::Records));
+    (stacks[2..].to_vec(), ex, node)
+}
+
+#[test]
+fn connect_by_name_resolves_the_mediator_and_reaches_the_peer() {
+    let (peers, mut ex, node) = mediator_world();
+    let (alice, bob) = (Keypair::from_seed(&[1; 32]), Keypair::from_seed(&[2; 32]));
+    let by_name = MediatorName::new(MEDIATOR_NAME, MEDIATOR_PORT);
+    let (key_a, key_b) = ex.run(async {
+        let fa = async {
+            let request = Request::with_mediator_names(&alice, bob.public_key(), [by_name]);
+            let mut conn =
+                connect_by_name(peers[0], resources(), &request, &mut Drbg::new([11; 32]))
+                    .await
+                    .expect("alice connects");
+            conn.socket.write_all(b"hello by name").await.unwrap();
+            conn.socket.flush().await.unwrap();
+            conn.session_key
+        };
+        let fb = async {
+            let request = Request::with_mediator_names(&bob, alice.public_key(), by_name);
+            let mut conn =
+                connect_by_name(peers[1], resources(), &request, &mut Drbg::new([22; 32]))
+                    .await
+                    .expect("bob connects");
+            let mut msg = [0u8; 13];
+            conn.socket.read_exact(&mut msg).await.unwrap();
+            assert_eq!(&msg, b"hello by name");
+            conn.session_key
+        };
+        join(fa, fb).await
+    });
+    assert_eq!(key_a, key_b);
+    assert_eq!(node.borrow().table().stats().matches, 1);
+}
+
+#[test]
+fn connect_by_name_with_an_unknown_name_is_a_typed_error() {
+    let (peers, mut ex, node) = mediator_world();
+    let alice = Keypair::from_seed(&[1; 32]);
+    let bob = Keypair::from_seed(&[2; 32]).public_key();
+    let unknown = MediatorName::new("nobody.example", MEDIATOR_PORT);
+    let result = ex.run(async {
+        let request = Request::with_mediator_names(&alice, bob, unknown);
+        connect_by_name(peers[0], resources(), &request, &mut Drbg::new([11; 32]))
+            .await
+            .err()
+    });
+    assert_eq!(result, Some(p2psc::Error::MediatorNameUnresolved));
+    assert_eq!(socket_count(peers[0]), 0, "nothing left behind");
+    assert_eq!(node.borrow().table().stats().matches, 0);
 }

@@ -204,6 +204,19 @@ fn dns_query_rejects_bad_names_and_passes_address_literals() {
 }
 
 #[test]
+fn dns_query_on_a_full_socket_set_is_an_error_not_a_panic() {
+    let (_lan, stacks, mut ex) = setup(&[1, DNS_SERVER]);
+    ex.spawn(dns_responder(stacks[1], Answer::Records));
+    let taken: Vec<_> = (0..8).map(|_| udp_socket(stacks[0])).collect();
+    ex.run(async {
+        let result = stacks[0].dns_query(MEDIATOR_NAME, DnsQueryType::A).await;
+        assert_eq!(result, Err(DnsError::SocketSetFull));
+    });
+    drop(taken);
+    assert_eq!(socket_count(stacks[0]), 0);
+}
+
+#[test]
 fn udp_echo_between_two_stacks() {
     let (_lan, stacks, mut ex) = setup(&[1, 2]);
     ex.run(async {

@@ -22,7 +22,7 @@ pub struct StaticConfigV4 {
     pub address: Ipv4Cidr,
     /// Default gateway.
     pub gateway: Option<Ipv4Address>,
-    /// DNS servers: [`Stack::dns_query`](super::Stack::dns_query) asks them with feature `dns`.
+    /// DNS servers: `Stack::dns_query` asks them (feature `dns`).
     pub dns_servers: Vec<Ipv4Address, 3>,
 }
 
@@ -36,7 +36,7 @@ pub struct StaticConfigV6 {
     pub address: Ipv6Cidr,
     /// Default gateway.
     pub gateway: Option<Ipv6Address>,
-    /// DNS servers: [`Stack::dns_query`](super::Stack::dns_query) asks them with feature `dns`.
+    /// DNS servers: `Stack::dns_query` asks them (feature `dns`).
     pub dns_servers: Vec<Ipv6Address, 3>,
 }
 

@@ -104,7 +104,7 @@
 //! - Ephemeral local ports skip ports that a TCP socket in the set already uses.
 //! - `accept` fails with [`tcp::AcceptError::ConnectionReset`] if the half-open connection dies
 //!   instead of returning `Ok` on a closed socket.
-//! - [`Stack::dns_query`] (feature `dns`) is bounded by a timeout (`dns::DnsError::TimedOut`).
+//! - `Stack::dns_query` (feature `dns`) is bounded by a timeout (`dns::DnsError::TimedOut`).
 //! - Not provided (p2psc does not need them): ICMP and raw sockets, multicast,
 //!   IEEE 802.15.4, SLAAC, the DHCP hostname option, `TcpClient`.
 //!

@@ -81,6 +81,23 @@ pub async fn resolve_mediators(
 /// connect through them as `request` says.
 ///
 /// `request.mediators` is one [`MediatorName`] or a list of them (an array or a slice).
+///
+/// ```no_run
+/// use p2psc::connector::{connect_by_name, ConnectResources, MediatorName, Request};
+/// use p2psc::identity::{Keypair, PublicKey};
+/// use p2psc::net::Stack;
+/// use p2psc::rng::Drbg;
+///
+/// async fn hello(stack: Stack<'_>, seed_from_trng: [u8; 32]) -> Result<(), p2psc::Error> {
+///     let me = Keypair::from_seed(&[0xA1; 32]);
+///     let peer = PublicKey::from_hex("8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394").unwrap();
+///     let mediator = MediatorName::new("mediator.example.org", 7777);
+///     let mut resources = ConnectResources::<1024, 1024>::new();
+///     let request = Request::with_mediator_names(&me, peer, mediator);
+///     let _conn = connect_by_name(stack, &mut resources, &request, &mut Drbg::new(seed_from_trng)).await?;
+///     Ok(())
+/// }
+/// ```
 pub async fn connect_by_name<
     'a,
     'n,

@@ -15,7 +15,7 @@ use p2psc::identity::Keypair;
 use p2psc::net::dns::{DnsError, DnsQueryType};
 use p2psc::net::udp::{PacketMetadata, SendError, UdpSocket};
 use p2psc::net::{
-    self, Config, IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr, Stack, StackResources,
+    self, Config, ConfigV4, IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr, Stack, StackResources,
     StaticConfigV4,
 };
 use p2psc::proto::channel::MAX_RECORD_LEN;
@@ -151,6 +151,29 @@ fn dns_query_gets_the_a_record_from_a_responder_on_another_host() {
         assert_eq!(first.unwrap().as_slice(), [IpAddress::Ipv4(MEDIATOR_ADDR)]);
         assert_eq!(second.unwrap().as_slice(), [IpAddress::Ipv4(MEDIATOR_ADDR)]);
         assert_eq!(socket_count(client), 0);
+    });
+}
+
+#[test]
+fn dns_query_asks_the_servers_of_the_current_config() {
+    let (_lan, stacks, mut ex) = setup(&[1, DNS_SERVER]);
+    ex.spawn(dns_responder(stacks[1], Answer::Records));
+    let client = stacks[0];
+    let with_dns_server = |server: u8| {
+        ConfigV4::Static(StaticConfigV4 {
+            address: Ipv4Cidr::new(addr(1), 24),
+            gateway: None,
+            dns_servers: [addr(server)].into_iter().collect(),
+        })
+    };
+    ex.run(async {
+        client.set_config_v4(with_dns_server(99)); // nobody there
+        let short = Duration::from_secs(2);
+        let nobody = client.dns_query_with_timeout(MEDIATOR_NAME, DnsQueryType::A, short);
+        assert_eq!(nobody.await, Err(DnsError::TimedOut));
+        client.set_config_v4(with_dns_server(DNS_SERVER));
+        let found = client.dns_query(MEDIATOR_NAME, DnsQueryType::A).await;
+        assert_eq!(found.unwrap().as_slice(), [IpAddress::Ipv4(MEDIATOR_ADDR)]);
     });
 }
 

@@ -15,6 +15,9 @@
 #     "p2psc share" is punch − baseline: registration, punch, handshake, Ed25519/X25519, the mediator
 #     socket's buffers.
 #   - mps2-an386 `punch` with DHCP (`--features dhcp`, P2PSC_IPV4=dhcp; own target dir), for what DHCP costs.
+#   - mps2-an386 `punch --features dns` and `--features udp` (own target dirs): p2psc's DNS and UDP
+#     features compiled in but unused by `punch`, i.e. what smoltcp's DNS/UDP socket handling adds to
+#     the interface; "DNS cost" and "UDP cost" are each minus punch.
 #   - nucleo-f767zi, rp2040-w5500 and pico-w `punch`, with defmt (RTT logging, panic-probe) and without.
 #     pico-w builds with `--features ci-build-only` (an empty CYW43439 NVRAM placeholder, 0 bytes where
 #     the real file has about 0.7 KiB; such an image cannot run) unless P2PSC_CYW43_NVRAM names the file;
@@ -93,6 +96,8 @@ tdir=target/plaintext build_measure mps2-plain mps2-an386 $m punch --features pl
 if [ "$quick" = 0 ]; then
     # A target dir of its own: the default `punch` above stays the one QEMU boots.
     P2PSC_IPV4=dhcp tdir=target/dhcp build_measure mps2-dhcp mps2-an386 $m punch --features dhcp
+    tdir=target/dns build_measure mps2-dns mps2-an386 $m punch --features dns
+    tdir=target/udp build_measure mps2-udp mps2-an386 $m punch --features udp
     build_measure f767-defmt nucleo-f767zi $m punch
     build_measure f767-plain nucleo-f767zi $m punch --no-default-features
     build_measure rp-defmt rp2040-w5500 thumbv6m-none-eabi punch
@@ -124,6 +129,14 @@ printf '| mps2-an386 | **secure channel share** (punch − plaintext) | %s | %s 
     "$channel_flash" "$(kib "$channel_flash")" "$(kib "$channel_ram")"
 if [ "$quick" = 0 ]; then
     row "mps2-an386 (QEMU, Cortex-M4)" "punch with DHCP (\`--features dhcp\`)" mps2-dhcp "not the budgeted build"
+    row "mps2-an386 (QEMU, Cortex-M4)" "punch with DNS (\`--features dns\`)" mps2-dns "not the budgeted build"
+    cost_row() { # cost_row LABEL KEY NOTE: KEY − punch
+        local f=$((flash[$2] - flash[mps2-punch])) r=$((ram[$2] - ram[mps2-punch]))
+        printf '| mps2-an386 | **%s** | %s | %s | %s | %s |\n' "$1" "$f" "$(kib "$f")" "$(kib "$r")" "$3"
+    }
+    cost_row "DNS cost (dns − punch)" mps2-dns "smoltcp DNS socket in the interface, query slot; no query made"
+    row "mps2-an386 (QEMU, Cortex-M4)" "punch with UDP (\`--features udp\`)" mps2-udp "not the budgeted build"
+    cost_row "UDP cost (udp − punch)" mps2-udp "smoltcp UDP socket in the interface; no socket opened"
     row "nucleo-f767zi (STM32F767ZI)" "punch, defmt" f767-defmt "2 MiB flash / 512 KiB RAM part"
     row "nucleo-f767zi (STM32F767ZI)" "punch, no defmt" f767-plain ""
     row "rp2040-w5500 (RP2040, Cortex-M0+)" "punch, defmt" rp-defmt "2 MiB flash / 264 KiB RAM"

@@ -42,6 +42,10 @@ done
 # build lint-free, since the workspace clippy above only sees the default features.
 cargo build -p p2psc --features defmt --target thumbv7em-none-eabihf
 cargo clippy -p p2psc --no-default-features --target thumbv7em-none-eabihf -- -D warnings
+# DNS and UDP (features dns, udp; off by default) on bare metal, with and without defmt, lint-free.
+cargo build -p p2psc --no-default-features --features dns,udp --target thumbv7em-none-eabihf
+cargo build -p p2psc --features dns,udp,defmt --target thumbv7em-none-eabihf
+cargo clippy -p p2psc --no-default-features --features dns,udp --target thumbv7em-none-eabihf -- -D warnings
 # DER key files (feature pkcs8) without an allocator.
 cargo build -p p2psc --no-default-features --features pkcs8 --target thumbv7em-none-eabihf
 # The firmware examples build, link (the examples' memory map is in build.rs) and are lint-free.

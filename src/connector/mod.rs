@@ -40,11 +40,16 @@
 //! the sockets while the connector runs. On every outcome every socket is left closed except the
 //! winner, which [`Connector::poll`] returns.
 
+#[cfg(feature = "dns")]
+mod by_name;
 mod connect;
 mod request;
 mod resources;
 mod socket;
 
+#[cfg(feature = "dns")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
+pub use by_name::{connect_by_name, resolve_mediators, MediatorName, MAX_NAMED_MEDIATORS};
 pub use connect::{connect, connect_observed, connect_plaintext, PeerConnection, SecureConnection};
 pub use request::{Config, Mediator, Request};
 pub use resources::{ConnectResources, PlaintextResources, MEDIATOR_BUFFER_LEN};

@@ -22,7 +22,7 @@ pub struct StaticConfigV4 {
     pub address: Ipv4Cidr,
     /// Default gateway.
     pub gateway: Option<Ipv4Address>,
-    /// DNS servers (kept for the application; this stack has no resolver).
+    /// DNS servers: `Stack::dns_query` asks them (feature `dns`).
     pub dns_servers: Vec<Ipv4Address, 3>,
 }
 
@@ -36,7 +36,7 @@ pub struct StaticConfigV6 {
     pub address: Ipv6Cidr,
     /// Default gateway.
     pub gateway: Option<Ipv6Address>,
-    /// DNS servers (kept for the application; this stack has no resolver).
+    /// DNS servers: `Stack::dns_query` asks them (feature `dns`).
     pub dns_servers: Vec<Ipv6Address, 3>,
 }
 
@@ -200,6 +200,8 @@ impl Inner {
         self.log_config();
         self.set_ip_addrs();
         self.set_default_routes();
+        #[cfg(feature = "dns")]
+        self.update_dns_servers();
         self.state_waker.wake();
     }
 

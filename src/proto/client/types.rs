@@ -78,6 +78,11 @@ pub enum Error {
     /// The network stack has fewer free socket slots than the connection needs (one for the mediator
     /// connection and one per candidate socket): give its `StackResources` more.
     SocketSetFull,
+    /// A mediator given by host name did not resolve to an address (feature `dns`): no such name,
+    /// no A record, or no DNS server answered in time.
+    #[cfg(feature = "dns")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
+    MediatorNameUnresolved,
 }
 
 impl fmt::Display for Error {
@@ -99,6 +104,8 @@ impl fmt::Display for Error {
             Error::Timeout => f.write_str("timed out"),
             Error::BadSocket => f.write_str("unusable socket"),
             Error::SocketSetFull => f.write_str("no free socket slot"),
+            #[cfg(feature = "dns")]
+            Error::MediatorNameUnresolved => f.write_str("mediator name did not resolve"),
         }
     }
 }

@@ -93,6 +93,24 @@ impl From<Error> for io::Error {
     }
 }
 
+/// How a [`Connection`] reaches the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Path {
+    /// One TCP connection straight to the peer through both NATs: the punch (protocol §8). Every
+    /// connection of protocol version 1 is direct; a relayed path through the mediator is specified
+    /// for version 2 and not built yet.
+    Direct,
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Path::Direct => f.write_str("direct"),
+        }
+    }
+}
+
 /// An authenticated connection to the peer, [`AsyncRead`] + [`AsyncWrite`]: by default the secure
 /// channel (encrypted and integrity-protected, with an authenticated end of stream), or with
 /// [`Config::plaintext`] the TCP stream itself.
@@ -119,6 +137,11 @@ impl Connection {
     /// Our role in the pair.
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// How the connection reaches the peer.
+    pub fn path(&self) -> Path {
+        Path::Direct
     }
 
     /// The key both sides derived in the handshake.

@@ -113,6 +113,7 @@ async fn attempt(keypair: &Keypair, args: &ConnectArgs, progress: &Progress) -> 
         after_match: matched_at.map_or(Duration::ZERO, |at| at.elapsed()),
         peer: conn.peer(),
         local: conn.local(),
+        path: conn.path(),
         role: conn.role(),
     });
     Attempt {

@@ -29,6 +29,8 @@ pub enum Record<'a> {
         peer: SocketAddr,
         /// Ours.
         local: SocketAddr,
+        /// How the connection reaches the peer.
+        path: p2psc_tokio::Path,
         /// Our role.
         role: Role,
     },
@@ -203,12 +205,13 @@ impl Record<'_> {
                 after_match,
                 peer,
                 local,
+                path,
                 role,
             } => json!({
                 "event": "connected",
                 "ms": millis(*took),
                 "after_match_ms": millis(*after_match),
-                "path": "direct",
+                "path": path.to_string(),
                 "peer": peer.to_string(),
                 "local": local.to_string(),
                 "role": role_name(*role),
@@ -250,10 +253,11 @@ impl fmt::Display for Record<'_> {
                 after_match,
                 peer,
                 local,
+                path,
                 role,
             } => write!(
                 f,
-                "authenticated in {} ms ({} ms after the match); path direct; peer {peer}; \
+                "authenticated in {} ms ({} ms after the match); path {path}; peer {peer}; \
                  we are {}; local {local}",
                 took.as_millis(),
                 after_match.as_millis(),

@@ -29,15 +29,9 @@ mod config {
     include!(concat!(env!("OUT_DIR"), "/config.rs"));
 }
 
-/// `info!` through defmt, or nothing without the `defmt` feature (arguments still evaluated).
-macro_rules! info {
-    ($fmt:literal $(, $arg:expr)* $(,)?) => {{
-        #[cfg(feature = "defmt")]
-        defmt::info!($fmt $(, $arg)*);
-        #[cfg(not(feature = "defmt"))]
-        let _ = ($(&$arg,)*);
-    }};
-}
+#[macro_use]
+#[path = "../../../common/logging.rs"]
+mod logging;
 
 #[path = "../../../common/app.rs"]
 mod app;

@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
 # End-to-end: the emulated board punches through two real Linux NATs.
 #
-#   scripts/board-e2e.sh [--keep-logs DIR] [--no-build] [--stagger-ms N]
+#   scripts/board-e2e.sh [--keep-logs DIR] [--no-build] [--stagger-ms N] [--peer smoltcp|kernel]
 #
 # --stagger-ms N: start the host peer N ms after the board (default 1000), so the board registers first and
 # waits for its Match; 0 lets the host peer come first, and the board is then matched at once.
 #
 # Peer A is the mps2-an386 firmware (boards/mps2-an386, bin `punch`) in QEMU, its LAN9118 on a TAP device
-# in home network A; peer B is `host-sim tap peer --echo` (smoltcp on a TAP) in home network B; the real
-# `p2psc-mediator` listens on the public segment. Each home sits behind its own nftables router with
+# in home network A; peer B is `host-sim tap peer --echo` (smoltcp on a TAP) in home network B, or with
+# --peer kernel the `p2psc` tool (p2psc-tokio on the kernel's sockets) in a Linux host of its own on home
+# network B, echoing with `p2psc pipe <fifo | tee fifo` (the README's echo loop): the real deployment, a
+# microcontroller and a Linux host. Both carry the secure channel. The real `p2psc-mediator` listens on
+# the public segment. Each home sits behind its own nftables router with
 # port-preserving masquerade and a "drop unsolicited inbound" firewall. The topology and addresses are
 # those of scripts/tap-lab.sh (port-preserving-drop), minus the delaying relays: public 203.0.113.0/24
 # (mediator .10, router A .1, router B .2), both homes 192.168.1.0/24 (router .1, peer .2).
 #
-# Keys are the firmware's TEST keys: seed [0xA1; 32] on the board, [0xB2; 32] for the host peer.
+# Keys are the firmware's TEST keys: seed [0xA1; 32] on the board, [0xB2; 32] for the host peer (the
+# tool gets it as a PKCS#8 PEM file made from the seed).
 #
 # Passes (exit 0) when the board's console shows registered / matched / authenticated / echo ok and QEMU
-# exits 0, the host peer exits 0 after echoing, and both print the same session fingerprint. Exit 1 on
+# exits 0, the host peer exits 0 after echoing, and both print the same session fingerprint (the tool
+# prints none: there, what it echoed must be exactly the firmware's three messages). Exit 1 on
 # failure. Without root (or without qemu-system-arm, nft, ip) it prints SKIP and exits 0, unless
 # P2PSC_REQUIRE_TAP=1, which makes that a failure (exit 1).
 #
@@ -28,12 +33,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 board=$root/boards/mps2-an386
 
-logs='' build=1 stagger=1000
+logs='' build=1 stagger=1000 peer_kind=smoltcp
 while [ $# -gt 0 ]; do
     case "$1" in
         --keep-logs) logs=${2:?--keep-logs needs a directory}; shift 2 ;;
         --no-build) build=0; shift ;;
         --stagger-ms) stagger=${2:?--stagger-ms needs a number}; shift 2 ;;
+        --peer) peer_kind=${2:?--peer needs smoltcp or kernel}; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "board-e2e: unknown option $1" >&2; exit 2 ;;
     esac
@@ -47,6 +53,7 @@ skip() {
     echo "board-e2e: SKIP: $*"
     exit 0
 }
+case "$peer_kind" in smoltcp|kernel) ;; *) echo "board-e2e: --peer smoltcp or kernel, not $peer_kind" >&2; exit 2 ;; esac
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces, nftables, TAP devices)"
 for tool in ip nft qemu-system-arm timeout; do
     command -v "$tool" >/dev/null || skip "$tool is missing (apt-get install iproute2 nftables qemu-system-arm)"
@@ -57,6 +64,7 @@ done
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 host_sim=$target_dir/debug/host-sim
 mediator_bin=$target_dir/debug/p2psc-mediator
+p2psc_bin=$target_dir/debug/p2psc
 # The board has its own target dir (it is not a workspace member).
 firmware=$board/target/thumbv7em-none-eabihf/release/punch
 board_env=(
@@ -65,10 +73,12 @@ board_env=(
     P2PSC_MEDIATOR=203.0.113.10:7777 P2PSC_IPV4=192.168.1.2/24 P2PSC_GATEWAY=192.168.1.1 P2PSC_MAC=
 )
 if [ "$build" = 1 ]; then
-    (cd "$root" && cargo build -q -p host-sim -p p2psc-mediator)
+    (cd "$root" && cargo build -q -p host-sim -p p2psc-mediator -p p2psc-tokio)
     (cd "$board" && env -u CARGO_TARGET_DIR "${board_env[@]}" cargo build -q --release --bin punch)
 fi
-for f in "$host_sim" "$mediator_bin" "$firmware"; do
+needed=("$host_sim" "$mediator_bin" "$firmware")
+[ "$peer_kind" = kernel ] && needed+=("$p2psc_bin")
+for f in "${needed[@]}"; do
     [ -x "$f" ] || { echo "board-e2e: FAIL: $f is missing (run without --no-build)" >&2; exit 1; }
 done
 seed_b=b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2
@@ -82,6 +92,20 @@ netlab_init board-e2e
 
 # Port-preserving masquerade; a home router that drops unsolicited inbound traffic. No relays, no static ARP.
 netlab_topology --nat-a port-preserving --fw-a drop --nat-b port-preserving --fw-b drop
+# The tool's host: its own kernel stack on home B's LAN, and the host peer's key as a PKCS#8 PEM file (the
+# fixed DER prefix of an Ed25519 private key, then the seed).
+if [ "$peer_kind" = kernel ]; then
+    netlab_kernel_host hostB homeB "$peer_ip"
+    {
+        echo "-----BEGIN PRIVATE KEY-----"
+        der_hex=302e020100300506032b657004220420$seed_b der=''
+        for ((i = 0; i < ${#der_hex}; i += 2)); do der+="\\x${der_hex:i:2}"; done
+        printf '%b' "$der" | base64
+        echo "-----END PRIVATE KEY-----"
+    } >"$logs/key-B.pem"
+    [ "$("$p2psc_bin" pubkey "$logs/key-B.pem")" = "${board_env[1]#P2PSC_PEER_KEY=}" ] ||
+        { echo "board-e2e: FAIL: the PEM key is not the firmware's peer key" >&2; exit 1; }
+fi
 
 # --- run -----------------------------------------------------------------------------------------------
 netlab_start_mediator "$mediator_bin"
@@ -93,9 +117,19 @@ ip netns exec "$(ns homeA)" env P2PSC_TAP=tap0 P2PSC_QEMU_TIMEOUT=120 "$board/qe
 qemu=$!
 pids+=("$qemu")
 sleep "$(awk "BEGIN { print $stagger / 1000 }")"
-ip netns exec "$(ns homeB)" timeout -k 2 120 "$host_sim" tap peer --tap tap0 --ip "$peer_ip" \
-    --gw "$lan_gw" --key-seed "$seed_b" --peer-key "$key_a" --mediator "$pub_ip:$port" --timeout 90 --echo \
-    >"$logs/peer-B.log" 2>"$logs/peer-B.err" &
+if [ "$peer_kind" = kernel ]; then
+    mkfifo "$logs/loop"
+    # Progress and errors to the log, what it echoed to peer-B.data. `timeout` bounds the whole loop (inside
+    # the pipeline it would hold tee's input open).
+    # shellcheck disable=SC2016 # the inner script's own arguments
+    ip netns exec "$(ns hostB)" timeout -k 2 120 bash -c 'set -o pipefail; fifo=$1; shift; "$@" <"$fifo" | tee "$fifo"' \
+        echo-loop "$logs/loop" "$p2psc_bin" pipe --key "$logs/key-B.pem" --peer "$key_a" \
+        --mediator "$pub_ip:$port" --timeout 90s >"$logs/peer-B.data" 2>"$logs/peer-B.log" </dev/null &
+else
+    ip netns exec "$(ns homeB)" timeout -k 2 120 "$host_sim" tap peer --tap tap0 --ip "$peer_ip" \
+        --gw "$lan_gw" --key-seed "$seed_b" --peer-key "$key_a" --mediator "$pub_ip:$port" --timeout 90 --echo \
+        >"$logs/peer-B.log" 2>"$logs/peer-B.err" &
+fi
 peer=$!
 pids+=("$peer")
 
@@ -107,7 +141,7 @@ wall_ms=$((($(date +%s%N) - t0) / 1000000))
 # --- report and verdict --------------------------------------------------------------------------------
 echo "-- board (QEMU mps2-an386), exit $rc_board"
 tr -d '\r' <"$logs/board.log" | sed 's/^/    /'
-echo "-- host peer B, exit $rc_peer"
+echo "-- host peer B ($peer_kind), exit $rc_peer"
 sed 's/^/    /' "$logs/peer-B.log"
 [ -s "$logs/peer-B.err" ] && tail -n 20 "$logs/peer-B.err" | sed 's/^/    /'
 echo "-- mediator (last lines)"
@@ -120,16 +154,24 @@ console=$(tr -d '\r' <"$logs/board.log")
 for line in 'p2psc: registered' 'p2psc: matched peer at ' 'p2psc: authenticated ' 'echo: ok'; do
     grep -q "^$line" <<<"$console" || fail+=("board never printed '$line'")
 done
-grep -q 'peer closed; echo ok' "$logs/peer-B.log" || fail+=("host peer did not echo")
-fp_board=$(grep -o 'session [0-9a-f]*' <<<"$console" | head -1 || true)
-fp_peer=$(grep -o 'session [0-9a-f]*' "$logs/peer-B.log" | head -1 || true)
-[ -n "$fp_board" ] && [ "$fp_board" = "$fp_peer" ] ||
-    fail+=("session fingerprints differ or missing ('$fp_board' vs '$fp_peer')")
+if [ "$peer_kind" = kernel ]; then
+    # The firmware's three messages (boards/mps2-an386/src/bin/punch.rs), each echoed as it came.
+    expected=$(printf 'hello from mps2-an386, round %d\n' 0 1 2 | od -An -tx1)
+    [ "$(od -An -tx1 <"$logs/peer-B.data")" = "$expected" ] ||
+        fail+=("the tool echoed $(wc -c <"$logs/peer-B.data") bytes, not the firmware's three messages")
+    grep -q '^p2psc: authenticated in ' "$logs/peer-B.log" || fail+=("the tool did not authenticate")
+else
+    grep -q 'peer closed; echo ok' "$logs/peer-B.log" || fail+=("host peer did not echo")
+    fp_board=$(grep -o 'session [0-9a-f]*' <<<"$console" | head -1 || true)
+    fp_peer=$(grep -o 'session [0-9a-f]*' "$logs/peer-B.log" | head -1 || true)
+    [ -n "$fp_board" ] && [ "$fp_board" = "$fp_peer" ] ||
+        fail+=("session fingerprints differ or missing ('$fp_board' vs '$fp_peer')")
+fi
 
 echo "== board-e2e: $(grep -m1 '^p2psc: connected' <<<"$console" || echo 'board not connected'); wall $wall_ms ms"
 [ "$keep_logs" = 1 ] && echo "   logs in $logs"
 if [ ${#fail[@]} -eq 0 ]; then
-    echo "RESULT: PASS board-e2e (QEMU mps2-an386 <-> host peer through two NATs)"
+    echo "RESULT: PASS board-e2e (QEMU mps2-an386 <-> $peer_kind host peer through two NATs)"
     exit 0
 fi
 printf 'RESULT: FAIL board-e2e: %s\n' "$(IFS=';'; echo "${fail[*]}")"

@@ -15,7 +15,18 @@
 #     "p2psc share" is punch − baseline: registration, punch, handshake, Ed25519/X25519, the mediator
 #     socket's buffers.
 #   - mps2-an386 `punch` with DHCP (`--features dhcp`, P2PSC_IPV4=dhcp; own target dir), for what DHCP costs.
-#   - nucleo-f767zi and rp2040-w5500 `punch`, with defmt (RTT logging, panic-probe) and without.
+#   - mps2-an386 `punch --features dns` and `--features udp` (own target dirs): p2psc's DNS and UDP
+#     features compiled in but unused by `punch`, i.e. what smoltcp's DNS/UDP socket handling adds to
+#     the interface; "DNS cost" and "UDP cost" are each minus punch.
+#   - nucleo-f767zi, rp2040-w5500 and pico-w `punch`, with defmt (RTT logging, panic-probe) and without.
+#     pico-w builds with `--features ci-build-only` (an empty CYW43439 NVRAM placeholder, 0 bytes where
+#     the real file has about 0.7 KiB; such an image cannot run) unless P2PSC_CYW43_NVRAM names the file;
+#     its flash includes the 226 KiB CYW43439 Wi-Fi firmware blob.
+#   - esp32c3 `punch` (riscv32imc), with defmt and without. Measured by section (llvm-size -A), not with
+#     text + data: flash = the code and data the image loads (.trap, .rwtext*, .data*, .rodata*, .text*,
+#     .flash.appdesc); static RAM = .trap + .rwtext* (code copied to IRAM) + .data* + .bss (its 36 KiB
+#     Wi-Fi heap included; the 64 KiB heap in reclaimed bootloader RAM is not). The *_dummy address
+#     space reservations and the rest-of-RAM .stack are left out. Espressif's Wi-Fi blobs are in both.
 # Budget: the mps2-an386 firmware (`punch`, default build, with the secure channel) must fit 72 KiB of
 # flash and 24 KiB of static RAM (64 KiB before the channel). --check exits 1 when it is over budget (0 when within); --quick skips the DHCP build and the
 # real-chip boards.
@@ -31,7 +42,7 @@ for arg in "$@"; do
     esac
 done
 
-rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi >/dev/null 2>&1 || true
+rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi riscv32imc-unknown-none-elf >/dev/null 2>&1 || true
 rustup component add llvm-tools >/dev/null 2>&1 || true
 llvm_size=$(find "$(rustc --print sysroot)" -name llvm-size -type f | head -n 1)
 [ -x "$llvm_size" ] || { echo "size-report: llvm-size not found (rustup component add llvm-tools)" >&2; exit 1; }
@@ -47,6 +58,17 @@ measure() {
     flash[$key]=$((text + data))
     ram[$key]=$((data + bss))
 }
+# measure_esp KEY ELF: like measure, by section for the ESP32-C3's memory map (see the header).
+measure_esp() {
+    local key=$1 elf=$2 f r
+    read -r f r < <("$llvm_size" -A "$elf" | awk '
+        $1 ~ /dummy/ { next }
+        $1 ~ /^\.(trap|rwtext|data|rodata|text|flash\.appdesc)/ { flash += $2 }
+        $1 ~ /^\.(trap|rwtext|data|bss)/ { ram += $2 }
+        END { print flash + 0, ram + 0 }')
+    flash[$key]=$f
+    ram[$key]=$r
+}
 kib() { awk -v b="$1" 'BEGIN { printf "%.1f KiB", b / 1024 }'; }
 # build DIR TARGET BIN [cargo args…]: release build of BIN in the board at DIR, prints the ELF path.
 # The board's own target dir, or $tdir (relative to the board) when set.
@@ -58,17 +80,32 @@ build() {
     echo "$out/$target/release/$bin"
 }
 
+# build_measure KEY DIR TARGET BIN [cargo args…]: build, then measure. A failed build ends the script
+# (inside an argument's "$(…)" it would not, and the old ELF would be measured).
+build_measure() {
+    local key=$1 elf
+    shift
+    elf=$(build "$@") || { echo "size-report: building $key failed" >&2; exit 1; }
+    ${measure_with:-measure} "$key" "$elf"
+}
+
 m=thumbv7em-none-eabihf
-measure mps2-punch "$(build mps2-an386 $m punch)"
-measure mps2-baseline "$(build mps2-an386 $m baseline)"
-measure mps2-plain "$(tdir=target/plaintext build mps2-an386 $m punch --features plaintext)"
+build_measure mps2-punch mps2-an386 $m punch
+build_measure mps2-baseline mps2-an386 $m baseline
+tdir=target/plaintext build_measure mps2-plain mps2-an386 $m punch --features plaintext
 if [ "$quick" = 0 ]; then
     # A target dir of its own: the default `punch` above stays the one QEMU boots.
-    measure mps2-dhcp "$(P2PSC_IPV4=dhcp tdir=target/dhcp build mps2-an386 $m punch --features dhcp)"
-    measure f767-defmt "$(build nucleo-f767zi $m punch)"
-    measure f767-plain "$(build nucleo-f767zi $m punch --no-default-features)"
-    measure rp-defmt "$(build rp2040-w5500 thumbv6m-none-eabi punch)"
-    measure rp-plain "$(build rp2040-w5500 thumbv6m-none-eabi punch --no-default-features)"
+    P2PSC_IPV4=dhcp tdir=target/dhcp build_measure mps2-dhcp mps2-an386 $m punch --features dhcp
+    tdir=target/dns build_measure mps2-dns mps2-an386 $m punch --features dns
+    tdir=target/udp build_measure mps2-udp mps2-an386 $m punch --features udp
+    build_measure f767-defmt nucleo-f767zi $m punch
+    build_measure f767-plain nucleo-f767zi $m punch --no-default-features
+    build_measure rp-defmt rp2040-w5500 thumbv6m-none-eabi punch
+    build_measure rp-plain rp2040-w5500 thumbv6m-none-eabi punch --no-default-features
+    build_measure picow-defmt pico-w thumbv6m-none-eabi punch --features ci-build-only
+    build_measure picow-plain pico-w thumbv6m-none-eabi punch --no-default-features --features ci-build-only
+    measure_with=measure_esp build_measure esp-defmt esp32c3 riscv32imc-unknown-none-elf punch
+    measure_with=measure_esp build_measure esp-plain esp32c3 riscv32imc-unknown-none-elf punch --no-default-features
 fi
 
 verdict() { # verdict FLASH RAM
@@ -92,10 +129,22 @@ printf '| mps2-an386 | **secure channel share** (punch − plaintext) | %s | %s 
     "$channel_flash" "$(kib "$channel_flash")" "$(kib "$channel_ram")"
 if [ "$quick" = 0 ]; then
     row "mps2-an386 (QEMU, Cortex-M4)" "punch with DHCP (\`--features dhcp\`)" mps2-dhcp "not the budgeted build"
+    row "mps2-an386 (QEMU, Cortex-M4)" "punch with DNS (\`--features dns\`)" mps2-dns "not the budgeted build"
+    cost_row() { # cost_row LABEL KEY NOTE: KEY − punch
+        local f=$((flash[$2] - flash[mps2-punch])) r=$((ram[$2] - ram[mps2-punch]))
+        printf '| mps2-an386 | **%s** | %s | %s | %s | %s |\n' "$1" "$f" "$(kib "$f")" "$(kib "$r")" "$3"
+    }
+    cost_row "DNS cost (dns − punch)" mps2-dns "smoltcp DNS socket in the interface, query slot; no query made"
+    row "mps2-an386 (QEMU, Cortex-M4)" "punch with UDP (\`--features udp\`)" mps2-udp "not the budgeted build"
+    cost_row "UDP cost (udp − punch)" mps2-udp "smoltcp UDP socket in the interface; no socket opened"
     row "nucleo-f767zi (STM32F767ZI)" "punch, defmt" f767-defmt "2 MiB flash / 512 KiB RAM part"
     row "nucleo-f767zi (STM32F767ZI)" "punch, no defmt" f767-plain ""
     row "rp2040-w5500 (RP2040, Cortex-M0+)" "punch, defmt" rp-defmt "2 MiB flash / 264 KiB RAM"
     row "rp2040-w5500 (RP2040, Cortex-M0+)" "punch, no defmt" rp-plain ""
+    row "pico-w (RP2040 + CYW43439 Wi-Fi)" "punch, defmt" picow-defmt "incl. 226 KiB Wi-Fi firmware blob; CI build: NVRAM placeholder"
+    row "pico-w (RP2040 + CYW43439 Wi-Fi)" "punch, no defmt" picow-plain ""
+    row "esp32c3 (ESP32-C3, RISC-V, Wi-Fi)" "punch, defmt" esp-defmt "by section; incl. Espressif Wi-Fi blobs and a 36 KiB heap"
+    row "esp32c3 (ESP32-C3, RISC-V, Wi-Fi)" "punch, no defmt" esp-plain ""
 fi
 echo
 echo "Regenerate: \`scripts/size-report.sh\` (rustc $(rustc --version | cut -d' ' -f2), fat LTO, codegen-units 1; opt-level \"z\" with inline threshold 45 for mps2-an386, \"s\" for the others)."

@@ -4,7 +4,8 @@
 #
 #   scripts/tap-late.sh [GROUP…] [OPTIONS]
 #
-# Groups (default: all three):
+# Groups (default: the first three; the kernel-* groups pair the `p2psc` tool, p2psc-tokio on kernel
+# sockets, with a smoltcp peer or another tool: tap-lab.sh --peer-a/--peer-b kernel):
 #   late-drop      one peer stops polling 1.5 s or 4 s after the Match (a slow device): A late, then B
 #                  late; both routers drop unsolicited inbound (conntrack). The early side's SYNs wait in
 #                  the routers' SYN_SENT entries; when it re-dials the same 5-tuple with a fresh ISN, the
@@ -14,16 +15,29 @@
 #   same-lan-race  tap-lab.sh same-lan-race: both peers on one LAN behind one router, and one already
 #                  knows the other's MAC when the punch starts while the other still has to ARP: the
 #                  leader has to ARP (same-lan-race-leader, --announcer a), or the follower (-follower).
-# Every run must connect and echo both ways. 2 delays x 2 sides x 2 router kinds + 2 races = 10 scenarios;
-# with --runs 5, 50 runs.
+#   kernel-late-drop, kernel-late-rst
+#                  the late peers with a kernel peer (1.5 s and 4 s, or --delays): ks-A (kernel A late: the
+#                  lab stops the tool while it waits for its Match), ks-B (smoltcp B late, kernel A early),
+#                  sk-A (smoltcp A late, kernel B early), kk-A (two tools, A late). A kernel B cannot be
+#                  made late.
+#   kernel-same-lan
+#                  the same-LAN race with a kernel peer: the smoltcp peer has to ARP while the tool knows
+#                  its MAC (ks-follower: kernel leader; sk-leader: smoltcp leader); two tools, either
+#                  one having to ARP (kk-leader, kk-follower)
+# Every run must connect and move its bytes both ways (checked at both ends). 2 delays x 2 sides x 2
+# router kinds + 2 races = 10 scenarios; with --runs 5, 50 runs. The kernel groups: 4 per delay and
+# router kind + 4 races = 20 scenarios.
 #
 # Options:
 #   --runs N                 runs per scenario (default 5)
 #   --jobs N                 runs at a time (default 8; each is 2 peers, 1-2 relays, 1 mediator, mostly idle)
 #   --only NAME              only the scenarios whose name contains NAME (repeatable), e.g. late-drop-B4000
+#   --delays MS,MS,…         how late the late peer is, in ms (default 1500,4000; the full table of
+#                            issue-level claims: --delays 500,1500,2000,4000,8000)
 #   --logs DIR               keep every run's logs in DIR/SCENARIO.RUN (default: a temp dir, removed)
-#   --host-sim PATH | --mediator-bin PATH   binaries (default: $CARGO_TARGET_DIR or target/, debug)
-#   --build                  cargo build -p host-sim -p p2psc-mediator first
+#   --host-sim PATH | --mediator-bin PATH | --p2psc PATH
+#                            binaries (default: $CARGO_TARGET_DIR or target/, debug)
+#   --build                  cargo build -p host-sim -p p2psc-mediator -p p2psc-tokio first
 #   --prefix P               namespace prefix; run K uses PK- (default p2k<PID>-)
 #
 # Prints one line per finished run, then the table: scenario, runs, connected, echo ok, SYN attempts
@@ -39,13 +53,14 @@ lab=$here/tap-lab.sh
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 die() { echo "tap-late: $*" >&2; exit 3; }
 
-groups=() only=() runs=5 jobs=8 logs='' build=0 prefix="p2k$$-"
+groups=() only=() runs=5 jobs=8 logs='' build=0 prefix="p2k$$-" delays=1500,4000
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 host_sim=${HOST_SIM:-$target_dir/debug/host-sim}
 mediator_bin=${P2PSC_MEDIATOR_BIN:-$target_dir/debug/p2psc-mediator}
+p2psc_bin=${P2PSC_BIN:-$target_dir/debug/p2psc}
 while [ $# -gt 0 ]; do
     case "$1" in
-        late-drop|late-rst|same-lan-race) groups+=("$1"); shift; continue ;;
+        late-drop|late-rst|same-lan-race|kernel-late-drop|kernel-late-rst|kernel-same-lan) groups+=("$1"); shift; continue ;;
         --build) build=1; shift; continue ;;
         -h|--help) usage; exit 0 ;;
     esac
@@ -54,9 +69,11 @@ while [ $# -gt 0 ]; do
         --runs) runs=$2 ;;
         --jobs) jobs=$2 ;;
         --only) only+=("$2") ;;
+        --delays) delays=$2 ;;
         --logs) logs=$2 ;;
         --host-sim) host_sim=$2 ;;
         --mediator-bin) mediator_bin=$2 ;;
+        --p2psc) p2psc_bin=$2 ;;
         --prefix) prefix=$2 ;;
         *) echo "tap-late: unknown option $1" >&2; exit 2 ;;
     esac
@@ -65,6 +82,7 @@ done
 for v in "$runs" "$jobs"; do
     case "$v" in ''|0|*[!0-9]*) echo "tap-late: not a positive number: $v" >&2; exit 2 ;; esac
 done
+case "$delays" in ''|,*|*,|*,,*|*[!0-9,]*) echo "tap-late: bad --delays $delays" >&2; exit 2 ;; esac
 case "$prefix" in ''|*[!A-Za-z0-9_.-]*) echo "tap-late: bad prefix $prefix" >&2; exit 2 ;; esac
 [ ${#groups[@]} -gt 0 ] || groups=(late-drop late-rst same-lan-race)
 
@@ -72,10 +90,13 @@ case "$prefix" in ''|*[!A-Za-z0-9_.-]*) echo "tap-late: bad prefix $prefix" >&2;
 # `wait -n -p` (which run finished) is bash 5.1.
 ((BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1))) || die "needs bash 5.1 or later (wait -n -p)"
 if [ "$build" = 1 ]; then
-    (cd "$root" && cargo build -q -p host-sim -p p2psc-mediator) || die "build failed"
+    (cd "$root" && cargo build -q -p host-sim -p p2psc-mediator -p p2psc-tokio) || die "build failed"
 fi
 [ -x "$host_sim" ] || die "no host-sim binary at $host_sim (--build, or cargo build -p host-sim)"
 [ -x "$mediator_bin" ] || die "no p2psc-mediator binary at $mediator_bin (--build, or cargo build -p p2psc-mediator)"
+if [[ " ${groups[*]} " == *" kernel-"* ]]; then
+    [ -x "$p2psc_bin" ] || die "no p2psc binary at $p2psc_bin (--build, or cargo build -p p2psc-tokio)"
+fi
 
 # --- the scenarios: name and tap-lab.sh arguments ------------------------------------------------------
 names=()
@@ -94,7 +115,7 @@ for group in "${groups[@]}"; do
     case "$group" in
         late-drop | late-rst)
             for late in A B; do
-                for ms in 1500 4000; do
+                for ms in ${delays//,/ }; do
                     stall=(--stall-a-ms 0 --stall-b-ms 0)
                     if [ "$late" = A ]; then stall[1]=$ms; else stall[3]=$ms; fi
                     if [ "$group" = late-drop ]; then
@@ -108,6 +129,22 @@ for group in "${groups[@]}"; do
         same-lan-race)
             add_scenario same-lan-race-leader same-lan-race --announcer a
             add_scenario same-lan-race-follower same-lan-race --announcer b
+            ;;
+        kernel-late-drop | kernel-late-rst)
+            base=port-preserving-drop
+            [ "$group" = kernel-late-rst ] && base=port-preserving-rst
+            for ms in ${delays//,/ }; do
+                add_scenario "${group#kernel-}-ks-A$ms" "$base" --peer-a kernel --stall-a-ms "$ms" --stall-b-ms 0
+                add_scenario "${group#kernel-}-ks-B$ms" "$base" --peer-a kernel --stall-a-ms 0 --stall-b-ms "$ms"
+                add_scenario "${group#kernel-}-sk-A$ms" "$base" --peer-b kernel --stall-a-ms "$ms" --stall-b-ms 0
+                add_scenario "${group#kernel-}-kk-A$ms" "$base" --peer-a kernel --peer-b kernel --stall-a-ms "$ms" --stall-b-ms 0
+            done
+            ;;
+        kernel-same-lan)
+            add_scenario same-lan-ks-follower same-lan-race --peer-a kernel --announcer b
+            add_scenario same-lan-sk-leader same-lan-race --peer-b kernel --announcer a
+            add_scenario same-lan-kk-leader same-lan-race --peer-a kernel --peer-b kernel --announcer a
+            add_scenario same-lan-kk-follower same-lan-race --peer-a kernel --peer-b kernel --announcer b
             ;;
     esac
 done
@@ -179,7 +216,7 @@ for id in "${ids[@]}"; do
     name=${id%.*}
     # shellcheck disable=SC2086 # lab_args holds words without spaces
     "$lab" ${lab_args[$name]} -q --prefix "${prefix}$k-" --logs "$logs/$id" \
-        --host-sim "$host_sim" --mediator-bin "$mediator_bin" >"$logs/$id.out" 2>&1 </dev/null &
+        --host-sim "$host_sim" --mediator-bin "$mediator_bin" --p2psc "$p2psc_bin" >"$logs/$id.out" 2>&1 </dev/null &
     running[$!]=$id
     k=$((k + 1))
 done
@@ -189,32 +226,31 @@ sweep_namespaces
 wall_s=$(awk "BEGIN { printf \"%.1f\", ($t1 - $t0) / 1e9 }")
 
 # --- the table -----------------------------------------------------------------------------------------
-# The outcome of one run, from its peers' logs: sets connected, echoed (0/1), syn_a, syn_b, wall_ms and
-# appends its failures to `problems` ("A PunchFailed", "B panicked: …").
+# The outcome of one run, from the `PEER` lines tap-lab.sh printed and its peers' logs: sets connected,
+# echoed (0/1), syn_a, syn_b, wall_ms and appends its failures to `problems` ("A PunchFailed",
+# "B panicked: …", "A p2psc: error: …").
 inspect_run() {
-    local dir=$logs/$1 side log err fp_a fp_b line
+    local dir=$logs/$1 out=$logs/$1.out side log line
+    # peer_field SIDE FIELD: a number from the side's PEER line.
+    peer_field() { sed -n "s/^PEER $1 [a-z]*: .*$2 \([0-9]*\).*/\1/p" "$out" | head -1; }
     connected=0 echoed=0
-    fp_a=$(grep -o 'authenticated: .* session [0-9a-f]*' "$dir/peer-A.log" 2>/dev/null | grep -o '[0-9a-f]*$' || true)
-    fp_b=$(grep -o 'authenticated: .* session [0-9a-f]*' "$dir/peer-B.log" 2>/dev/null | grep -o '[0-9a-f]*$' || true)
-    [ -n "$fp_a" ] && [ "$fp_a" = "$fp_b" ] && connected=1
-    grep -q '^\[.*\] echo ok' "$dir/peer-A.log" 2>/dev/null &&
-        grep -q '^\[.*\] peer closed; echo ok' "$dir/peer-B.log" 2>/dev/null && echoed=1
-    syn_a=$(grep -o '(attempt [0-9]*)' "$dir/peer-A.log" 2>/dev/null | tr -dc '0-9\n' | sort -n | tail -1 || true)
-    syn_b=$(grep -o '(attempt [0-9]*)' "$dir/peer-B.log" 2>/dev/null | tr -dc '0-9\n' | sort -n | tail -1 || true)
+    [ "$(peer_field A connected)" = 1 ] && [ "$(peer_field B connected)" = 1 ] && connected=1
+    [ "$(peer_field A data)" = 1 ] && [ "$(peer_field B data)" = 1 ] && echoed=1
+    syn_a=$(peer_field A attempts) syn_b=$(peer_field B attempts)
     syn_a=${syn_a:-0} syn_b=${syn_b:-0}
-    wall_ms=$(grep -o 'wall [0-9]* ms' "$logs/$1.out" | tr -dc '0-9' || true)
+    wall_ms=$(grep -o 'wall [0-9]* ms' "$out" | tr -dc '0-9' || true)
     for side in A B; do
-        log=$dir/peer-$side.log err=$dir/peer-$side.err
+        log=$dir/peer-$side.log
         line=$(grep -o 'connect failed: [A-Za-z]*\(([A-Za-z]*)\)\{0,1\}' "$log" 2>/dev/null | head -1 || true)
         [ -n "$line" ] && problems+=("$side ${line#connect failed: }")
-        line=$(grep -o 'exchange failed: .*' "$log" 2>/dev/null | head -1 | cut -c1-70 || true)
+        line=$(grep -o 'exchange failed: .*\|^p2psc: error: .*' "$log" 2>/dev/null | head -1 | cut -c1-90 || true)
         [ -n "$line" ] && problems+=("$side $line")
-        line=$(grep -A1 -m1 'panicked at' "$err" 2>/dev/null | sed -e 's/.*panicked at //' \
+        line=$(cat "$dir/peer-$side.err" "$log" 2>/dev/null | grep -A1 -m1 'panicked at' | sed -e 's/.*panicked at //' \
             -e 's#^/.*/\([^/]*/src/\)#\1#' | paste -sd ' ' || true)
         [ -n "$line" ] && problems+=("$side panicked at $line")
     done
     if [ "$(cat "$logs/$1.rc")" != 0 ] && [ ${#problems[@]} -eq 0 ]; then
-        line=$(grep -h 'RESULT:\|tap-lab:' "$logs/$1.out" | head -1 || true)
+        line=$(grep -h 'RESULT:\|tap-lab:' "$out" | head -1 || true)
         problems+=("tap-lab.sh exited $(cat "$logs/$1.rc"): ${line:-no verdict (see its .out)}")
     fi
     return 0

@@ -1,8 +1,25 @@
 //! A small deterministic random bit generator: SHA-512 in counter mode over a caller-provided seed.
 //!
-//! p2psc takes 32 bytes of entropy per connection from the caller (a hardware RNG on a device, the OS on
-//! a host) and derives from them everything random it needs: the registration nonce, ephemeral keys, the
-//! local port and retry jitter. Same seed, same choices: that is what makes simulations replayable.
+//! p2psc draws 32 bytes per connection from the caller's random number generator (a
+//! [`rand_core::RngCore`] + [`CryptoRng`]: a hardware RNG on a device, the OS on a host) and derives from
+//! them everything random it needs: the registration nonce, ephemeral keys, the local port and retry
+//! jitter. Same seed, same choices: that is what makes simulations replayable.
+//!
+//! A board that has a 32-byte seed rather than an RNG (conditioned from a weak source with
+//! [`condition`], or read from a secure element) hands p2psc a [`Drbg`] over it: it implements both
+//! traits.
+//!
+//! ```
+//! use p2psc::rng::Drbg;
+//! use rand_core::RngCore;
+//!
+//! let mut rng = Drbg::new([7; 32]); // yours: fresh and secret, e.g. `condition(..)` of a TRNG
+//! let mut nonce = [0u8; 16];
+//! rng.fill_bytes(&mut nonce);
+//! assert_ne!(nonce, [0; 16]);
+//! ```
+
+use rand_core::{CryptoRng, RngCore};
 
 /// SHA-512 counter-mode generator. Not for long streams; a connection draws a few hundred bytes. The
 /// seed is wiped when the generator is dropped: it determined the nonce and the ephemeral key.
@@ -52,6 +69,32 @@ impl Drbg {
         let span = high.saturating_sub(low).saturating_add(1);
         low + u64::from_be_bytes(b) % span
     }
+}
+
+/// The generator as a [`RngCore`]: the bytes are those of [`Drbg::fill`].
+impl RngCore for Drbg {
+    fn next_u32(&mut self) -> u32 {
+        rand_core::impls::next_u32_via_fill(self)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        rand_core::impls::next_u64_via_fill(self)
+    }
+
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        self.fill(dst)
+    }
+}
+
+/// SHA-512 of a secret seed and a counter is a pseudorandom function: the output is as unpredictable as
+/// the seed is secret (it is only as good as the seed; there is no reseeding).
+impl CryptoRng for Drbg {}
+
+/// 32 bytes from `rng`, the seed of one connection's [`Drbg`].
+pub(crate) fn seed_from(rng: &mut impl CryptoRng) -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    rng.fill_bytes(&mut seed);
+    seed
 }
 
 /// Condition a weak, biased or correlated entropy source into a 32-byte seed: `blocks` blocks of 64 raw
@@ -110,6 +153,21 @@ mod tests {
         assert_eq!(x, y);
         assert_ne!(x, z);
         assert_ne!(a.bytes32(), x, "the stream moves on");
+    }
+
+    #[test]
+    fn as_rng_core_it_gives_the_same_stream() {
+        let (mut a, mut b) = (Drbg::new([4; 32]), Drbg::new([4; 32]));
+        let mut bytes = [0u8; 12];
+        a.fill_bytes(&mut bytes);
+        let mut expected = [0u8; 12];
+        b.fill(&mut expected);
+        assert_eq!(bytes, expected);
+        let word = a.next_u64();
+        let mut next = [0u8; 8];
+        b.fill(&mut next);
+        assert_eq!(word, u64::from_le_bytes(next));
+        assert_eq!(seed_from(&mut a), b.bytes32());
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Ed25519 on ed25519-dalek for the simulated hosts.
 //!
-//! The peers sign through p2psc's [`Signer`] trait and the mediator verifies through its [`Verifier`]
-//! trait, exactly as a host application and the `p2psc-mediator` server do. On a host, salty's portable
-//! code needs 1–3 ms per operation, ed25519-dalek tens of microseconds; signatures are the same RFC 8032
-//! bytes either way. The peers still verify each other with p2psc's own salty verifier (that is what
-//! `p2psc::net::connect` uses), so the code a device runs is what the simulation runs.
+//! The peers sign through p2psc's [`Signer`] trait and the mediator verifies through its
+//! [`Verifier`](p2psc::identity::Verifier) trait, exactly as a host application and the
+//! `p2psc-mediator` server do. On a host, salty's portable code needs 1–3 ms per operation,
+//! ed25519-dalek tens of microseconds; signatures are the same RFC 8032 bytes either way. The peers
+//! still verify each other with p2psc's own salty verifier (that is what `p2psc::connector::connect`
+//! uses), so the code a device runs is what the simulation runs.
 
 use p2psc::identity::dalek::DalekSigner;
 pub use p2psc::identity::dalek::DalekVerifier;

@@ -118,6 +118,15 @@ impl MediatorNode {
         self.impersonate = Some((real, claimed));
     }
 
+    /// The mediator process dies: every connection is reset and nothing listens on its port any more
+    /// (the host's stack answers SYNs to it with a RST). Poll it no more.
+    pub fn crash(&mut self, sockets: &mut SocketSet<'_>) {
+        for slot in &mut self.slots {
+            sockets.get_mut::<tcp::Socket>(slot.handle).abort();
+            slot.session = None;
+        }
+    }
+
     /// When [`poll`](Self::poll) must run next at the latest.
     pub fn poll_at(&self) -> Option<Instant> {
         self.slots

@@ -46,7 +46,7 @@ use std::task::{Context, Poll};
 use embassy_time::{Duration, Instant, Timer};
 use embedded_io_async::{Read, Write};
 use p2psc::connector::{
-    connect_observed, ConnectBuffers, ConnectConfig, ConnectEvent, Mediator, Peer, RecordBuffers,
+    self, connect_observed, ConnectEvent, ConnectResources, Mediator, Request, SecureConnection,
 };
 use p2psc::identity::{PublicKey, Signer};
 use p2psc::net::{
@@ -54,6 +54,7 @@ use p2psc::net::{
 };
 use p2psc::proto::channel::MAX_RECORD_LEN;
 use p2psc::proto::MediatorConfig;
+use p2psc::rng::Drbg;
 use p2psc::wire::Role;
 
 use crate::clock;
@@ -157,8 +158,8 @@ pub struct PeerSpec {
     /// Stop polling for this long right after the Match (a slow device): neither its connector nor
     /// its network stack runs, so its first SYN goes out late and packets wait for it.
     pub stall_after_match: Option<Duration>,
-    /// Its connector's configuration.
-    pub config: ConnectConfig,
+    /// Its `connect`'s configuration.
+    pub config: connector::Config,
 }
 
 impl PeerSpec {
@@ -171,7 +172,7 @@ impl PeerSpec {
             start: Some(Duration::from_millis(start_ms)),
             race: true,
             stall_after_match: None,
-            config: ConnectConfig::default(),
+            config: connector::Config::default(),
         }
     }
 
@@ -383,46 +384,33 @@ impl Report {
     }
 }
 
-/// Buffers of one peer's `connect`.
+/// The memory of one peer's `connect`, with one candidate socket or two (racing).
 struct Buffers {
-    rx: Vec<u8>,
-    tx: Vec<u8>,
-    mediator_rx: Vec<u8>,
-    mediator_tx: Vec<u8>,
-    race_rx: Vec<u8>,
-    race_tx: Vec<u8>,
-    record_rx: Vec<u8>,
-    record_tx: Vec<u8>,
+    single: Box<ConnectResources<2048, 2048, 1, MAX_RECORD_LEN>>,
+    race: Box<ConnectResources<2048, 2048, 2, MAX_RECORD_LEN>>,
 }
 
 impl Buffers {
     fn new() -> Buffers {
         Buffers {
-            rx: vec![0; 2048],
-            tx: vec![0; 2048],
-            mediator_rx: vec![0; 256],
-            mediator_tx: vec![0; 256],
-            race_rx: vec![0; 2048],
-            race_tx: vec![0; 2048],
-            record_rx: vec![0; MAX_RECORD_LEN],
-            record_tx: vec![0; MAX_RECORD_LEN],
+            single: Box::new(ConnectResources::new()),
+            race: Box::new(ConnectResources::new()),
         }
     }
 
-    /// The sockets' buffers and the secure channel's record buffers.
-    fn connect_buffers(&mut self, race: bool) -> (ConnectBuffers<'_>, RecordBuffers<'_>) {
-        let sockets = ConnectBuffers {
-            rx: &mut self.rx,
-            tx: &mut self.tx,
-            mediator_rx: &mut self.mediator_rx,
-            mediator_tx: &mut self.mediator_tx,
-            race: race.then_some((&mut self.race_rx[..], &mut self.race_tx[..])),
-        };
-        let records = RecordBuffers {
-            rx: &mut self.record_rx,
-            tx: &mut self.record_tx,
-        };
-        (sockets, records)
+    /// Connect on the resources with two candidates if `race`, else on those with one.
+    async fn connect<'a>(
+        &'a mut self,
+        race: bool,
+        stack: Stack<'a>,
+        request: &Request<impl Signer>,
+        rng: &mut Drbg,
+        observe: impl FnMut(ConnectEvent),
+    ) -> Result<SecureConnection<'a>, p2psc::Error> {
+        match race {
+            true => connect_observed(stack, &mut self.race, request, rng, observe).await,
+            false => connect_observed(stack, &mut self.single, request, rng, observe).await,
+        }
     }
 }
 
@@ -514,34 +502,30 @@ async fn peer(
     let attempts = Cell::new(0u16);
     let per_target: RefCell<Vec<(String, u16)>> = RefCell::new(Vec::new());
     let authenticated = Cell::new(None);
-    let (sockets, records) = bufs.connect_buffers(spec.race);
-    let result = connect_observed(
-        stack,
-        &signer,
-        &Peer::new(want),
-        &mediator,
-        sockets,
-        records,
-        spec.config,
-        seed,
-        |e| {
-            match e {
-                ConnectEvent::Matched { .. } => {
-                    if let Some(stall) = spec.stall_after_match {
-                        gate.set(Some(Instant::now() + stall));
-                    }
+    let request = Request {
+        config: spec.config,
+        ..Request::new(&signer, want, mediator)
+    };
+    let mut rng = Drbg::new(seed);
+    let observe = |e| {
+        match e {
+            ConnectEvent::Matched { .. } => {
+                if let Some(stall) = spec.stall_after_match {
+                    gate.set(Some(Instant::now() + stall));
                 }
-                ConnectEvent::Dialing(target, n) => {
-                    attempts.set(attempts.get().max(n));
-                    per_target.borrow_mut().push((target.to_string(), n));
-                }
-                ConnectEvent::Authenticated(_) => authenticated.set(Some(Instant::now())),
-                _ => {}
             }
-            log.push(who.clone(), What::Connect(e));
-        },
-    )
-    .await;
+            ConnectEvent::Dialing(target, n) => {
+                attempts.set(attempts.get().max(n));
+                per_target.borrow_mut().push((target.to_string(), n));
+            }
+            ConnectEvent::Authenticated(_) => authenticated.set(Some(Instant::now())),
+            _ => {}
+        }
+        log.push(who.clone(), What::Connect(e));
+    };
+    let result = bufs
+        .connect(spec.race, stack, &request, &mut rng, observe)
+        .await;
     report.attempts = attempts.get();
     report.authenticated_at = authenticated.get();
     report.done_at = Some(Instant::now());

@@ -10,15 +10,14 @@ use host_sim::clock;
 use host_sim::exec::{join, Executor};
 use host_sim::link::{Lan, Port};
 use host_sim::mediator::{self, MediatorNode};
-use p2psc::connector::{
-    connect, ConnectBuffers, ConnectConfig, Mediator, Peer, RecordBuffers, SecureConnection,
-};
+use p2psc::connector::{connect, ConnectResources, Mediator, Request, SecureConnection};
 use p2psc::identity::Keypair;
 use p2psc::net::{
     self, Config, Ipv4Address, Ipv4Cidr, Runner, Stack, StackResources, StaticConfigV4,
 };
 use p2psc::proto::channel::MAX_RECORD_LEN;
 use p2psc::proto::MediatorConfig;
+use p2psc::rng::Drbg;
 use p2psc::wire::Role;
 
 const MEDIATOR_PORT: u16 = 7777;
@@ -46,21 +45,11 @@ fn leak(n: usize) -> &'static mut [u8] {
     Box::leak(vec![0; n].into_boxed_slice())
 }
 
-fn buffers() -> ConnectBuffers<'static> {
-    ConnectBuffers {
-        rx: leak(2048),
-        tx: leak(2048),
-        mediator_rx: leak(256),
-        mediator_tx: leak(256),
-        race: None,
-    }
-}
+/// One candidate socket with 2 KiB buffers, whole records both ways.
+type Resources = ConnectResources<2048, 2048, 1, MAX_RECORD_LEN>;
 
-fn records() -> RecordBuffers<'static> {
-    RecordBuffers {
-        rx: leak(MAX_RECORD_LEN),
-        tx: leak(MAX_RECORD_LEN),
-    }
+fn resources() -> &'static mut Resources {
+    Box::leak(Box::new(Resources::new()))
 }
 
 struct World {
@@ -119,13 +108,9 @@ fn two_peers_get_an_authenticated_socket_and_exchange_data() {
         let fa = async {
             let mut conn = connect(
                 a,
-                &alice,
-                &Peer::new(bob.public_key()),
-                &m,
-                buffers(),
-                records(),
-                ConnectConfig::default(),
-                [11; 32],
+                resources(),
+                &Request::new(&alice, bob.public_key(), m),
+                &mut Drbg::new([11; 32]),
             )
             .await
             .expect("alice connects");
@@ -140,13 +125,9 @@ fn two_peers_get_an_authenticated_socket_and_exchange_data() {
             embassy_time::Timer::after(Duration::from_secs(2)).await;
             let mut conn = connect(
                 b,
-                &bob,
-                &Peer::new(alice.public_key()),
-                &m,
-                buffers(),
-                records(),
-                ConnectConfig::default(),
-                [22; 32],
+                resources(),
+                &Request::new(&bob, alice.public_key(), m),
+                &mut Drbg::new([22; 32]),
             )
             .await
             .expect("bob connects");
@@ -187,21 +168,38 @@ fn peer_that_never_registers_gives_peer_never_came() {
     let a = w.peers[0];
     let m = mediator();
     let result = w.ex.run(async {
-        connect(
-            a,
-            &alice,
-            &Peer::new(nobody),
-            &m,
-            buffers(),
-            records(),
-            ConnectConfig::default(),
-            [11; 32],
-        )
-        .await
-        .err()
+        let request = Request::new(&alice, nobody, m);
+        connect(a, resources(), &request, &mut Drbg::new([11; 32]))
+            .await
+            .err()
     });
     assert_eq!(result, Some(p2psc::Error::PeerNeverCame));
     assert_eq!(a.with_mut(|_, sockets| sockets.iter().count()), 0);
+}
+
+#[test]
+fn a_full_socket_set_is_an_error_not_a_panic() {
+    let mut w = world(10, MediatorConfig::default());
+    let alice = Keypair::from_seed(&[1; 32]);
+    let bob = Keypair::from_seed(&[2; 32]).public_key();
+    let a = w.peers[0];
+    // The stack has 8 slots; take 7, so that the mediator connection's and one candidate's do not fit.
+    let taken: Vec<_> = (0..7)
+        .map(|_| p2psc::net::tcp::TcpSocket::new(a, leak(256), leak(256)))
+        .collect();
+    let request = Request::new(&alice, bob, mediator());
+    let result = w.ex.run(async {
+        connect(a, resources(), &request, &mut Drbg::new([11; 32]))
+            .await
+            .err()
+    });
+    assert_eq!(result, Some(p2psc::Error::SocketSetFull));
+    assert_eq!(
+        a.with_mut(|_, sockets| sockets.iter().count()),
+        7,
+        "nothing added"
+    );
+    drop(taken);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -221,7 +219,7 @@ mod routed {
     };
     use host_sim::theory;
     use host_sim::timeline::{Side, What, Who};
-    use p2psc::connector::{ConnectConfig, ConnectEvent};
+    use p2psc::connector::{Config, ConnectEvent};
     use p2psc::identity::Keypair;
     use p2psc::net::IpAddress;
     use p2psc::proto::{AuthError, MediatorConfig};
@@ -514,9 +512,9 @@ mod routed {
         };
         // RetryAfter says 5 s: back at 5–6.25 s (up to a quarter more at random), turned away again,
         // and the next return would be past the 9 s deadline: busy.
-        s.a.config = ConnectConfig {
-            timeout: p2psc::time::Duration::from_secs(9),
-            ..ConnectConfig::default()
+        s.a.config = Config {
+            timeout: Duration::from_secs(9),
+            ..Config::default()
         };
         s.b.start = None;
         let r = scenario::run(&s);

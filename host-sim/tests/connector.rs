@@ -620,7 +620,7 @@ fn first_poll(
         key(B_IDENTITY),
         mediator,
         handles,
-        [1; 32],
+        &mut p2psc::rng::Drbg::new([1; 32]),
         Instant::ZERO,
     );
     let result = connector.poll(Instant::ZERO, &mut iface, sockets);
@@ -659,4 +659,62 @@ fn a_candidate_udp_socket_is_a_bad_socket() {
     let (result, sent) = result.expect("the connector panicked instead of returning BadSocket");
     assert_eq!(result, Poll::Ready(Err(Error::BadSocket)));
     assert_eq!(sent, 0);
+}
+
+/// Three mediators on one host: the pair's first in its ranking (protocol §13) dies after A registered
+/// there and before B reaches it (B's first SYNs are lost for a second). A's connection is reset, B's
+/// next SYN is refused: both move on to the second of the ranking, meet there and connect; the third
+/// sees neither.
+#[test]
+fn when_the_pairs_first_mediator_dies_both_peers_meet_on_the_second() {
+    use host_sim::mediator::MediatorEvent;
+    use p2psc::proto::rendezvous::{MediatorId, Pair};
+
+    let setup = Setup {
+        mediators: 3,
+        ..Setup::default()
+    };
+    let mut sim = Sim::new(setup);
+    sim.wire
+        .set_fault(|now, tcp| match *tcp.src.ip() == B_IP && now < secs(1) {
+            true => Fate::Drop,
+            false => Fate::Deliver,
+        });
+    let ports: Vec<std::net::SocketAddr> = (0..3)
+        .map(|i| std::net::SocketAddr::from((MEDIATOR_IP, MEDIATOR_PORT + i)))
+        .collect();
+    let pair = Pair::new(key(A_IDENTITY), key(B_IDENTITY));
+    let ranking: Vec<usize> = pair.rank(&ports, |a| MediatorId::new(*a)).collect();
+    let (first, second, third) = (ranking[0], ranking[1], ranking[2]);
+    let registered = |sim: &Sim| {
+        sim.a()
+            .events
+            .iter()
+            .any(|(_, e)| *e == ConnectEvent::Registered)
+    };
+    assert!(sim.run_until(secs(1), registered), "{}", sim.story());
+    let verified = |node: &mut host_sim::mediator::MediatorNode| {
+        let events = node.events();
+        let keys = events.iter().filter_map(|(_, e)| match e {
+            MediatorEvent::Verified { key, .. } => Some(*key),
+            _ => None,
+        });
+        keys.collect::<Vec<_>>()
+    };
+    assert_eq!(verified(sim.mediator_at(first)), [key(A_IDENTITY)]);
+    sim.crash_mediator(first);
+    sim.run_to_outcomes(secs(30));
+
+    let (a, b) = (sim.a(), sim.b());
+    assert!(a.connected().is_some(), "{}", sim.story());
+    assert!(b.connected().is_some(), "{}", sim.story());
+    let moved = |peer: &Peer, failed| {
+        let next = ConnectEvent::NextMediator { failed, rank: 1 };
+        peer.events.iter().any(|(_, e)| *e == next)
+    };
+    assert!(moved(a, Error::MediatorClosed), "{}", sim.story());
+    assert!(moved(b, Error::MediatorUnreachable), "{}", sim.story());
+    let on_second = verified(sim.mediator_at(second));
+    assert_eq!(on_second, [key(A_IDENTITY), key(B_IDENTITY)]);
+    assert!(verified(sim.mediator_at(third)).is_empty());
 }

@@ -1,10 +1,14 @@
 //! p2psc through real Linux NATs: `scripts/tap-lab.sh` scenarios (network namespaces, nftables NAT,
 //! TAP devices, the real `p2psc-mediator`), one test per scenario; and the `scripts/tap-late.sh` matrix
 //! (late peers behind drop and RST routers, the same-LAN race), one test per group, 5 runs per scenario.
+//! The same with a kernel peer on one or both sides (the `p2psc` tool, p2psc-tokio on the kernel's
+//! sockets, against `host-sim tap peer` or another tool): the scenarios side by side, the late and
+//! same-LAN groups with 2 runs per scenario.
 //!
 //! These need root, `ip`, `nft` and `/dev/net/tun`, and the mediator binary (`cargo build -p
-//! p2psc-mediator`; `cargo test --workspace` builds it). Without them each test prints why and passes;
-//! with `P2PSC_REQUIRE_TAP=1` (CI) a missing prerequisite fails the test instead.
+//! p2psc-mediator`; `cargo test --workspace` builds it), and for the kernel peer the `p2psc` binary
+//! (`cargo build -p p2psc-tokio`; `cargo test --workspace` builds it too). Without them each test prints
+//! why and passes; with `P2PSC_REQUIRE_TAP=1` (CI) a missing prerequisite fails the test instead.
 #![cfg(target_os = "linux")]
 
 use std::io::Read;
@@ -22,6 +26,8 @@ const SCENARIO_LIMIT: Duration = Duration::from_secs(45);
 const LATE_LIMIT: Duration = Duration::from_secs(300);
 /// Runs per `tap-late.sh` scenario.
 const LATE_RUNS: u32 = 5;
+/// Runs per `tap-late.sh` scenario of the kernel-peer groups (twice the scenarios of the others).
+const KERNEL_LATE_RUNS: u32 = 2;
 /// `tap-late.sh` runs at a time, per group (two groups may run at once).
 const LATE_JOBS: u32 = 8;
 
@@ -30,16 +36,30 @@ struct Lab {
     late_script: PathBuf,
     host_sim: PathBuf,
     mediator: PathBuf,
+    /// The `p2psc` tool (checked to exist only for the tests with a kernel peer).
+    p2psc: PathBuf,
 }
 
 /// The lab, or `None` (after printing why) when it cannot run here and that is allowed.
 fn lab(test: &str) -> Option<Lab> {
+    lab_for(test, false)
+}
+
+/// The lab with the `p2psc` tool for a kernel peer, or `None` as [`lab`].
+fn kernel_lab(test: &str) -> Option<Lab> {
+    lab_for(test, true)
+}
+
+fn lab_for(test: &str, kernel: bool) -> Option<Lab> {
     let required = std::env::var(REQUIRE).is_ok_and(|v| !v.is_empty() && v != "0");
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let host_sim = PathBuf::from(env!("CARGO_BIN_EXE_host-sim"));
     let mediator = std::env::var_os("P2PSC_MEDIATOR_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| host_sim.with_file_name("p2psc-mediator"));
+    let p2psc = std::env::var_os("P2PSC_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| host_sim.with_file_name("p2psc"));
     let mut missing = Vec::new();
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -59,12 +79,19 @@ fn lab(test: &str) -> Option<Lab> {
             mediator.display()
         ));
     }
+    if kernel && !p2psc.is_file() {
+        missing.push(format!(
+            "the p2psc binary at {} (cargo build -p p2psc-tokio, or set P2PSC_BIN)",
+            p2psc.display()
+        ));
+    }
     if missing.is_empty() {
         return Some(Lab {
             script: workspace.join("scripts/tap-lab.sh"),
             late_script: workspace.join("scripts/tap-late.sh"),
             host_sim,
             mediator,
+            p2psc,
         });
     }
     let why = format!(
@@ -105,9 +132,9 @@ impl Run {
         Run::script(lab, &lab.script, scenario, tag, extra)
     }
 
-    /// `scripts/tap-late.sh GROUP …` with [`LATE_RUNS`] and [`LATE_JOBS`].
-    fn late(lab: &Lab, group: &str, tag: &str) -> Run {
-        let (runs, jobs) = (LATE_RUNS.to_string(), LATE_JOBS.to_string());
+    /// `scripts/tap-late.sh GROUP …` with `runs` per scenario and [`LATE_JOBS`].
+    fn late(lab: &Lab, group: &str, tag: &str, runs: u32) -> Run {
+        let (runs, jobs) = (runs.to_string(), LATE_JOBS.to_string());
         let extra = ["--runs", runs.as_str(), "--jobs", jobs.as_str()];
         Run::script(lab, &lab.late_script, group, tag, &extra)
     }
@@ -124,6 +151,8 @@ impl Run {
             .arg(&lab.host_sim)
             .arg("--mediator-bin")
             .arg(&lab.mediator)
+            .arg("--p2psc")
+            .arg(&lab.p2psc)
             .arg("--logs")
             .arg(&logs)
             .args(extra)
@@ -378,14 +407,17 @@ fn late_rows(output: &str) -> Vec<(&str, &str, &str, &str)> {
 }
 
 /// Run one `tap-late.sh` group and require every run of every listed scenario to connect and echo.
+/// A `kernel-*` group (a kernel peer on one side or both) runs [`KERNEL_LATE_RUNS`] per scenario.
 fn late_group(test: &str, group: &str, tag: &str, scenarios: &[&str]) {
-    let Some(lab) = lab(test) else {
+    let kernel = group.starts_with("kernel-");
+    let Some(lab) = lab_for(test, kernel) else {
         return;
     };
-    let mut run = Run::late(&lab, group, tag);
+    let runs = if kernel { KERNEL_LATE_RUNS } else { LATE_RUNS };
+    let mut run = Run::late(&lab, group, tag, runs);
     let (code, output) = run.finish(LATE_LIMIT);
     let rows = late_rows(&output);
-    let all = format!("{LATE_RUNS}/{LATE_RUNS}");
+    let all = format!("{runs}/{runs}");
     let failed: Vec<String> = scenarios
         .iter()
         .filter_map(|name| match rows.iter().find(|r| r.0 == *name) {
@@ -446,4 +478,190 @@ fn same_lan_race_with_known_neighbour_connects() {
         "sl",
         &["same-lan-race-leader", "same-lan-race-follower"],
     );
+}
+
+/// The kernel-peer pairings of the late groups: `ks` kernel A and smoltcp B, `sk` the reverse, `kk` two
+/// tools; the late side last (a kernel B cannot be made late: `scripts/tap-late.sh`).
+const KERNEL_LATE_SCENARIOS: [&str; 8] = [
+    "ks-A1500", "ks-B1500", "sk-A1500", "kk-A1500", "ks-A4000", "ks-B4000", "sk-A4000", "kk-A4000",
+];
+
+#[test]
+fn kernel_late_peer_behind_drop_routers_connects() {
+    // The late-drop matrix with the `p2psc` tool as one peer or both: a late kernel peer is the tool
+    // stopped (SIGSTOP) while it waits for its Match, so it dials only after the other has been dialling.
+    let names = KERNEL_LATE_SCENARIOS.map(|s| format!("late-drop-{s}"));
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    late_group(
+        "kernel_late_peer_behind_drop_routers_connects",
+        "kernel-late-drop",
+        "kld",
+        &names,
+    );
+}
+
+#[test]
+fn kernel_late_peer_behind_rst_routers_connects() {
+    // The same behind routers whose own stacks reset the early SYNs: the tool's redials (and the smoltcp
+    // peer's) must meet the late side's SYN.
+    let names = KERNEL_LATE_SCENARIOS.map(|s| format!("late-rst-{s}"));
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    late_group(
+        "kernel_late_peer_behind_rst_routers_connects",
+        "kernel-late-rst",
+        "klr",
+        &names,
+    );
+}
+
+#[test]
+fn kernel_same_lan_race_connects() {
+    // Two peers on one LAN, one of them the tool, or both; one knows the other's MAC when the punch starts.
+    late_group(
+        "kernel_same_lan_race_connects",
+        "kernel-same-lan",
+        "ksl",
+        &[
+            "same-lan-ks-follower",
+            "same-lan-sk-leader",
+            "same-lan-kk-leader",
+            "same-lan-kk-follower",
+        ],
+    );
+}
+
+/// A `PEER SIDE KIND: connected C, data D, attempts N, …` line of the lab's summary: (C, D, N).
+fn peer_line(output: &str, side: &str) -> Option<(u32, u32, u32)> {
+    let line = output
+        .lines()
+        .find(|l| l.starts_with(&format!("PEER {side} ")))?;
+    let field = |name: &str| -> Option<u32> {
+        let rest = line.split(&format!("{name} ")).nth(1)?;
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    Some((
+        field("connected")?,
+        field("data")?,
+        field("attempts").unwrap_or(0),
+    ))
+}
+
+/// The tap-lab scenarios with a kernel peer, all at once: (tag, scenario, arguments, the side whose
+/// SYNs an RST router resets first, which must then dial again).
+const KERNEL_SCENARIOS: [(&str, &str, &[&str], Option<&str>); 6] = [
+    (
+        "kdkk",
+        "port-preserving-drop",
+        &["--peer-a", "kernel", "--peer-b", "kernel"],
+        None,
+    ),
+    (
+        "kdks",
+        "port-preserving-drop",
+        &["--peer-a", "kernel"],
+        None,
+    ),
+    (
+        "kdsk",
+        "port-preserving-drop",
+        &["--peer-b", "kernel"],
+        None,
+    ),
+    // port-preserving-rst: B 800 ms late, so A's first SYNs are reset by router B.
+    (
+        "krks",
+        "port-preserving-rst",
+        &["--peer-a", "kernel"],
+        Some("A"),
+    ),
+    // A kernel B cannot be late: A is, and B's first SYNs are reset by router A.
+    (
+        "krsk",
+        "port-preserving-rst",
+        &[
+            "--peer-b",
+            "kernel",
+            "--stall-a-ms",
+            "800",
+            "--stall-b-ms",
+            "0",
+        ],
+        Some("B"),
+    ),
+    (
+        "krkk",
+        "port-preserving-rst",
+        &[
+            "--peer-a",
+            "kernel",
+            "--peer-b",
+            "kernel",
+            "--stall-a-ms",
+            "800",
+            "--stall-b-ms",
+            "0",
+        ],
+        Some("B"),
+    ),
+];
+
+#[test]
+fn kernel_peers_through_drop_and_rst_routers_connect() {
+    let Some(lab) = kernel_lab("kernel_peers_through_drop_and_rst_routers_connect") else {
+        return;
+    };
+    // Side by side: each lab is mostly idle, waiting on its relays' delays.
+    let mut runs: Vec<Run> = KERNEL_SCENARIOS
+        .iter()
+        .map(|(tag, scenario, args, _)| Run::start(&lab, scenario, tag, args))
+        .collect();
+    let mut failed = Vec::new();
+    for (run, (tag, scenario, args, reset)) in runs.iter_mut().zip(KERNEL_SCENARIOS) {
+        let what = format!("{scenario} {}", args.join(" "));
+        let (code, output) = run.finish(SCENARIO_LIMIT);
+        if code != Some(0) || !output.contains(&format!("RESULT: PASS {scenario}")) {
+            failed.push(format!("{what}: exit {code:?}, no PASS"));
+            continue;
+        }
+        for side in ["A", "B"] {
+            match peer_line(&output, side) {
+                Some((1, 1, attempts)) if reset != Some(side) || attempts >= 2 => {}
+                Some((1, 1, attempts)) => failed.push(format!(
+                    "{what}: {side} dialled {attempts} time(s): the RST path was not exercised ({tag})"
+                )),
+                other => failed.push(format!("{what}: {side} (connected, data, attempts) {other:?}")),
+            }
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("; "));
+}
+
+#[test]
+fn kernel_peer_behind_fully_random_nat_fails_with_punch_failed() {
+    let Some(lab) = kernel_lab("kernel_peer_behind_fully_random_nat_fails_with_punch_failed")
+    else {
+        return;
+    };
+    // The tool as peer A behind the fully-random NAT: it gives up at the punch deadline with its exit
+    // code for PunchFailed (6), as the smoltcp peer B does with its typed error.
+    let mut run = Run::start(
+        &lab,
+        "symmetric",
+        "ksy",
+        &["--peer-a", "kernel", "--timeout", "30"],
+    );
+    let (code, output) = run.finish(SCENARIO_LIMIT);
+    assert!(output.contains("RESULT: PASS symmetric"), "lab verdict");
+    assert_eq!(code, Some(0));
+    for side in ["A", "B"] {
+        let (connected, _, _) =
+            peer_line(&output, side).unwrap_or_else(|| panic!("no PEER line for {side}"));
+        assert_eq!(
+            connected, 0,
+            "peer {side} connected through a fully-random NAT"
+        );
+    }
 }

@@ -14,6 +14,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Several mediators are given as one comma-separated list (`"m1.example.net:7777,m2.example.net:7777"`):
+//! both peers rank them by their pair of keys ([`p2psc::proto::rendezvous`], protocol §13) and meet on
+//! the first that works; a mediator that is down, or closes before the Match, is left for the next.
+//!
 //! It is the same protocol code as the firmware's: the sans-IO [`p2psc::proto::client::Client`] decides
 //! everything (registration, the punch and its retry schedule, the handshake, which connection wins);
 //! this crate only moves bytes between it and kernel sockets, all bound to one local port with
@@ -24,7 +28,7 @@ mod shell;
 mod socket;
 
 pub use p2psc::proto::client::Path;
-pub use secure::SecureStream;
+pub use secure::{AwsLcCipher, SecureStream};
 
 use std::fmt;
 use std::io;
@@ -34,6 +38,7 @@ use std::task::{Context, Poll};
 
 use p2psc::identity::{Keypair, PublicKey};
 use p2psc::proto::client::{Client, ConnectConfig, ConnectEvent};
+use p2psc::proto::rendezvous;
 use p2psc::proto::SessionKey;
 use p2psc::wire::Role;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -108,7 +113,7 @@ impl Connection {
         self.peer
     }
 
-    /// Direct, or relayed through the mediator (protocol §13: authenticated and encrypted end to end
+    /// Direct, or relayed through the mediator (protocol §14: authenticated and encrypted end to end
     /// all the same; the mediator forwards ciphertext).
     pub fn path(&self) -> Path {
         self.path
@@ -195,6 +200,12 @@ impl AsyncWrite for Connection {
 
 /// Connect to `peer` through the mediator at `mediator` (`host:port`, a DNS name or an IP literal, v4
 /// or v6): register, punch, authenticate, and return the connection.
+///
+/// `mediator` may list several, separated by commas: the pair meets on the first of them, in the
+/// ranking of its two keys (protocol §13), that can serve it. Each name is resolved once, and ranks as
+/// the first address it resolves to — the peer must reach the mediator at that address too (a device
+/// is given addresses). A name that does not resolve is left out (the others keep their order); if
+/// none resolves, the error is the first name's.
 pub async fn connect(
     keypair: &Keypair,
     peer: &PublicKey,
@@ -212,12 +223,10 @@ pub async fn connect_observed(
     config: Config,
     observe: impl FnMut(ConnectEvent),
 ) -> Result<Connection, Error> {
-    let mediator_addr = resolve(mediator).await?;
-    let mut seed = [0u8; 32];
-    getrandom::getrandom(&mut seed).map_err(|e| Error::Bind(io::Error::other(e)))?;
-    let now = p2psc::time::Instant::ZERO;
-    let client = Client::new(config.protocol, keypair.public_key(), *peer, 2, seed, now);
-    let won = shell::Shell::new(client, keypair, mediator_addr)
+    let mediators = ranked(keypair.public_key(), *peer, resolve_all(mediator).await?);
+    let mut client = client_on_a_free_port(&config, keypair, peer, mediators[0])?;
+    client.set_mediators(mediators.len());
+    let won = shell::Shell::new(client, keypair, mediators)
         .run(observe)
         .await?;
     let (key, role) = (won.winner.session_key, won.winner.role);
@@ -243,6 +252,65 @@ pub async fn connect_observed(
     })
 }
 
+/// The client machine, on a punch port that no other socket holds: a random port is drawn again (a
+/// few times) while one does; a configured port is taken as it is.
+fn client_on_a_free_port(
+    config: &Config,
+    keypair: &Keypair,
+    peer: &PublicKey,
+    mediator: SocketAddr,
+) -> Result<Client, Error> {
+    const DRAWS: usize = 8;
+    let mut draws = 0;
+    loop {
+        let mut seed = [0u8; 32];
+        getrandom::getrandom(&mut seed).map_err(|e| Error::Bind(io::Error::other(e)))?;
+        let now = p2psc::time::Instant::ZERO;
+        let client = Client::new(config.protocol, keypair.public_key(), *peer, 2, seed, now);
+        draws += 1;
+        let port = socket::any_port(mediator, client.local_port());
+        if config.protocol.local_port.is_some() || draws == DRAWS || socket::is_free(port) {
+            return Ok(client);
+        }
+    }
+}
+
+/// The addresses of the comma-separated mediators in `names` that resolve, in the order given; at
+/// least one, or the first name's error.
+async fn resolve_all(names: &str) -> Result<Vec<SocketAddr>, Error> {
+    let mut addrs = Vec::new();
+    let mut first_error = None;
+    for name in split_mediators(names) {
+        match resolve(name).await {
+            Ok(addr) => addrs.push(addr),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match (addrs.is_empty(), first_error) {
+        (true, Some(e)) => Err(e),
+        (true, None) => Err(Error::Resolve(
+            names.to_owned(),
+            io::Error::new(io::ErrorKind::InvalidInput, "no mediator given"),
+        )),
+        _ => Ok(addrs),
+    }
+}
+
+/// The mediators of a comma-separated list, trimmed, empty items left out.
+pub fn split_mediators(names: &str) -> impl Iterator<Item = &str> {
+    names.split(',').map(str::trim).filter(|n| !n.is_empty())
+}
+
+/// `mediators` in the pair's ranking (protocol §13), best first.
+fn ranked(own: PublicKey, peer: PublicKey, mediators: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    let pair = rendezvous::Pair::new(own, peer);
+    pair.rank(&mediators, |a| rendezvous::MediatorId::new(*a))
+        .map(|i| mediators[i])
+        .collect()
+}
+
 /// The mediator's address: the first that `name` resolves to.
 async fn resolve(name: &str) -> Result<SocketAddr, Error> {
     let resolve_error = |e| Error::Resolve(name.to_owned(), e);
@@ -250,4 +318,43 @@ async fn resolve(name: &str) -> Result<SocketAddr, Error> {
     addrs
         .next()
         .ok_or_else(|| resolve_error(io::Error::from(io::ErrorKind::NotFound)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_comma_list_names_each_mediator_once_trimmed() {
+        let names: Vec<_> = split_mediators(" a.example:1, [::1]:2,,b:3 ").collect();
+        assert_eq!(names, ["a.example:1", "[::1]:2", "b:3"]);
+    }
+
+    #[tokio::test]
+    async fn names_that_do_not_resolve_are_left_out_unless_none_does() {
+        // A name without a port fails at once, without asking a resolver.
+        let addrs = resolve_all("127.0.0.1:7001,no-port,127.0.0.2:7002")
+            .await
+            .unwrap();
+        assert_eq!(addrs.len(), 2);
+        assert!(matches!(
+            resolve_all("no-port").await,
+            Err(Error::Resolve(name, _)) if name == "no-port"
+        ));
+        assert!(resolve_all(" , ").await.is_err());
+    }
+
+    #[test]
+    fn both_peers_rank_the_same_addresses_alike() {
+        let (a, b) = (
+            Keypair::from_seed(&[1; 32]).public_key(),
+            Keypair::from_seed(&[2; 32]).public_key(),
+        );
+        let list: Vec<SocketAddr> = (1..=5)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], 7000 + i)))
+            .collect();
+        let mut reversed = list.clone();
+        reversed.reverse();
+        assert_eq!(ranked(a, b, list), ranked(b, a, reversed));
+    }
 }

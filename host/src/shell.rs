@@ -6,7 +6,7 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use p2psc::identity::dalek::DalekVerifier;
 use p2psc::identity::Keypair;
@@ -124,6 +124,9 @@ fn read_ready(stream: &TcpStream, rx: &mut Vec<u8>, eof: &mut bool, cx: &mut Con
 pub(crate) struct Shell<'k> {
     pub(crate) client: Client,
     keypair: &'k Keypair,
+    /// The mediators in the pair's ranking (protocol §13), best first.
+    mediators: Vec<SocketAddr>,
+    /// The one in use.
     mediator_addr: SocketAddr,
     started: tokio::time::Instant,
     mediator: Sock,
@@ -144,11 +147,13 @@ pub(crate) struct Won {
 }
 
 impl<'k> Shell<'k> {
-    pub(crate) fn new(client: Client, keypair: &'k Keypair, mediator_addr: SocketAddr) -> Self {
+    /// The shell of `client`, with `mediators` in the pair's ranking (at least one).
+    pub(crate) fn new(client: Client, keypair: &'k Keypair, mediators: Vec<SocketAddr>) -> Self {
         Shell {
             client,
             keypair,
-            mediator_addr,
+            mediator_addr: mediators[0],
+            mediators,
             started: tokio::time::Instant::now(),
             mediator: Sock::Idle,
             probe: Sock::Idle,
@@ -183,6 +188,9 @@ impl<'k> Shell<'k> {
     }
 
     fn observe(&mut self) {
+        // The kernel completes handshakes on the listener by itself: take what it queued, so the
+        // machine decides on what is there now (a smoltcp listening socket shows it at once).
+        self.accept(&mut Context::from_waker(Waker::noop()));
         self.client.observe_mediator(self.mediator.link());
         self.client.observe_probe(self.probe.link());
         for (k, c) in self.candidates.iter().enumerate() {
@@ -208,17 +216,22 @@ impl<'k> Shell<'k> {
 
     fn apply(&mut self, action: Action) -> Result<(), Error> {
         match action {
-            Action::DialMediator { from_port } => {
+            Action::DialMediator { rank, from_port } => {
                 self.mediator.close(true);
+                if let Some(addr) = self.mediators.get(rank) {
+                    self.mediator_addr = *addr;
+                }
+                self.local = None;
                 let local = socket::any_port(self.mediator_addr, from_port);
                 let connecting = socket::connect(local, self.mediator_addr).map_err(Error::bind)?;
                 self.mediator = Sock::Connecting(Box::pin(connecting));
             }
             Action::Candidate(action) => self.candidate(action)?,
-            Action::DialProbe { from_port } => {
+            Action::DialProbe { rank, from_port } => {
                 self.probe.close(false);
                 // A probe that cannot go out only leaves our mapping unknown to the mediator.
-                if let Some(target) = probe_endpoint(self.mediator_addr) {
+                let mediator = self.mediators.get(rank).copied();
+                if let Some(target) = mediator.and_then(probe_endpoint) {
                     let local = socket::any_port(self.mediator_addr, from_port);
                     if let Ok(connecting) = socket::connect(local, target) {
                         self.probe = Sock::Connecting(Box::pin(connecting));
@@ -236,6 +249,8 @@ impl<'k> Shell<'k> {
             .local
             .unwrap_or(socket::any_port(self.mediator_addr, port));
         match action {
+            punch::Action::Dial { candidate, .. } | punch::Action::Close { candidate }
+                if self.took_queued_connection(candidate) => {}
             punch::Action::Dial { candidate, target } => {
                 self.candidates[candidate].close(false);
                 let connecting = socket::connect(local, target).map_err(Error::bind)?;
@@ -307,6 +322,22 @@ impl<'k> Shell<'k> {
             }
         })
         .await
+    }
+
+    /// The last listening candidate is to dial or to close: a connection the kernel completed on the
+    /// listener since the machine's last observation goes to it instead (the machine sees it
+    /// established next time and takes it, as it would from a smoltcp listening socket that took the
+    /// peer's SYN). Closing the listener would reset that connection, which the peer may already be
+    /// authenticating on: on a LAN, where only the leader dials, that loses the pair's only path
+    /// (seen in the TAP lab with two kernel peers on one LAN, about 1 run in 50).
+    fn took_queued_connection(&mut self, k: usize) -> bool {
+        let listening = |c: &Sock| matches!(c, Sock::Listening);
+        let others = (0..MAX_CANDIDATES).any(|i| i != k && listening(&self.candidates[i]));
+        if !listening(&self.candidates[k]) || others {
+            return false;
+        }
+        self.accept(&mut Context::from_waker(Waker::noop()));
+        matches!(self.candidates[k], Sock::Open { .. })
     }
 
     /// A connection the listener took goes to the candidate that listens.

@@ -36,6 +36,19 @@ fn bound(local: SocketAddr) -> io::Result<Socket> {
     Ok(s)
 }
 
+/// Whether no socket at all holds `local`'s port: an exclusive bind (no reuse options) succeeds. A
+/// drawn punch port that another socket holds — with `SO_REUSEPORT` under the same user, it would even
+/// share the port and take some of the peer's SYNs — is drawn again.
+pub(crate) fn is_free(local: SocketAddr) -> bool {
+    Socket::new(
+        Domain::for_address(local),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+    .and_then(|s| s.bind(&local.into()))
+    .is_ok()
+}
+
 /// Connect from `local` to `remote`; the future completes when the connection is established or has
 /// failed. Dropping it before then closes the socket without a RST (a socket in SYN-SENT just goes).
 pub(crate) fn connect(
@@ -65,4 +78,22 @@ pub(crate) fn any_port(remote: SocketAddr, port: u16) -> SocketAddr {
 pub(crate) fn abort(stream: TcpStream) {
     let _ = socket2::SockRef::from(&stream).set_linger(Some(std::time::Duration::ZERO));
     drop(stream);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port that a socket of the punch holds (with the reuse options, as another p2psc process
+    /// would) is not free; once it is closed, it is.
+    #[test]
+    fn a_port_held_by_another_socket_is_not_free() {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let held = bound(any).unwrap();
+        let local = held.local_addr().unwrap().as_socket().unwrap();
+        held.listen(1).unwrap();
+        assert!(!is_free(local));
+        drop(held);
+        assert!(is_free(local));
+    }
 }

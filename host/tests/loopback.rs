@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use p2psc::identity::Keypair;
+use p2psc::proto::client::ConnectEvent;
 use p2psc::wire::Role;
 use p2psc_mediator::{run, Running, ServerConfig};
-use p2psc_tokio::{connect, Config, Connection, Error};
+use p2psc_tokio::{connect, connect_observed, Config, Connection, Error};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn mediator() -> Running {
@@ -30,21 +31,29 @@ async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
         .expect("bounded")
 }
 
-/// A and B connected through a fresh mediator (A registers first, so it leads).
+/// A and B connected through a fresh mediator (A registers first, so it leads). A run that does not
+/// end within the bound shows each side's progress.
 async fn pair(config_a: Config, config_b: Config) -> (Connection, Connection) {
     let m = mediator().await;
     let addr = m.local_addrs()[0].to_string();
     let (a, b) = keys();
     let (pa, pb) = (a.public_key(), b.public_key());
-    let (ra, rb) = within(async {
-        let first = connect(&a, &pb, &addr, config_a);
+    let log = std::sync::Mutex::new(Vec::<String>::new());
+    let note = |side: &'static str| {
+        let log = &log;
+        move |e: ConnectEvent| log.lock().unwrap().push(format!("{side}: {e}"))
+    };
+    let both = async {
+        let first = connect_observed(&a, &pb, &addr, config_a, note("A"));
         let second = async {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            connect(&b, &pa, &addr, config_b).await
+            connect_observed(&b, &pa, &addr, config_b, note("B")).await
         };
         tokio::join!(first, second)
-    })
-    .await;
+    };
+    let Ok((ra, rb)) = tokio::time::timeout(Duration::from_secs(30), both).await else {
+        panic!("no outcome within 30 s: {:#?}", log.lock().unwrap());
+    };
     (ra.expect("A connects"), rb.expect("B connects"))
 }
 

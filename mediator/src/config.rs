@@ -1,57 +1,65 @@
 //! Command line and environment: every flag also reads `P2PSC_MEDIATOR_<FLAG>`.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use p2psc::proto::MediatorConfig;
 
-use crate::ServerConfig;
+use crate::{PrefixLimit, ServerConfig};
 
 /// The p2psc mediator: the public rendezvous server that lets two peers behind NATs punch a direct,
 /// mutually authenticated TCP connection.
 ///
-/// Durations take a unit: `250ms`, `5s`, `2m`, `1h` (a bare number is seconds).
+/// Durations take a unit: `250ms`, `5s`, `2m`, `1h`, `1h 30m` (a bare number is seconds).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "p2psc-mediator", version)]
 pub struct Args {
-    /// Address to listen on; repeat (or comma-separate in the environment) for several. IPv6 sockets are
-    /// IPv6-only, so `0.0.0.0:PORT` and `[::]:PORT` bind side by side.
+    /// Address to listen on, `IP:PORT` or `HOST:PORT` (every address the name resolves to); repeat (or
+    /// comma-separate in the environment) for several. IPv6 sockets are IPv6-only, so `0.0.0.0:PORT` and
+    /// `[::]:PORT` bind side by side. An IPv6 address the host cannot bind (no IPv6) is skipped with a
+    /// warning as long as another address binds.
     #[arg(
         long = "listen",
         value_name = "ADDR",
         env = "P2PSC_MEDIATOR_LISTEN",
         value_delimiter = ',',
-        default_values = ["0.0.0.0:7777", "[::]:7777"]
+        default_values = ["0.0.0.0:7777", "[::]:7777"],
+        value_parser = parse_listen
     )]
-    pub listen: Vec<SocketAddr>,
+    pub listen: Vec<Listen>,
 
-    /// Most peers waiting in the table; registrations beyond get RetryAfter.
-    #[arg(
-        long,
-        value_name = "N",
-        env = "P2PSC_MEDIATOR_MAX_WAITING",
-        default_value_t = 8_000
-    )]
+    /// Most peers waiting in the table. When it is full, a registration from a network holding fewer
+    /// takes the place of the oldest peer of the network holding the most, else gets RetryAfter.
+    #[arg(long, value_name = "N", env = "P2PSC_MEDIATOR_MAX_WAITING", default_value_t = crate::DEFAULT_MAX_WAITING)]
     pub max_waiting: usize,
 
+    /// Most peers waiting from one network (an IPv4 /24, an IPv6 /48); beyond, RetryAfter.
+    #[arg(long, value_name = "N", env = "P2PSC_MEDIATOR_MAX_WAITING_PER_NET", default_value_t = crate::DEFAULT_MAX_WAITING_PER_NET)]
+    pub max_waiting_per_net: usize,
+
     /// Most connections open at once; beyond, a new one gets Abort(TooManyConnections) and is closed.
-    #[arg(
-        long,
-        value_name = "N",
-        env = "P2PSC_MEDIATOR_MAX_CONNECTIONS",
-        default_value_t = 10_000
-    )]
+    /// Lowered to fit the descriptor limit, with a warning.
+    #[arg(long, value_name = "N", env = "P2PSC_MEDIATOR_MAX_CONNECTIONS", default_value_t = crate::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
 
     /// Most connections open at once from one IPv4 address or IPv6 /64; beyond, Abort(TooManyConnections).
-    #[arg(
-        long,
-        value_name = "N",
-        env = "P2PSC_MEDIATOR_MAX_PER_IP",
-        default_value_t = 64
-    )]
+    #[arg(long, value_name = "N", env = "P2PSC_MEDIATOR_MAX_PER_IP", default_value_t = crate::DEFAULT_PER_IP.concurrent)]
     pub max_per_ip: u32,
+
+    /// New connections per second from one IPv4 address or IPv6 /64, after a burst of --max-per-ip;
+    /// beyond, Abort(TooManyConnections). 0: no rate limit.
+    #[arg(long, value_name = "N", env = "P2PSC_MEDIATOR_RATE_PER_IP", default_value_t = crate::DEFAULT_PER_IP.rate)]
+    pub rate_per_ip: u32,
+
+    /// Most connections open at once from one IPv4 /24 or IPv6 /48.
+    #[arg(long, value_name = "N", env = "P2PSC_MEDIATOR_MAX_PER_NET", default_value_t = crate::DEFAULT_PER_NET.concurrent)]
+    pub max_per_net: u32,
+
+    /// New connections per second from one IPv4 /24 or IPv6 /48, after a burst of --max-per-net. 0: no
+    /// rate limit.
+    #[arg(long, value_name = "N", env = "P2PSC_MEDIATOR_RATE_PER_NET", default_value_t = crate::DEFAULT_PER_NET.rate)]
+    pub rate_per_net: u32,
 
     /// Deadline for each registration message (Hello after connecting, Proof after the Challenge), and
     /// for writing a frame.
@@ -91,16 +99,70 @@ pub struct Args {
     #[arg(long, value_name = "FILTER", env = "P2PSC_MEDIATOR_LOG_LEVEL")]
     pub log_level: Option<String>,
 
-    /// Serve Prometheus metrics at http://ADDR/metrics (keep it on a private address).
-    #[arg(long, value_name = "ADDR", env = "P2PSC_MEDIATOR_METRICS")]
-    pub metrics: Option<SocketAddr>,
+    /// Log format: `text` (one line per event) or `json` (one JSON object per line, for log collectors).
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        env = "P2PSC_MEDIATOR_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics, with /healthz and /readyz beside them (keep it
+    /// on a private address: a warning says so when it is not loopback). `IP:PORT` or `HOST:PORT`.
+    #[arg(long, value_name = "ADDR", env = "P2PSC_MEDIATOR_METRICS", value_parser = parse_listen)]
+    pub metrics: Option<Listen>,
+}
+
+/// The log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A `--listen` or `--metrics` value: the text given and the addresses it stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    /// As given.
+    pub text: String,
+    /// The socket addresses: one for an address, every one a host name resolves to.
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT` (resolved now, once).
+pub fn parse_listen(text: &str) -> Result<Listen, String> {
+    let text = text.trim();
+    let mut addrs: Vec<SocketAddr> = match text.parse::<SocketAddr>() {
+        Ok(addr) => vec![addr],
+        Err(_) => text
+            .to_socket_addrs()
+            .map_err(|e| format!("{text:?}: not IP:PORT or HOST:PORT that resolves ({e})"))?
+            .collect(),
+    };
+    addrs.dedup();
+    if addrs.is_empty() {
+        return Err(format!("{text:?} resolves to no address"));
+    }
+    Ok(Listen {
+        text: text.to_string(),
+        addrs,
+    })
 }
 
 impl Args {
     /// The server configuration these arguments describe.
     pub fn server_config(&self) -> ServerConfig {
+        let mut listen: Vec<SocketAddr> = Vec::new();
+        for addr in self.listen.iter().flat_map(|l| &l.addrs) {
+            if !listen.contains(addr) {
+                listen.push(*addr);
+            }
+        }
         ServerConfig {
-            listen: self.listen.clone(),
+            listen,
             mediator: MediatorConfig {
                 step_timeout: self.step_timeout.into(),
                 wait_timeout: self.wait_timeout.into(),
@@ -110,36 +172,34 @@ impl Args {
                 retry_after: self.retry_after.into(),
                 capacity: self.max_waiting,
                 relay: Default::default(),
+                prefix_share: self.max_waiting_per_net,
             },
             max_connections: self.max_connections,
-            max_per_ip: self.max_per_ip,
+            per_ip: PrefixLimit {
+                concurrent: self.max_per_ip,
+                rate: self.rate_per_ip,
+            },
+            per_net: PrefixLimit {
+                concurrent: self.max_per_net,
+                rate: self.rate_per_net,
+            },
             shutdown_grace: self.shutdown_grace,
             stats_interval: (!self.stats_interval.is_zero()).then_some(self.stats_interval),
-            metrics: self.metrics,
+            metrics: self.metrics.as_ref().map(|m| m.addrs[0]),
         }
     }
 }
 
-/// `250ms`, `5s`, `2m`, `1h`, or a bare number of seconds.
+/// A duration as humantime reads it (`250ms`, `5s`, `2m`, `1h 30m`), or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?}: expected a number with a unit, like 5s or 250ms"))?;
-    let millis = match unit.trim() {
-        "ms" => Some(number),
-        "" | "s" => number.checked_mul(1_000),
-        "m" | "min" => number.checked_mul(60_000),
-        "h" => number.checked_mul(3_600_000),
-        other => return Err(format!("{text:?}: unknown unit {other:?} (ms, s, m, h)")),
-    };
-    millis
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("{text:?}: too long"))
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("{text:?}: too long"));
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e} (say 5s, 250ms, 2m or 1h)"))
 }
 
 #[cfg(test)]
@@ -153,7 +213,10 @@ mod tests {
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        for bad in ["", "s", "5 parsecs", "-1s", "1.5s", "99999999999999999999s"] {
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "s", "5 parsecs", "-1s", "99999999999999999999s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
     }
@@ -169,7 +232,8 @@ mod tests {
                 "[::]:7777".parse().unwrap()
             ]
         );
-        assert_eq!(config.mediator.capacity, 8_000);
+        assert_eq!(config.mediator.capacity, crate::DEFAULT_MAX_WAITING);
+        assert_eq!(config, ServerConfig::default());
         assert_eq!(config.metrics, None);
     }
 
@@ -203,9 +267,38 @@ mod tests {
             config.mediator.step_timeout,
             p2psc::time::Duration::from_millis(800)
         );
-        assert_eq!(config.max_per_ip, 3);
+        assert_eq!(config.per_ip.concurrent, 3);
         assert_eq!(config.stats_interval, None);
         assert_eq!(config.metrics, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(args.log_format, LogFormat::Text);
         assert!(Args::try_parse_from(["p2psc-mediator", "--ping-interval", "soon"]).is_err());
+        assert!(Args::try_parse_from(["p2psc-mediator", "--log-format", "xml"]).is_err());
+    }
+
+    #[test]
+    fn listen_takes_host_names() {
+        let args = Args::try_parse_from([
+            "p2psc-mediator",
+            "--listen",
+            "localhost:7000",
+            "--listen",
+            "127.0.0.1:7000",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        let listen = args.server_config().listen;
+        // localhost is at least 127.0.0.1 (and ::1 where the host says so), each address once.
+        assert!(
+            listen.contains(&"127.0.0.1:7000".parse().unwrap()),
+            "{listen:?}"
+        );
+        assert!(listen
+            .iter()
+            .all(|a| a.ip().is_loopback() && a.port() == 7000));
+        assert_eq!(listen.iter().filter(|a| a.is_ipv4()).count(), 1);
+        assert_eq!(args.log_format, LogFormat::Json);
+        assert!(parse_listen("no-such-host.invalid:7000").is_err());
+        assert!(parse_listen("127.0.0.1").is_err());
     }
 }

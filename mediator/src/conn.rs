@@ -19,7 +19,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
-use crate::shared::{ConnGuard, Mailbox, Refusal, Shared};
+use crate::limits::Refusal;
+use crate::shared::{ConnGuard, Mailbox, Shared};
 use p2psc::identity::dalek::DalekVerifier;
 
 /// How long a closing connection keeps reading (and discarding) after its last frame, so that bytes the

@@ -15,10 +15,10 @@
 //!   salty verifier accepts, about 50 times faster on a host (~42 µs against 2–3 ms);
 //! - challenge nonces come from the OS random number generator, time from one monotonic clock.
 //!
-//! Everything is bounded: connections in total and per source address (beyond: `Abort(TooManyConnections)`
-//! and close), frame size (the session's `FrameReader`), each registration step (`step_timeout`: a silent
-//! or slowly dribbling client is aborted with `Timeout`), waiting peers (`RetryAfter` when the table is
-//! full), writes (a peer that does not read is dropped after `step_timeout`), and shutdown (every live
+//! Everything is bounded: connections in total, and open at once and opened per second per source host
+//! and network (beyond: `Abort(TooManyConnections)` and close), frame size (the session's `FrameReader`), each registration step (`step_timeout`: a silent
+//! or slowly dribbling client is aborted with `Timeout`), waiting peers (shared fairly among source
+//! networks when the table is full, `RetryAfter` beyond), writes (a peer that does not read is dropped after `step_timeout`), and shutdown (every live
 //! session is sent `Abort(ShuttingDown)` within `shutdown_grace`).
 //!
 //! [`client`] is the other side for load tests and tests: a tokio client that registers over TCP with
@@ -44,6 +44,7 @@ pub mod client;
 mod clock;
 mod config;
 mod conn;
+mod limits;
 mod metrics;
 mod shared;
 
@@ -58,12 +59,36 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{parse_duration, Args};
+pub use config::{parse_duration, parse_listen, Args, Listen, LogFormat};
+pub use limits::PrefixLimit;
 pub use metrics::render as render_metrics;
 pub use p2psc::identity::dalek::{DalekSigner, DalekVerifier};
 pub use shared::Snapshot;
 
-use shared::{Shared, ABORT_LABELS};
+use shared::{Shared, ABORT_LABELS, REFUSAL_LABELS};
+
+/// Default most waiting peers: a waiting peer costs about 3 KiB of the server's memory (README), so
+/// with the connections below this is sized for about 1 GiB.
+pub const DEFAULT_MAX_WAITING: usize = 250_000;
+/// Default most waiting peers from one network (an IPv4 /24, an IPv6 /48): 1/60 of the table.
+pub const DEFAULT_MAX_WAITING_PER_NET: usize = 4_096;
+/// Default most connections open at once (about 0.86 GiB of the server's memory at 3 KiB each).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 300_000;
+/// Default limits per host: 64 open at once (as many at once after a quiet spell), then 20 new per
+/// second — far above what one device needs, and room for a household or a small office behind one
+/// address.
+pub const DEFAULT_PER_IP: PrefixLimit = PrefixLimit {
+    concurrent: 64,
+    rate: 20,
+};
+/// Default limits per network: 1024 open at once, 200 new per second.
+pub const DEFAULT_PER_NET: PrefixLimit = PrefixLimit {
+    concurrent: 1_024,
+    rate: 200,
+};
+
+/// How often the rate limiters forget sources that have been quiet.
+const FORGET_QUIET_SOURCES: Duration = Duration::from_secs(10);
 
 /// Listen backlog (the kernel caps it at `net.core.somaxconn`).
 const BACKLOG: i32 = 4096;
@@ -78,8 +103,10 @@ pub struct ServerConfig {
     pub mediator: MediatorConfig,
     /// Most connections open at once.
     pub max_connections: usize,
-    /// Most connections open at once from one IPv4 address or one IPv6 /64.
-    pub max_per_ip: u32,
+    /// Connections from one host (an IPv4 address, an IPv6 /64): open at once, and new per second.
+    pub per_ip: PrefixLimit,
+    /// Connections from one network (an IPv4 /24, an IPv6 /48): open at once, and new per second.
+    pub per_net: PrefixLimit,
     /// On shutdown, how long live sessions get to receive `Abort(ShuttingDown)` and close.
     pub shutdown_grace: Duration,
     /// Period of the stats log line (`None`: never).
@@ -96,11 +123,13 @@ impl Default for ServerConfig {
                 SocketAddr::from(([0u16; 8], 7777)),
             ],
             mediator: MediatorConfig {
-                capacity: 8_000,
+                capacity: DEFAULT_MAX_WAITING,
+                prefix_share: DEFAULT_MAX_WAITING_PER_NET,
                 ..MediatorConfig::default()
             },
-            max_connections: 10_000,
-            max_per_ip: 64,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            per_ip: DEFAULT_PER_IP,
+            per_net: DEFAULT_PER_NET,
             shutdown_grace: Duration::from_secs(5),
             stats_interval: Some(Duration::from_secs(60)),
             metrics: None,
@@ -113,6 +142,48 @@ pub struct Server {
     listeners: Vec<TcpListener>,
     metrics: Option<TcpListener>,
     shared: Arc<Shared>,
+}
+
+/// Whether binding `addr` failed because the host has no IPv6: no IPv6 sockets at all (not built in,
+/// or turned off at boot), or no `::` / `::1` (turned off by sysctl). Any other IPv6 address that is
+/// not the host's is a mistake in the configuration, not a missing family.
+fn no_ipv6(addr: SocketAddr, e: &io::Error) -> bool {
+    let wildcard_or_loopback = addr.ip().is_unspecified() || addr.ip().is_loopback();
+    addr.is_ipv6()
+        && match e.raw_os_error() {
+            Some(libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT) => true,
+            Some(libc::EADDRNOTAVAIL) => wildcard_or_loopback,
+            _ => false,
+        }
+}
+
+/// Bind every address with `bind`, skipping (with a warning) those [`no_ipv6`] says the host cannot
+/// have, as long as one binds.
+fn bind_all(
+    addrs: &[SocketAddr],
+    bind: impl Fn(SocketAddr) -> io::Result<TcpListener>,
+) -> io::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::with_capacity(addrs.len());
+    let mut skipped = Vec::new();
+    for &addr in addrs {
+        match bind(addr) {
+            Ok(listener) => listeners.push(listener),
+            Err(e) if no_ipv6(addr, &e) => skipped.push((addr, e)),
+            Err(e) => return Err(listen_error(addr, e)),
+        }
+    }
+    if listeners.is_empty() && !skipped.is_empty() {
+        let (addr, e) = skipped.swap_remove(0);
+        return Err(listen_error(addr, e));
+    }
+    for (addr, e) in skipped {
+        tracing::warn!(%addr, error = %e, "no IPv6 here: going on without this address");
+    }
+    Ok(listeners)
+}
+
+fn listen_error(addr: SocketAddr, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
 }
 
 fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -134,19 +205,24 @@ fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 
 impl Server {
     /// Bind every listen address (and the metrics address). Must be called inside a tokio runtime.
+    ///
+    /// An IPv6 address that cannot be bound because the host has no IPv6 (the default `[::]:7777` on
+    /// such a host, or the `::1` of `localhost`) is skipped with a warning as long as another address
+    /// binds; any other failure is an error.
     pub async fn bind(config: ServerConfig) -> io::Result<Server> {
-        let mut listeners = Vec::with_capacity(config.listen.len());
-        for &addr in &config.listen {
-            let listener = bind_listener(addr)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-            listeners.push(listener);
-        }
+        let listeners = bind_all(&config.listen, bind_listener)?;
         let metrics = match config.metrics {
             Some(addr) => Some(bind_listener(addr).map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot serve metrics on {addr}: {e}"))
             })?),
             None => None,
         };
+        if let Some(addr) = config.metrics.filter(|a| !a.ip().is_loopback()) {
+            tracing::warn!(
+                %addr,
+                "metrics are served on a non-loopback address: keep it private (firewall)"
+            );
+        }
         Ok(Server {
             listeners,
             metrics,
@@ -185,18 +261,25 @@ impl Server {
             .into_iter()
             .map(|l| tokio::spawn(accept_loop(l, shared.clone(), stop_rx.clone())))
             .collect();
-        let mut helpers = vec![tokio::spawn(ticker(shared.clone()))];
+        let mut helpers = vec![
+            tokio::spawn(ticker(shared.clone())),
+            tokio::spawn(forget_quiet_sources(shared.clone())),
+        ];
         if let Some(period) = shared.config.stats_interval {
             helpers.push(tokio::spawn(stats_log(shared.clone(), period)));
         }
         if let Some(listener) = self.metrics {
             if let Ok(addr) = listener.local_addr() {
-                tracing::info!(%addr, "serving metrics at /metrics");
+                tracing::info!(%addr, "serving metrics at /metrics, /healthz, /readyz");
             }
             helpers.push(tokio::spawn(metrics::serve(listener, shared.clone())));
         }
 
         shutdown.await;
+        // Not ready any more: a load balancer stops sending peers while the sessions wind down.
+        shared
+            .shutting_down
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let open = shared.snapshot().connections;
         tracing::info!(
             connections = open,
@@ -327,6 +410,14 @@ async fn ticker(shared: Arc<Shared>) {
     }
 }
 
+async fn forget_quiet_sources(shared: Arc<Shared>) {
+    let mut interval = tokio::time::interval(FORGET_QUIET_SOURCES);
+    loop {
+        interval.tick().await;
+        shared.forget_quiet_sources();
+    }
+}
+
 async fn stats_log(shared: Arc<Shared>, period: Duration) {
     let mut interval = tokio::time::interval(period);
     interval.tick().await;
@@ -349,9 +440,14 @@ fn stats_line(s: &Snapshot) -> String {
     if aborts.is_empty() {
         aborts.push_str(" none");
     }
+    let refused: Vec<String> = REFUSAL_LABELS
+        .iter()
+        .map(|label| format!("{label}={}", s.refused_by(label)))
+        .collect();
+    let refused = refused.join(" ");
     format!(
         "stats: connections={} waiting={} accepted={} registrations={} matches={} replaced={} expired={} \
-         table_full={} refused(max_connections={} per_ip={}) disconnects={} (waiting {}) aborts:{}",
+         table_full={} evicted={} refused({}) disconnects={} (waiting {}) aborts:{}",
         s.connections,
         s.waiting,
         s.accepted,
@@ -360,8 +456,8 @@ fn stats_line(s: &Snapshot) -> String {
         t.replaced,
         t.expired,
         t.full,
-        s.refused_max_connections,
-        s.refused_per_ip,
+        t.evicted,
+        refused,
         s.disconnects,
         s.waiting_disconnects,
         aborts
@@ -382,6 +478,66 @@ mod tests {
             let (accepted, _) = listener.accept().await.unwrap();
             assert!(accepted.nodelay().unwrap(), "{addr}");
             drop(client);
+        }
+    }
+
+    #[test]
+    fn missing_ipv6_is_recognised() {
+        let error = io::Error::from_raw_os_error;
+        let (any6, loop6, v4): (SocketAddr, SocketAddr, SocketAddr) = (
+            "[::]:7777".parse().unwrap(),
+            "[::1]:7777".parse().unwrap(),
+            "0.0.0.0:7777".parse().unwrap(),
+        );
+        let other6: SocketAddr = "[2001:db8::1]:7777".parse().unwrap();
+        for addr in [any6, loop6, other6] {
+            assert!(no_ipv6(addr, &error(libc::EAFNOSUPPORT)), "{addr}");
+            assert!(!no_ipv6(addr, &error(libc::EADDRINUSE)), "{addr}");
+            assert!(
+                !no_ipv6(addr, &io::Error::from(io::ErrorKind::Other)),
+                "{addr}"
+            );
+        }
+        assert!(no_ipv6(any6, &error(libc::EADDRNOTAVAIL)));
+        assert!(no_ipv6(loop6, &error(libc::EADDRNOTAVAIL)));
+        // Not the host's address: a mistake, not a missing family.
+        assert!(!no_ipv6(other6, &error(libc::EADDRNOTAVAIL)));
+        assert!(!no_ipv6(v4, &error(libc::EAFNOSUPPORT)));
+    }
+
+    /// As on a host without IPv6: every IPv6 socket fails with EAFNOSUPPORT.
+    fn bind_without_ipv6(addr: SocketAddr) -> io::Result<TcpListener> {
+        if addr.is_ipv6() {
+            return Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT));
+        }
+        bind_listener(addr)
+    }
+
+    #[tokio::test]
+    async fn without_ipv6_the_ipv4_address_serves_alone() {
+        let (v6, v4): (SocketAddr, SocketAddr) =
+            ("[::]:0".parse().unwrap(), "127.0.0.1:0".parse().unwrap());
+        let listeners = bind_all(&[v6, v4], bind_without_ipv6).unwrap();
+        assert_eq!(listeners.len(), 1);
+        assert!(listeners[0].local_addr().unwrap().is_ipv4());
+        // Nothing left to serve on: an error.
+        assert!(bind_all(&[v6], bind_without_ipv6).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_address_that_is_not_the_hosts_is_an_error() {
+        // 2001:db8::/32 is for documentation: no host has it (EADDRNOTAVAIL, or EAFNOSUPPORT where
+        // the host has no IPv6 at all, which is then skipped).
+        let config = ServerConfig {
+            listen: vec![
+                "[2001:db8::1]:0".parse().unwrap(),
+                "127.0.0.1:0".parse().unwrap(),
+            ],
+            ..ServerConfig::default()
+        };
+        match Server::bind(config).await {
+            Err(e) => assert!(e.to_string().contains("2001:db8::1"), "{e}"),
+            Ok(server) => assert_eq!(server.local_addrs().len(), 1),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! SIGTERM or Ctrl-C.
 
 use clap::Parser;
-use p2psc_mediator::{Args, Server};
+use p2psc_mediator::{Args, LogFormat, Server};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
@@ -20,13 +20,15 @@ fn main() -> std::process::ExitCode {
     };
     // Logs go to stderr (journald keeps them); colour only on a terminal.
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    let config = args.server_config();
-    raise_fd_limit(config.max_connections as u64 + FD_HEADROOM);
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    let mut config = args.server_config();
+    fit_fd_limit(&mut config);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -39,6 +41,10 @@ fn main() -> std::process::ExitCode {
         }
     };
     runtime.block_on(async {
+        // Watched before the server binds and says it listens: a signal from then on shuts down
+        // gracefully (a handler installed only when first polled let an early SIGTERM kill the process
+        // without the sessions' Abort).
+        let shutdown = shutdown_signal();
         let server = match Server::bind(config).await {
             Ok(server) => server,
             Err(e) => {
@@ -46,25 +52,28 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
-        server.serve(shutdown_signal()).await;
+        server.serve(shutdown).await;
         std::process::ExitCode::SUCCESS
     })
 }
 
-/// SIGTERM (systemd, docker) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
+/// SIGTERM (systemd, docker) or SIGINT (Ctrl-C): both handlers are installed when this is called (in
+/// the runtime), the returned future completes at the first signal.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM"),
+                _ = int.recv() => tracing::info!("SIGINT"),
+            },
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM/SIGINT; Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
     }
 }
 
@@ -72,29 +81,26 @@ async fn shutdown_signal() {
 /// metrics, the runtime's own.
 const FD_HEADROOM: u64 = 512;
 
-/// Each connection is a descriptor: lift the soft RLIMIT_NOFILE towards `want` (up to the hard limit).
-fn raise_fd_limit(want: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+/// Each connection is a descriptor: lift the soft RLIMIT_NOFILE towards `max_connections` plus headroom
+/// (up to the hard limit), and lower `max_connections` to what the limit allows, with a warning —
+/// running out of descriptors would refuse every newcomer, honest or not, without a word.
+fn fit_fd_limit(config: &mut p2psc_mediator::ServerConfig) {
+    let want = config.max_connections as u64 + FD_HEADROOM;
+    let limit = match rlimit::increase_nofile_limit(want) {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the descriptor limit");
+            return;
+        }
     };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return;
-    }
-    if limit.rlim_cur >= want {
-        return;
-    }
-    let raised = libc::rlimit {
-        rlim_cur: want.min(limit.rlim_max),
-        rlim_max: limit.rlim_max,
-    };
-    // SAFETY: as above.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 || raised.rlim_cur < want {
+    if limit < want {
+        let fits = limit.saturating_sub(FD_HEADROOM).max(1) as usize;
         tracing::warn!(
-            limit = raised.rlim_cur.max(limit.rlim_cur),
-            max_connections = want - FD_HEADROOM,
-            "file descriptor limit is below --max-connections; raise LimitNOFILE / ulimit -n"
+            limit,
+            max_connections = fits,
+            asked = config.max_connections,
+            "file descriptor limit is below --max-connections; lowered it (raise LimitNOFILE / ulimit -n)"
         );
+        config.max_connections = fits;
     }
 }

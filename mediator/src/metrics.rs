@@ -1,164 +1,173 @@
-//! A tiny Prometheus endpoint: `GET /metrics` in the text exposition format, anything else 404.
+//! The operator's HTTP endpoint: `/metrics` (Prometheus, OpenMetrics text), `/healthz` (liveness) and
+//! `/readyz` (readiness, 503 once shutdown has begun, so a load balancer stops sending peers while the
+//! live sessions are told `ShuttingDown`).
 //!
-//! One request at a time, each bounded in size (4 KiB) and time (2 s), `Connection: close`: this serves a
-//! scraper on a private address, not the public.
+//! Served with axum; the metrics are encoded by prometheus-client from one [`Snapshot`] taken per scrape,
+//! so the counters stay plain atomics and the table's own [`Stats`](p2psc::proto::mediator::Stats). This
+//! serves a scraper on a private address, not the public.
 
-use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+use tokio::net::TcpListener;
 
-use crate::shared::{Shared, Snapshot, ABORT_LABELS};
+use crate::shared::{Shared, Snapshot, ABORT_LABELS, REFUSAL_LABELS};
 
-const REQUEST_LIMIT: usize = 4096;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// The content type of the OpenMetrics text format.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &shared)).await;
+    let router = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(shared);
+    if let Err(e) = axum::serve(listener, router).await {
+        tracing::warn!(error = %e, "metrics endpoint failed");
     }
 }
 
-async fn answer(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    let mut request = Vec::with_capacity(512);
-    let mut buf = [0u8; 512];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < REQUEST_LIMIT {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        request.extend_from_slice(&buf[..n]);
-    }
-    let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
-    let mut parts = line.split(|&b| b == b' ');
-    let (method, path) = (parts.next(), parts.next());
-    let response = match (method, path) {
-        (Some(b"GET"), Some(b"/metrics")) => {
-            let body = render(&shared.snapshot());
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-                body.len(),
-                body
-            )
-        }
-        _ => String::from(
-            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 10\r\nConnection: close\r\n\r\nnot found\n",
-        ),
-    };
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+async fn metrics(state: axum::extract::State<Arc<Shared>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, OPENMETRICS)],
+        render(&state.snapshot()),
+    )
 }
 
-/// The metrics, in the Prometheus text format.
+async fn ready(state: axum::extract::State<Arc<Shared>>) -> impl IntoResponse {
+    if state.shutting_down.load(Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    } else {
+        (StatusCode::OK, "ready\n")
+    }
+}
+
+/// The metrics of `s`, in the OpenMetrics text format (names start with `p2psc_mediator_`).
 pub fn render(s: &Snapshot) -> String {
+    let mut registry = Registry::with_prefix("p2psc_mediator");
+    registry.register_collector(Box::new(SnapshotCollector(*s)));
     let mut out = String::with_capacity(4096);
-    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-        let _ = writeln!(out, "# HELP p2psc_mediator_{name} {help}");
-        let _ = writeln!(out, "# TYPE p2psc_mediator_{name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "p2psc_mediator_{name}{labels} {value}");
-        }
-    };
-    let t = &s.table;
-    metric(
-        "connections",
-        "gauge",
-        "Connections open now.",
-        &[("", s.connections as u64)],
-    );
-    metric(
-        "waiting",
-        "gauge",
-        "Peers waiting in the table now.",
-        &[("", s.waiting as u64)],
-    );
-    metric(
-        "connections_accepted_total",
-        "counter",
-        "Connections admitted.",
-        &[("", s.accepted)],
-    );
-    metric(
-        "connections_refused_total",
-        "counter",
-        "Connections refused with Abort(TooManyConnections), by limit.",
-        &[
-            ("{limit=\"max_connections\"}", s.refused_max_connections),
-            ("{limit=\"per_ip\"}", s.refused_per_ip),
-        ],
-    );
-    metric(
-        "disconnects_total",
-        "counter",
-        "Connections the peer closed or reset before the mediator was done.",
-        &[("", s.disconnects)],
-    );
-    metric(
-        "waiting_disconnects_total",
-        "counter",
-        "Waiting peers that disconnected (their entry was removed).",
-        &[("", s.waiting_disconnects)],
-    );
-    metric(
-        "registrations_total",
-        "counter",
-        "Verified registrations offered to the table.",
-        &[("", t.registrations)],
-    );
-    metric(
-        "matches_total",
-        "counter",
-        "Pairs matched.",
-        &[("", t.matches)],
-    );
-    metric(
-        "replaced_total",
-        "counter",
-        "Registrations replaced by a newer one of the same key.",
-        &[("", t.replaced)],
-    );
-    metric(
-        "expired_total",
-        "counter",
-        "Waits that ran out.",
-        &[("", t.expired)],
-    );
-    metric(
-        "table_full_total",
-        "counter",
-        "Registrations answered with RetryAfter because the table was full.",
-        &[("", t.full)],
-    );
-    let labels: Vec<(String, u64)> = ABORT_LABELS
-        .iter()
-        .map(|(reason, label)| (format!("{{reason=\"{label}\"}}"), s.aborts(*reason)))
-        .chain(std::iter::once((
-            String::from("{reason=\"other\"}"),
-            t.aborts[0],
-        )))
-        .collect();
-    let samples: Vec<(&str, u64)> = labels.iter().map(|(l, v)| (l.as_str(), *v)).collect();
-    metric(
-        "aborts_total",
-        "counter",
-        "Sessions aborted, by reason.",
-        &samples,
-    );
-    metric(
-        "uptime_seconds",
-        "gauge",
-        "Seconds since the server started.",
-        &[("", s.uptime.as_secs())],
-    );
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
     out
+}
+
+#[derive(Debug)]
+struct SnapshotCollector(Snapshot);
+
+/// One metric: a name (counters get `_total` from the encoder), help, type, and its samples by label.
+fn family(
+    encoder: &mut DescriptorEncoder,
+    (name, help, unit): (&str, &str, Option<Unit>),
+    kind: MetricType,
+    samples: &[(Option<(&str, &str)>, u64)],
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, unit.as_ref(), kind)?;
+    for &(label, value) in samples {
+        let encode = |m| match kind {
+            MetricType::Counter => ConstCounter::new(value).encode(m),
+            _ => ConstGauge::new(value as i64).encode(m),
+        };
+        let labels: &[(&str, &str)] = match &label {
+            Some(pair) => std::slice::from_ref(pair),
+            None => &[],
+        };
+        encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use MetricType::{Counter, Gauge};
+        let (s, t) = (&self.0, &self.0.table);
+        let one = |value: u64| [(None, value)];
+        let e = &mut encoder;
+        family(
+            e,
+            ("connections", "Connections open now.", None),
+            Gauge,
+            &one(s.connections as u64),
+        )?;
+        family(
+            e,
+            ("waiting", "Peers waiting in the table now.", None),
+            Gauge,
+            &one(s.waiting as u64),
+        )?;
+        family(
+            e,
+            ("connections_accepted", "Connections admitted.", None),
+            Counter,
+            &one(s.accepted),
+        )?;
+        let refused: Vec<_> = REFUSAL_LABELS
+            .iter()
+            .map(|&label| (Some(("limit", label)), s.refused_by(label)))
+            .collect();
+        let help = "Connections refused with Abort(TooManyConnections), by limit.";
+        family(e, ("connections_refused", help, None), Counter, &refused)?;
+        let help = "Connections the peer closed or reset before the mediator was done.";
+        family(e, ("disconnects", help, None), Counter, &one(s.disconnects))?;
+        let help = "Waiting peers that disconnected (their entry was removed).";
+        family(
+            e,
+            ("waiting_disconnects", help, None),
+            Counter,
+            &one(s.waiting_disconnects),
+        )?;
+        let help = "Verified registrations offered to the table.";
+        family(
+            e,
+            ("registrations", help, None),
+            Counter,
+            &one(t.registrations),
+        )?;
+        family(
+            e,
+            ("matches", "Pairs matched.", None),
+            Counter,
+            &one(t.matches),
+        )?;
+        let help = "Registrations replaced by a newer one of the same key.";
+        family(e, ("replaced", help, None), Counter, &one(t.replaced))?;
+        let help = "Waiting peers evicted (RetryAfter) to make room for a registration from a lighter network.";
+        family(e, ("evicted", help, None), Counter, &one(t.evicted))?;
+        family(
+            e,
+            ("expired", "Waits that ran out.", None),
+            Counter,
+            &one(t.expired),
+        )?;
+        let help = "Registrations answered with RetryAfter: the table was full, or their network had its share.";
+        family(e, ("table_full", help, None), Counter, &one(t.full))?;
+        let aborts: Vec<_> = ABORT_LABELS
+            .iter()
+            .map(|(reason, label)| (Some(("reason", *label)), s.aborts(*reason)))
+            .chain([(Some(("reason", "other")), t.aborts[0])])
+            .collect();
+        family(
+            e,
+            ("aborts", "Sessions aborted, by reason.", None),
+            Counter,
+            &aborts,
+        )?;
+        let help = "Seconds since the server started.";
+        family(
+            e,
+            ("uptime", help, Some(Unit::Seconds)),
+            Gauge,
+            &one(s.uptime.as_secs()),
+        )
+    }
 }

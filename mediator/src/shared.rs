@@ -13,22 +13,22 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use p2psc::identity::PublicKey;
-use p2psc::proto::mediator::{Entry, Stats};
+use p2psc::proto::mediator::{IndexedStorage, Stats};
 use p2psc::proto::{ConnId, Notice, Session, SessionEvent, Table};
 use p2psc::wire::AbortReason;
 use tokio::sync::{oneshot, Notify};
 
 use crate::clock::Clock;
+use crate::limits::{Limits, Refusal};
 use crate::ServerConfig;
 
 pub(crate) type Mailbox = oneshot::Receiver<Notice>;
 
 struct Inner {
-    table: Table<HashMap<PublicKey, Entry>>,
+    table: Table<IndexedStorage>,
     mailboxes: HashMap<ConnId, oneshot::Sender<Notice>>,
 }
 
@@ -44,27 +44,22 @@ impl Inner {
 #[derive(Default)]
 struct Counters {
     accepted: AtomicU64,
-    refused_max_connections: AtomicU64,
-    refused_per_ip: AtomicU64,
+    /// By [`Refusal`], in the order of [`Refusal::ALL`].
+    refused: [AtomicU64; Refusal::ALL.len()],
     disconnects: AtomicU64,
     waiting_disconnects: AtomicU64,
-}
-
-/// Why a new connection is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
-    MaxConnections,
-    PerIp,
 }
 
 pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
     pub(crate) clock: Clock,
     inner: Mutex<Inner>,
-    per_ip: Mutex<HashMap<IpAddr, u32>>,
+    limits: Limits,
     active: AtomicUsize,
     /// Connections being refused right now (each has a short-lived task).
     pub(crate) refusing: AtomicUsize,
+    /// Set once shutdown has begun (`/readyz` answers 503).
+    pub(crate) shutting_down: AtomicBool,
     next_conn: AtomicU64,
     counters: Counters,
     /// Notified (to all waiters) when the last connection closes.
@@ -83,14 +78,15 @@ impl Shared {
     pub(crate) fn new(config: ServerConfig) -> Shared {
         Shared {
             inner: Mutex::new(Inner {
-                table: Table::new(HashMap::new(), config.mediator),
+                table: Table::new(IndexedStorage::new(), config.mediator),
                 mailboxes: HashMap::new(),
             }),
+            limits: Limits::new(config.per_ip, config.per_net),
             config,
             clock: Clock::new(),
-            per_ip: Mutex::new(HashMap::new()),
             active: AtomicUsize::new(0),
             refusing: AtomicUsize::new(0),
+            shutting_down: AtomicBool::new(false),
             next_conn: AtomicU64::new(1),
             counters: Counters::default(),
             all_closed: Notify::new(),
@@ -100,24 +96,16 @@ impl Shared {
 
     /// Admit a connection from `ip` within the limits, or say why not.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnGuard, Refusal> {
-        let ip = limit_key(ip);
-        if self.active.fetch_add(1, Relaxed) >= self.config.max_connections {
+        let admitted = if self.active.fetch_add(1, Relaxed) >= self.config.max_connections {
+            Err(Refusal::MaxConnections)
+        } else {
+            self.limits.admit(ip)
+        };
+        if let Err(why) = admitted {
             self.release_active();
-            self.counters.refused_max_connections.fetch_add(1, Relaxed);
+            self.counters.refused[why as usize].fetch_add(1, Relaxed);
             self.changed.notify_waiters();
-            return Err(Refusal::MaxConnections);
-        }
-        {
-            let mut per_ip = lock(&self.per_ip);
-            let count = per_ip.entry(ip).or_insert(0);
-            if *count >= self.config.max_per_ip {
-                drop(per_ip);
-                self.release_active();
-                self.counters.refused_per_ip.fetch_add(1, Relaxed);
-                self.changed.notify_waiters();
-                return Err(Refusal::PerIp);
-            }
-            *count += 1;
+            return Err(why);
         }
         self.counters.accepted.fetch_add(1, Relaxed);
         self.changed.notify_waiters();
@@ -126,6 +114,11 @@ impl Shared {
             ip,
             conn: self.next_conn.fetch_add(1, Relaxed),
         })
+    }
+
+    /// Forget the rate-limit state of sources that have been quiet for a while.
+    pub(crate) fn forget_quiet_sources(&self) {
+        self.limits.forget_quiet();
     }
 
     fn release_active(&self) {
@@ -223,8 +216,7 @@ impl Shared {
             waiting,
             connections: self.active.load(Relaxed),
             accepted: c.accepted.load(Relaxed),
-            refused_max_connections: c.refused_max_connections.load(Relaxed),
-            refused_per_ip: c.refused_per_ip.load(Relaxed),
+            refused: c.refused.each_ref().map(|n| n.load(Relaxed)),
             disconnects: c.disconnects.load(Relaxed),
             waiting_disconnects: c.waiting_disconnects.load(Relaxed),
             uptime: self.clock.uptime(),
@@ -259,19 +251,6 @@ impl Shared {
     }
 }
 
-/// What the per-address limit counts: an IPv4 address, or an IPv6 /64 — one host usually holds a whole
-/// /64, so counting addresses would not limit it (`doc/mediator.md` §11).
-fn limit_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => {
-            let mut octets = v6.octets();
-            octets[8..].fill(0);
-            IpAddr::from(octets)
-        }
-    }
-}
-
 /// An admitted connection: its id, and its place in the connection and per-address counts, given back
 /// on drop.
 pub(crate) struct ConnGuard {
@@ -282,15 +261,7 @@ pub(crate) struct ConnGuard {
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        {
-            let mut per_ip = lock(&self.shared.per_ip);
-            if let Some(count) = per_ip.get_mut(&self.ip) {
-                *count -= 1;
-                if *count == 0 {
-                    per_ip.remove(&self.ip);
-                }
-            }
-        }
+        self.shared.limits.release(self.ip);
         self.shared.release_active();
         self.shared.changed.notify_waiters();
     }
@@ -307,10 +278,9 @@ pub struct Snapshot {
     pub connections: usize,
     /// Connections admitted since start.
     pub accepted: u64,
-    /// Connections refused because `max_connections` were open.
-    pub refused_max_connections: u64,
-    /// Connections refused because their address (IPv6: their /64) had `max_per_ip` open.
-    pub refused_per_ip: u64,
+    /// Connections refused, by limit: `max_connections`, `per_ip`, `per_net` (open at once), `rate_per_ip`,
+    /// `rate_per_net` (opened too fast), in this order ([`Snapshot::refused_by`] names them).
+    pub refused: [u64; 5],
     /// Connections the peer closed or reset before the mediator was done with them.
     pub disconnects: u64,
     /// Of those, the ones whose peer was waiting (its entry was removed from the table).
@@ -320,6 +290,20 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Connections refused so far by the limit with this metrics label (`"max_connections"`,
+    /// `"per_ip"`, `"per_net"`, `"rate_per_ip"`, `"rate_per_net"`).
+    pub fn refused_by(&self, label: &str) -> u64 {
+        Refusal::ALL
+            .iter()
+            .position(|r| r.label() == label)
+            .map_or(0, |i| self.refused[i])
+    }
+
+    /// Connections refused so far, by every limit.
+    pub fn refused_total(&self) -> u64 {
+        self.refused.iter().sum()
+    }
+
     /// Aborts counted for `reason` so far.
     pub fn aborts(&self, reason: AbortReason) -> u64 {
         let code = reason.to_u8() as usize;
@@ -330,6 +314,17 @@ impl Snapshot {
             .unwrap_or(self.table.aborts[0])
     }
 }
+
+/// The labels of the connection limits, in [`Snapshot::refused`] order.
+pub(crate) const REFUSAL_LABELS: [&str; 5] = {
+    let mut labels = [""; 5];
+    let mut i = 0;
+    while i < labels.len() {
+        labels[i] = Refusal::ALL[i].label();
+        i += 1;
+    }
+    labels
+};
 
 /// Every abort reason the mediator can send, with a metrics/log label.
 pub(crate) const ABORT_LABELS: [(AbortReason, &str); 12] = [
@@ -351,23 +346,14 @@ pub(crate) const ABORT_LABELS: [(AbortReason, &str); 12] = [
 mod tests {
     use super::*;
 
-    #[test]
-    fn per_address_limit_counts_ipv6_by_64() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
-        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(limit_key(a), limit_key(b));
-        assert_ne!(limit_key(a), limit_key(c));
-        assert_eq!(limit_key(a), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
-        let v4: IpAddr = "198.51.100.7".parse().unwrap();
-        assert_eq!(limit_key(v4), v4);
-    }
-
     #[tokio::test]
     async fn limits_are_given_back() {
         let config = ServerConfig {
             max_connections: 2,
-            max_per_ip: 1,
+            per_ip: crate::PrefixLimit {
+                concurrent: 1,
+                rate: 0,
+            },
             ..ServerConfig::default()
         };
         let shared = Arc::new(Shared::new(config));
@@ -384,9 +370,12 @@ mod tests {
         let again = shared.admit(same_64).unwrap();
         let s = shared.snapshot();
         assert_eq!((s.connections, s.accepted), (2, 3));
-        assert_eq!((s.refused_per_ip, s.refused_max_connections), (1, 1));
+        assert_eq!(
+            (s.refused_by("per_ip"), s.refused_by("max_connections")),
+            (1, 1)
+        );
+        assert_eq!(s.refused_total(), 2);
         drop((again, other));
         assert_eq!(shared.snapshot().connections, 0);
-        assert!(lock(&shared.per_ip).is_empty());
     }
 }

@@ -309,7 +309,7 @@ async fn full_table_answers_retry_after() {
 #[tokio::test]
 async fn per_ip_limit() {
     let mut config = config();
-    config.max_per_ip = 2;
+    config.per_ip.concurrent = 2;
     let mediator = Mediator::start(config).await;
     let addr = mediator.addr();
     let mut a = connect(addr, signer(1), key(2)).await;
@@ -328,7 +328,7 @@ async fn per_ip_limit() {
         within(LONG, fourth.failure()).await,
         aborted(AbortReason::TooManyConnections)
     );
-    assert_eq!(mediator.stats().refused_per_ip, 2);
+    assert_eq!(mediator.stats().refused_by("per_ip"), 2);
 
     // Another source address has its own allowance.
     let source: SocketAddr = "127.0.0.2:0".parse().unwrap();
@@ -365,7 +365,9 @@ async fn max_connections_limit() {
         within(LONG, c.failure()).await,
         aborted(AbortReason::TooManyConnections)
     );
-    let stats = mediator.wait_for(|s| s.refused_max_connections == 1).await;
+    let stats = mediator
+        .wait_for(|s| s.refused_by("max_connections") == 1)
+        .await;
     assert_eq!(stats.connections, 2);
     assert_eq!(stats.accepted, 2);
 }
@@ -448,9 +450,19 @@ async fn ipv4_and_ipv6_listeners_match_across_families() {
     assert!(ib.peer_observed.is_ipv4());
 }
 
+/// `GET path` on the metrics endpoint: the whole response.
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
 #[tokio::test]
 async fn metrics_endpoint() {
-    use tokio::io::AsyncReadExt;
     let mut config = config();
     config.metrics = Some("127.0.0.1:0".parse().unwrap());
     let mediator = Mediator::start(config).await;
@@ -458,29 +470,61 @@ async fn metrics_endpoint() {
     mediator.wait_for(|s| s.table.matches == 1).await;
     let metrics = mediator.running.metrics_addr().unwrap();
 
-    let get = |path: &'static str| async move {
-        let mut stream = TcpStream::connect(metrics).await.unwrap();
-        stream
-            .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
-        response
-    };
-    let response = within(LONG, get("/metrics")).await;
+    let response = within(LONG, http_get(metrics, "/metrics")).await;
     assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(
+        response.contains("application/openmetrics-text"),
+        "{response}"
+    );
     for line in [
         "p2psc_mediator_registrations_total 2",
         "p2psc_mediator_matches_total 1",
         "p2psc_mediator_connections_accepted_total 2",
         "p2psc_mediator_aborts_total{reason=\"bad_proof\"} 0",
+        "p2psc_mediator_connections_refused_total{limit=\"rate_per_net\"} 0",
+        "p2psc_mediator_evicted_total 0",
         "# TYPE p2psc_mediator_waiting gauge",
+        "# TYPE p2psc_mediator_matches counter",
+        "p2psc_mediator_uptime_seconds ",
+        "# EOF",
     ] {
         assert!(response.contains(line), "{line} missing from:\n{response}");
     }
-    let response = within(LONG, get("/")).await;
+    let response = within(LONG, http_get(metrics, "/")).await;
     assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let mut config = config();
+    config.metrics = Some("127.0.0.1:0".parse().unwrap());
+    let mut mediator = Mediator::start(config).await;
+    let metrics = mediator.running.metrics_addr().unwrap();
+    let response = within(LONG, http_get(metrics, "/healthz")).await;
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    let response = within(LONG, http_get(metrics, "/readyz")).await;
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+
+    // A waiting peer keeps the server in its shutdown until it has been told ShuttingDown.
+    let mut waiting = connect(mediator.addr(), signer(1), key(2)).await;
+    waiting.registered().await.unwrap();
+    mediator.shutdown();
+    // While shutting down: alive, not ready.
+    let ready = within(LONG, async {
+        loop {
+            let response = http_get(metrics, "/readyz").await;
+            if !response.starts_with("HTTP/1.1 200") {
+                return response;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert_eq!(
+        within(LONG, waiting.failure()).await,
+        aborted(AbortReason::ShuttingDown)
+    );
 }
 
 #[test]

@@ -23,6 +23,10 @@
 #                          firewall default drop; --static-arp: fixed MACs and permanent neighbours on the
 #                          public segment (no ARP delay through relays, the same timing every run);
 #                          --same-lan: only side A, with two peer TAPs (netlab_sides is then (A))
+#   netlab_kernel_host NAME HOME CIDR
+#                          a Linux host with its own kernel TCP/IP stack on home HOME's LAN: namespace NAME,
+#                          veth `eth0` (MAC: netlab_mac_of CIDR) in HOME's bridge `lan`, default route via
+#                          the home router; after netlab_topology
 #   netlab_start_relays HOST_SIM DELAY_A_MS DELAY_B_MS, then netlab_wait_relays (after --relay)
 #   netlab_start_mediator BIN (sets mediator_pid), netlab_mediator_listening (a test for netlab_poll)
 #   ns NAME, add_ns NAME, nx NAME CMD…, start_bg LOG NS CMD…, netlab_poll TENTHS CMD…,
@@ -267,6 +271,26 @@ EOF
             done
         done
     fi
+}
+
+# --- kernel hosts --------------------------------------------------------------------------------------
+# The MAC of a peer at CIDR's address: 02:00 and the four bytes of the address (`host-sim tap peer`'s default).
+netlab_mac_of() { # netlab_mac_of CIDR
+    local a b c d
+    IFS=. read -r a b c d <<<"${1%/*}"
+    printf '02:00:%02x:%02x:%02x:%02x' "$a" "$b" "$c" "$d"
+}
+# A host whose own kernel stack is the peer (the `p2psc` tool runs there): behind the home's router, as a
+# laptop on a home LAN. Its side of the veth is `eth0`; the home's is `v` + NAME, in bridge `lan`.
+netlab_kernel_host() { # netlab_kernel_host NAME HOME CIDR
+    local name=$1 home=$2 cidr=$3 hostns homens
+    add_ns "$name"
+    hostns=$(ns "$name") homens=$(ns "$home")
+    ip -n "$hostns" link add eth0 address "$(netlab_mac_of "$cidr")" type veth peer name "v$name" netns "$homens"
+    ip -n "$homens" link set "v$name" master lan up
+    ip -n "$hostns" addr add "$cidr" dev eth0
+    ip -n "$hostns" link set eth0 up
+    ip -n "$hostns" route add default via "$lan_gw"
 }
 
 # --- relays and mediator -------------------------------------------------------------------------------

@@ -1,73 +1,23 @@
 //! `connect`: one call that returns an authenticated socket to the peer, on the async [`Stack`].
 //!
-//! A thin layer over the poll-API [`Connector`]: it creates the sockets from your buffers, runs the
-//! connector inside [`Stack::poll_with`] (woken by the sockets and by the connector's own deadlines), and
-//! hands back the winning socket. Every other socket is removed on every path.
+//! A thin layer over the poll-API [`Connector`]: it creates the sockets in your
+//! [`ConnectResources`], runs the connector inside [`Stack::poll_with`] (woken by the sockets and by
+//! the connector's own deadlines), and hands back the winning socket. Every other socket is removed
+//! on every path.
 
-use super::{ConnectConfig, ConnectEvent, Connected, Connector, Error, Path, Sockets};
-use crate::identity::{PublicKey, SaltyVerifier, Signer};
+use rand_core::CryptoRng;
+
+use super::resources::Buffers;
+use super::{
+    ConnectEvent, ConnectResources, Connected, Connector, Error, Mediator, Path, Request, Sockets,
+};
+use crate::identity::{SaltyVerifier, Signer};
 use crate::net::secure::SecureSocket;
 use crate::net::tcp::TcpSocket;
-use crate::net::{now, wake_on, IpAddress, IpEndpoint, Stack};
+use crate::net::{now, wake_on, IpEndpoint, Stack};
+use crate::proto::client::MAX_CANDIDATES;
 use crate::proto::SessionKey;
 use crate::wire::Role;
-
-/// The peer to connect to: the application knows its public key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Peer {
-    /// The peer's Ed25519 public key.
-    pub key: PublicKey,
-}
-
-impl Peer {
-    /// The peer with this key.
-    pub const fn new(key: PublicKey) -> Peer {
-        Peer { key }
-    }
-}
-
-/// The mediator both peers register with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Mediator {
-    /// Its address and TCP port.
-    pub endpoint: IpEndpoint,
-}
-
-impl Mediator {
-    /// The mediator at `addr`:`port`.
-    pub fn new(addr: impl Into<IpAddress>, port: u16) -> Mediator {
-        Mediator {
-            endpoint: IpEndpoint::new(addr.into(), port),
-        }
-    }
-}
-
-/// The buffers `connect` needs, all yours. The peer socket's buffers become the returned socket's.
-pub struct ConnectBuffers<'a> {
-    /// Receive buffer of the peer socket.
-    pub rx: &'a mut [u8],
-    /// Transmit buffer of the peer socket.
-    pub tx: &'a mut [u8],
-    /// Receive buffer of the mediator connection (at least [`crate::wire::MAX_FRAME_LEN`]; 256 is ample).
-    pub mediator_rx: &'a mut [u8],
-    /// Transmit buffer of the mediator connection (same).
-    pub mediator_tx: &'a mut [u8],
-    /// Buffers of a second candidate socket, so the LAN and public paths to a peer behind the same
-    /// public address can be tried at once. Without it they are tried in turn.
-    pub race: Option<(&'a mut [u8], &'a mut [u8])>,
-}
-
-/// The secure channel's record buffers (protocol §12), yours: `rx` holds one incoming record, so give
-/// it [`MAX_RECORD_LEN`](crate::proto::channel::MAX_RECORD_LEN) bytes; `tx` one outgoing record (at
-/// least 20 bytes; the maximum makes the fewest records).
-pub struct RecordBuffers<'a> {
-    /// One incoming record.
-    pub rx: &'a mut [u8],
-    /// One outgoing record.
-    pub tx: &'a mut [u8],
-}
 
 /// An authenticated connection to the peer, on the secure channel: what is written is encrypted and
 /// integrity-protected, and the stream ends only with the peer's authenticated end-of-stream record.
@@ -100,48 +50,84 @@ pub struct PeerConnection<'a> {
     pub session_key: SessionKey,
 }
 
-/// Connect to `peer` through `mediator`: register, punch, authenticate, and return the connection on
-/// the secure channel.
+/// Connect as `request` says: register with the mediator, punch, authenticate, and return the
+/// connection on the secure channel.
 ///
-/// `seed` must be 32 fresh bytes from a cryptographically secure source (a hardware RNG): the registration
-/// nonce and the ephemeral key derive from it. Signatures are verified with salty.
-#[allow(clippy::too_many_arguments)]
-pub async fn connect<'a, S: Signer>(
+/// `resources` hold every buffer (the winning candidate's become the returned socket's); the stack
+/// needs [`ConnectResources::SOCKETS`] free socket slots. `rng` must be a cryptographically secure
+/// source (a hardware RNG, or a [`Drbg`](crate::rng::Drbg) over a fresh seed from one): 32 bytes of it
+/// seed the registration nonce, the ephemeral key, the local port and the retry jitter. Signatures
+/// are verified with salty.
+///
+/// ```no_run
+/// use embedded_io_async::Write;
+/// use p2psc::connector::{connect, ConnectResources, Mediator, Request};
+/// use p2psc::identity::{Keypair, PublicKey};
+/// use p2psc::net::{Ipv4Address, Stack};
+/// use p2psc::rng::Drbg;
+///
+/// async fn hello(stack: Stack<'_>, seed_from_trng: [u8; 32]) -> Result<(), p2psc::Error> {
+///     let me = Keypair::from_seed(&[0xA1; 32]);
+///     let peer = PublicKey::from_hex("8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394").unwrap();
+///     let mediator = Mediator::new(Ipv4Address::new(203, 0, 113, 10), 7777);
+///     let mut resources = ConnectResources::<1024, 1024>::new();
+///     let mut rng = Drbg::new(seed_from_trng); // or the HAL's RNG
+///     let request = Request::new(&me, peer, mediator);
+///     let mut conn = connect(stack, &mut resources, &request, &mut rng).await?;
+///     conn.socket.write_all(b"hello").await.ok();
+///     Ok(())
+/// }
+/// ```
+pub async fn connect<
+    'a,
+    S: Signer,
+    M: AsRef<[Mediator]>,
+    const RX: usize,
+    const TX: usize,
+    const CANDIDATES: usize,
+    const RECORD_TX: usize,
+    const RECORD_RX: usize,
+>(
     stack: Stack<'a>,
-    signer: &S,
-    peer: &Peer,
-    mediator: &Mediator,
-    buffers: ConnectBuffers<'a>,
-    records: RecordBuffers<'a>,
-    config: ConnectConfig,
-    seed: [u8; 32],
+    resources: &'a mut ConnectResources<RX, TX, CANDIDATES, RECORD_TX, RECORD_RX>,
+    request: &Request<S, M>,
+    rng: &mut impl CryptoRng,
 ) -> Result<SecureConnection<'a>, Error> {
-    let observe = |_| {};
-    connect_observed(
-        stack, signer, peer, mediator, buffers, records, config, seed, observe,
-    )
-    .await
+    connect_observed(stack, resources, request, rng, |_| {}).await
 }
 
 /// [`connect`], reporting each [`ConnectEvent`] to `observe` as it happens (progress displays,
 /// timelines, logs).
-#[allow(clippy::too_many_arguments)]
-pub async fn connect_observed<'a, S: Signer>(
+pub async fn connect_observed<
+    'a,
+    S: Signer,
+    M: AsRef<[Mediator]>,
+    const RX: usize,
+    const TX: usize,
+    const CANDIDATES: usize,
+    const RECORD_TX: usize,
+    const RECORD_RX: usize,
+>(
     stack: Stack<'a>,
-    signer: &S,
-    peer: &Peer,
-    mediator: &Mediator,
-    buffers: ConnectBuffers<'a>,
-    records: RecordBuffers<'a>,
-    config: ConnectConfig,
-    seed: [u8; 32],
+    resources: &'a mut ConnectResources<RX, TX, CANDIDATES, RECORD_TX, RECORD_RX>,
+    request: &Request<S, M>,
+    rng: &mut impl CryptoRng,
     observe: impl FnMut(ConnectEvent),
 ) -> Result<SecureConnection<'a>, Error> {
-    let c = connect_plaintext(
-        stack, signer, peer, mediator, buffers, config, seed, observe,
+    #[allow(clippy::let_unit_value)] // evaluates the check when the program is built
+    let () = ConnectResources::<RX, TX, CANDIDATES, RECORD_TX, RECORD_RX>::CHECK_RECORDS;
+    let parts = resources.parts();
+    let c = run(
+        stack,
+        parts.mediator,
+        parts.candidates,
+        request,
+        rng,
+        observe,
     )
     .await?;
-    let socket = SecureSocket::new(c.socket, &c.session_key, c.role, records.rx, records.tx);
+    let (record_rx, record_tx) = parts.records;
+    let socket = SecureSocket::new(c.socket, &c.session_key, c.role, record_rx, record_tx);
     Ok(SecureConnection {
         socket,
         path: c.path,
@@ -155,32 +141,67 @@ pub async fn connect_observed<'a, S: Signer>(
 /// neither encrypted nor integrity-protected (protocol §12.8). Only for applications that bring their
 /// own TLS or Noise over it — an attacker on the path, or a lying mediator pointing both peers at its
 /// relay, reads and changes a plaintext stream while both handshakes succeed. Both peers must agree.
-#[allow(clippy::too_many_arguments)]
-pub async fn connect_plaintext<'a, S: Signer>(
+/// It uses no record buffers: give it [`PlaintextResources`](super::PlaintextResources).
+pub async fn connect_plaintext<
+    'a,
+    S: Signer,
+    M: AsRef<[Mediator]>,
+    const RX: usize,
+    const TX: usize,
+    const CANDIDATES: usize,
+    const RECORD_TX: usize,
+    const RECORD_RX: usize,
+>(
     stack: Stack<'a>,
-    signer: &S,
-    peer: &Peer,
-    mediator: &Mediator,
-    buffers: ConnectBuffers<'a>,
-    config: ConnectConfig,
-    seed: [u8; 32],
+    resources: &'a mut ConnectResources<RX, TX, CANDIDATES, RECORD_TX, RECORD_RX>,
+    request: &Request<S, M>,
+    rng: &mut impl CryptoRng,
+    observe: impl FnMut(ConnectEvent),
+) -> Result<PeerConnection<'a>, Error> {
+    let parts = resources.parts();
+    run(
+        stack,
+        parts.mediator,
+        parts.candidates,
+        request,
+        rng,
+        observe,
+    )
+    .await
+}
+
+/// Create the sockets on the buffers, run the connector to its outcome, keep the winner.
+async fn run<'a, S: Signer, M: AsRef<[Mediator]>>(
+    stack: Stack<'a>,
+    mediator: Buffers<'a>,
+    candidates: heapless::Vec<Buffers<'a>, MAX_CANDIDATES>,
+    request: &Request<S, M>,
+    rng: &mut impl CryptoRng,
     mut observe: impl FnMut(ConnectEvent),
 ) -> Result<PeerConnection<'a>, Error> {
-    let mediator_socket = TcpSocket::new(stack, buffers.mediator_rx, buffers.mediator_tx);
-    let first = TcpSocket::new(stack, buffers.rx, buffers.tx);
-    let second = buffers.race.map(|(rx, tx)| TcpSocket::new(stack, rx, tx));
-    let handles = Sockets {
+    if stack.free_socket_slots() < 1 + candidates.len() {
+        return Err(Error::SocketSetFull);
+    }
+    let mediator_socket = TcpSocket::new(stack, mediator.0, mediator.1);
+    let sockets: heapless::Vec<TcpSocket<'a>, MAX_CANDIDATES> = candidates
+        .into_iter()
+        .map(|(rx, tx)| TcpSocket::new(stack, rx, tx))
+        .collect();
+    let mut handles = Sockets {
         mediator: mediator_socket.handle(),
-        candidates: [Some(first.handle()), second.as_ref().map(|s| s.handle())],
+        candidates: [None; 2],
     };
-    let mut connector = Connector::new(
-        config,
-        signer,
+    for (slot, socket) in handles.candidates.iter_mut().zip(&sockets) {
+        *slot = Some(socket.handle());
+    }
+    let mut connector = Connector::with_mediators(
+        request.config,
+        &request.signer,
         SaltyVerifier,
-        peer.key,
-        mediator.endpoint,
+        request.peer,
+        &request.mediators,
         handles,
-        seed,
+        rng,
         now(),
     );
     let result: Result<Connected, Error> = stack
@@ -197,13 +218,15 @@ pub async fn connect_plaintext<'a, S: Signer>(
         .await;
     // Dropping a TcpSocket removes it from the set: everything but the winner goes.
     let connected = result?;
-    let mut sockets = [Some(mediator_socket), Some(first), second];
-    let winner = sockets
-        .iter_mut()
-        .find(|s| s.as_ref().is_some_and(|s| s.handle() == connected.socket))
-        .and_then(Option::take)
-        .ok_or(Error::BadSocket)?;
-    drop(sockets);
+    let winner = if connected.socket == mediator_socket.handle() {
+        drop(sockets);
+        mediator_socket
+    } else {
+        drop(mediator_socket);
+        let position = sockets.iter().position(|s| s.handle() == connected.socket);
+        let mut sockets = sockets;
+        sockets.swap_remove(position.ok_or(Error::BadSocket)?)
+    };
     Ok(PeerConnection {
         socket: winner,
         path: connected.path,

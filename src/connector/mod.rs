@@ -2,8 +2,13 @@
 //! open and the peer handshake over *your* smoltcp [`Interface`] and [`SocketSet`], advanced by
 //! [`Connector::poll`]; and [`connect`], the one async call over the [`net`](crate::net) stack.
 //!
+//! The async call takes a [`Request`] (our signer, the peer's key, the mediator, a [`Config`] of
+//! embassy-time durations), the [`ConnectResources`] holding every buffer, and a
+//! `rand_core` RNG. The poll API counts in smoltcp's time, like the `Interface::poll` it runs beside,
+//! and takes the protocol's [`ConnectConfig`] (or a [`Config`]).
+//!
 //! The [`Connector`] is for firmware that runs smoltcp itself (RTIC, a super-loop). It holds no protocol
-//! decision: those are the sans-IO [`Client`](crate::proto::client::Client)'s (registration, back-off,
+//! decision: those are the sans-IO [`Client`]'s (registration, back-off,
 //! and the punch of [`proto::punch`](crate::proto::punch): targets, the retry schedule both peers share,
 //! each attempt's life cycle, the handshake, the racing leader's Confirm). The connector reports what
 //! its sockets do, feeds and drains them, and carries out the client's actions on them.
@@ -24,7 +29,9 @@
 //!
 //! # Sockets
 //!
-//! You add the sockets to your set (with your buffers) and pass their handles ([`Sockets`]): the
+//! [`connect`] creates its sockets in your [`ConnectResources`] and needs
+//! [`ConnectResources::SOCKETS`] free slots in the stack (else [`Error::SocketSetFull`]). With the poll
+//! API you add the sockets to your set (with your buffers) and pass their handles ([`Sockets`]): the
 //! mediator socket needs at least [`wire::MAX_FRAME_LEN`](crate::wire::MAX_FRAME_LEN) bytes each way;
 //! each candidate socket becomes the application's socket if it wins, so size its buffers for the
 //! application (and at least one frame each way). One candidate socket is enough; a second lets the LAN
@@ -33,13 +40,19 @@
 //! the sockets while the connector runs. On every outcome every socket is left closed except the
 //! winner, which [`Connector::poll`] returns.
 
+#[cfg(feature = "dns")]
+mod by_name;
 mod connect;
+mod request;
+mod resources;
 mod socket;
 
-pub use connect::{connect, connect_observed, connect_plaintext};
-pub use connect::{
-    ConnectBuffers, Mediator, Peer, PeerConnection, RecordBuffers, SecureConnection,
-};
+#[cfg(feature = "dns")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
+pub use by_name::{connect_by_name, resolve_mediators, MediatorName, MAX_NAMED_MEDIATORS};
+pub use connect::{connect, connect_observed, connect_plaintext, PeerConnection, SecureConnection};
+pub use request::{Config, Mediator, Request};
+pub use resources::{ConnectResources, PlaintextResources, MEDIATOR_BUFFER_LEN};
 pub use socket::{feed, send_frames};
 
 #[cfg(feature = "relay")]
@@ -50,12 +63,15 @@ pub use crate::proto::punch::{Dialers, PunchConfig, Schedule, Slot, SlotConfig};
 use core::net::SocketAddr;
 use core::task::Poll;
 
+use rand_core::CryptoRng;
+
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::wire::IpEndpoint;
 
 use crate::identity::{PublicKey, Signer, Verifier};
 use crate::proto::client::{Action, Client, Via, Won};
 use crate::proto::punch;
+use crate::proto::rendezvous::{self, MediatorId};
 use crate::proto::SessionKey;
 use crate::time::Instant;
 use crate::wire::Role;
@@ -102,12 +118,16 @@ impl Sockets {
     }
 }
 
-/// One connection to a peer through a mediator, advanced by [`poll`](Connector::poll).
-pub struct Connector<S: Signer, V: Verifier> {
+/// One connection to a peer through a mediator — or the first that works of several, in the pair's
+/// ranking (protocol §13) — advanced by [`poll`](Connector::poll).
+///
+/// `M` holds the mediators: one [`Mediator`] (what [`new`](Connector::new) makes), or a list of them (an
+/// array, a slice) for [`with_mediators`](Connector::with_mediators).
+pub struct Connector<S: Signer, V: Verifier, M: AsRef<[Mediator]> = Mediator> {
     client: Client,
     signer: S,
     verifier: V,
-    mediator: IpEndpoint,
+    mediators: M,
     sockets: Sockets,
     candidates: heapless::Vec<SocketHandle, 2>,
     /// Whether the sockets were checked ([`Error::BadSocket`]).
@@ -116,10 +136,10 @@ pub struct Connector<S: Signer, V: Verifier> {
     finished: bool,
 }
 
-impl<S: Signer, V: Verifier> core::fmt::Debug for Connector<S, V> {
+impl<S: Signer, V: Verifier, M: AsRef<[Mediator]>> core::fmt::Debug for Connector<S, V, M> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Connector")
-            .field("mediator", &self.mediator)
+            .field("mediators", &self.mediators.as_ref())
             .field("client", &self.client)
             .finish()
     }
@@ -137,26 +157,53 @@ fn endpoint(addr: SocketAddr) -> Option<IpEndpoint> {
 }
 
 impl<S: Signer, V: Verifier> Connector<S, V> {
-    /// Start connecting to `peer` through `mediator`. `seed` is 32 bytes from a cryptographically secure
-    /// random source, fresh for each connection: the nonce, ephemeral key, port and jitter derive from it.
+    /// Start connecting to `peer` through `mediator`, as `config` says (the protocol's
+    /// [`ConnectConfig`], or the async API's [`Config`]). `rng` is a cryptographically secure random
+    /// source (a hardware RNG, or a [`Drbg`](crate::rng::Drbg) over a fresh seed from one): the nonce,
+    /// ephemeral key, port and jitter derive from 32 bytes of it.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        config: ConnectConfig,
+        config: impl Into<ConnectConfig>,
         signer: S,
         verifier: V,
         peer: PublicKey,
         mediator: impl Into<IpEndpoint>,
         sockets: Sockets,
-        seed: [u8; 32],
+        rng: &mut impl CryptoRng,
+        now: Instant,
+    ) -> Self {
+        let mediator = Mediator {
+            endpoint: mediator.into(),
+        };
+        Connector::with_mediators(config, signer, verifier, peer, mediator, sockets, rng, now)
+    }
+}
+
+impl<S: Signer, V: Verifier, M: AsRef<[Mediator]>> Connector<S, V, M> {
+    /// [`new`](Connector::new) with several mediators: the pair meets on the first of them, in the
+    /// pair's ranking (protocol §13), that can serve it; the peer must know the same ones (by address).
+    /// An empty list fails with [`Error::NoRoute`] at the first poll.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_mediators(
+        config: impl Into<ConnectConfig>,
+        signer: S,
+        verifier: V,
+        peer: PublicKey,
+        mediators: M,
+        sockets: Sockets,
+        rng: &mut impl CryptoRng,
         now: Instant,
     ) -> Self {
         let candidates = sockets.candidates();
         let own = signer.public_key();
+        let seed = crate::rng::seed_from(rng);
+        let mut client = Client::new(config.into(), own, peer, candidates.len(), seed, now);
+        client.set_mediators(mediators.as_ref().len());
         Connector {
-            client: Client::new(config, own, peer, candidates.len(), seed, now),
+            client,
             signer,
             verifier,
-            mediator: mediator.into(),
+            mediators,
             sockets,
             candidates,
             checked: false,
@@ -279,12 +326,12 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
     fn apply(&mut self, action: Action, iface: &mut Interface, sockets: &mut SocketSet<'_>) {
         let port = self.client.local_port();
         match action {
-            Action::DialMediator { from_port } => {
+            Action::DialMediator { rank, from_port } => {
                 let s = tcp(sockets, self.sockets.mediator);
                 s.abort();
-                if s.connect(iface.context(), self.mediator, from_port)
-                    .is_err()
-                {
+                let mediator = self.ranked(rank);
+                let dialled = mediator.map(|m| s.connect(iface.context(), m, from_port));
+                if !matches!(dialled, Some(Ok(()))) {
                     self.client.fail(Error::NoRoute);
                 }
             }
@@ -309,10 +356,11 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
                 tcp(sockets, self.candidates[candidate]).abort();
             }
             #[cfg(feature = "relay")]
-            Action::DialProbe { from_port } => {
+            Action::DialProbe { rank, from_port } => {
                 let s = tcp(sockets, self.candidates[0]);
                 s.abort();
-                let probe = crate::proto::client::probe_endpoint(self.mediator.into());
+                let mediator = self.ranked(rank).map(Into::into);
+                let probe = mediator.and_then(crate::proto::client::probe_endpoint);
                 // A probe that cannot go out only leaves the mapping unknown.
                 if let Some(target) = probe.and_then(endpoint) {
                     let _ = s.connect(iface.context(), target, from_port);
@@ -321,6 +369,15 @@ impl<S: Signer, V: Verifier> Connector<S, V> {
             #[cfg(feature = "relay")]
             Action::CloseProbe => quiet_close(tcp(sockets, self.candidates[0]), port),
         }
+    }
+
+    /// The mediator at `rank` of the pair's ranking. One mediator needs no ranking (and, when `M` is
+    /// one [`Mediator`], the optimiser drops the ranking's code).
+    fn ranked(&self, rank: usize) -> Option<IpEndpoint> {
+        let list = self.mediators.as_ref();
+        let (own, peer) = (self.signer.public_key(), self.client.peer());
+        let id = |m: &Mediator| MediatorId::new(m.endpoint.into());
+        rendezvous::nth(own, peer, list, rank, id).map(|i| list[i].endpoint)
     }
 
     /// The winner's socket, as the application gets it.

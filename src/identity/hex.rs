@@ -60,6 +60,7 @@ impl fmt::LowerHex for PublicKey {
 }
 
 #[cfg(feature = "defmt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "defmt")))]
 impl defmt::Format for PublicKey {
     fn format(&self, f: defmt::Formatter<'_>) {
         let b = self.as_bytes();
@@ -92,6 +93,7 @@ impl fmt::LowerHex for Signature {
 }
 
 #[cfg(feature = "defmt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "defmt")))]
 impl defmt::Format for Signature {
     fn format(&self, f: defmt::Formatter<'_>) {
         let b = self.as_bytes();

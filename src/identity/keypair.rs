@@ -123,6 +123,7 @@ impl fmt::Debug for Keypair {
 }
 
 #[cfg(feature = "defmt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "defmt")))]
 impl defmt::Format for Keypair {
     fn format(&self, f: defmt::Formatter<'_>) {
         defmt::write!(f, "Keypair {{ public: {}, .. }}", self.public_key());

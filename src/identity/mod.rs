@@ -37,17 +37,28 @@
 //! offers no accessor for the seed: firmware that generated the seed already has it, and hosts store keys
 //! with `Keypair::to_pkcs8_pem` (feature `std`).
 //!
-//! # Key files (feature `std`)
+//! # Key files
 //!
-//! Keys are read and written in the formats OpenSSL uses, so that
-//! `openssl genpkey -algorithm ed25519 -out key.pem` makes an identity and
-//! `openssl pkey -in key.pem -pubout` shows its public key:
-//! PKCS#8 (RFC 5958, "PRIVATE KEY", versions 1 and 2) for a [`Keypair`], SubjectPublicKeyInfo
-//! (RFC 8410, "PUBLIC KEY") for a [`PublicKey`]. Public keys also read and print as 64 hexadecimal
-//! digits ([`PublicKey::from_hex`], which works in `const` context, and `{:x}`), in every configuration.
+//! Keys are read in the formats OpenSSL uses, so that `openssl genpkey -algorithm ed25519 -out key.pem`
+//! makes an identity and `openssl pkey -in key.pem -pubout` shows its public key: PKCS#8 (RFC 5958,
+//! versions 1 and 2) for a [`Keypair`], SubjectPublicKeyInfo (RFC 8410) for a [`PublicKey`].
+//!
+//! - Feature `pkcs8`: their DER form (`Keypair::from_pkcs8_der`, `PublicKey::from_public_key_der`),
+//!   `no_std` and without an allocator, for firmware that reads a key from flash or a file system.
+//! - Feature `std` (which includes `pkcs8`): their PEM form ("PRIVATE KEY", "PUBLIC KEY"), read and
+//!   written byte for byte as OpenSSL writes it.
+//!
+//! Public keys also read and print as 64 hexadecimal digits ([`PublicKey::from_hex`], which works in
+//! `const` context, and `{:x}`), in every configuration. [`doc/keys.md`] covers making
+//! keys, putting them on a device, secure elements and rotation.
+//!
+//! [`doc/keys.md`]: https://docs.rs/crate/p2psc/latest/source/doc/keys.md
 
 #[cfg(feature = "dalek")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dalek")))]
 pub mod dalek;
+#[cfg(feature = "pkcs8")]
+mod der;
 mod hex;
 mod keypair;
 #[cfg(feature = "std")]
@@ -107,21 +118,23 @@ impl<V: Verifier + ?Sized> Verifier for &V {
 
 /// Why a key could not be read.
 ///
-/// Only [`InvalidHex`](Self::InvalidHex) can occur without the `std` feature.
+/// Only [`InvalidHex`](Self::InvalidHex) can occur without the `pkcs8` feature, and
+/// [`Pem`](Self::Pem) only with `std`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum KeyError {
     /// Not exactly 64 hexadecimal digits.
     InvalidHex,
     /// Not a PEM document (RFC 7468) with the expected label (`PRIVATE KEY` for a key pair,
     /// `PUBLIC KEY` for a public key), or its base64 is broken.
     Pem,
-    /// A password-protected PKCS#8 key (`ENCRYPTED PRIVATE KEY`), which p2psc does not decrypt;
-    /// `openssl pkey -in KEY -out PLAIN` removes the password.
+    /// A password-protected PKCS#8 key (`EncryptedPrivateKeyInfo`, PEM label `ENCRYPTED PRIVATE KEY`),
+    /// which p2psc does not decrypt; `openssl pkey -in KEY -out PLAIN` removes the password.
     Encrypted,
     /// A well-formed key of another algorithm (RSA, X25519, Ed448, …).
     NotEd25519,
-    /// The DER inside the PEM is not a valid PKCS#8 or SubjectPublicKeyInfo Ed25519 key.
+    /// The DER (or the DER inside the PEM) is not a valid PKCS#8 or SubjectPublicKeyInfo Ed25519 key.
     Malformed,
     /// A PKCS#8 v2 key whose embedded public key is not the one its seed derives.
     PublicKeyMismatch,

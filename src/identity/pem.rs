@@ -1,26 +1,29 @@
-//! Key files (feature `std`): PKCS#8 and SubjectPublicKeyInfo PEM, through the RustCrypto `ed25519`,
-//! `pkcs8`, `spki` and `der` crates.
+//! Key files (feature `std`): PKCS#8 and SubjectPublicKeyInfo PEM. Reading decodes the base64 and
+//! hands the DER to `der`; writing goes through the RustCrypto `ed25519`, `pkcs8` and `der` crates.
 
 use super::keypair::wipe;
 use super::{KeyError, Keypair, PublicKey};
-use ed25519::pkcs8::spki::der::{self, pem::LineEnding, zeroize::Zeroizing};
+use ed25519::pkcs8::spki::der::{self, pem::LineEnding, zeroize::Zeroizing, Document};
 use ed25519::pkcs8::{
-    self, spki, DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, KeypairBytes,
-    PublicKeyBytes, SecretDocument,
+    EncodePrivateKey, EncodePublicKey, KeypairBytes, PublicKeyBytes, SecretDocument,
 };
 use std::string::String;
 
 /// RFC 7468 labels.
 const PRIVATE_KEY_LABEL: &str = "PRIVATE KEY";
 const ENCRYPTED_PRIVATE_KEY_LABEL: &str = "ENCRYPTED PRIVATE KEY";
+const PUBLIC_KEY_LABEL: &str = "PUBLIC KEY";
 
 #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 impl PublicKey {
     /// Read a SubjectPublicKeyInfo PEM (`-----BEGIN PUBLIC KEY-----`, RFC 8410), as written by
     /// `openssl pkey -pubout`. The key is not validated (see [`PublicKey`]).
     pub fn from_public_key_pem(pem: &str) -> Result<Self, KeyError> {
-        let key = PublicKeyBytes::from_public_key_pem(pem).map_err(spki_error)?;
-        Ok(Self::from_bytes(key.to_bytes()))
+        let (label, der) = Document::from_pem(pem).map_err(|e| der_error(&e))?;
+        if label != PUBLIC_KEY_LABEL {
+            return Err(KeyError::Pem);
+        }
+        Self::from_public_key_der(der.as_bytes())
     }
 
     /// Write a SubjectPublicKeyInfo PEM, byte for byte what `openssl pkey -pubout` writes
@@ -42,26 +45,15 @@ impl Keypair {
     /// Read a PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`, RFC 5958 / RFC 8410), as written by
     /// `openssl genpkey -algorithm ed25519`.
     ///
-    /// Both versions are accepted; if a v2 key carries a public key, it must be the one the seed
-    /// derives ([`KeyError::PublicKeyMismatch`] otherwise). Encrypted keys are refused with
-    /// [`KeyError::Encrypted`].
+    /// The rules of [`Keypair::from_pkcs8_der`] apply to the key inside: both versions, a v2 key's
+    /// public key checked. Encrypted keys are refused with [`KeyError::Encrypted`].
     pub fn from_pkcs8_pem(pem: &str) -> Result<Self, KeyError> {
         // Decoding the PEM ourselves tells an encrypted key from a wrong one.
         let (label, der) = SecretDocument::from_pem(pem).map_err(|e| der_error(&e))?;
         match label {
-            PRIVATE_KEY_LABEL => {}
-            ENCRYPTED_PRIVATE_KEY_LABEL => return Err(KeyError::Encrypted),
-            _ => return Err(KeyError::Pem),
-        }
-        let mut bytes = KeypairBytes::from_pkcs8_der(der.as_bytes()).map_err(pkcs8_error)?;
-        let keypair = Keypair::from_seed(&bytes.secret_key);
-        // `ed25519` wipes its copy only with its `zeroize` feature, which p2psc does not enable.
-        wipe(&mut bytes.secret_key);
-        match bytes.public_key {
-            Some(public) if public.to_bytes() != keypair.public_key().to_bytes() => {
-                Err(KeyError::PublicKeyMismatch)
-            }
-            _ => Ok(keypair),
+            PRIVATE_KEY_LABEL => Self::from_pkcs8_der(der.as_bytes()),
+            ENCRYPTED_PRIVATE_KEY_LABEL => Err(KeyError::Encrypted),
+            _ => Err(KeyError::Pem),
         }
     }
 
@@ -79,25 +71,10 @@ impl Keypair {
     }
 }
 
+/// Not PEM, or PEM around something that is not DER.
 fn der_error(e: &der::Error) -> KeyError {
     match e.kind() {
         der::ErrorKind::Pem(_) => KeyError::Pem,
-        _ => KeyError::Malformed,
-    }
-}
-
-fn spki_error(e: spki::Error) -> KeyError {
-    match e {
-        spki::Error::OidUnknown { .. } => KeyError::NotEd25519,
-        spki::Error::Asn1(e) => der_error(&e),
-        _ => KeyError::Malformed,
-    }
-}
-
-fn pkcs8_error(e: pkcs8::Error) -> KeyError {
-    match e {
-        pkcs8::Error::PublicKey(e) => spki_error(e),
-        pkcs8::Error::Asn1(e) => der_error(&e),
         _ => KeyError::Malformed,
     }
 }

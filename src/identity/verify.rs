@@ -45,6 +45,7 @@ impl Verifier for SaltyVerifier {
 /// Why a signature was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum SignatureError {
     /// The public key does not decode to a curve point (RFC 8032 §5.1.3), or is one of the eight points
     /// of small order, for which a signature proves nothing.

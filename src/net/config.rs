@@ -22,12 +22,13 @@ pub struct StaticConfigV4 {
     pub address: Ipv4Cidr,
     /// Default gateway.
     pub gateway: Option<Ipv4Address>,
-    /// DNS servers (kept for the application; this stack has no resolver).
+    /// DNS servers: `Stack::dns_query` asks them (feature `dns`).
     pub dns_servers: Vec<Ipv4Address, 3>,
 }
 
 /// Static IPv6 configuration.
 #[cfg(feature = "ipv6")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ipv6")))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct StaticConfigV6 {
@@ -35,12 +36,13 @@ pub struct StaticConfigV6 {
     pub address: Ipv6Cidr,
     /// Default gateway.
     pub gateway: Option<Ipv6Address>,
-    /// DNS servers (kept for the application; this stack has no resolver).
+    /// DNS servers: `Stack::dns_query` asks them (feature `dns`).
     pub dns_servers: Vec<Ipv6Address, 3>,
 }
 
 /// DHCPv4 client configuration.
 #[cfg(feature = "dhcpv4")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dhcpv4")))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -58,6 +60,7 @@ pub struct DhcpConfig {
 }
 
 #[cfg(feature = "dhcpv4")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dhcpv4")))]
 impl Default for DhcpConfig {
     fn default() -> Self {
         Self {
@@ -79,6 +82,7 @@ pub struct Config {
     pub ipv4: ConfigV4,
     /// IPv6 configuration.
     #[cfg(feature = "ipv6")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ipv6")))]
     pub ipv6: ConfigV6,
 }
 
@@ -94,6 +98,7 @@ impl Config {
 
     /// Static IPv6 addressing, no IPv4.
     #[cfg(feature = "ipv6")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ipv6")))]
     pub const fn ipv6_static(config: StaticConfigV6) -> Self {
         Self {
             ipv4: ConfigV4::None,
@@ -103,6 +108,7 @@ impl Config {
 
     /// IPv4 addressing from DHCP, no IPv6: `Config::dhcpv4(Default::default())`.
     #[cfg(feature = "dhcpv4")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dhcpv4")))]
     pub const fn dhcpv4(config: DhcpConfig) -> Self {
         Self {
             ipv4: ConfigV4::Dhcp(config),
@@ -123,11 +129,13 @@ pub enum ConfigV4 {
     Static(StaticConfigV4),
     /// An address from DHCP.
     #[cfg(feature = "dhcpv4")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dhcpv4")))]
     Dhcp(DhcpConfig),
 }
 
 /// IPv6 configuration.
 #[cfg(feature = "ipv6")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ipv6")))]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ConfigV6 {
@@ -192,6 +200,8 @@ impl Inner {
         self.log_config();
         self.set_ip_addrs();
         self.set_default_routes();
+        #[cfg(feature = "dns")]
+        self.update_dns_servers();
         self.state_waker.wake();
     }
 

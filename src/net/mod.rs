@@ -41,10 +41,21 @@
 //!   smoltcp wakes both on every state change) and call [`wake_at`] with its own next deadline.
 //!   [`now`] gives the current time in smoltcp's type, the one p2psc's state machines take.
 //!
-//! ```ignore
+//! ```no_run
 //! use core::task::Poll;
 //! use p2psc::net::{self, Stack};
 //! use smoltcp::socket::tcp;
+//! # use p2psc::net::{Interface, SocketHandle, SocketSet};
+//! # use p2psc::time::Instant;
+//! # struct Machine;
+//! # struct Outcome;
+//! # impl Machine {
+//! #     fn poll(&mut self, _: Instant, _: &mut Interface, _: &mut SocketSet<'_>) -> Option<Outcome> {
+//! #         None
+//! #     }
+//! #     fn socket_handles(&self) -> [SocketHandle; 0] { [] }
+//! #     fn poll_at(&self) -> Option<Instant> { None }
+//! # }
 //!
 //! async fn drive(stack: Stack<'_>, machine: &mut Machine) -> Outcome {
 //!     stack
@@ -93,7 +104,8 @@
 //! - Ephemeral local ports skip ports that a TCP socket in the set already uses.
 //! - `accept` fails with [`tcp::AcceptError::ConnectionReset`] if the half-open connection dies
 //!   instead of returning `Ok` on a closed socket.
-//! - Not provided (p2psc does not need them): UDP, DNS, ICMP and raw sockets, multicast,
+//! - `Stack::dns_query` (feature `dns`) is bounded by a timeout (`dns::DnsError::TimedOut`).
+//! - Not provided (p2psc does not need them): ICMP and raw sockets, multicast,
 //!   IEEE 802.15.4, SLAAC, the DHCP hostname option, `TcpClient`.
 //!
 //! # Features
@@ -105,26 +117,37 @@
 //!   (about 16 KiB of flash on a Cortex-M4).
 //! - `dhcpv4`: `ConfigV4::Dhcp` and smoltcp's DHCP client socket (about 6 KiB).
 //! - `medium-ip`: drivers without a link layer ([`driver::HardwareAddress::Ip`]: TUN, PPP; 0.3 KiB).
+//! - `dns` (not default): `Stack::dns_query`, smoltcp's DNS socket (one socket slot), and a
+//!   mediator given by host name in `connector::connect`.
+//! - `udp` (not default): `udp::UdpSocket` (also re-exported as `UdpSocket`), smoltcp's UDP socket.
 //!
 //! They are default features, so that hosts get the whole API; firmware turns them off with
 //! `default-features = false` and enables what it uses (`boards/` shows both).
 
 mod config;
+#[cfg(feature = "dns")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
+pub mod dns;
 pub mod driver;
 mod runner;
 pub mod secure;
 mod stack;
 pub mod tcp;
 mod time;
+#[cfg(feature = "udp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "udp")))]
+pub mod udp;
 
 use core::future::Future;
 use core::pin::pin;
 use core::task::Context;
 
 #[cfg(feature = "dhcpv4")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dhcpv4")))]
 pub use config::DhcpConfig;
 pub use config::{Config, ConfigV4, StaticConfigV4};
 #[cfg(feature = "ipv6")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ipv6")))]
 pub use config::{ConfigV6, StaticConfigV6};
 use embassy_time::Timer;
 pub use runner::Runner;
@@ -135,9 +158,14 @@ pub use smoltcp::wire::{
     Ipv4Cidr,
 };
 #[cfg(feature = "ipv6")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ipv6")))]
 pub use smoltcp::wire::{Ipv6Address, Ipv6Cidr};
 pub use stack::{new, Stack, StackResources};
+#[cfg(feature = "udp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "udp")))]
+pub use udp::UdpSocket;
 
+pub(crate) use self::time::duration_to_smoltcp;
 use self::time::{instant_from_smoltcp, instant_to_smoltcp};
 
 /// The current time on the stack's clock (embassy-time), in smoltcp's type, which is what p2psc's

@@ -5,10 +5,12 @@
 //! ([`crate::proto::channel`]). The caller lends two buffers, one record each way; nothing is
 //! allocated.
 //!
-//! ```ignore
+//! ```no_run
 //! use embedded_io_async::{Read, Write};
 //! use p2psc::proto::channel::MAX_RECORD_LEN;
 //! use p2psc::net::SecureSocket;
+//! # async fn f(conn: p2psc::connector::PeerConnection<'_>) -> Result<(), p2psc::net::secure::Error> {
+//! # let mut buf = [0u8; 64];
 //!
 //! let (mut rx, mut tx) = ([0u8; MAX_RECORD_LEN], [0u8; MAX_RECORD_LEN]);
 //! let mut secure = SecureSocket::new(conn.socket, &conn.session_key, conn.role, &mut rx, &mut tx);
@@ -16,6 +18,7 @@
 //! secure.flush().await?;
 //! let n = secure.read(&mut buf).await?; // Ok(0) only after the peer's authenticated end of stream
 //! secure.close().await?;                // our end-of-stream record, then FIN
+//! # Ok(()) }
 //! ```
 //!
 //! - `write` seals up to one record of the data and queues it in the TCP socket; `flush` waits until
@@ -40,6 +43,7 @@ use crate::wire::Role;
 /// Error from a [`SecureSocket`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum Error {
     /// The TCP connection is gone (reset, timed out, aborted), or its write half was closed.
     ConnectionReset,

@@ -12,7 +12,7 @@ use smoltcp::iface::SocketStorage;
 
 use super::driver::{to_smoltcp_hardware_address, DriverAdapter};
 use super::time::instant_to_smoltcp;
-#[cfg(feature = "dhcpv4")]
+#[cfg(any(feature = "dhcpv4", feature = "dns"))]
 use super::SocketHandle;
 use super::{Config, ConfigV4, HardwareAddress, Interface, Runner, SocketSet, StaticConfigV4};
 #[cfg(feature = "ipv6")]
@@ -26,10 +26,14 @@ const STATE_WAITERS: usize = 4;
 /// Memory for a network stack: the socket slots and the shared state.
 ///
 /// `SOCK` is the number of sockets that can exist at once. DHCP (feature `dhcpv4`) uses one slot;
-/// every [`tcp::TcpSocket`](super::tcp::TcpSocket) and every socket a state machine adds uses one.
+/// so does a running DNS query (feature `dns`); every [`tcp::TcpSocket`](super::tcp::TcpSocket) and every socket a
+/// state machine adds uses one.
 pub struct StackResources<const SOCK: usize> {
     sockets: MaybeUninit<[SocketStorage<'static>; SOCK]>,
     inner: MaybeUninit<RefCell<Inner>>,
+    /// The DNS socket's one query slot.
+    #[cfg(feature = "dns")]
+    dns_queries: [Option<smoltcp::socket::dns::DnsQuery>; 1],
 }
 
 impl<const SOCK: usize> StackResources<SOCK> {
@@ -38,6 +42,8 @@ impl<const SOCK: usize> StackResources<SOCK> {
         Self {
             sockets: MaybeUninit::uninit(),
             inner: MaybeUninit::uninit(),
+            #[cfg(feature = "dns")]
+            dns_queries: [None],
         }
     }
 }
@@ -69,6 +75,8 @@ pub(crate) struct Inner {
     /// Wakes tasks waiting for link or configuration changes.
     pub(super) state_waker: MultiWakerRegistration<STATE_WAITERS>,
     pub(super) hardware_address: HardwareAddress,
+    /// Slots of the socket set (`SOCK` of the resources): smoltcp's `add` panics when all are taken.
+    pub(super) socket_slots: usize,
     next_local_port: u16,
     pub(super) link_up: bool,
     pub(super) static_v4: Option<StaticConfigV4>,
@@ -76,6 +84,15 @@ pub(crate) struct Inner {
     pub(super) static_v6: Option<StaticConfigV6>,
     #[cfg(feature = "dhcpv4")]
     pub(super) dhcp_socket: Option<SocketHandle>,
+    /// The DNS socket while a query runs (feature `dns`): it takes a socket slot only then.
+    #[cfg(feature = "dns")]
+    pub(super) dns_socket: Option<SocketHandle>,
+    /// The DNS socket's query slot, in the resources (borrowed for `'d`, like the socket storage).
+    #[cfg(feature = "dns")]
+    pub(super) dns_queries: *mut [Option<smoltcp::socket::dns::DnsQuery>; 1],
+    /// Wakes tasks waiting for the running DNS query to end.
+    #[cfg(feature = "dns")]
+    pub(super) dns_waker: WakerRegistration,
 }
 
 fn _assert_covariant<'a, 'b: 'a>(x: Stack<'b>) -> Stack<'a> {
@@ -125,6 +142,7 @@ pub fn new<'d, D: Driver, const SOCK: usize>(
         waker: WakerRegistration::new(),
         state_waker: MultiWakerRegistration::new(),
         hardware_address,
+        socket_slots: SOCK,
         next_local_port,
         link_up: false,
         static_v4: None,
@@ -132,6 +150,12 @@ pub fn new<'d, D: Driver, const SOCK: usize>(
         static_v6: None,
         #[cfg(feature = "dhcpv4")]
         dhcp_socket: None,
+        #[cfg(feature = "dns")]
+        dns_socket: None,
+        #[cfg(feature = "dns")]
+        dns_queries: &raw mut resources.dns_queries,
+        #[cfg(feature = "dns")]
+        dns_waker: WakerRegistration::new(),
     };
     inner.set_config_v4(config.ipv4);
     #[cfg(feature = "ipv6")]
@@ -222,6 +246,12 @@ impl<'d> Stack<'d> {
         poll_fn(|cx| self.with_mut(|iface, sockets| f(cx, iface, sockets))).await
     }
 
+    /// Socket slots not in use (of the `SOCK` of [`StackResources`]): creating more sockets than this
+    /// panics, so an operation that creates several checks first.
+    pub(crate) fn free_socket_slots(&self) -> usize {
+        self.with_inner(|i| i.socket_slots - i.sockets.iter().count())
+    }
+
     /// The interface's hardware address.
     pub fn hardware_address(&self) -> HardwareAddress {
         self.with_inner(|i| i.hardware_address)
@@ -280,6 +310,7 @@ impl<'d> Stack<'d> {
 
     /// The current IPv6 configuration.
     #[cfg(feature = "ipv6")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ipv6")))]
     pub fn config_v6(&self) -> Option<StaticConfigV6> {
         self.with_inner(|i| i.static_v6.clone())
     }
@@ -295,6 +326,7 @@ impl<'d> Stack<'d> {
 
     /// Replace the IPv6 configuration.
     #[cfg(feature = "ipv6")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ipv6")))]
     pub fn set_config_v6(&self, config: ConfigV6) {
         self.with_inner_mut(|i| {
             i.set_config_v6(config);
@@ -313,7 +345,9 @@ impl Inner {
                     s.listen_endpoint().port == port
                         || s.local_endpoint().is_some_and(|e| e.port == port)
                 }
-                // The DHCP socket, when there is one.
+                #[cfg(feature = "udp")]
+                smoltcp::socket::Socket::Udp(s) => s.endpoint().port == port,
+                // The DHCP and DNS sockets, when there are.
                 #[allow(unreachable_patterns)]
                 _ => false,
             })

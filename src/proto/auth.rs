@@ -52,6 +52,7 @@ impl fmt::Debug for SessionKey {
 }
 
 #[cfg(feature = "defmt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "defmt")))]
 impl defmt::Format for SessionKey {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(f, "SessionKey(..)")
@@ -61,6 +62,7 @@ impl defmt::Format for SessionKey {
 /// Why a peer handshake failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum AuthError {
     /// The peer sent a frame that does not parse.
     Wire(wire::Error),
@@ -71,6 +73,9 @@ pub enum AuthError {
     BadSignature,
     /// The peer's ephemeral key is degenerate (the shared secret would be zero).
     WeakEphemeral,
+    /// On a new connection of the same handshake the peer presented another ephemeral key than it did
+    /// before (an honest peer signs its PeerAuth once).
+    EphemeralChanged,
     /// A message that is not valid in this state.
     UnexpectedMessage(MessageType),
     /// The peer did not complete the handshake before the deadline.
@@ -84,6 +89,9 @@ impl fmt::Display for AuthError {
             AuthError::WrongKey => f.write_str("peer presented another key"),
             AuthError::BadSignature => f.write_str("peer signature does not verify"),
             AuthError::WeakEphemeral => f.write_str("peer ephemeral key is degenerate"),
+            AuthError::EphemeralChanged => {
+                f.write_str("peer ephemeral key changed between connections")
+            }
             AuthError::UnexpectedMessage(t) => write!(f, "unexpected {:?} from peer", t),
             AuthError::Timeout => f.write_str("peer handshake timed out"),
         }
@@ -133,6 +141,10 @@ pub struct Handshake {
     /// Wiped once the peer's PeerAuth has been checked (and on drop): the session key's forward secrecy
     /// rests on it (protocol §10.9).
     ephemeral_secret: zeroize::Zeroizing<[u8; 32]>,
+    /// The peer's ephemeral key and the session key agreed with it, kept once the secret is wiped so that
+    /// a handshake started again on a new connection agrees on the same key (the peer signs its PeerAuth
+    /// once, so an honest peer presents the same ephemeral key on every connection).
+    agreed: Option<([u8; 32], SessionKey)>,
     ours: PeerAuth,
     auth_sent: bool,
     /// Leader: this connection is chosen (Confirm queued); follower: never set.
@@ -184,6 +196,7 @@ impl Handshake {
             params,
             own,
             ephemeral_secret: zeroize::Zeroizing::new(ephemeral_seed),
+            agreed: None,
             ours,
             auth_sent: false,
             confirmed: false,
@@ -372,9 +385,14 @@ impl Handshake {
         {
             return Err(self.fail(AuthError::BadSignature));
         }
+        if let Some((ephemeral, key)) = self.agreed {
+            // A new connection of this handshake: the secret is gone; the peer's key must not have changed.
+            return match ephemeral == theirs.ephemeral {
+                true => Ok(key),
+                false => Err(self.fail(AuthError::EphemeralChanged)),
+            };
+        }
         let secret = salty::agreement::SecretKey::from_seed(&self.ephemeral_secret);
-        // This connection's secret is not needed again (other candidates hold their own copy).
-        zeroize::Zeroize::zeroize(&mut *self.ephemeral_secret);
         let shared = zeroize::Zeroizing::new(
             secret
                 .agree(&salty::agreement::PublicKey::from(theirs.ephemeral))
@@ -383,15 +401,18 @@ impl Handshake {
         if *shared == [0u8; 32] {
             return Err(self.fail(AuthError::WeakEphemeral));
         }
+        // The secret is not needed again: `agreed` answers a new connection of this handshake (other
+        // candidates hold their own copy).
+        zeroize::Zeroize::zeroize(&mut *self.ephemeral_secret);
         let ours = (&self.own, &p.own_nonce, &self.ours.ephemeral);
         let peers = (&p.peer, &p.peer_nonce, &theirs.ephemeral);
         let (leader, follower) = match p.role {
             Role::Leader => (ours, peers),
             Role::Follower => (peers, ours),
         };
-        Ok(SessionKey(transcript::session_key(
-            &shared, leader, follower,
-        )))
+        let key = SessionKey(transcript::session_key(&shared, leader, follower));
+        self.agreed = Some((theirs.ephemeral, key));
+        Ok(key)
     }
 }
 
@@ -425,6 +446,38 @@ mod tests {
         assert_eq!(*hb.ephemeral_secret, [0; 32]);
         // The leader's copy stays until its own check: another candidate may still need it.
         assert_ne!(*ha.ephemeral_secret, [0; 32]);
+    }
+
+    /// Found by the `peer_handshake` fuzz target (finding `handshake-restart-key`). `start` promises
+    /// that a handshake can begin again on a new connection, keeping its parameters and signature; but
+    /// the ephemeral secret is wiped once a PeerAuth verifies, so on the next connection the same
+    /// peer's PeerAuth verifies again and yields a session key the peer does not have.
+    #[test]
+    fn a_handshake_started_again_after_a_verified_peer_agrees_on_the_key() {
+        let (mut ha, mut hb) = pair();
+        let mut buf = [0u8; wire::MAX_FRAME_LEN];
+        // First connection: the follower verifies the leader's PeerAuth, then the connection is lost.
+        ha.start(Instant::from_secs(5));
+        hb.start(Instant::from_secs(5));
+        let n = ha.transmit(&mut buf).unwrap();
+        let (_, event) = hb.receive(&SaltyVerifier, &buf[..n]).unwrap();
+        assert_eq!(event, Some(AuthEvent::Verified));
+        // A new connection: both start again and run to the end.
+        ha.start(Instant::from_secs(10));
+        hb.start(Instant::from_secs(10));
+        assert!(ha.confirm());
+        let pump = |from: &mut Handshake, to: &mut Handshake| {
+            let mut buf = [0u8; wire::MAX_FRAME_LEN];
+            while let Some(n) = from.transmit(&mut buf) {
+                to.receive(&SaltyVerifier, &buf[..n]).unwrap();
+            }
+        };
+        for _ in 0..2 {
+            pump(&mut ha, &mut hb);
+            pump(&mut hb, &mut ha);
+        }
+        let (ka, kb) = (ha.session_key().unwrap(), hb.session_key().unwrap());
+        assert_eq!(ka, kb, "the two sides derived different keys");
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! - [`client`]: the peer's whole side, sequencing the above with the mediator connection; every peer
 //!   shell drives it.
 //! - [`mediator`]: the mediator's per-connection sessions and its table of waiting peers.
+//! - [`rendezvous`]: which of several mediators a pair meets on (§13): the ranking both peers compute.
 //! - [`transcript`]: what is signed, for all of them.
 //! - [`channel`]: the secure channel that protects the stream after the handshake.
 
@@ -26,6 +27,7 @@ pub mod punch;
 pub mod register;
 #[cfg(feature = "relay")]
 pub mod relay;
+pub mod rendezvous;
 pub mod transcript;
 
 pub use auth::{AuthError, AuthEvent, Handshake, HandshakeParams, SessionKey};

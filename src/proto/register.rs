@@ -54,6 +54,7 @@ pub enum Awaiting {
 /// Why a registration failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum RegisterError {
     /// The mediator sent a frame that does not parse.
     Wire(wire::Error),
@@ -133,6 +134,7 @@ impl PunchInfo {
 /// Progress worth telling the application about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum RegisterEvent {
     /// The mediator challenged us; it sees us at this endpoint.
     Challenged {

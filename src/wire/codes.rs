@@ -223,11 +223,22 @@ impl Role {
     }
 }
 
+/// `leader` or `follower`, for logs.
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+        })
+    }
+}
+
 wire_code! {
     /// Why the mediator ended a registration. Codes a receiver does not know are kept as
     /// [`AbortReason::Other`].
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+    #[non_exhaustive]
     pub enum AbortReason {
         /// The peer's frames carry a protocol version the mediator does not speak (the Abort frame's own
         /// version field carries the mediator's).

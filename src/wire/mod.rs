@@ -66,6 +66,7 @@ pub type Nonce = [u8; NONCE_LEN];
 /// What is wrong with a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum Error {
     /// The buffer ends before the header, or before the body length the header announces.
     Truncated,

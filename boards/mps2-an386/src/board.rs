@@ -19,8 +19,8 @@ pub const LAN9118_BASE: usize = 0x4020_0000;
 /// Its interrupt line.
 const LAN9118_IRQ: u16 = 13;
 /// Socket slots: the mediator connection and one punch candidate (which becomes the application's
-/// socket), plus the DHCP client's when `P2PSC_IPV4=dhcp`. `connector::connect` with `race: Some(..)`
-/// would need one more.
+/// socket), plus the DHCP client's when `P2PSC_IPV4=dhcp`: `ConnectResources::SOCKETS` for one
+/// candidate, and one more. Two candidates (`ConnectResources<_, _, 2>`) would need one more still.
 pub const SOCKETS: usize = if config::IPV4.is_some() { 2 } else { 3 };
 
 /// The NIC type the stack runs on.

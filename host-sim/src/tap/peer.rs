@@ -299,7 +299,7 @@ fn peer(args: &PeerArgs, out: &Out) -> Result<(), Failure> {
         args.peer_key,
         IpEndpoint::from(std::net::SocketAddr::V4(args.mediator)),
         handles,
-        seed,
+        &mut p2psc::rng::Drbg::new(seed),
         started,
     );
     out.line(format_args!(
@@ -379,6 +379,9 @@ fn peer(args: &PeerArgs, out: &Out) -> Result<(), Failure> {
         socket,
         stream,
     };
+    // Every ACK at once: the exchange ends as soon as our socket reaches TIME-WAIT, and a delayed ACK of
+    // the peer's FIN would never leave (the peer then waits in LAST-ACK until its own close deadline).
+    conn.net.tcp(conn.socket).set_ack_delay(None);
     if let Some(msg) = &args.send {
         send(&mut conn, msg.as_bytes(), deadline, out).map_err(Failure::Exchange)?;
     } else if args.echo {
@@ -398,13 +401,20 @@ struct Conn {
 }
 
 impl Conn {
-    /// Poll the stack and move the stream's bytes; what arrived is appended to `into`.
+    /// Poll the stack and move the stream's bytes; what arrived is appended to `into`. Returns with
+    /// nothing unread in the socket: the caller then sleeps until the next frame, so bytes that came in
+    /// with the last poll would wait for a frame that may never come (the exchange's deadline).
     fn pump(&mut self, into: &mut Vec<u8>) -> Result<(), String> {
-        self.net.poll();
-        let result = self.stream.pump(self.net.tcp(self.socket), into);
-        // Send what the pump queued (or the abort after a channel error) at once.
-        self.net.poll();
-        result
+        loop {
+            self.net.poll();
+            let result = self.stream.pump(self.net.tcp(self.socket), into);
+            // Send what the pump queued (or the abort after a channel error) at once. This poll also
+            // takes in the frames that have arrived meanwhile.
+            self.net.poll();
+            if result.is_err() || !self.net.tcp(self.socket).can_recv() {
+                return result;
+            }
+        }
     }
 
     /// Wait (at most until `deadline`) for the close to finish: FIN both ways.

@@ -13,20 +13,22 @@ use std::net::Ipv4Addr;
 use std::task::Poll;
 
 use host_sim::mediator::MediatorNode;
-use p2psc::connector::{ConnectConfig, ConnectEvent, Connected, Connector, Error, Sockets};
+use p2psc::connector::{
+    ConnectConfig, ConnectEvent, Connected, Connector, Error, Mediator, Sockets,
+};
 use p2psc::identity::{Keypair, PublicKey, SaltyVerifier};
 use p2psc::proto::MediatorConfig;
 use p2psc::wire::Role;
 use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint};
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 
 use super::wire::{Nat, Nic, NodeId, Wire};
 
 /// The mediator's address.
 pub const MEDIATOR_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
-/// The mediator's port.
+/// The mediator's port (with [`Setup::mediators`] above one, the first's; the others follow).
 pub const MEDIATOR_PORT: u16 = 7777;
 /// Peer A's address.
 pub const A_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -100,6 +102,9 @@ pub struct Setup {
     pub b: Option<PeerSpec>,
     /// Whether the mediator serves (if not, its host answers every SYN with a RST).
     pub mediator: bool,
+    /// How many mediators the mediator host runs, on ports [`MEDIATOR_PORT`] and up; both peers list
+    /// them all.
+    pub mediators: u16,
     /// Whether A and B sit behind one NAT at [`PUBLIC_IP`] (port-preserving, hairpinning).
     pub nat: bool,
 }
@@ -111,6 +116,7 @@ impl Default for Setup {
             a: PeerSpec::a(),
             b: Some(PeerSpec::b()),
             mediator: true,
+            mediators: 1,
             nat: false,
         }
     }
@@ -188,7 +194,7 @@ pub struct Peer {
     host: Host,
     /// The sockets handed to the connector.
     pub handles: Sockets,
-    connector: Connector<Keypair, SaltyVerifier>,
+    connector: Connector<Keypair, SaltyVerifier, Vec<Mediator>>,
     /// Every event of the connector, with the time it was read.
     pub events: Vec<(Instant, ConnectEvent)>,
     /// When the connector returned `Poll::Ready`, and with what.
@@ -202,7 +208,7 @@ pub struct Peer {
 }
 
 impl Peer {
-    fn new(wire: &mut Wire, ip: Ipv4Addr, spec: &PeerSpec, host_seed: u64) -> Peer {
+    fn new(wire: &mut Wire, ip: Ipv4Addr, spec: &PeerSpec, mediators: u16, host_seed: u64) -> Peer {
         let mut host = Host::new(wire, ip, host_seed);
         let mediator = host.sockets.add(tcp_socket(256));
         let mut candidates = [None; 2];
@@ -213,14 +219,17 @@ impl Peer {
             mediator,
             candidates,
         };
-        let connector = Connector::new(
+        let mediators = (0..mediators)
+            .map(|i| Mediator::new(MEDIATOR_IP, MEDIATOR_PORT + i))
+            .collect();
+        let connector = Connector::with_mediators(
             spec.config,
             Keypair::from_seed(&spec.identity),
             SaltyVerifier,
             spec.want,
-            IpEndpoint::new(IpAddress::Ipv4(MEDIATOR_IP), MEDIATOR_PORT),
+            mediators,
             handles,
-            spec.seed,
+            &mut p2psc::rng::Drbg::new(spec.seed),
             Instant::ZERO,
         );
         Peer {
@@ -329,10 +338,10 @@ impl Peer {
     }
 }
 
-/// The mediator's host, serving or not.
+/// The mediator's host, serving or not: one node per mediator port; `None` once crashed.
 struct MediatorHost {
     host: Host,
-    node: Option<MediatorNode>,
+    nodes: Vec<Option<MediatorNode>>,
 }
 
 impl MediatorHost {
@@ -340,20 +349,25 @@ impl MediatorHost {
     fn poll(&mut self, now: Instant, wire: &mut Wire, woken: bool) -> bool {
         let due = woken
             || self.host.poll_at(now).is_some_and(|t| t <= now)
-            || self
-                .node
-                .as_ref()
-                .and_then(|n| n.poll_at())
-                .is_some_and(|t| t <= now);
+            || self.poll_at().is_some_and(|t| t <= now);
         if due {
-            let node = &mut self.node;
+            let nodes = &mut self.nodes;
             self.host.poll(now, wire, |_, sockets| {
-                if let Some(node) = node.as_mut() {
+                for node in nodes.iter_mut().flatten() {
                     node.poll(now, sockets);
                 }
             });
         }
         due
+    }
+
+    /// The earliest deadline of the nodes still running.
+    fn poll_at(&self) -> Option<Instant> {
+        self.nodes
+            .iter()
+            .flatten()
+            .filter_map(|n| n.poll_at())
+            .min()
     }
 }
 
@@ -373,24 +387,30 @@ impl Sim {
     /// Set up a run; nothing has happened yet.
     pub fn new(setup: Setup) -> Sim {
         let mut wire = Wire::new(setup.delay);
-        let mut peers = vec![Peer::new(&mut wire, A_IP, &setup.a, 0xA)];
+        let mediators = setup.mediators;
+        let mut peers = vec![Peer::new(&mut wire, A_IP, &setup.a, mediators, 0xA)];
         if let Some(b) = &setup.b {
-            peers.push(Peer::new(&mut wire, B_IP, b, 0xB));
+            peers.push(Peer::new(&mut wire, B_IP, b, mediators, 0xB));
         }
         let mut host = Host::new(&mut wire, MEDIATOR_IP, 0xC);
-        let node = setup.mediator.then(|| {
-            // These tests are about the punch and its sockets: the Matches offer no relay.
-            let mut config = MediatorConfig::default();
-            config.relay.enabled = false;
-            MediatorNode::new(MEDIATOR_PORT, 4, config, [0x0C; 32], &mut host.sockets)
-        });
+        let serving = if setup.mediator { mediators } else { 0 };
+        let nodes = (0..serving)
+            .map(|i| {
+                // These tests are about the punch and its sockets: the Matches offer no relay.
+                let mut config = MediatorConfig::default();
+                config.relay.enabled = false;
+                let seed = [0x0C + i as u8; 32];
+                let port = MEDIATOR_PORT + i;
+                Some(MediatorNode::new(port, 4, config, seed, &mut host.sockets))
+            })
+            .collect();
         if setup.nat {
             wire.set_nat(Nat::new(PUBLIC_IP, &[A_IP, B_IP]));
         }
         Sim {
             now: Instant::ZERO,
             wire,
-            mediator: MediatorHost { host, node },
+            mediator: MediatorHost { host, nodes },
             peers,
             steps: 0,
         }
@@ -413,7 +433,21 @@ impl Sim {
 
     /// The mediator node, to set it up.
     pub fn mediator(&mut self) -> &mut MediatorNode {
-        self.mediator.node.as_mut().expect("the mediator serves")
+        self.mediator_at(0)
+    }
+
+    /// The mediator node on port [`MEDIATOR_PORT`] + `i`.
+    pub fn mediator_at(&mut self, i: usize) -> &mut MediatorNode {
+        let node = self.mediator.nodes.get_mut(i).and_then(Option::as_mut);
+        node.expect("that mediator serves")
+    }
+
+    /// The mediator on port [`MEDIATOR_PORT`] + `i` dies (its connections are reset, its port closes).
+    pub fn crash_mediator(&mut self, i: usize) {
+        let host = &mut self.mediator;
+        if let Some(mut node) = host.nodes.get_mut(i).and_then(Option::take) {
+            node.crash(&mut host.host.sockets);
+        }
     }
 
     /// Whether every peer's connector has returned.
@@ -495,7 +529,7 @@ impl Sim {
             times.extend(peer.wake_at(now));
         }
         times.extend(self.mediator.host.poll_at(now));
-        times.extend(self.mediator.node.as_ref().and_then(|n| n.poll_at()));
+        times.extend(self.mediator.poll_at());
         // Due now only when a test touched a socket between runs: then step now.
         times.into_iter().min().map(|next| next.max(now))
     }

@@ -81,6 +81,19 @@ impl Lines {
         }
     }
 
+    /// Whether a line (from now on) contains `needle` within `limit`.
+    pub fn saw(&mut self, needle: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return true,
+                Ok(line) => self.seen.push(line),
+                Err(_) => return false,
+            }
+        }
+    }
+
     /// The first line (from now on) that contains `needle`, within `limit`.
     pub fn find(&mut self, needle: &str, limit: Duration) -> String {
         let deadline = Instant::now() + limit;
@@ -283,10 +296,15 @@ pub struct Mediator {
 
 impl Mediator {
     pub fn start() -> Mediator {
+        Mediator::start_logging("info")
+    }
+
+    /// A mediator logging at `level` ("debug" logs each verified registration with its key).
+    pub fn start_logging(level: &str) -> Mediator {
         let mut running = start(
             Command::new(mediator_binary())
                 .args(["--listen", "127.0.0.1:0", "--stats-interval", "0"])
-                .args(["--log-level", "info"]),
+                .args(["--log-level", level]),
         );
         let line = running
             .stderr

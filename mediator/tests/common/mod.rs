@@ -11,7 +11,7 @@ use p2psc::identity::{PublicKey, Signer};
 use p2psc::proto::{RegisterConfig, RegisterEvent};
 use p2psc::wire::{FrameReader, Message, MAX_FRAME_LEN};
 pub use p2psc_mediator::client::{Client, ClientError};
-use p2psc_mediator::{run, DalekSigner, Running, ServerConfig};
+use p2psc_mediator::{run, DalekSigner, PrefixLimit, Running, ServerConfig};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::oneshot;
@@ -34,7 +34,15 @@ pub fn config() -> ServerConfig {
     let mut config = ServerConfig {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         max_connections: 2_000,
-        max_per_ip: 2_000,
+        // Every test client comes from 127.0.0.1: no per-source limits unless a test sets them.
+        per_ip: PrefixLimit {
+            concurrent: 2_000,
+            rate: 0,
+        },
+        per_net: PrefixLimit {
+            concurrent: 2_000,
+            rate: 0,
+        },
         // Shutdown ends as soon as connections close; generous so a loaded machine passes too.
         shutdown_grace: Duration::from_secs(10),
         stats_interval: None,

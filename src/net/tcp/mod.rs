@@ -38,6 +38,7 @@ use io::TcpIo;
 /// Error from reading or writing a [`TcpSocket`].
 #[derive(PartialEq, Eq, Clone, Copy, Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum Error {
     /// The connection is gone: reset by the peer, timed out, aborted, or (for writes) the local
     /// write half was closed.
@@ -47,6 +48,7 @@ pub enum Error {
 /// Error from [`TcpSocket::connect`] and [`TcpSocket::connect_from`].
 #[derive(PartialEq, Eq, Clone, Copy, Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum ConnectError {
     /// The socket is already connected, connecting or listening.
     InvalidState,
@@ -62,6 +64,7 @@ pub enum ConnectError {
 /// Error from [`TcpSocket::accept`].
 #[derive(PartialEq, Eq, Clone, Copy, Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum AcceptError {
     /// The socket is already connected, connecting or listening elsewhere.
     InvalidState,

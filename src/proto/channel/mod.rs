@@ -16,6 +16,9 @@
 //! - [`Sealer`] turns plaintext into records in a caller's buffer (in place, one record at a time).
 //! - [`Opener`] is fed stream bytes in any chunking, reassembles one record at a time in a caller's
 //!   buffer, and hands out its plaintext only once its tag has verified (decryption in place).
+//! - Both compute ChaCha20-Poly1305 with a [`RecordCipher`]: by default [`RustCryptoCipher`]
+//!   (portable, `no_std`); a host may plug in a faster implementation of the same AEAD with
+//!   [`Sealer::with_cipher`] and [`Opener::with_cipher`].
 //!
 //! A sender ends its direction with an authenticated end-of-stream record ([`Sealer::seal_end`]),
 //! so a receiver can tell a finished stream from a truncated one ([`Opener::finish`]). Every failure
@@ -43,7 +46,6 @@
 
 use core::fmt;
 
-use chacha20poly1305::{ChaCha20Poly1305, KeyInit};
 use hkdf::Hkdf;
 use sha2::Sha256;
 use zeroize::Zeroize;
@@ -51,9 +53,11 @@ use zeroize::Zeroize;
 use super::SessionKey;
 use crate::wire::Role;
 
+mod cipher;
 mod open;
 mod seal;
 
+pub use cipher::{AeadError, RecordCipher, RustCryptoCipher, KEY_LEN, NONCE_LEN};
 pub use open::Opener;
 pub use seal::{Sealed, Sealer};
 
@@ -112,6 +116,7 @@ impl RecordType {
 /// Why the channel failed. Every error is final for the connection: close it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum ChannelError {
     /// A record's tag does not verify: it was altered, replayed, reordered, a record before it was
     /// lost, or the peer uses another key. None of its plaintext is released.
@@ -153,12 +158,13 @@ impl fmt::Display for ChannelError {
 impl core::error::Error for ChannelError {}
 
 /// The key of one direction, wiped from memory when dropped.
-pub struct DirectionKey([u8; 32]);
+pub struct DirectionKey([u8; KEY_LEN]);
 
 impl DirectionKey {
-    fn cipher(&self) -> ChaCha20Poly1305 {
-        // The cipher keeps its own copy of the key and wipes it on drop too.
-        ChaCha20Poly1305::new(&self.0.into())
+    /// The cipher of this direction; the key is wiped when `self` drops, the cipher's own copy when
+    /// the cipher does.
+    fn cipher<C: RecordCipher>(self) -> C {
+        C::new(&self.0)
     }
 }
 
@@ -175,6 +181,7 @@ impl fmt::Debug for DirectionKey {
 }
 
 #[cfg(feature = "defmt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "defmt")))]
 impl defmt::Format for DirectionKey {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(f, "DirectionKey(..)")
@@ -219,8 +226,8 @@ impl ChannelKeys {
 
 /// The AEAD nonce of record number `seq`: four zero bytes, then the number big-endian (RFC 8439
 /// §2.8 "constant || counter"; the key is unique to this connection and direction).
-fn nonce(seq: u64) -> chacha20poly1305::Nonce {
-    let mut nonce = chacha20poly1305::Nonce::default();
+fn nonce(seq: u64) -> [u8; NONCE_LEN] {
+    let mut nonce = [0; NONCE_LEN];
     nonce[4..].copy_from_slice(&seq.to_be_bytes());
     nonce
 }

@@ -1,10 +1,8 @@
 //! The receiving half: stream bytes in, authenticated plaintext out.
 
-use chacha20poly1305::{AeadInPlace, ChaCha20Poly1305, Tag};
-
 use super::{
-    nonce, ChannelError, DirectionKey, RecordType, HEADER_LEN, MAX_DATA_RECORD_NUMBER,
-    MAX_PLAINTEXT_LEN, MAX_RECORD_NUMBER, OVERHEAD, TAG_LEN,
+    nonce, ChannelError, DirectionKey, RecordCipher, RecordType, RustCryptoCipher, HEADER_LEN,
+    MAX_DATA_RECORD_NUMBER, MAX_PLAINTEXT_LEN, MAX_RECORD_NUMBER, OVERHEAD, TAG_LEN,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,7 +15,7 @@ enum State {
 }
 
 /// Opens one direction's records, reassembling each in a buffer `B` (a `&mut [u8]` on a device, an
-/// owned array or box on a host).
+/// owned array or box on a host), with the cipher `C` (by default [`RustCryptoCipher`]).
 ///
 /// Give it stream bytes either by copy ([`feed`](Opener::feed)) or by reading straight into
 /// [`receive_buffer`](Opener::receive_buffer) and calling [`commit`](Opener::commit). Once a record
@@ -26,8 +24,8 @@ enum State {
 /// stream, call [`finish`](Opener::finish): it fails unless the peer's end-of-stream record came.
 ///
 /// The first error is final: every later call returns it, no plaintext is released after it.
-pub struct Opener<B> {
-    cipher: ChaCha20Poly1305,
+pub struct Opener<B, C = RustCryptoCipher> {
+    cipher: C,
     /// Number of the record being received.
     next: u64,
     buf: B,
@@ -39,7 +37,7 @@ pub struct Opener<B> {
     state: State,
 }
 
-impl<B> core::fmt::Debug for Opener<B> {
+impl<B, C> core::fmt::Debug for Opener<B, C> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Opener")
             .field("next", &self.next)
@@ -51,15 +49,23 @@ impl<B> core::fmt::Debug for Opener<B> {
 }
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> Opener<B> {
-    /// An opener with the key of the direction it receives ([`super::ChannelKeys::receive`]),
-    /// reassembling records in `buf`. Give it [`super::MAX_RECORD_LEN`] bytes: a record that does
-    /// not fit fails with [`ChannelError::BufferTooSmall`].
+    /// An opener with the key of the direction it receives ([`super::ChannelKeys::receive`]) and
+    /// the default cipher, reassembling records in `buf`. Give it [`super::MAX_RECORD_LEN`] bytes: a
+    /// record that does not fit fails with [`ChannelError::BufferTooSmall`].
     pub fn new(key: DirectionKey, buf: B) -> Opener<B> {
+        Opener::with_cipher(key, buf)
+    }
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>, C: RecordCipher> Opener<B, C> {
+    /// An opener like [`new`](Opener::new), with the cipher `C`
+    /// (`Opener::<_, MyCipher>::with_cipher(keys.receive, buf)`).
+    pub fn with_cipher(key: DirectionKey, buf: B) -> Opener<B, C> {
         Opener::starting_at(key, buf, 0)
     }
 
     /// An opener whose next record number is `next` (tests reach the counter limit with it).
-    pub(super) fn starting_at(key: DirectionKey, buf: B, next: u64) -> Opener<B> {
+    pub(super) fn starting_at(key: DirectionKey, buf: B, next: u64) -> Opener<B, C> {
         let state = if buf.as_ref().len() < OVERHEAD {
             State::Failed(ChannelError::BufferTooSmall)
         } else {
@@ -225,8 +231,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Opener<B> {
         let record = &mut self.buf.as_mut()[..self.filled];
         let (head, rest) = record.split_at_mut(HEADER_LEN);
         let (body, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+        let tag = <&[u8; TAG_LEN]>::try_from(&*tag).map_err(|_| ChannelError::BadTag)?;
         self.cipher
-            .decrypt_in_place_detached(&nonce(self.next), head, body, Tag::from_slice(tag))
+            .open_in_place(&nonce(self.next), head, body, tag)
             .map_err(|_| ChannelError::BadTag)?;
         // Authenticated: only now is the type trusted.
         let record_type = RecordType::from_u8(head[0]);

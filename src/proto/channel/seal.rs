@@ -1,10 +1,8 @@
 //! The sending half: plaintext in, records out.
 
-use chacha20poly1305::{AeadInPlace, ChaCha20Poly1305};
-
 use super::{
-    header, nonce, ChannelError, DirectionKey, RecordType, HEADER_LEN, MAX_DATA_RECORD_NUMBER,
-    MAX_PLAINTEXT_LEN, MAX_RECORD_NUMBER, OVERHEAD, TAG_LEN,
+    header, nonce, ChannelError, DirectionKey, RecordCipher, RecordType, RustCryptoCipher,
+    HEADER_LEN, MAX_DATA_RECORD_NUMBER, MAX_PLAINTEXT_LEN, MAX_RECORD_NUMBER, OVERHEAD, TAG_LEN,
 };
 
 /// What [`Sealer::seal`] produced.
@@ -17,18 +15,19 @@ pub struct Sealed {
     pub len: usize,
 }
 
-/// Seals one direction's records, numbering them from 0.
+/// Seals one direction's records, numbering them from 0, with the cipher `C` (by default
+/// [`RustCryptoCipher`]).
 ///
 /// Every call writes at most one whole record into the caller's buffer; the caller sends it before
 /// or after sealing the next, in order. After [`seal_end`](Sealer::seal_end) nothing more can be
 /// sealed.
-pub struct Sealer {
-    cipher: ChaCha20Poly1305,
+pub struct Sealer<C = RustCryptoCipher> {
+    cipher: C,
     next: u64,
     ended: bool,
 }
 
-impl core::fmt::Debug for Sealer {
+impl<C> core::fmt::Debug for Sealer<C> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Sealer")
             .field("next", &self.next)
@@ -38,13 +37,22 @@ impl core::fmt::Debug for Sealer {
 }
 
 impl Sealer {
-    /// A sealer with the key of the direction it sends ([`super::ChannelKeys::send`]).
+    /// A sealer with the key of the direction it sends ([`super::ChannelKeys::send`]) and the
+    /// default cipher.
     pub fn new(key: DirectionKey) -> Sealer {
+        Sealer::with_cipher(key)
+    }
+}
+
+impl<C: RecordCipher> Sealer<C> {
+    /// A sealer with the key of the direction it sends and the cipher `C`
+    /// (`Sealer::<MyCipher>::with_cipher(keys.send)`).
+    pub fn with_cipher(key: DirectionKey) -> Sealer<C> {
         Sealer::starting_at(key, 0)
     }
 
     /// A sealer whose next record number is `next` (tests reach the counter limit with it).
-    pub(super) fn starting_at(key: DirectionKey, next: u64) -> Sealer {
+    pub(super) fn starting_at(key: DirectionKey, next: u64) -> Sealer<C> {
         Sealer {
             cipher: key.cipher(),
             next,
@@ -143,8 +151,8 @@ impl Sealer {
         let (body, tail) = rest.split_at_mut(len);
         let tag = self
             .cipher
-            .encrypt_in_place_detached(&nonce(self.next), &aad, body)
-            // Only a buffer of more than 2^38 bytes is refused.
+            .seal_in_place(&nonce(self.next), &aad, body)
+            // No cipher refuses a body of at most MAX_PLAINTEXT_LEN bytes.
             .map_err(|_| ChannelError::Oversized)?;
         head.copy_from_slice(&aad);
         tail[..TAG_LEN].copy_from_slice(&tag);

@@ -73,7 +73,7 @@ fn raw_record(key: &DirectionKey, number: u64, record_type: u8, plaintext: &[u8]
     let aad = [record_type, len[0], len[1]];
     let mut body = plaintext.to_vec();
     let tag = ChaCha20Poly1305::new(&key.0.into())
-        .encrypt_in_place_detached(&nonce(number), &aad, &mut body)
+        .encrypt_in_place_detached(&nonce(number).into(), &aad, &mut body)
         .unwrap();
     [&aad[..], &body, &tag].concat()
 }
@@ -319,7 +319,7 @@ fn every_flipped_bit_is_refused() {
         let mut forged_end = end.clone();
         forged_end[(bit / 8) % end.len()] ^= 1 << (bit % 8);
         let mut buf = [0u8; MAX_RECORD_LEN];
-        let mut o = Opener::starting_at(follower().receive, &mut buf, 2);
+        let mut o = Opener::<_>::starting_at(follower().receive, &mut buf, 2);
         let _ = feed_all(&mut o, &forged_end, 64);
         assert!(!o.is_ended(), "bit {bit}");
         assert!(o.finish().is_err(), "bit {bit}");
@@ -344,7 +344,7 @@ fn truncated_stream_is_an_error() {
     assert_eq!(o.finish(), Err(ChannelError::Truncated));
     // A cut end-of-stream record.
     let mut buf = [0u8; MAX_RECORD_LEN];
-    let mut o = Opener::starting_at(follower().receive, &mut buf, 2);
+    let mut o = Opener::<_>::starting_at(follower().receive, &mut buf, 2);
     assert_eq!(feed_all(&mut o, &end[..OVERHEAD - 1], 100), Ok(Vec::new()));
     assert_eq!(o.finish(), Err(ChannelError::Truncated));
 }
@@ -493,7 +493,7 @@ fn authenticated_but_forbidden_records_are_malformed() {
 
 #[test]
 fn counter_limit() {
-    let mut s = Sealer::starting_at(leader().send, MAX_DATA_RECORD_NUMBER);
+    let mut s = Sealer::<RustCryptoCipher>::starting_at(leader().send, MAX_DATA_RECORD_NUMBER);
     let last_data = seal(&mut s, b"last");
     let mut out = [0u8; 64];
     assert_eq!(
@@ -508,7 +508,7 @@ fn counter_limit() {
     assert_eq!(s.records_sealed(), u64::MAX);
 
     let mut buf = [0u8; MAX_RECORD_LEN];
-    let mut o = Opener::starting_at(follower().receive, &mut buf, MAX_DATA_RECORD_NUMBER);
+    let mut o = Opener::<_>::starting_at(follower().receive, &mut buf, MAX_DATA_RECORD_NUMBER);
     let stream = [last_data.clone(), end].concat();
     assert_eq!(feed_all(&mut o, &stream, 3), Ok(b"last".to_vec()));
     assert_eq!(o.finish(), Ok(()));
@@ -517,15 +517,15 @@ fn counter_limit() {
     let key = follower().receive;
     let forbidden = raw_record(&key, MAX_RECORD_NUMBER, 1, b"no");
     let mut buf = [0u8; MAX_RECORD_LEN];
-    let mut o = Opener::starting_at(follower().receive, &mut buf, MAX_RECORD_NUMBER);
+    let mut o = Opener::<_>::starting_at(follower().receive, &mut buf, MAX_RECORD_NUMBER);
     assert_eq!(o.feed(&forbidden), Err(ChannelError::CounterExhausted));
     assert!(o.plaintext().is_empty());
     // Past every number: nothing opens, nothing panics.
     let mut buf = [0u8; MAX_RECORD_LEN];
-    let mut o = Opener::starting_at(follower().receive, &mut buf, u64::MAX);
+    let mut o = Opener::<_>::starting_at(follower().receive, &mut buf, u64::MAX);
     let any = raw_record(&key, u64::MAX, 2, b"");
     assert_eq!(o.feed(&any), Err(ChannelError::CounterExhausted));
-    let mut s = Sealer::starting_at(leader().send, u64::MAX);
+    let mut s = Sealer::<RustCryptoCipher>::starting_at(leader().send, u64::MAX);
     assert_eq!(s.seal_end(&mut out), Err(ChannelError::CounterExhausted));
 }
 

@@ -23,7 +23,13 @@
 //!  any phase ── error or overall deadline ──▶ Failed(Error)
 //! ```
 //!
-//! With the feature `relay` the client speaks protocol version 2 (§13): its registration is probed
+//! With several mediators ([`set_mediators`](Client::set_mediators)), a mediator that fails before the
+//! Match in a way that says it cannot serve the pair ([`Error::moves_on`]) sends the client back to
+//! `Start` for the next one of the pair's ranking (protocol §13, [`rendezvous`](super::rendezvous)); the
+//! shell maps the rank in [`Action::DialMediator`] to an address with
+//! [`rendezvous::nth`](super::rendezvous::nth).
+//!
+//! With the feature `relay` the client speaks protocol version 2 (§14): its registration is probed
 //! ([`Action::DialProbe`]: a second, short connection from the punch port to the mediator's probe
 //! endpoint, [`probe_endpoint`]), and the Match decides the path ([`relay::decide`](super::relay::decide)):
 //! the punch, the punch and then the relay when it fails, or the relay at once. The relayed stream is
@@ -39,347 +45,23 @@
 mod relay;
 
 use core::fmt;
-use core::net::SocketAddr;
 
-use super::punch::{self, Link, Punch, PunchConfig, PunchError, PunchEvent, Winner};
-use super::register::{Awaiting, PunchInfo, RegisterConfig, RegisterError};
+use super::punch::{Link, Punch};
+use super::register::{PunchInfo, RegisterError};
 use super::register::{RegisterEvent, Registration};
-use super::{AuthError, SessionKey};
 use crate::identity::{PublicKey, Signer, Verifier};
 use crate::rng::Drbg;
 use crate::time::{Duration, Instant};
-use crate::wire::{AbortReason, Nonce, Role};
+use crate::wire::Nonce;
 
 pub use super::punch::MAX_CANDIDATES;
 #[cfg(feature = "relay")]
-pub use crate::wire::RelayMode;
-#[cfg(feature = "relay")]
 pub use relay::probe_endpoint;
+#[cfg(feature = "relay")]
+pub use types::RelayMode;
+pub use types::{Action, ConnectConfig, ConnectEvent, Error, Path, Via, Won};
 
-/// Deadlines and retry policy of one connection. The defaults suit links up to a few hundred
-/// milliseconds of round trip.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct ConnectConfig {
-    /// Registration deadlines (each mediator answer; the wait for the peer).
-    pub register: RegisterConfig,
-    /// Longest wait for the TCP connection to the mediator.
-    pub mediator_timeout: Duration,
-    /// The punch: its deadline, attempts, retry schedule and handshake deadline.
-    pub punch: PunchConfig,
-    /// Overall deadline, from the start to the authenticated connection.
-    pub timeout: Duration,
-    /// Shortest back-off after a RetryAfter; it doubles with each RetryAfter in a row (protocol §7.3).
-    pub busy_backoff: Duration,
-    /// Local port for the mediator connection and the punch; random in 49152..=65535 if `None`.
-    pub local_port: Option<u16>,
-    /// Protocol version 2: whether a relayed path is acceptable — as a fallback (the default), at once
-    /// (for networks known to block the punch; tests), or not at all ([`RelayMode::Off`]: the client
-    /// speaks protocol version 1, without probe or relay, as a version-1 mediator requires).
-    #[cfg(feature = "relay")]
-    pub relay: RelayMode,
-    /// Protocol version 2: probe the NAT's mapping (protocol §13.2) so that a pair that cannot be
-    /// punched is relayed at once rather than after the punch deadline.
-    #[cfg(feature = "relay")]
-    pub probe: bool,
-}
-
-impl Default for ConnectConfig {
-    fn default() -> Self {
-        ConnectConfig {
-            register: RegisterConfig::default(),
-            mediator_timeout: Duration::from_secs(10),
-            punch: PunchConfig::default(),
-            timeout: Duration::from_secs(120),
-            busy_backoff: Duration::from_secs(1),
-            local_port: None,
-            #[cfg(feature = "relay")]
-            relay: RelayMode::Fallback,
-            #[cfg(feature = "relay")]
-            probe: true,
-        }
-    }
-}
-
-/// Why a connection could not be made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Error {
-    /// No address to reach the mediator or the peer from (no route, no address of that family).
-    NoRoute,
-    /// The TCP connection to the mediator failed or timed out.
-    MediatorUnreachable,
-    /// The mediator closed the connection before the Match.
-    MediatorClosed,
-    /// The mediator ended the registration with this reason.
-    Aborted(AbortReason),
-    /// The mediator does not speak our protocol version (its own, when known).
-    UnsupportedVersion(Option<u8>),
-    /// The mediator stopped answering, or broke the protocol.
-    Mediator(RegisterError),
-    /// The mediator asked us to come back later than the deadline allows.
-    MediatorBusy,
-    /// The peer did not register with the mediator in time.
-    PeerNeverCame,
-    /// No connection to the peer could be established before the punch deadline (e.g. a symmetric NAT).
-    PunchFailed,
-    /// A connection formed but the peer did not authenticate.
-    AuthFailed(AuthError),
-    /// A connection formed but the peer closed it before authenticating (it rejected us).
-    PeerClosed,
-    /// The overall deadline passed.
-    Timeout,
-    /// The shell's sockets cannot carry the connection: a handle that is not a TCP socket of the set,
-    /// buffers smaller than a frame ([`wire::MAX_FRAME_LEN`](crate::wire::MAX_FRAME_LEN)), or no
-    /// candidate socket.
-    BadSocket,
-    /// Protocol version 2: the mediator would not relay the pair, or ended the relay before it was
-    /// joined, with this reason (`RelayRefused`, `RelayFull`, `PeerGone`, `ShuttingDown`…).
-    #[cfg(feature = "relay")]
-    Relay(AbortReason),
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::NoRoute => f.write_str("no address to connect from"),
-            Error::MediatorUnreachable => f.write_str("mediator unreachable"),
-            Error::MediatorClosed => f.write_str("mediator closed the connection"),
-            Error::Aborted(r) => write!(f, "mediator aborted: {}", r),
-            Error::UnsupportedVersion(v) => {
-                fmt::Display::fmt(&RegisterError::UnsupportedVersion(*v), f)
-            }
-            Error::Mediator(e) => write!(f, "mediator: {}", e),
-            Error::MediatorBusy => f.write_str("mediator busy"),
-            Error::PeerNeverCame => f.write_str("peer did not come"),
-            Error::PunchFailed => f.write_str("could not reach the peer"),
-            Error::AuthFailed(e) => write!(f, "authentication failed: {}", e),
-            Error::PeerClosed => f.write_str("peer closed the connection"),
-            Error::Timeout => f.write_str("timed out"),
-            Error::BadSocket => f.write_str("unusable socket"),
-            #[cfg(feature = "relay")]
-            Error::Relay(r) => write!(f, "no relay: {}", r),
-        }
-    }
-}
-
-impl core::error::Error for Error {}
-
-impl From<RegisterError> for Error {
-    fn from(e: RegisterError) -> Self {
-        match e {
-            RegisterError::Aborted(AbortReason::PeerTimeout)
-            | RegisterError::Timeout(Awaiting::Match) => Error::PeerNeverCame,
-            RegisterError::Aborted(AbortReason::UnsupportedVersion) => {
-                Error::UnsupportedVersion(None)
-            }
-            RegisterError::Aborted(r) => Error::Aborted(r),
-            RegisterError::UnsupportedVersion(v) => Error::UnsupportedVersion(v),
-            e => Error::Mediator(e),
-        }
-    }
-}
-
-impl From<PunchError> for Error {
-    fn from(e: PunchError) -> Self {
-        match e {
-            PunchError::NoTarget => Error::NoRoute,
-            PunchError::Unreachable => Error::PunchFailed,
-            PunchError::AuthFailed(e) => Error::AuthFailed(e),
-            PunchError::PeerClosed => Error::PeerClosed,
-        }
-    }
-}
-
-/// Progress, for logs and timelines. Read with [`Client::next_event`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum ConnectEvent {
-    /// The TCP connection to the mediator is up, from this local endpoint.
-    MediatorConnected(SocketAddr),
-    /// The mediator sees us at this public endpoint.
-    Challenged(SocketAddr),
-    /// The mediator accepted our proof; waiting for the peer.
-    Registered,
-    /// The mediator paired us.
-    Matched {
-        /// Our role.
-        role: Role,
-        /// The peer's public endpoint.
-        peer: SocketAddr,
-        /// When the punch starts.
-        start_at: Instant,
-        /// Whether several candidates race (peers share a public address).
-        racing: bool,
-    },
-    /// A SYN went out to this endpoint (attempt number, from 1).
-    Dialing(SocketAddr, u16),
-    /// An attempt ended (reset, timed out, or stopped to listen in a slot where only the peer dials);
-    /// the next goes out at our next slot of the shared schedule.
-    Retrying(SocketAddr),
-    /// A TCP connection to the peer is established.
-    Established(SocketAddr),
-    /// The peer authenticated on this connection.
-    Authenticated(SocketAddr),
-    /// Protocol version 2: we asked the mediator for the relay, at once (the Match said the punch
-    /// cannot work) or after the punch failed.
-    #[cfg(feature = "relay")]
-    Relaying {
-        /// Without a punch.
-        at_once: bool,
-    },
-    /// Protocol version 2: both peers joined the relay; the handshake runs through the mediator.
-    #[cfg(feature = "relay")]
-    Relayed,
-}
-
-impl From<PunchEvent> for ConnectEvent {
-    fn from(e: PunchEvent) -> Self {
-        match e {
-            PunchEvent::Dialing(to, n) => ConnectEvent::Dialing(to, n),
-            PunchEvent::Retrying(to) => ConnectEvent::Retrying(to),
-            PunchEvent::Established(to) => ConnectEvent::Established(to),
-            PunchEvent::Authenticated(to) => ConnectEvent::Authenticated(to),
-        }
-    }
-}
-
-/// One line per event, the same in every shell's log.
-impl fmt::Display for ConnectEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConnectEvent::MediatorConnected(l) => write!(f, "TCP to mediator up (local {})", l),
-            ConnectEvent::Challenged(o) => write!(f, "mediator sees us at {}; proving key", o),
-            ConnectEvent::Registered => f.write_str("registered with the mediator"),
-            ConnectEvent::Matched {
-                role,
-                peer,
-                start_at,
-                racing,
-            } => {
-                let tenths = (start_at.total_micros() + 50) / 100;
-                let (ms, tenth) = (tenths / 10, tenths % 10);
-                write!(
-                    f,
-                    "matched as {:?}: peer at {}, punch at {}.{} ms",
-                    role, peer, ms, tenth
-                )?;
-                if *racing {
-                    f.write_str(" (same public address: racing LAN and public paths)")?;
-                }
-                Ok(())
-            }
-            ConnectEvent::Dialing(to, n) => write!(f, "SYN to {} (attempt {})", to, n),
-            ConnectEvent::Retrying(to) => {
-                write!(
-                    f,
-                    "attempt to {} ended; next SYN at our next shared slot",
-                    to
-                )
-            }
-            ConnectEvent::Established(to) => write!(f, "TCP established with {}", to),
-            ConnectEvent::Authenticated(to) => write!(f, "peer authenticated on {}", to),
-            #[cfg(feature = "relay")]
-            ConnectEvent::Relaying { at_once: true } => {
-                f.write_str("asking the mediator to relay (the NATs cannot be punched)")
-            }
-            #[cfg(feature = "relay")]
-            ConnectEvent::Relaying { at_once: false } => {
-                f.write_str("asking the mediator to relay (the punch failed)")
-            }
-            #[cfg(feature = "relay")]
-            ConnectEvent::Relayed => f.write_str("relay joined; authenticating through it"),
-        }
-    }
-}
-
-/// What the shell must do with its sockets. Candidate actions are the punch's ([`punch::Action`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Action {
-    /// Connect the mediator socket from local port `from_port` to the mediator (dropping whatever it
-    /// held). Report a failure to start it with [`Client::fail`].
-    DialMediator {
-        /// The local port; the punch will use it too (§8.1).
-        from_port: u16,
-    },
-    /// Something to do with a candidate socket.
-    Candidate(punch::Action),
-    /// Protocol version 2: connect a probe socket from local port `from_port` (the punch port) to the
-    /// mediator's probe endpoint ([`probe_endpoint`]), to send what
-    /// [`transmit_probe`](Client::transmit_probe) hands out. A shell short of sockets may use its first
-    /// candidate socket: the probe is closed before the punch needs it.
-    #[cfg(feature = "relay")]
-    DialProbe {
-        /// The local port.
-        from_port: u16,
-    },
-    /// Protocol version 2: close the probe socket, without a RST where it can.
-    #[cfg(feature = "relay")]
-    CloseProbe,
-}
-
-/// Which socket won.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Via {
-    /// Candidate socket `k`: a direct connection.
-    Candidate(usize),
-    /// The mediator socket: the relayed stream (protocol version 2).
-    Mediator,
-}
-
-/// Whether the connection is direct or relayed through the mediator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Path {
-    /// A TCP connection between the peers.
-    Direct,
-    /// Through the mediator (protocol §13): authenticated and encrypted end to end all the same.
-    Relayed,
-}
-
-impl fmt::Display for Path {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Path::Direct => "direct",
-            Path::Relayed => "relayed",
-        })
-    }
-}
-
-/// The connection the client won: the application's from now on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Won {
-    /// The socket that carries it.
-    pub via: Via,
-    /// The peer's endpoint: as seen from here (direct), or as the mediator saw it (relayed).
-    pub remote: SocketAddr,
-    /// Our role.
-    pub role: Role,
-    /// The key both sides derived in the handshake.
-    pub session_key: SessionKey,
-}
-
-impl Won {
-    /// Direct or relayed.
-    pub fn path(&self) -> Path {
-        match self.via {
-            Via::Candidate(_) => Path::Direct,
-            Via::Mediator => Path::Relayed,
-        }
-    }
-
-    fn direct(w: Winner) -> Won {
-        Won {
-            via: Via::Candidate(w.candidate),
-            remote: w.remote,
-            role: w.role,
-            session_key: w.session_key,
-        }
-    }
-}
+mod types;
 
 // One Client lives per connection attempt and there is no heap to box into: the size is the
 // registration's or the punch's, and the phases are exclusive, so an enum is the smallest layout.
@@ -446,6 +128,9 @@ pub struct Client {
     registered: bool,
     /// RetryAfters so far.
     busy: u32,
+    /// Mediators in the pair's ranking, and the rank of the one in use (0: the first).
+    mediators: usize,
+    rank: usize,
 }
 
 impl fmt::Debug for Client {
@@ -495,7 +180,27 @@ impl Client {
             events: heapless::Deque::new(),
             registered: false,
             busy: 0,
+            mediators: 1,
+            rank: 0,
         }
+    }
+
+    /// Tell the client that the shell knows `count` mediators (one unless this is called; call it before
+    /// the first [`poll`](Self::poll)): a mediator that fails before the Match in a way that
+    /// [`moves on`](Error::moves_on) is followed by the next of the pair's ranking, within the overall
+    /// deadline.
+    pub fn set_mediators(&mut self, count: usize) {
+        self.mediators = count.max(1);
+    }
+
+    /// The peer's public key.
+    pub fn peer(&self) -> PublicKey {
+        self.peer
+    }
+
+    /// The rank, in the pair's ranking, of the mediator in use (0: the first choice).
+    pub fn mediator_rank(&self) -> usize {
+        self.rank
     }
 
     /// The local port of the mediator connection and the punch (it changes after a RetryAfter when it
@@ -530,13 +235,42 @@ impl Client {
         self.events.pop_front()
     }
 
-    /// The shell could not carry out an action (no route, unusable socket): the connection fails.
+    /// The shell could not carry out an action (no route, unusable socket): the connection fails, or,
+    /// before the Match, moves on to the next mediator when the error [`moves on`](Error::moves_on).
     #[cold]
     pub fn fail(&mut self, error: Error) {
+        let registering = matches!(
+            self.phase,
+            Phase::DialingMediator { .. } | Phase::Registering(_)
+        );
+        if registering && error.moves_on() && self.rank + 1 < self.mediators {
+            self.next_mediator(error);
+        } else {
+            self.end(error);
+        }
+    }
+
+    /// The connection fails, whatever the phase.
+    #[cold]
+    fn end(&mut self, error: Error) {
         if self.result().is_none() {
             warn!("p2psc: connect failed: {:?}", error);
             self.enter(Phase::Failed(error));
         }
+    }
+
+    /// Leave the mediator in use for the next of the ranking: dial it at the next poll, from the same
+    /// port (another remote address, so another 4-tuple), and start its registration afresh.
+    #[cold]
+    fn next_mediator(&mut self, error: Error) {
+        self.rank += 1;
+        self.busy = 0;
+        self.registered = false;
+        self.event(ConnectEvent::NextMediator {
+            failed: error,
+            rank: self.rank,
+        });
+        self.enter(Phase::Start);
     }
 
     /// Report what the mediator socket is doing now.
@@ -648,7 +382,7 @@ impl Client {
                 Phase::Punching { punch, .. } => punch.last_error().map(Error::from),
                 _ => None,
             };
-            self.fail(last.unwrap_or(Error::Timeout));
+            self.end(last.unwrap_or(Error::Timeout));
             return None;
         }
         #[cfg(feature = "relay")]
@@ -737,6 +471,7 @@ impl Client {
         #[cfg(feature = "relay")]
         self.probe_due();
         Action::DialMediator {
+            rank: self.rank,
             from_port: self.local_port,
         }
     }
@@ -818,7 +553,8 @@ impl Client {
                     self.relay_instead(signer, info, fallback);
                 }
             }
-            Err(e) => self.fail(e.into()),
+            // After the Match nothing moves on: the pair has met.
+            Err(e) => self.end(e.into()),
         }
     }
 
@@ -829,7 +565,7 @@ impl Client {
             RegisterError::RetryAfter(after) => {
                 let until = now + self.backoff(after) + self.backoff_jitter(after);
                 if until >= self.deadline {
-                    return self.fail(Error::MediatorBusy);
+                    return self.end(Error::MediatorBusy);
                 }
                 self.busy += 1;
                 self.enter(Phase::Backoff { until });

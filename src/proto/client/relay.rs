@@ -157,6 +157,7 @@ impl Client {
             Probe::Due if registering => {
                 self.probe = Probe::Dialing(Link::SynSent);
                 Some(Action::DialProbe {
+                    rank: self.rank,
                     from_port: self.local_port,
                 })
             }

@@ -3,8 +3,9 @@
 
 use super::*;
 use crate::identity::{Keypair, SaltyVerifier};
-use crate::wire::{Challenge, Match, Message, MAX_FRAME_LEN};
-use core::net::{IpAddr, Ipv4Addr};
+use crate::proto::punch;
+use crate::wire::{AbortReason, Challenge, Match, Message, Role, MAX_FRAME_LEN};
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::vec::Vec;
 
 fn at(ms: i64) -> Instant {
@@ -75,7 +76,10 @@ fn it_dials_the_mediator_from_the_punch_port_first() {
     };
     let mut c = client(config);
     assert_eq!(c.poll_at(), Some(Instant::ZERO));
-    let dial = Action::DialMediator { from_port: 40000 };
+    let dial = Action::DialMediator {
+        rank: 0,
+        from_port: 40000,
+    };
     assert_eq!(actions(&mut c, at(0)), [dial]);
     c.observe_mediator(Link::SynSent);
     assert_eq!(actions(&mut c, at(5)), []);
@@ -180,7 +184,7 @@ fn retry_after_backs_off_with_a_floor_that_doubles_and_jitter() {
         last = waited;
         assert_eq!(actions(&mut c, until - Duration::from_micros(1)), []);
         let redial = actions(&mut c, until);
-        let [Action::DialMediator { from_port }] = redial[..] else {
+        let [Action::DialMediator { rank: 0, from_port }] = redial[..] else {
             panic!("{redial:?}")
         };
         ports.push(from_port);
@@ -227,3 +231,97 @@ fn the_overall_deadline_ends_every_phase() {
 
 #[cfg(feature = "relay")]
 mod relay_tests;
+/// A client that knows three mediators.
+fn with_three() -> Client {
+    let mut c = client(ConnectConfig::default());
+    c.set_mediators(3);
+    c
+}
+
+fn dialled_rank(actions: &[Action]) -> Option<usize> {
+    match actions {
+        [Action::DialMediator { rank, .. }] => Some(*rank),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_mediator_that_cannot_serve_us_is_left_for_the_next_of_the_ranking() {
+    let mut c = with_three();
+    assert_eq!(dialled_rank(&actions(&mut c, at(0))), Some(0));
+    c.observe_mediator(Link::Closed);
+    assert_eq!(actions(&mut c, at(5)), [], "refused: move on");
+    assert_eq!(c.result(), None);
+    assert_eq!(c.mediator_rank(), 1);
+    assert_eq!(dialled_rank(&actions(&mut c, at(5))), Some(1));
+    // Up and registering, then closed before the Match (the mediator died): the third.
+    c.observe_mediator(up());
+    actions(&mut c, at(10));
+    c.observe_mediator(Link::Closed);
+    actions(&mut c, at(20));
+    assert_eq!(dialled_rank(&actions(&mut c, at(20))), Some(2));
+    let events: Vec<_> = core::iter::from_fn(|| c.next_event()).collect();
+    assert!(events.contains(&ConnectEvent::NextMediator {
+        failed: Error::MediatorUnreachable,
+        rank: 1
+    }));
+    assert!(events.contains(&ConnectEvent::NextMediator {
+        failed: Error::MediatorClosed,
+        rank: 2
+    }));
+    // The last one fails too: nothing is left, the error is the last mediator's.
+    c.observe_mediator(Link::Closed);
+    actions(&mut c, at(30));
+    assert_eq!(c.result(), Some(Err(Error::MediatorUnreachable)));
+}
+
+#[test]
+fn a_shutdown_moves_on_but_an_answer_about_the_pair_ends_the_attempt() {
+    let mut c = with_three();
+    actions(&mut c, at(0));
+    c.observe_mediator(up());
+    actions(&mut c, at(10));
+    feed(&mut c, at(20), Message::Abort(AbortReason::ShuttingDown));
+    assert_eq!(c.result(), None);
+    assert_eq!(dialled_rank(&actions(&mut c, at(20))), Some(1));
+    for (reason, error) in [
+        (AbortReason::PeerTimeout, Error::PeerNeverCame),
+        (AbortReason::Replaced, Error::Aborted(AbortReason::Replaced)),
+        (AbortReason::BadProof, Error::Aborted(AbortReason::BadProof)),
+    ] {
+        let mut c = with_three();
+        actions(&mut c, at(0));
+        c.observe_mediator(up());
+        actions(&mut c, at(10));
+        feed(&mut c, at(20), Message::Abort(reason));
+        assert_eq!(c.result(), Some(Err(error)), "{reason:?}");
+    }
+}
+
+#[test]
+fn one_mediator_ends_where_several_would_move_on() {
+    let mut c = client(ConnectConfig::default());
+    actions(&mut c, at(0));
+    c.observe_mediator(Link::Closed);
+    actions(&mut c, at(5));
+    assert_eq!(c.result(), Some(Err(Error::MediatorUnreachable)));
+}
+
+#[test]
+fn the_punchs_errors_and_the_overall_deadline_do_not_move_on() {
+    for error in [
+        Error::PunchFailed,
+        Error::PeerClosed,
+        Error::Timeout,
+        Error::MediatorBusy,
+        Error::PeerNeverCame,
+    ] {
+        assert!(!error.moves_on(), "{error:?}");
+    }
+    let mut c = with_three();
+    actions(&mut c, at(0));
+    c.observe_mediator(Link::SynSent);
+    let deadline = at(0) + ConnectConfig::default().timeout;
+    actions(&mut c, deadline);
+    assert_eq!(c.result(), Some(Err(Error::Timeout)));
+}

@@ -18,8 +18,8 @@
 //! Policy (normative text in `doc/mediator.md`): the newest registration of a key wins, and the older one
 //! is aborted with [`AbortReason::Replaced`] — a device that rebooted must not be locked out by its own
 //! stale registration, and only the key's owner can produce the proof. The peer that registered first is
-//! the [`Role::Leader`](crate::wire::Role::Leader). Start delays equalise the one-way delays estimated from
-//! the measured round trips.
+//! the [`Role::Leader`](crate::wire::Role::Leader). Start delays equalise the one-way delays estimated
+//! from the measured round trips.
 //!
 //! Version 2 (protocol §13): [`probe`] classifies each peer's NAT mapping from its probe connection, the
 //! table offers a pair a relay in its Matches, and the sessions of the pair join it. The relay's join is
@@ -35,14 +35,20 @@
 //!     └── RelayRequest, no relay offered ──▶ Closing (Abort(RelayRefused))
 //! ```
 
+mod prefix;
 pub mod probe;
 pub mod relay;
 mod session;
+mod storage;
 mod table;
 
+pub use prefix::Prefix;
 pub use relay::RelayConfig;
 pub use session::{Session, SessionEvent};
-pub use table::{Storage, Table};
+#[cfg(feature = "std")]
+pub use storage::IndexedStorage;
+pub use storage::Storage;
+pub use table::Table;
 
 use core::net::SocketAddr;
 
@@ -75,6 +81,9 @@ pub struct MediatorConfig {
     pub capacity: usize,
     /// Version 2: the relay's policy and limits.
     pub relay: RelayConfig,
+    /// Maximum number of waiting peers from one source network (an IPv4 /24, an IPv6 /48); see
+    /// [`Table`] for how a full table is shared.
+    pub prefix_share: usize,
 }
 
 impl Default for MediatorConfig {
@@ -88,6 +97,7 @@ impl Default for MediatorConfig {
             retry_after: Duration::from_secs(5),
             capacity: 1024,
             relay: RelayConfig::default(),
+            prefix_share: 1024,
         }
     }
 }
@@ -175,12 +185,14 @@ pub struct Stats {
     pub replaced: u64,
     /// Waits that ran out.
     pub expired: u64,
-    /// Registrations refused because the table was full.
+    /// Registrations refused because the table was full (or their network had its share).
     pub full: u64,
     /// Version 2: relays joined.
     pub relays: u64,
     /// Version 2: relays open now (joined, not yet ended: [`Table::relay_ended`]).
     pub relays_open: u64,
+    /// Waiting peers evicted to make room for a registration from a lighter network.
+    pub evicted: u64,
     /// Aborts by reason code (index = wire code; index 0 counts unknown codes). Counted by the caller with
     /// [`Stats::record_abort`], since aborts happen in sessions.
     pub aborts: [u64; 16],

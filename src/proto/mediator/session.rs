@@ -14,12 +14,14 @@ use crate::wire::{Pong, Proof, Role};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum SessionEvent {
-    /// The proof verified: call [`Table::register`] and hand the outcome's notices out.
+    /// The proof verified: call [`Table::register`](super::Table::register) and hand the outcome's
+    /// notices out.
     Verified(Registrant),
-    /// A waiting peer's round trip was measured again: call [`Table::update_rtt`].
+    /// A waiting peer's round trip was measured again: call
+    /// [`Table::update_rtt`](super::Table::update_rtt).
     Rtt(PublicKey, Duration),
     /// The session aborted (an Abort is queued; transmit it, then close). If `waiting` holds a key, the peer
-    /// was in the table: call [`Table::remove`].
+    /// was in the table: call [`Table::remove`](super::Table::remove).
     Aborted {
         /// Why.
         reason: AbortReason,
@@ -129,8 +131,8 @@ impl Session {
         }
     }
 
-    /// The key this session holds in the table, if any: [`Table::connection_ended`] removes it when the
-    /// connection closes.
+    /// The key this session holds in the table, if any:
+    /// [`Table::connection_ended`](super::Table::connection_ended) removes it when the connection closes.
     pub fn waiting_key(&self) -> Option<PublicKey> {
         match self.state {
             State::Waiting { key, .. } => Some(key),

@@ -1,86 +1,30 @@
-//! The table of waiting peers, shared by all sessions: registers, matches, replaces, expires; in
-//! version 2 it offers matched pairs a relay and admits the relays they join.
+//! The table of waiting peers, shared by all sessions: registers, matches, replaces, expires, and shares
+//! its room fairly among source networks.
+//!
+//! Keys cost nothing, so a full table must not simply refuse newcomers: whoever filled it first would
+//! keep it. Room is shared by source network ([`Prefix::network`](super::Prefix::network): an IPv4 /24, an IPv6 /48), in
+//! two rules (`doc/mediator.md` §5.5):
+//!
+//! - **share**: one network holds at most `prefix_share` entries; beyond, its registrations get
+//!   RetryAfter even when the table has room;
+//! - **eviction**: when the table is full, a registration from a network with `n` entries takes the
+//!   place of the oldest entry of the heaviest network if that one holds at least `n + 2` (so the
+//!   sharing only ever becomes more even); that entry's peer gets RetryAfter. A peer alone in its
+//!   network is never evicted (it would need a heaviest network of at least 2 to be chosen, and then
+//!   it is not the heaviest). Otherwise the newcomer gets RetryAfter.
+//!
+//! In version 2 it also offers matched pairs a relay and admits the relays they join.
 
 use super::relay::relay_after;
+
+use super::storage::network_of;
 use super::{
     ConnId, Entry, MediatorConfig, Notice, Outcome, Registrant, Session, SessionEvent, Stats,
+    Storage,
 };
 use crate::identity::PublicKey;
 use crate::time::{Duration, Instant};
 use crate::wire::{AbortReason, Mapping, Match, Paths, RelayMode, Role};
-
-/// Where the table keeps waiting peers: a fixed array on a device, a hash map on a server.
-pub trait Storage {
-    /// The entry of `key`.
-    fn get(&self, key: &PublicKey) -> Option<&Entry>;
-    /// The entry of `key`, mutably.
-    fn get_mut(&mut self, key: &PublicKey) -> Option<&mut Entry>;
-    /// Insert an entry whose key is not present; false if there is no room.
-    fn insert(&mut self, entry: Entry) -> bool;
-    /// Remove and return the entry of `key`.
-    fn remove(&mut self, key: &PublicKey) -> Option<Entry>;
-    /// Number of entries.
-    fn len(&self) -> usize;
-    /// Whether there are no entries.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Keep only the entries for which `keep` returns true.
-    fn retain<F: FnMut(&Entry) -> bool>(&mut self, keep: F);
-    /// The earliest expiry of any entry.
-    fn earliest_expiry(&self) -> Option<Instant>;
-}
-
-impl<const N: usize> Storage for heapless::Vec<Entry, N> {
-    fn get(&self, key: &PublicKey) -> Option<&Entry> {
-        self.iter().find(|e| e.registrant.key == *key)
-    }
-    fn get_mut(&mut self, key: &PublicKey) -> Option<&mut Entry> {
-        self.iter_mut().find(|e| e.registrant.key == *key)
-    }
-    fn insert(&mut self, entry: Entry) -> bool {
-        self.push(entry).is_ok()
-    }
-    fn remove(&mut self, key: &PublicKey) -> Option<Entry> {
-        let index = self.iter().position(|e| e.registrant.key == *key)?;
-        Some(self.swap_remove(index))
-    }
-    fn len(&self) -> usize {
-        self.as_slice().len()
-    }
-    fn retain<F: FnMut(&Entry) -> bool>(&mut self, mut keep: F) {
-        heapless::Vec::retain(self, |e| keep(e))
-    }
-    fn earliest_expiry(&self) -> Option<Instant> {
-        self.iter().map(|e| e.expires).min()
-    }
-}
-
-#[cfg(feature = "std")]
-impl Storage for std::collections::HashMap<PublicKey, Entry> {
-    fn get(&self, key: &PublicKey) -> Option<&Entry> {
-        std::collections::HashMap::get(self, key)
-    }
-    fn get_mut(&mut self, key: &PublicKey) -> Option<&mut Entry> {
-        std::collections::HashMap::get_mut(self, key)
-    }
-    fn insert(&mut self, entry: Entry) -> bool {
-        std::collections::HashMap::insert(self, entry.registrant.key, entry);
-        true
-    }
-    fn remove(&mut self, key: &PublicKey) -> Option<Entry> {
-        std::collections::HashMap::remove(self, key)
-    }
-    fn len(&self) -> usize {
-        std::collections::HashMap::len(self)
-    }
-    fn retain<F: FnMut(&Entry) -> bool>(&mut self, mut keep: F) {
-        std::collections::HashMap::retain(self, |_, e| keep(e))
-    }
-    fn earliest_expiry(&self) -> Option<Instant> {
-        self.values().map(|e| e.expires).min()
-    }
-}
 
 /// The table of waiting peers.
 #[derive(Debug, Clone)]
@@ -156,13 +100,47 @@ impl<S: Storage> Table<S> {
             registrant: reg,
             expires: now + self.config.wait_timeout,
         };
-        let own = if self.storage.len() >= self.config.capacity || !self.storage.insert(entry) {
-            self.stats.full += 1;
-            Notice::RetryAfter(self.config.retry_after)
-        } else {
-            Notice::Wait(self.config.wait_timeout)
+        let own = match self.make_room(&entry) {
+            Some(evicted) => {
+                if let Some(evicted) = evicted {
+                    let notice = Notice::RetryAfter(self.config.retry_after);
+                    let _ = others.push((evicted.conn, notice));
+                }
+                // Room was made (or there was room): a storage that still refuses is full anyway.
+                if self.storage.insert(entry) {
+                    Notice::Wait(self.config.wait_timeout)
+                } else {
+                    self.stats.full += 1;
+                    Notice::RetryAfter(self.config.retry_after)
+                }
+            }
+            None => {
+                self.stats.full += 1;
+                Notice::RetryAfter(self.config.retry_after)
+            }
         };
         Outcome { own, others }
+    }
+
+    /// Whether `entry` may wait, by the share and eviction rules of the module docs: `None` if not,
+    /// `Some(None)` if there is room, `Some(Some(evicted))` if it takes the place of `evicted` (already
+    /// removed).
+    fn make_room(&mut self, entry: &Entry) -> Option<Option<Entry>> {
+        let network = network_of(entry);
+        let mine = self.storage.count_in(&network);
+        if mine >= self.config.prefix_share {
+            return None;
+        }
+        if self.storage.len() < self.config.capacity && !self.storage.is_full() {
+            return Some(None);
+        }
+        let (heaviest, oldest) = self.storage.heaviest()?;
+        if heaviest < mine + 2 {
+            return None;
+        }
+        let evicted = self.storage.remove(&oldest)?;
+        self.stats.evicted += 1;
+        Some(Some(evicted))
     }
 
     /// Act on an event of `session` (connection `conn`): register a verified peer and apply its own
@@ -257,17 +235,15 @@ impl<S: Storage> Table<S> {
     }
 
     /// Expire waits that ran out; `notify` receives [`Notice::Abort`]`(`[`AbortReason::PeerTimeout`]`)` for
-    /// each expired connection.
+    /// each expired connection. Costs one removal per expired entry (earliest first), not a scan.
     pub fn poll(&mut self, now: Instant, mut notify: impl FnMut(ConnId, Notice)) {
-        let stats = &mut self.stats;
-        self.storage.retain(|e| {
-            let keep = e.expires > now;
-            if !keep {
-                stats.expired += 1;
-                notify(e.conn, Notice::Abort(AbortReason::PeerTimeout));
+        while let Some(entry) = self.storage.earliest().filter(|e| e.expires <= now) {
+            let key = entry.registrant.key;
+            if let Some(expired) = self.storage.remove(&key) {
+                self.stats.expired += 1;
+                notify(expired.conn, Notice::Abort(AbortReason::PeerTimeout));
             }
-            keep
-        });
+        }
     }
 
     /// When [`poll`](Self::poll) must next be called.
@@ -316,4 +292,208 @@ fn matches(waiting: &Registrant, new: &Registrant, relay: bool) -> (Match, Match
         paths: paths(new, waiting),
     };
     (for_waiting, for_new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(feature = "std")]
+    use crate::proto::mediator::IndexedStorage;
+    use std::vec::Vec;
+
+    type Small = heapless::Vec<Entry, 32>;
+
+    fn config(capacity: usize, prefix_share: usize) -> MediatorConfig {
+        MediatorConfig {
+            capacity,
+            prefix_share,
+            ..MediatorConfig::default()
+        }
+    }
+
+    fn key(n: u32) -> PublicKey {
+        let mut bytes = [0u8; 32];
+        bytes[..4].copy_from_slice(&n.to_le_bytes());
+        PublicKey::from_bytes(bytes)
+    }
+
+    /// Key `n` from `ip`, wanting nobody who comes.
+    fn reg(n: u32, ip: &str) -> Registrant {
+        Registrant {
+            key: key(n),
+            want: key(u32::MAX),
+            nonce: [0; 32],
+            observed: core::net::SocketAddr::new(ip.parse().unwrap(), 4000),
+            local: None,
+            rtt: Duration::ZERO,
+            relay: None,
+            mapping: Mapping::Unknown,
+        }
+    }
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_millis(ms as i64)
+    }
+
+    fn retry() -> Notice {
+        Notice::RetryAfter(MediatorConfig::default().retry_after)
+    }
+
+    fn wait() -> Notice {
+        Notice::Wait(MediatorConfig::default().wait_timeout)
+    }
+
+    #[test]
+    fn a_network_gets_its_share_and_no_more_even_with_room() {
+        let mut table = Table::new(Small::new(), config(100, 2));
+        assert_eq!(table.register(at(0), 1, reg(1, "198.51.100.1")).own, wait());
+        assert_eq!(table.register(at(1), 2, reg(2, "198.51.100.2")).own, wait());
+        // Same /24, another address: over the share.
+        assert_eq!(
+            table.register(at(2), 3, reg(3, "198.51.100.3")).own,
+            retry()
+        );
+        assert_eq!(table.register(at(3), 4, reg(4, "198.51.101.1")).own, wait());
+        assert_eq!(table.stats().full, 1);
+        // A registration that completes a pair is served whatever its network holds.
+        let mut partner = reg(5, "198.51.100.4");
+        partner.want = key(1);
+        let mut first = reg(1, "198.51.100.1");
+        first.want = key(5);
+        assert_eq!(table.register(at(4), 1, first).own, wait());
+        assert!(matches!(
+            table.register(at(5), 5, partner).own,
+            Notice::Match { .. }
+        ));
+    }
+
+    /// The heaviest network's oldest entry makes room for a lighter network, down to one entry each:
+    /// a peer alone in its network is never evicted.
+    fn evicts_from_the_heaviest_network<S: Storage>(storage: S) {
+        let mut table = Table::new(storage, config(4, 100));
+        for n in 0..4 {
+            let outcome = table.register(at(n as u64), n.into(), reg(n, "203.0.113.9"));
+            assert_eq!(outcome.own, wait());
+        }
+        // Full. The attacking network itself cannot push its own entries around.
+        assert_eq!(
+            table.register(at(10), 10, reg(10, "203.0.113.7")).own,
+            retry()
+        );
+        // A newcomer from elsewhere takes the oldest attacking entry's place; that peer is told to
+        // come back later.
+        let outcome = table.register(at(11), 11, reg(11, "198.51.100.1"));
+        assert_eq!(outcome.own, wait());
+        assert_eq!(outcome.others.as_slice(), &[(0, retry())]);
+        assert!(table.get(&key(0)).is_none());
+        // 3 attacking, 1 honest: a second honest network still gets in, a second peer of the first
+        // honest network does not (it would leave 2 against 2).
+        let outcome = table.register(at(12), 12, reg(12, "192.0.2.1"));
+        assert_eq!(outcome.others.as_slice(), &[(1, retry())]);
+        assert_eq!(
+            table.register(at(13), 13, reg(13, "198.51.100.2")).own,
+            retry()
+        );
+        let outcome = table.register(at(14), 14, reg(14, "2001:db8:1::1"));
+        assert_eq!(outcome.others.as_slice(), &[(2, retry())]);
+        // One entry per network: nobody is evicted any more.
+        assert_eq!(
+            table.register(at(15), 15, reg(15, "2001:db8:2::1")).own,
+            retry()
+        );
+        assert_eq!(table.len(), 4);
+        for n in [3, 11, 12, 14] {
+            assert!(table.get(&key(n)).is_some(), "{n}");
+        }
+        assert_eq!((table.stats().evicted, table.stats().full), (3, 3));
+    }
+
+    #[test]
+    fn evicts_from_the_heaviest_network_in_every_storage() {
+        evicts_from_the_heaviest_network(heapless::Vec::<Entry, 8>::new());
+        #[cfg(feature = "std")]
+        evicts_from_the_heaviest_network(std::collections::HashMap::new());
+        #[cfg(feature = "std")]
+        evicts_from_the_heaviest_network(IndexedStorage::new());
+    }
+
+    #[test]
+    fn a_fixed_storage_that_is_full_shares_too() {
+        // Capacity allows more than the storage holds: its own room decides.
+        let mut table = Table::new(heapless::Vec::<Entry, 2>::new(), config(100, 100));
+        table.register(at(0), 1, reg(1, "203.0.113.1"));
+        table.register(at(1), 2, reg(2, "203.0.113.2"));
+        let outcome = table.register(at(2), 3, reg(3, "198.51.100.1"));
+        assert_eq!(
+            (outcome.own, outcome.others.as_slice()),
+            (wait(), &[(1, retry())][..])
+        );
+    }
+
+    #[test]
+    fn poll_expires_the_earliest_first_and_only_what_ran_out() {
+        let mut table = Table::new(Small::new(), config(100, 100));
+        let wait_ms = MediatorConfig::default().wait_timeout.total_millis();
+        for n in 0..5u32 {
+            table.register(at(10 * n as u64), n.into(), reg(n, "203.0.113.1"));
+        }
+        assert_eq!(table.poll_at(), Some(at(wait_ms)));
+        let mut expired = Vec::new();
+        table.poll(at(wait_ms + 20), |conn, notice| {
+            assert_eq!(notice, Notice::Abort(AbortReason::PeerTimeout));
+            expired.push(conn);
+        });
+        expired.sort();
+        assert_eq!(expired, [0, 1, 2]);
+        assert_eq!(table.poll_at(), Some(at(wait_ms + 30)));
+        assert_eq!(table.stats().expired, 3);
+    }
+
+    /// The same registrations, removals and expiries on every storage give the same answers: the
+    /// indexes agree with the scans.
+    #[cfg(feature = "std")]
+    #[test]
+    fn indexed_storage_agrees_with_the_scanning_one() {
+        let mut indexed = Table::new(IndexedStorage::new(), config(24, 6));
+        let mut scanned = Table::new(Small::new(), config(24, 6));
+        let mut seed = 0x2545_f491_u32;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        for step in 0..3_000u32 {
+            let now = at(step as u64 * 97);
+            let n = next() % 64;
+            let ip = std::format!("10.{}.{}.1", next() % 5, next() % 3);
+            let conn = ConnId::from(step);
+            match next() % 4 {
+                0 => {
+                    let (a, b) = (indexed.remove(&key(n), conn), scanned.remove(&key(n), conn));
+                    assert_eq!(a, b);
+                }
+                1 => {
+                    let (mut a, mut b) = (Vec::new(), Vec::new());
+                    indexed.poll(now, |c, _| a.push(c));
+                    scanned.poll(now, |c, _| b.push(c));
+                    a.sort();
+                    b.sort();
+                    assert_eq!(a, b);
+                }
+                _ => {
+                    let r = reg(n, &ip);
+                    let (a, b) = (
+                        indexed.register(now, conn, r),
+                        scanned.register(now, conn, r),
+                    );
+                    assert_eq!(a, b, "step {step}");
+                }
+            }
+            assert_eq!(indexed.len(), scanned.len());
+            assert_eq!(indexed.poll_at(), scanned.poll_at());
+        }
+        assert!(indexed.stats().evicted > 0 && indexed.stats().full > 0);
+        assert_eq!(indexed.stats(), scanned.stats());
+    }
 }

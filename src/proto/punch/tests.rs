@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::identity::{Keypair, SaltyVerifier};
+use crate::proto::auth::AuthError;
 use crate::wire::MessageType;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::vec;

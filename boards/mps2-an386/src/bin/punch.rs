@@ -18,13 +18,14 @@ use mps2_an386::executor::Executor;
 use mps2_an386::semihosting::exit;
 use mps2_an386::{board, config, entropy, println};
 #[cfg(not(feature = "plaintext"))]
-use p2psc::connector::RecordBuffers;
-use p2psc::connector::{ConnectBuffers, ConnectConfig, ConnectEvent, Mediator, Peer};
+use p2psc::connector::{connect_observed as connect, ConnectResources as Resources};
+#[cfg(feature = "plaintext")]
+use p2psc::connector::{connect_plaintext as connect, PlaintextResources as Resources};
+use p2psc::connector::{Config, ConnectEvent, Mediator, Request};
 use p2psc::identity::{Keypair, PublicKey};
 use p2psc::net::Ipv4Address;
-#[cfg(not(feature = "plaintext"))]
-use p2psc::proto::channel::MAX_RECORD_LEN;
 use p2psc::proto::SessionKey;
+use p2psc::rng::Drbg;
 use static_cell::StaticCell;
 
 /// Messages sent and expected back.
@@ -32,21 +33,10 @@ const ROUNDS: usize = 3;
 /// Longest wait for one echo.
 const ECHO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Buffers, sized at the call site: the peer connection (the application's socket), the mediator
-/// connection (a frame is at most 132 bytes), and the secure channel's records (a whole incoming
-/// record, up to 2 KiB; outgoing records as large as their buffer).
-struct Buffers {
-    rx: [u8; 1024],
-    tx: [u8; 1024],
-    mediator_rx: [u8; 256],
-    mediator_tx: [u8; 256],
-    #[cfg(not(feature = "plaintext"))]
-    record_rx: [u8; MAX_RECORD_LEN],
-    #[cfg(not(feature = "plaintext"))]
-    record_tx: [u8; 512],
-}
-
-static BUFFERS: StaticCell<Buffers> = StaticCell::new();
+/// The connection's memory, sized here: the peer connection (the application's socket) 1 KiB each
+/// way, the mediator connection's, and with the secure channel a whole incoming record (2 KiB) and
+/// outgoing records of 512 B.
+static RESOURCES: StaticCell<Resources<1024, 1024>> = StaticCell::new();
 static EXECUTOR: StaticCell<Executor> = StaticCell::new();
 
 #[mps2_an386::entry]
@@ -63,57 +53,28 @@ async fn app(spawner: Spawner) {
         exit(false)
     }
     let me = Keypair::from_seed(&config::KEY_SEED);
-    let peer = Peer::new(PublicKey::from_bytes(config::PEER_KEY));
+    let peer = PublicKey::from_bytes(config::PEER_KEY);
     let mediator = Mediator::new(
         Ipv4Address::from(config::MEDIATOR_ADDR),
         config::MEDIATOR_PORT,
     );
     println!("p2psc: me   {:x}", me.public_key());
-    println!("p2psc: peer {:x}", peer.key);
+    println!("p2psc: peer {:x}", peer);
     println!("p2psc: mediator {}", Ep(mediator.endpoint));
 
-    let b = BUFFERS.init(Buffers {
-        rx: [0; 1024],
-        tx: [0; 1024],
-        mediator_rx: [0; 256],
-        mediator_tx: [0; 256],
-        #[cfg(not(feature = "plaintext"))]
-        record_rx: [0; MAX_RECORD_LEN],
-        #[cfg(not(feature = "plaintext"))]
-        record_tx: [0; 512],
-    });
-    let buffers = ConnectBuffers {
-        rx: &mut b.rx,
-        tx: &mut b.tx,
-        mediator_rx: &mut b.mediator_rx,
-        mediator_tx: &mut b.mediator_tx,
-        race: None,
-    };
-    let config = ConnectConfig {
+    let request = Request {
         // Bounded well inside the end-to-end test's QEMU timeout.
-        timeout: p2psc::time::Duration::from_secs(60),
-        ..ConnectConfig::default()
+        config: Config {
+            timeout: Duration::from_secs(60),
+            ..Config::default()
+        },
+        ..Request::new(&me, peer, mediator)
     };
-    let seed = entropy::seed(b"connect");
+    let resources = RESOURCES.init(Resources::new());
+    let mut rng = Drbg::new(entropy::seed(b"connect"));
     let started = Instant::now();
     let observe = |event| report(event, started);
-    #[cfg(not(feature = "plaintext"))]
-    let result = {
-        let records = RecordBuffers {
-            rx: &mut b.record_rx,
-            tx: &mut b.record_tx,
-        };
-        let (me, peer, mediator) = (&me, &peer, &mediator);
-        p2psc::connector::connect_observed(
-            stack, me, peer, mediator, buffers, records, config, seed, observe,
-        )
-        .await
-    };
-    #[cfg(feature = "plaintext")]
-    let result = p2psc::connector::connect_plaintext(
-        stack, &me, &peer, &mediator, buffers, config, seed, observe,
-    )
-    .await;
+    let result = connect(stack, resources, &request, &mut rng, observe).await;
     let mut conn = match result {
         Ok(conn) => conn,
         Err(e) => {
@@ -211,6 +172,8 @@ fn report(event: ConnectEvent, started: Instant) {
         ConnectEvent::Authenticated(to) => {
             println!("p2psc: authenticated {} ({} ms)", Addr(to), ms)
         }
+        // Events added to p2psc later: not reported by this firmware.
+        _ => {}
     }
 }
 

@@ -23,15 +23,9 @@ mod config {
     include!(concat!(env!("OUT_DIR"), "/config.rs"));
 }
 
-/// `info!` through defmt, or nothing without the `defmt` feature (arguments still evaluated).
-macro_rules! info {
-    ($fmt:literal $(, $arg:expr)* $(,)?) => {{
-        #[cfg(feature = "defmt")]
-        defmt::info!($fmt $(, $arg)*);
-        #[cfg(not(feature = "defmt"))]
-        let _ = ($(&$arg,)*);
-    }};
-}
+#[macro_use]
+#[path = "../../../common/logging.rs"]
+mod logging;
 
 #[path = "../../../common/app.rs"]
 mod app;
@@ -51,12 +45,9 @@ bind_interrupts!(struct Irqs {
 
 type Device = Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
 
-/// Sockets: DHCP, the mediator connection, the punch candidate.
-const SOCKETS: usize = 3;
-
 static PACKETS: StaticCell<PacketQueue<4, 4>> = StaticCell::new();
-static RESOURCES: StaticCell<StackResources<SOCKETS>> = StaticCell::new();
-static BUFFERS: StaticCell<[u8; app::BUFFERS]> = StaticCell::new();
+static RESOURCES: StaticCell<StackResources<{ app::SOCKETS }>> = StaticCell::new();
+static CONNECT: StaticCell<app::Resources> = StaticCell::new();
 
 #[embassy_executor::task]
 async fn net_task(mut runner: net::Runner<'static, Device>) -> ! {
@@ -96,9 +87,7 @@ async fn main(spawner: Spawner) {
 
     let mut rng = Rng::new(p.RNG, Irqs);
     let mut stack_seed = [0u8; 8];
-    let mut connect_seed = [0u8; 32];
     rng.fill_bytes(&mut stack_seed);
-    rng.fill_bytes(&mut connect_seed);
 
     let mac = config::MAC.unwrap_or([0x02, 0x00, 0x00, 0x00, 0xF7, 0x67]);
     let device = Ethernet::new(
@@ -134,8 +123,8 @@ async fn main(spawner: Spawner) {
     spawner.spawn(net_task(runner).unwrap());
     app::punch_and_echo(
         stack,
-        BUFFERS.init([0; app::BUFFERS]),
-        connect_seed,
+        CONNECT.init(app::Resources::new()),
+        &mut rng,
         b"hello from a NUCLEO-F767ZI\n",
     )
     .await;

@@ -30,15 +30,9 @@ mod config {
     include!(concat!(env!("OUT_DIR"), "/config.rs"));
 }
 
-/// `info!` through defmt, or nothing without the `defmt` feature (arguments still evaluated).
-macro_rules! info {
-    ($fmt:literal $(, $arg:expr)* $(,)?) => {{
-        #[cfg(feature = "defmt")]
-        defmt::info!($fmt $(, $arg)*);
-        #[cfg(not(feature = "defmt"))]
-        let _ = ($(&$arg,)*);
-    }};
-}
+#[macro_use]
+#[path = "../../../common/logging.rs"]
+mod logging;
 
 #[path = "../../../common/app.rs"]
 mod app;
@@ -57,12 +51,9 @@ bind_interrupts!(struct Irqs {
 
 type SpiDev = ExclusiveDevice<Spi<'static, SPI0, Async>, Output<'static>, Delay>;
 
-/// Sockets: DHCP, the mediator connection, the punch candidate.
-const SOCKETS: usize = 3;
-
 static WIZNET: StaticCell<State<4, 4>> = StaticCell::new();
-static RESOURCES: StaticCell<StackResources<SOCKETS>> = StaticCell::new();
-static BUFFERS: StaticCell<[u8; app::BUFFERS]> = StaticCell::new();
+static RESOURCES: StaticCell<StackResources<{ app::SOCKETS }>> = StaticCell::new();
+static CONNECT: StaticCell<app::Resources> = StaticCell::new();
 
 #[embassy_executor::task]
 async fn wiznet_task(runner: Runner<'static, W5500, SpiDev, Input<'static>, Output<'static>>) -> ! {
@@ -87,7 +78,6 @@ async fn main(spawner: Spawner) {
     let boot = embassy_time::Instant::now().as_ticks().to_le_bytes();
     let seed = p2psc::rng::condition(|block| RoscRng.fill_bytes(block), 256, &boot);
     let mut rng = p2psc::rng::Drbg::new(seed);
-    let connect_seed = rng.bytes32();
     let stack_seed = rng.range(0, u64::MAX);
 
     let mut spi_cfg = SpiConfig::default();
@@ -127,8 +117,8 @@ async fn main(spawner: Spawner) {
     spawner.spawn(net_task(runner).unwrap());
     app::punch_and_echo(
         stack,
-        BUFFERS.init([0; app::BUFFERS]),
-        connect_seed,
+        CONNECT.init(app::Resources::new()),
+        &mut rng,
         b"hello from an RP2040 + W5500\n",
     )
     .await;

@@ -85,9 +85,18 @@ pub struct ConnectArgs {
     /// The peer's public key: 64 hex digits.
     #[arg(long, value_name = "HEX", value_parser = parse_peer)]
     pub peer: PublicKey,
-    /// The mediator, as HOST:PORT (a name, an IPv4 address, or [IPv6]:PORT).
-    #[arg(long, env = "P2PSC_MEDIATOR", value_name = "HOST:PORT", value_parser = parse_mediator)]
-    pub mediator: String,
+    /// The mediator, as HOST:PORT (a name, an IPv4 address, or [IPv6]:PORT). Several: repeat the
+    /// option or separate them with commas; both peers rank them by their keys and meet on the first
+    /// that works, so give both the same ones (P2PSC_MEDIATOR takes a comma list too).
+    #[arg(
+        long,
+        env = "P2PSC_MEDIATOR",
+        value_name = "HOST:PORT",
+        value_parser = parse_mediator,
+        value_delimiter = ',',
+        required = true
+    )]
+    pub mediator: Vec<String>,
     /// Longest time for one connection, from the first packet to the authenticated peer
     /// (e.g. 500ms, 30s, 2m; a bare number is seconds).
     #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
@@ -143,6 +152,21 @@ pub struct ForwardEnd {
     pub to: Option<String>,
 }
 
+impl ConnectArgs {
+    /// The mediators as the library takes them: one comma-separated list.
+    pub fn mediator_list(&self) -> String {
+        self.mediator.join(",")
+    }
+
+    /// The mediators, named for a message: "mediator A" or "mediators A, B".
+    pub fn mediator_names(&self) -> String {
+        match &self.mediator[..] {
+            [one] => format!("mediator {one}"),
+            all => format!("mediators {}", all.join(", ")),
+        }
+    }
+}
+
 fn parse_peer(text: &str) -> Result<PublicKey, String> {
     PublicKey::from_hex(text.trim()).map_err(|_| {
         format!(
@@ -159,6 +183,7 @@ fn port_of(text: &str) -> Option<u16> {
 }
 
 fn parse_mediator(text: &str) -> Result<String, String> {
+    let text = text.trim();
     match port_of(text) {
         Some(_) if !text.starts_with(':') => Ok(text.to_owned()),
         _ => Err("expected HOST:PORT, e.g. mediator.example.net:7777".to_owned()),

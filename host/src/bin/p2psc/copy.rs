@@ -3,8 +3,10 @@
 //! connection).
 
 use std::io;
+use std::pin::Pin;
+use std::task::Poll;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::fail::{Class, Failure};
 
@@ -48,6 +50,11 @@ impl End {
 
 /// Copy `from` to `to` until `from` ends, then close `to` for writing (a FIN towards a socket): the
 /// half-close that tells the other side this direction is done. Returns the bytes copied.
+///
+/// Whenever `from` has nothing ready, `to` is flushed before waiting for more: a writer that buffers
+/// (the secure channel keeps the records it sealed that the socket could not take yet) must not hold
+/// back what was written until the next input — the other side may be waiting for it before it sends
+/// anything more (an echo, a request and its answer). `tokio::io::copy` does the same.
 pub async fn copy<R, W>(from: &mut R, src: End, to: &mut W, dst: End) -> Result<u64, Failure>
 where
     R: AsyncRead + Unpin + ?Sized,
@@ -56,10 +63,14 @@ where
     let mut buf = vec![0u8; CHUNK];
     let mut total = 0u64;
     loop {
-        let n = from
-            .read(&mut buf)
-            .await
-            .map_err(|e| src.failed("read from", e))?;
+        let n = match read_now(from, &mut buf).await {
+            Some(read) => read,
+            None => {
+                to.flush().await.map_err(|e| dst.failed("write to", e))?;
+                from.read(&mut buf).await
+            }
+        };
+        let n = n.map_err(|e| src.failed("read from", e))?;
         if n == 0 {
             break;
         }
@@ -73,6 +84,23 @@ where
     to.flush().await.map_err(|e| dst.failed("write to", e))?;
     to.shutdown().await.map_err(|e| dst.failed("close", e))?;
     Ok(total)
+}
+
+/// A read of `from` that is ready now, or `None` when it would wait (reading is cancel-safe: nothing
+/// is taken from `from` then).
+async fn read_now<R>(from: &mut R, buf: &mut [u8]) -> Option<io::Result<usize>>
+where
+    R: AsyncRead + Unpin + ?Sized,
+{
+    std::future::poll_fn(|cx| {
+        let mut space = ReadBuf::new(buf);
+        Poll::Ready(match Pin::new(&mut *from).poll_read(cx, &mut space) {
+            Poll::Ready(Ok(())) => Some(Ok(space.filled().len())),
+            Poll::Ready(Err(e)) => Some(Err(e)),
+            Poll::Pending => None,
+        })
+    })
+    .await
 }
 
 /// Carry `local` and `peer` both ways until both directions are closed; the first error ends both
@@ -114,6 +142,31 @@ mod tests {
         remote.shutdown().await.unwrap();
         assert_eq!(client_side.await.unwrap(), b"reply");
         assert_eq!(carrying.await.unwrap(), Ok((data.len() as u64, 5)));
+    }
+
+    #[tokio::test]
+    async fn what_a_buffering_writer_holds_goes_out_while_the_source_waits() {
+        // The source sends a request and waits for the answer, its direction still open; the
+        // destination holds writes until flushed (as the secure channel may). The request must arrive.
+        let (mut client, mut source) = tokio::io::duplex(1024);
+        let (sink, mut remote) = tokio::io::duplex(1024);
+        let mut buffered = tokio::io::BufWriter::with_capacity(4096, sink);
+        let copying =
+            tokio::spawn(async move { copy(&mut source, LOCAL, &mut buffered, PEER).await });
+        client.write_all(b"request").await.unwrap();
+        let mut got = [0u8; 7];
+        let arrived = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            remote.read_exact(&mut got),
+        )
+        .await;
+        assert!(matches!(arrived, Ok(Ok(7))), "held back: {arrived:?}");
+        assert_eq!(&got, b"request");
+        drop(client);
+        let mut rest = Vec::new();
+        remote.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        assert_eq!(copying.await.unwrap(), Ok(7));
     }
 
     #[tokio::test]

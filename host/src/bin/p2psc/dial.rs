@@ -35,6 +35,8 @@ impl Reached {
             ConnectEvent::Established(_)
             | ConnectEvent::Authenticated(_)
             | ConnectEvent::Relayed => Reached::Established,
+            // An event added to p2psc later says nothing about how far we got.
+            _ => Reached::Start,
         };
         self.max(next)
     }
@@ -83,8 +85,9 @@ async fn attempt(keypair: &Keypair, args: &ConnectArgs, progress: &Progress) -> 
     let started = Instant::now();
     let mut reached = Reached::Start;
     let mut matched_at = None;
+    let mediators = args.mediator_list();
     let connecting =
-        p2psc_tokio::connect_observed(keypair, &args.peer, &args.mediator, config(args), |event| {
+        p2psc_tokio::connect_observed(keypair, &args.peer, &mediators, config(args), |event| {
             reached = reached.after(&event);
             if let ConnectEvent::Matched { .. } = event {
                 matched_at = Some(Instant::now());
@@ -122,23 +125,31 @@ async fn attempt(keypair: &Keypair, args: &ConnectArgs, progress: &Progress) -> 
     }
 }
 
-/// Check that the mediator's name resolves (within `--timeout`), for an end that would otherwise
-/// find out only when its first connection comes.
+/// Check that a mediator's name resolves (within `--timeout`), for an end that would otherwise find
+/// out only when its first connection comes: one of several is enough, as for a connection.
 pub async fn check_mediator(args: &ConnectArgs) -> Result<(), Failure> {
-    let lookup = tokio::net::lookup_host(args.mediator.as_str());
-    let unreachable = |why: String| {
-        Failure::new(
-            Class::MediatorUnreachable,
-            format!("cannot resolve mediator {}: {why}", args.mediator),
-        )
-    };
-    match tokio::time::timeout(args.timeout, lookup).await {
+    let mut first = None;
+    for name in &args.mediator {
+        match resolves(name, args.timeout).await {
+            Ok(()) => return Ok(()),
+            Err(why) => {
+                first.get_or_insert(format!("cannot resolve mediator {name}: {why}"));
+            }
+        }
+    }
+    let message = first.unwrap_or_else(|| "no mediator given".to_owned());
+    Err(Failure::new(Class::MediatorUnreachable, message))
+}
+
+/// Whether `name` resolves to an address within `limit`; why not.
+async fn resolves(name: &str, limit: Duration) -> Result<(), String> {
+    match tokio::time::timeout(limit, tokio::net::lookup_host(name)).await {
         Ok(Ok(mut addrs)) => match addrs.next() {
             Some(_) => Ok(()),
-            None => Err(unreachable("no address".to_owned())),
+            None => Err("no address".to_owned()),
         },
-        Ok(Err(e)) => Err(unreachable(e.to_string())),
-        Err(_) => Err(unreachable(format!("no answer within {:?}", args.timeout))),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {limit:?}")),
     }
 }
 
@@ -164,15 +175,15 @@ fn config(args: &ConnectArgs) -> Config {
 /// `--timeout` ran out: what was being waited for decides the class.
 fn timed_out(reached: Reached, args: &ConnectArgs) -> Failure {
     let within = format!("within {:?}", args.timeout);
-    let m = &args.mediator;
+    let m = args.mediator_names();
     match reached {
         Reached::Start => Failure::new(
             Class::MediatorUnreachable,
-            format!("mediator {m} unreachable: no connection {within}"),
+            format!("{m} unreachable: no connection {within}"),
         ),
         Reached::MediatorUp => Failure::new(
             Class::MediatorFailed,
-            format!("mediator {m} did not answer {within} (is it a p2psc mediator?)"),
+            format!("{m} did not answer {within} (is it a p2psc mediator?)"),
         ),
         Reached::Registered => peer_never_came(args, &within),
         Reached::Matched => Failure::new(
@@ -190,9 +201,9 @@ fn peer_never_came(args: &ConnectArgs, within: &str) -> Failure {
     Failure::new(
         Class::PeerNeverCame,
         format!(
-            "peer {} did not come to mediator {} {within} (is it running there, with this key as its peer?)",
+            "peer {} did not come to {} {within} (is it running there, with this key as its peer?)",
             args.peer.to_hex(),
-            args.mediator
+            args.mediator_names()
         ),
     )
 }
@@ -210,21 +221,21 @@ fn failure(error: &Error, reached: Reached, args: &ConnectArgs) -> Failure {
 
 fn protocol_failure(error: p2psc::Error, reached: Reached, args: &ConnectArgs) -> Failure {
     use p2psc::Error as E;
-    let m = &args.mediator;
+    let m = args.mediator_names();
     let (class, message) = match error {
         E::MediatorUnreachable => (
             Class::MediatorUnreachable,
-            format!("mediator {m} unreachable: connection refused or no answer"),
+            format!("{m} unreachable: connection refused or no answer"),
         ),
         E::Aborted(AbortReason::Replaced) => (
             Class::MediatorFailed,
-            format!("mediator {m}: {error} (another p2psc runs with this key)"),
+            format!("{m}: {error} (another p2psc runs with this key)"),
         ),
         E::MediatorClosed
         | E::Aborted(_)
         | E::UnsupportedVersion(_)
         | E::Mediator(_)
-        | E::MediatorBusy => (Class::MediatorFailed, format!("mediator {m}: {error}")),
+        | E::MediatorBusy => (Class::MediatorFailed, format!("{m}: {error}")),
         E::PeerNeverCame => {
             return peer_never_came(args, &format!("within {:?}", args.wait.min(args.timeout)))
         }
@@ -232,7 +243,8 @@ fn protocol_failure(error: p2psc::Error, reached: Reached, args: &ConnectArgs) -
         E::Relay(_) => (Class::PunchFailed, format!("no path to the peer: {error}")),
         E::AuthFailed(_) | E::PeerClosed => (Class::AuthFailed, error.to_string()),
         E::Timeout => return timed_out(reached, args),
-        E::BadSocket => (Class::LocalIo, error.to_string()),
+        // Errors of the smoltcp shells (a local matter), and any added to p2psc later.
+        _ => (Class::LocalIo, error.to_string()),
     };
     Failure::new(class, message)
 }
@@ -245,7 +257,7 @@ mod tests {
         ConnectArgs {
             key: "k.pem".into(),
             peer: Keypair::from_seed(&[2; 32]).public_key(),
-            mediator: "m.example:7777".into(),
+            mediator: vec!["m.example:7777".into()],
             timeout: Duration::from_secs(5),
             wait: Duration::from_secs(60),
             port: None,

@@ -168,6 +168,9 @@ fn step_json(event: &ConnectEvent) -> Value {
             json!({"event": "challenged", "observed": observed.to_string()})
         }
         ConnectEvent::Registered => json!({"event": "registered"}),
+        ConnectEvent::NextMediator { failed, rank } => {
+            json!({"event": "next_mediator", "failed": failed.to_string(), "rank": rank})
+        }
         ConnectEvent::Matched {
             role,
             peer,
@@ -190,6 +193,8 @@ fn step_json(event: &ConnectEvent) -> Value {
         }
         ConnectEvent::Relaying { at_once } => json!({"event": "relaying", "at_once": at_once}),
         ConnectEvent::Relayed => json!({"event": "relayed"}),
+        // An event added to p2psc later: its line of text.
+        other => json!({"event": "other", "text": other.to_string()}),
     }
 }
 

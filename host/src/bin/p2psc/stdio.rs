@@ -10,6 +10,7 @@ use std::io::{self, Read, Write};
 use std::sync::mpsc as std_mpsc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::copy::{CHUNK, PEER, STDIN, STDOUT};
@@ -35,8 +36,31 @@ pub async fn stdin_to<W: AsyncWrite + Unpin>(to: &mut W) -> Result<u64, Failure>
     let (tx, mut chunks) = mpsc::channel::<io::Result<Vec<u8>>>(DEPTH);
     let (give_back, spares) = std_mpsc::channel();
     std::thread::spawn(move || read_stdin(&tx, &Spares(spares)));
+    send_chunks(&mut chunks, to, &give_back).await
+}
+
+/// Write the chunks to `to` until the channel closes, then flush and close `to`. When no chunk is
+/// waiting, `to` is flushed before waiting for the next: the secure channel may still hold records
+/// the socket could not take, and the peer may be waiting for them before it sends anything more (an
+/// echo loop: `p2psc pipe <fifo | tee fifo` would stop short of the last bytes).
+async fn send_chunks<W: AsyncWrite + Unpin>(
+    chunks: &mut mpsc::Receiver<io::Result<Vec<u8>>>,
+    to: &mut W,
+    give_back: &std_mpsc::Sender<Vec<u8>>,
+) -> Result<u64, Failure> {
     let mut total = 0u64;
-    while let Some(chunk) = chunks.recv().await {
+    loop {
+        let chunk = match chunks.try_recv() {
+            Ok(chunk) => chunk,
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) => {
+                to.flush().await.map_err(|e| PEER.failed("write to", e))?;
+                match chunks.recv().await {
+                    Some(chunk) => chunk,
+                    None => break,
+                }
+            }
+        };
         let chunk = chunk.map_err(|e| STDIN.failed("read from", e))?;
         to.write_all(&chunk)
             .await
@@ -109,13 +133,26 @@ fn write_stdout(
     mut chunks: mpsc::Receiver<Vec<u8>>,
     give_back: &std_mpsc::Sender<Vec<u8>>,
 ) -> io::Result<()> {
-    let mut stdout = io::stdout().lock();
-    while let Some(chunk) = chunks.blocking_recv() {
-        stdout.write_all(&chunk)?;
-        let _ = give_back.send(chunk);
-    }
-    stdout.flush()?;
+    write_chunks(&mut chunks, &mut io::stdout().lock(), give_back)?;
     close_stdout()
+}
+
+/// Write every chunk to `out`, flushed whenever no further chunk is waiting, and at the end. Rust's
+/// stdout is line-buffered: without the flush, the bytes after the last newline of what the peer sent
+/// (a prompt, a binary protocol's message, the tail of an echo) would wait for its next bytes.
+fn write_chunks(
+    chunks: &mut mpsc::Receiver<Vec<u8>>,
+    out: &mut impl Write,
+    give_back: &std_mpsc::Sender<Vec<u8>>,
+) -> io::Result<()> {
+    while let Some(chunk) = chunks.blocking_recv() {
+        out.write_all(&chunk)?;
+        let _ = give_back.send(chunk);
+        if chunks.is_empty() {
+            out.flush()?;
+        }
+    }
+    out.flush()
 }
 
 /// Close stdout once the peer's direction has ended, so that whatever reads it sees its end now, not
@@ -138,4 +175,69 @@ fn close_stdout() -> io::Result<()> {
 #[cfg(not(unix))]
 fn close_stdout() -> io::Result<()> {
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_chunk_goes_out_while_stdin_waits() {
+        // stdin gave one chunk and stays open; the peer's stream holds writes until flushed (as the
+        // secure channel may). The chunk must reach the peer before stdin gives more.
+        let (tx, mut chunks) = mpsc::channel(DEPTH);
+        let (give_back, _spares) = std_mpsc::channel();
+        let (sink, mut remote) = tokio::io::duplex(1024);
+        let mut buffered = tokio::io::BufWriter::with_capacity(4096, sink);
+        let sending =
+            tokio::spawn(async move { send_chunks(&mut chunks, &mut buffered, &give_back).await });
+        tx.send(Ok(b"echo me".to_vec())).await.unwrap();
+        let mut got = [0u8; 7];
+        let arrived = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            remote.read_exact(&mut got),
+        )
+        .await;
+        assert!(matches!(arrived, Ok(Ok(7))), "held back: {arrived:?}");
+        assert_eq!(&got, b"echo me");
+        // The end of stdin closes our direction.
+        drop(tx);
+        let mut rest = Vec::new();
+        remote.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        assert_eq!(sending.await.unwrap(), Ok(7));
+    }
+
+    /// A writer whose bytes the test can see from another thread.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn bytes_after_the_last_newline_are_written_while_the_peer_is_quiet() {
+        // stdout is line-buffered (a LineWriter); the peer sent a line and a prompt, and waits.
+        let (tx, mut chunks) = mpsc::channel(DEPTH);
+        let (give_back, _spares) = std_mpsc::channel();
+        let seen = Shared::default();
+        let mut out = io::LineWriter::new(seen.clone());
+        let writer = std::thread::spawn(move || write_chunks(&mut chunks, &mut out, &give_back));
+        let sent = b"line\nPassword: ";
+        tx.blocking_send(sent.to_vec()).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while seen.0.lock().unwrap().len() < sent.len() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(seen.0.lock().unwrap().as_slice(), sent);
+        drop(tx);
+        writer.join().unwrap().unwrap();
+    }
 }

@@ -1,6 +1,7 @@
 //! The client's protocol-version-2 parts: the probe, the path decision and the relay.
 
 use super::*;
+use crate::identity::SaltyVerifier;
 use crate::proto::auth::{Handshake, HandshakeParams};
 use crate::wire::{Hello, Mapping, Paths, RelayMode, VERSION_2};
 
@@ -33,6 +34,7 @@ fn challenged() -> (Client, Hello) {
     assert_eq!(
         acts[1..],
         [Action::DialProbe {
+            rank: 0,
             from_port: c.local_port()
         }]
     );

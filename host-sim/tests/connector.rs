@@ -681,7 +681,7 @@ fn when_the_pairs_first_mediator_dies_both_peers_meet_on_the_second() {
             false => Fate::Deliver,
         });
     let ports: Vec<std::net::SocketAddr> = (0..3)
-        .map(|i| std::net::SocketAddr::from((MEDIATOR_IP, MEDIATOR_PORT + i)))
+        .map(|i| std::net::SocketAddr::from((MEDIATOR_IP, MEDIATOR_PORT + 2 * i)))
         .collect();
     let pair = Pair::new(key(A_IDENTITY), key(B_IDENTITY));
     let ranking: Vec<usize> = pair.rank(&ports, |a| MediatorId::new(*a)).collect();

@@ -102,7 +102,7 @@ pub struct Setup {
     pub b: Option<PeerSpec>,
     /// Whether the mediator serves (if not, its host answers every SYN with a RST).
     pub mediator: bool,
-    /// How many mediators the mediator host runs, on ports [`MEDIATOR_PORT`] and up; both peers list
+    /// How many mediators the mediator host runs, on ports [`MEDIATOR_PORT`] and up, two apart (each mediator's probe endpoint is its port + 1); both peers list
     /// them all.
     pub mediators: u16,
     /// Whether A and B sit behind one NAT at [`PUBLIC_IP`] (port-preserving, hairpinning).
@@ -220,7 +220,7 @@ impl Peer {
             candidates,
         };
         let mediators = (0..mediators)
-            .map(|i| Mediator::new(MEDIATOR_IP, MEDIATOR_PORT + i))
+            .map(|i| Mediator::new(MEDIATOR_IP, MEDIATOR_PORT + 2 * i))
             .collect();
         let connector = Connector::with_mediators(
             spec.config,
@@ -400,7 +400,7 @@ impl Sim {
                 let mut config = MediatorConfig::default();
                 config.relay.enabled = false;
                 let seed = [0x0C + i as u8; 32];
-                let port = MEDIATOR_PORT + i;
+                let port = MEDIATOR_PORT + 2 * i;
                 Some(MediatorNode::new(port, 4, config, seed, &mut host.sockets))
             })
             .collect();
@@ -436,13 +436,13 @@ impl Sim {
         self.mediator_at(0)
     }
 
-    /// The mediator node on port [`MEDIATOR_PORT`] + `i`.
+    /// The mediator node on port [`MEDIATOR_PORT`] + 2 × `i`.
     pub fn mediator_at(&mut self, i: usize) -> &mut MediatorNode {
         let node = self.mediator.nodes.get_mut(i).and_then(Option::as_mut);
         node.expect("that mediator serves")
     }
 
-    /// The mediator on port [`MEDIATOR_PORT`] + `i` dies (its connections are reset, its port closes).
+    /// The mediator on port [`MEDIATOR_PORT`] + 2 × `i` dies (its connections are reset, its port closes).
     pub fn crash_mediator(&mut self, i: usize) {
         let host = &mut self.mediator;
         if let Some(mut node) = host.nodes.get_mut(i).and_then(Option::take) {

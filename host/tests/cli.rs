@@ -67,6 +67,42 @@ fn pipe_carries_both_directions_and_both_ends_exit_0() {
     assert_eq!(done["received"], to_b.len());
 }
 
+/// One side asks for the relay at once (`--relay only`: Hello flags 3, mapping `RelayOnly`), so both
+/// decide the relay (protocol §14.3): the bytes cross the real mediator, encrypted end to end, and both
+/// tools say so.
+#[test]
+fn relay_only_carries_both_directions_through_the_mediator() {
+    let scratch = Scratch::new("relay");
+    let mediator = Mediator::start();
+    let (key_a, hex_a) = keygen(&scratch, "a.pem");
+    let (key_b, hex_b) = keygen(&scratch, "b.pem");
+    let (to_b, to_a) = (pattern(1 << 20, 3), pattern(256 << 10, 4));
+    let a = feed(
+        pipe(&key_a, &hex_b, &mediator.addr()).args(["--relay", "only"]),
+        to_b.clone(),
+    );
+    let b = feed(
+        pipe(&key_b, &hex_a, &mediator.addr()).arg("--json"),
+        to_a.clone(),
+    );
+    let (a, b) = (a.finish(LIMIT), b.finish(LIMIT));
+    assert_eq!((a.code, b.code), (Some(0), Some(0)), "A: {a:?}\nB: {b:?}");
+    assert!(a.stdout == to_a, "A received other bytes: {a:?}");
+    assert!(b.stdout == to_b, "B received other bytes: {b:?}");
+    assert!(a.stderr.contains("; path relayed; "), "{a:?}");
+    let events: Vec<serde_json::Value> = b
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON object per line"))
+        .collect();
+    let connected = events.iter().find(|e| e["event"] == "connected").unwrap();
+    assert_eq!(connected["path"], "relayed");
+    assert!(
+        events.iter().any(|e| e["event"] == "relaying"),
+        "B asked for the relay: {b:?}"
+    );
+}
+
 #[test]
 fn the_peers_end_closes_stdout_so_an_echo_loop_ends() {
     // The laptop echoes (its stdout feeds its stdin); the device sends a greeting and half-closes.

@@ -34,7 +34,9 @@
 //! API you add the sockets to your set (with your buffers) and pass their handles ([`Sockets`]): the
 //! mediator socket needs at least [`wire::MAX_FRAME_LEN`](crate::wire::MAX_FRAME_LEN) bytes each way;
 //! each candidate socket becomes the application's socket if it wins, so size its buffers for the
-//! application (and at least one frame each way). One candidate socket is enough; a second lets the LAN
+//! application (and at least one frame each way). With the feature `relay` a relayed connection is the
+//! mediator socket itself (protocol §14.4), so size the mediator socket's buffers for the application
+//! too. One candidate socket is enough; a second lets the LAN
 //! and public paths be tried at once. Handles that are not TCP sockets of the set, or buffers smaller
 //! than a frame, end the connection with [`Error::BadSocket`] at the first poll. Do not remove
 //! the sockets while the connector runs. On every outcome every socket is left closed except the

@@ -23,7 +23,9 @@ const MIN_RECORD_TX: usize = crate::proto::channel::OVERHEAD + 1;
 /// - `RECORD_TX`: the secure channel's outgoing record buffer (at least 20 bytes; bigger makes
 ///   fewer records). The incoming one is `RECORD_RX` bytes, [`MAX_RECORD_LEN`] (a whole record of
 ///   the peer's).
-/// - The mediator connection's buffers are [`MEDIATOR_BUFFER_LEN`] bytes each way.
+/// - The mediator connection's buffers are [`MEDIATOR_BUFFER_LEN`] bytes each way; with the feature
+///   `relay`, `RX` and `TX` like a candidate's, since a relayed connection (protocol §14) is the
+///   mediator connection and becomes the application's socket.
 ///
 /// A connection takes [`SOCKETS`](Self::SOCKETS) slots of the stack's socket set while it is being
 /// made (one when it is made); [`connect`](super::connect) fails with
@@ -52,8 +54,17 @@ pub struct ConnectResources<
 > {
     pub(super) rx: [[u8; RX]; CANDIDATES],
     pub(super) tx: [[u8; TX]; CANDIDATES],
+    #[cfg(not(feature = "relay"))]
     pub(super) mediator_rx: [u8; MEDIATOR_BUFFER_LEN],
+    #[cfg(not(feature = "relay"))]
     pub(super) mediator_tx: [u8; MEDIATOR_BUFFER_LEN],
+    // A relayed connection is the mediator socket itself (protocol §14.4): it carries the application's
+    // stream, so it gets the application's buffers — a 256-byte window would cap a relayed stream at
+    // 256 bytes per round trip.
+    #[cfg(feature = "relay")]
+    pub(super) mediator_rx: [u8; RX],
+    #[cfg(feature = "relay")]
+    pub(super) mediator_tx: [u8; TX],
     pub(super) record_rx: [u8; RECORD_RX],
     pub(super) record_tx: [u8; RECORD_TX],
 }
@@ -80,8 +91,14 @@ impl<
         Self {
             rx: [[0; RX]; CANDIDATES],
             tx: [[0; TX]; CANDIDATES],
+            #[cfg(not(feature = "relay"))]
             mediator_rx: [0; MEDIATOR_BUFFER_LEN],
+            #[cfg(not(feature = "relay"))]
             mediator_tx: [0; MEDIATOR_BUFFER_LEN],
+            #[cfg(feature = "relay")]
+            mediator_rx: [0; RX],
+            #[cfg(feature = "relay")]
+            mediator_tx: [0; TX],
             record_rx: [0; RECORD_RX],
             record_tx: [0; RECORD_TX],
         }

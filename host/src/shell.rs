@@ -130,7 +130,7 @@ pub(crate) struct Shell<'k> {
     mediator_addr: SocketAddr,
     started: tokio::time::Instant,
     mediator: Sock,
-    /// The mapping probe (protocol §13.2): a second connection from the punch port.
+    /// The mapping probe (protocol §14.2): a second connection from the punch port.
     probe: Sock,
     candidates: [Sock; MAX_CANDIDATES],
     listener: Option<TcpListener>,

@@ -11,7 +11,7 @@
 //!   cycle and the choice of the winning connection.
 //! - [`auth`]: the peer-to-peer handshake on each candidate connection (§9).
 //! - [`relay`] (feature `relay`): the peer's side of the relay through the mediator and the path
-//!   decision of a version-2 Match (§13).
+//!   decision of a version-2 Match (§14).
 //! - [`client`]: the peer's whole side, sequencing the above with the mediator connection; every peer
 //!   shell drives it.
 //! - [`mediator`]: the mediator's per-connection sessions and its table of waiting peers.

@@ -115,7 +115,7 @@ pub struct PunchInfo {
     pub peer_local: Option<SocketAddr>,
     /// The other peer's nonce.
     pub peer_nonce: Nonce,
-    /// Version 2: the mapping classes and the relay offer (protocol §13.3); `None` from a version-1
+    /// Version 2: the mapping classes and the relay offer (protocol §14.3); `None` from a version-1
     /// Match.
     pub paths: Option<Paths>,
 }

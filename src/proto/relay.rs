@@ -1,4 +1,4 @@
-//! The peer's side of the relay (protocol §13.4–§13.5) as a sans-IO machine, on the mediator
+//! The peer's side of the relay (protocol §14.4–§14.5) as a sans-IO machine, on the mediator
 //! connection after a version-2 Match that offered one.
 //!
 //! ```text
@@ -15,7 +15,7 @@
 //! the relay costs no round trip of its own. After Relayed, every byte is the other peer's: the
 //! handshake's, then the application's, which [`receive`](Relay::receive) leaves unconsumed.
 //!
-//! [`decide`] is the path decision both peers take from their Match (§13.3).
+//! [`decide`] is the path decision both peers take from their Match (§14.3).
 
 use core::fmt;
 
@@ -26,7 +26,7 @@ use crate::identity::Verifier;
 use crate::time::{Duration, Instant};
 use crate::wire::{self, AbortReason, FrameReader, Mapping, Message, MessageType};
 
-/// What a Match decides about the path (protocol §13.3). Both peers decide alike: they get the same
+/// What a Match decides about the path (protocol §14.3). Both peers decide alike: they get the same
 /// classes, mirrored, the same deadline, and both know whether they share a public address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -40,7 +40,7 @@ pub enum Decision {
     RelayNow,
 }
 
-/// The path decision of protocol §13.3 for the Match in `info`.
+/// The path decision of protocol §14.3 for the Match in `info`.
 pub fn decide(info: &PunchInfo) -> Decision {
     let Some(paths) = info.paths.filter(|p| p.relay_after_ms > 0) else {
         return Decision::Punch;
@@ -153,7 +153,7 @@ impl Relay {
         self.state = State::Requested { sent: false };
     }
 
-    /// Set the handshake's deadline (once joined: it counts from the join, protocol §13.5).
+    /// Set the handshake's deadline (once joined: it counts from the join, protocol §14.5).
     pub fn set_deadline(&mut self, deadline: Instant) {
         if let Some(h) = self.handshake.as_mut() {
             h.set_deadline(deadline);

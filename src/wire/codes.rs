@@ -164,7 +164,7 @@ impl MessageType {
 }
 
 wire_code! {
-    /// What a version-2 peer says about the relayed path, in its Hello (protocol §4.1, §13.3).
+    /// What a version-2 peer says about the relayed path, in its Hello (protocol §4.1, §14.3).
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     #[cfg_attr(feature = "defmt", derive(defmt::Format))]
     pub enum RelayMode {
@@ -178,7 +178,7 @@ wire_code! {
 }
 
 wire_code! {
-    /// A peer's NAT mapping as the mediator's probe found it (protocol §13.2), in a version-2 Match.
+    /// A peer's NAT mapping as the mediator's probe found it (protocol §14.2), in a version-2 Match.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     #[cfg_attr(feature = "defmt", derive(defmt::Format))]
     pub enum Mapping {

@@ -184,7 +184,7 @@ impl Challenge {
     }
 }
 
-/// Version 2: what a Match says about the paths open to the pair (protocol §13.3).
+/// Version 2: what a Match says about the paths open to the pair (protocol §14.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Paths {

@@ -15,7 +15,7 @@
 //! peer. The byte layouts are specified in `doc/protocol.md`.
 //!
 //! Two versions are spoken ([`VERSION`], [`VERSION_2`]). Version 2 (the relay and the mapping probe,
-//! protocol §13) changes only the registration: a Hello with [`Hello::relay`] and a Match with
+//! protocol §14) changes only the registration: a Hello with [`Hello::relay`] and a Match with
 //! [`Match::paths`] are its frames, with [`Message::Probe`], [`Message::RelayRequest`] and
 //! [`Message::Relayed`]; the messages whose layout both versions share take the version of the
 //! registration that sends them ([`Message::emit_in`]); peer ↔ peer frames are version 1 in both.
@@ -42,7 +42,7 @@ pub use reader::FrameReader;
 /// peer ↔ peer frame.
 pub const VERSION: u8 = 1;
 
-/// Protocol version 2: the registration with the mapping probe and the relay (protocol §13).
+/// Protocol version 2: the registration with the mapping probe and the relay (protocol §14).
 pub const VERSION_2: u8 = 2;
 
 /// Length of the frame header.

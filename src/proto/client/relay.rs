@@ -1,5 +1,5 @@
 //! The client's protocol-version-2 parts (feature `relay`): the mapping probe and the relay (protocol
-//! §13), as the client sequences them. The decisions are [`proto::relay`](crate::proto::relay)'s.
+//! §14), as the client sequences them. The decisions are [`proto::relay`](crate::proto::relay)'s.
 
 use core::net::SocketAddr;
 
@@ -13,7 +13,7 @@ use crate::time::Instant;
 use crate::wire::{self, Message, RelayMode, Role};
 
 /// The mediator's probe endpoint, for a mediator at `mediator`: the same address and the next port,
-/// the convention of protocol §13.2 (and the reference mediator's default); `None` for port 65535.
+/// the convention of protocol §14.2 (and the reference mediator's default); `None` for port 65535.
 pub fn probe_endpoint(mediator: SocketAddr) -> Option<SocketAddr> {
     let port = mediator.port().checked_add(1)?;
     Some(SocketAddr::new(mediator.ip(), port))
@@ -81,7 +81,7 @@ impl Fallback {
     }
 }
 
-/// Whether a failed punch falls back to the relay (protocol §13.3): not when the other end answered
+/// Whether a failed punch falls back to the relay (protocol §14.3): not when the other end answered
 /// and failed to authenticate — it is not the configured peer, or the mediator lied about the pair —
 /// since the relay would join the same pair; a handshake that only timed out (a lossy path) does.
 pub(super) fn falls_back(error: PunchError) -> bool {
@@ -200,7 +200,7 @@ impl Client {
         let joined = f.relay.is_joined();
         let used = crate::proto::feed(data, |rest| f.relay.receive(verifier, rest));
         if !joined && f.relay.is_joined() {
-            // The handshake's deadline counts from the join (protocol §13.5).
+            // The handshake's deadline counts from the join (protocol §14.5).
             let deadline = handshake_deadline(now, f.matched_at, &self.config.punch);
             f.relay.set_deadline(deadline.min(self.deadline));
             self.event(ConnectEvent::Relayed);
@@ -223,7 +223,7 @@ impl Client {
         Handshake::new(signer, params, self.rng.bytes32())
     }
 
-    /// The Match's path decision (protocol §13.3): the relay at once (entered here: `None`), or the
+    /// The Match's path decision (protocol §14.3): the relay at once (entered here: `None`), or the
     /// punch, with `config`'s deadline shortened to the fallback's, and the relay it falls back to.
     pub(super) fn choose_path<S: Signer>(
         &mut self,

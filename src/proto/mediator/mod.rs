@@ -21,7 +21,7 @@
 //! the [`Role::Leader`](crate::wire::Role::Leader). Start delays equalise the one-way delays estimated
 //! from the measured round trips.
 //!
-//! Version 2 (protocol §13): [`probe`] classifies each peer's NAT mapping from its probe connection, the
+//! Version 2 (protocol §14): [`probe`] classifies each peer's NAT mapping from its probe connection, the
 //! table offers a pair a relay in its Matches, and the sessions of the pair join it. The relay's join is
 //! decided by the leader's session (exactly one side decides, whatever the order the two requests
 //! arrive in): a follower's RelayRequest is passed to its leader as [`Notice::PartnerRequested`]; the

@@ -1,4 +1,4 @@
-//! The mediator's side of the mapping probe (protocol §13.2, `doc/mediator.md` §14): one
+//! The mediator's side of the mapping probe (protocol §14.2, `doc/mediator.md` §15): one
 //! [`ProbeSession`] per connection on the probe endpoint, and [`classify`], which compares what a probe
 //! saw with what the registration saw.
 //!
@@ -12,7 +12,7 @@ use core::net::SocketAddr;
 use crate::time::{Duration, Instant};
 use crate::wire::{self, AbortReason, FrameReader, Mapping, Message, Nonce, RelayMode};
 
-/// The mapping class of a registration (protocol §13.2): the Hello's relay flags, and the endpoint its
+/// The mapping class of a registration (protocol §14.2): the Hello's relay flags, and the endpoint its
 /// probe was observed at (`None`: no probe arrived), against the endpoint the registration was
 /// observed at. The address counts too: a NAT that picks another public address per destination is as
 /// unpredictable as one that picks another port.

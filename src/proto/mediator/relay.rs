@@ -1,4 +1,4 @@
-//! The mediator's relay policy (protocol §13, `doc/mediator.md` §15), sans I/O: the fallback deadline a
+//! The mediator's relay policy (protocol §14, `doc/mediator.md` §16), sans I/O: the fallback deadline a
 //! Match announces, and the limits every relayed pair runs under — token buckets for the rates, and a
 //! [`Budget`] per pair for its bytes, age and idle time. The server's splice asks them before each read
 //! and tells them what it moved; time comes in as an argument.
@@ -12,7 +12,7 @@ use core::fmt;
 
 use crate::time::{elapsed, Duration, Instant};
 
-/// Relay policy (`doc/mediator.md` §2, §15.4). The defaults are those of `MediatorConfig::default()`.
+/// Relay policy (`doc/mediator.md` §2, §16.4). The defaults are those of `MediatorConfig::default()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct RelayConfig {
@@ -49,7 +49,7 @@ impl Default for RelayConfig {
     }
 }
 
-/// The punch deadline after which a pair offered a relay falls back to it (protocol §13.3,
+/// The punch deadline after which a pair offered a relay falls back to it (protocol §14.3,
 /// `doc/mediator.md` §6.1), from the two measured round trips: `min(15 s, 3 s + 4 × (rtt_a + rtt_b))`,
 /// in whole milliseconds, never 0 (0 in a Match means "no relay").
 pub fn relay_after(rtt_a: Duration, rtt_b: Duration) -> u16 {

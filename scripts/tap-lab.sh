@@ -15,13 +15,18 @@
 #                          connector must recover, both SYNs leaving within one router-to-router delay
 #                          of each other at a slot of the shared retry schedule. Expect success.
 #   symmetric              A's router maps every connection to a random port (masquerade fully-random);
-#                          B's is port-preserving. Expect both peers to fail with PunchFailed.
+#                          B's is port-preserving. The mapping probe (protocol §14.2) finds A's mapping
+#                          Dependent and B's Independent, so the pair punches with the relay as fallback
+#                          (§14.3): no SYN of A's reaches B through B's filter, and at the fallback deadline
+#                          both ask the mediator to relay. Expect success, path relayed.
+#   symmetric-both         Both routers fully-random: both mappings Dependent, so both peers ask for the
+#                          relay at once, without a punch. Expect success, path relayed.
 #   same-lan-race          Both peers on one home LAN behind router A (no router B): A on tap0 at .2, B on
 #                          tap1 at .3. Same public address, so they race the LAN and the public path. B
 #                          (--announcer) tells A its MAC until the Match (`--announce-to`, unsolicited ARP
 #                          replies): at the start time A's SYN goes straight out, while B's own SYN to A
 #                          still waits for ARP. Expect success (over the LAN; router A does not hairpin).
-#   all                    The first three in turn; exits non-zero if any fails.
+#   all                    The first four in turn; exits non-zero if any fails.
 #
 # scripts/tap-late.sh runs the late-peer and same-LAN race matrix (many runs in parallel) on top of this;
 # scripts/tap-latency.sh the set-up latency of each pairing of peer kinds (runs one at a time).
@@ -45,6 +50,9 @@
 #                                         A kernel peer is told with a permanent neighbour entry; a kernel
 #                                         announcer to a smoltcp peer is not possible (labpeers.sh)
 #   --expect success|ERROR                e.g. --expect PunchFailed (the peers' typed ConnectError)
+#   --expect-path direct|relayed|any      the path both peers must report when they connect (default:
+#                                         the scenario's; relayed for the symmetric ones, else direct)
+#   --relay fallback|only|off             both peers' relay mode (protocol §14; default fallback)
 #   --timeout S                           connector deadline per peer (default 30)
 #   --punch-timeout S                     connector punch deadline (default: the connector's, 15)
 #   --peer-arg ARG                        one more argument for both `host-sim tap peer`s (repeatable), e.g.
@@ -90,7 +98,7 @@ case "$scenario" in -h|--help) usage; exit 0 ;; esac
 
 # --- defaults, then the scenario's, then the options ------------------------------------------------
 nat_a=port-preserving nat_b=port-preserving fw_a=drop fw_b=drop
-delay_a=20 delay_b=5 stall_a=0 stall_b=0 stagger=300 expect=success
+delay_a=20 delay_b=5 stall_a=0 stall_b=0 stagger=300 expect=success expect_path=direct relay=fallback
 timeout_s=30 punch_timeout='' peer_args=() prefix="p2l$$-" logs='' pcap=0 build=0 quiet=0 verbose=0
 same_lan=0 announcer=B kind_a=smoltcp kind_b=smoltcp plaintext=0
 target_dir=${CARGO_TARGET_DIR:-$root/target}
@@ -101,12 +109,13 @@ p2psc_bin=${P2PSC_BIN:-$target_dir/debug/p2psc}
 case "$scenario" in
     port-preserving-drop) ;;
     port-preserving-rst) fw_a=none fw_b=none stall_b=800 ;;
-    symmetric) nat_a=fully-random expect=PunchFailed ;;
+    symmetric) nat_a=fully-random expect_path=relayed ;;
+    symmetric-both) nat_a=fully-random nat_b=fully-random expect_path=relayed ;;
     same-lan-race) same_lan=1 ;;
     all)
         rc=0
         results=()
-        for s in port-preserving-drop port-preserving-rst symmetric; do
+        for s in port-preserving-drop port-preserving-rst symmetric symmetric-both; do
             if "$0" "$s" "$@"; then results+=("PASS $s"); else rc=1; results+=("FAIL $s"); fi
         done
         printf '\n== tap-lab summary ==\n'
@@ -143,6 +152,8 @@ while [ $# -gt 0 ]; do
         --stagger-ms) stagger=$val ;;
         --announcer) announcer=${val^^} ;;
         --expect) expect=$val ;;
+        --expect-path) expect_path=$val ;;
+        --relay) relay=$val ;;
         --timeout) timeout_s=$val ;;
         --punch-timeout) punch_timeout=$val ;;
         --peer-arg) peer_args+=("$val") ;;
@@ -304,11 +315,23 @@ for capture in "${captures[@]}"; do
     tcpdump -enr "$logs/$capture.pcap" -tt 2>/dev/null | head -30 | sed 's/^/    /'
 done
 
-# The set-up latency (see the header) when both peers connected through two routers.
+# The set-up latency (see the header) when both peers connected through two routers. Relayed
+# (protocol §14.7): from the mediator's second verified registration, the Match reaches each peer and
+# each peer's first flight crosses the mediator to the other: max(2 dA + dB, 2 dB + dA), i.e. 1.5 RTT
+# to the mediator when the delays are equal; the reference target is twice that.
 setup_latency_line() {
     local am_a am_b
     am_a=$(labpeer_after_match A) am_b=$(labpeer_after_match B)
     [ "$same_lan" = 0 ] && [ "$stall_a" = 0 ] && [ "$stall_b" = 0 ] && [ -n "$am_a" ] && [ -n "$am_b" ] || return 0
+    if [ "$(labpeer_path A)" = relayed ]; then
+        awk -v da="$delay_a" -v db="$delay_b" -v a="$am_a" -v b="$am_b" 'BEGIN {
+            sa = da + a; sb = db + b; setup = sa > sb ? sa : sb
+            la = 2 * da + db; lb = 2 * db + da; limit = la > lb ? la : lb
+            printf "SETUP %.0f ms, limit %.0f ms (%+.0f ms); mediator one-way A %d, B %d ms, relayed target %.0f ms; Match to authenticated A %d, B %d ms\n",
+                setup, limit, setup - limit, da, db, 2 * limit, a, b
+        }'
+        return 0
+    fi
     awk -v da="$delay_a" -v db="$delay_b" -v a="$am_a" -v b="$am_b" 'BEGIN {
         sa = da + a; sb = db + b; setup = sa > sb ? sa : sb
         far = da > db ? da : db; peer_rtt = 2 * (da + db); limit = far + 1.5 * peer_rtt
@@ -323,6 +346,10 @@ declare -A panicked=([A]=$(panic_of "$(labpeer_err A)") [B]=$(panic_of "$(labpee
 for side in A B; do
     [ -z "${panicked[$side]}" ] || fail+=("peer $side panicked")
     labpeer_check "$side" "$expect" "${rc_of[$side]}"
+    if [ "$expect" = success ] && [ "$expect_path" != any ]; then
+        path=$(labpeer_path "$side")
+        [ "$path" = "$expect_path" ] || fail+=("peer $side path ${path:-unknown}, expected $expect_path")
+    fi
 done
 # Two smoltcp peers print a tag of the session key; with a kernel peer, the secure channel's records
 # opening at all shows that both derived the same key.

@@ -13,8 +13,15 @@
 # at once, so two kernel peers are connected one peer RTT after their SYNs cross; smoltcp 0.13 takes
 # half a round trip more (doc/smoltcp.md).
 #
+# With --scenario symmetric-both (both routers fully-random) the pair is relayed through the mediator at
+# once (protocol §14.3) and the limit is the relay's (§14.7): from the mediator's second verified
+# registration, the Match reaches each peer and each peer's first flight crosses the mediator to the
+# other, max(2 dA + dB, 2 dB + dA) (1.5 x mediator RTT when the delays are equal); the reference
+# target is twice that.
+#
 # Options:
 #   --runs N                 runs per pairing (default 5)
+#   --scenario NAME          the tap-lab.sh scenario (default port-preserving-drop; symmetric-both: relayed)
 #   --delay-a-ms N | --delay-b-ms N   one-way delay of router A's / B's uplink relay (default 20 / 5)
 #   --pairs LIST             comma-separated pairings (default kernel-kernel,kernel-smoltcp,smoltcp-smoltcp)
 #   --release                the release binaries (cargo build --release …; with --build, builds them)
@@ -33,7 +40,7 @@ root=$(cd "$here/.." && pwd)
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 die() { echo "tap-latency: $*" >&2; exit 3; }
 
-runs=5 delay_a=20 delay_b=5 pairs=kernel-kernel,kernel-smoltcp,smoltcp-smoltcp profile=debug build=0 logs=''
+runs=5 scenario=port-preserving-drop delay_a=20 delay_b=5 pairs=kernel-kernel,kernel-smoltcp,smoltcp-smoltcp profile=debug build=0 logs=''
 host_sim='' mediator_bin='' p2psc_bin=''
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -44,6 +51,7 @@ while [ $# -gt 0 ]; do
     [ $# -ge 2 ] || { echo "tap-latency: unknown argument or missing value: $1" >&2; usage >&2; exit 2; }
     case "$1" in
         --runs) runs=$2 ;;
+        --scenario) scenario=$2 ;;
         --delay-a-ms) delay_a=$2 ;;
         --delay-b-ms) delay_b=$2 ;;
         --pairs) pairs=$2 ;;
@@ -87,11 +95,11 @@ mkdir -p "$logs"
 # tap-lab.sh removes its own namespaces, also when stopped; only our temp dir is left to remove.
 trap '[ "$keep_logs" = 0 ] && rm -rf "$logs"' EXIT
 
-echo "== tap-latency: ${pair_list[*]}; $runs runs each; one-way delays A $delay_a ms, B $delay_b ms ($profile binaries)"
+echo "== tap-latency $scenario: ${pair_list[*]}; $runs runs each; one-way delays A $delay_a ms, B $delay_b ms ($profile binaries)"
 # One run: tap-lab.sh's output in $logs/PAIR.RUN.out; prints its SETUP line (or why there is none).
 one_run() { # one_run PAIR RUN
     local pair=$1 run=$2 out=$logs/$1.$2.out
-    "$here/tap-lab.sh" port-preserving-drop --peer-a "${pair%-*}" --peer-b "${pair#*-}" \
+    "$here/tap-lab.sh" "$scenario" --peer-a "${pair%-*}" --peer-b "${pair#*-}" \
         --delay-a-ms "$delay_a" --delay-b-ms "$delay_b" -q --prefix "p2y$$-" --logs "$logs/$pair.$run" \
         --host-sim "$host_sim" --mediator-bin "$mediator_bin" --p2psc "$p2psc_bin" >"$out" 2>&1 </dev/null || true
     printf '  %-16s %d: %s\n' "$pair" "$run" \

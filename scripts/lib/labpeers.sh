@@ -23,6 +23,7 @@
 #   labpeer_stall_kernel_a     a late kernel peer A: stopped (SIGSTOP) while it waits in the mediator's
 #                              table, resumed stall[A] ms after B's Match (see below)
 #   labpeer_check SIDE EXPECT RC   appends to fail[] what went wrong (EXPECT success or an error name)
+#   labpeer_path SIDE          the path the peer reported (`path direct` / `path relayed` in its log)
 #   labpeer_summary SIDE RC    one line `PEER SIDE KIND: connected C, data D, attempts N, after_match_ms M`
 #                              that scripts/tap-late.sh and scripts/tap-latency.sh read
 #
@@ -120,6 +121,7 @@ labpeer_start_smoltcp() {
     [ ${#peer_args[@]} -gt 0 ] && cmd+=("${peer_args[@]}")
     [ "${stall[$side]}" != 0 ] && cmd+=(--stall-after-match-ms "${stall[$side]}")
     [ "$plaintext" = 1 ] && cmd+=(--plaintext)
+    [ "${relay:-fallback}" != fallback ] && cmd+=(--relay "$relay")
     [ "$verbose" = 1 ] && cmd+=(-vv)
     # same-lan-race: the announcer tells a smoltcp peer its MAC (and must ARP for the other itself).
     if [ "$same_lan" = 1 ] && [ "$side" = "$announcer" ] && [ "${kind[$other]}" = smoltcp ]; then
@@ -137,6 +139,7 @@ labpeer_start_kernel() {
     local tool=("$p2psc_bin" pipe --key "${keyfile[$side]}" --peer "${pubkey[$other]}" --mediator "$pub_ip:$port"
         --timeout "${timeout_s}s")
     [ "$plaintext" = 1 ] && tool+=(--plaintext)
+    [ "${relay:-fallback}" != fallback ] && tool+=(--relay "$relay")
     local run=(ip netns exec "$(ns "${peer_ns[$side]}")" env RUST_BACKTRACE=1 timeout -k 2 $((timeout_s + 15)) bash -c)
     local fifo=$logs/loop-$side
     rm -f "$fifo"
@@ -188,6 +191,10 @@ labpeer_resume_kernel_a() {
 # --- outcome -------------------------------------------------------------------------------------------
 # The file a peer's panic would be in.
 labpeer_err() { if [ "${kind[$1]}" = kernel ]; then echo "$logs/peer-$1.log"; else echo "$logs/peer-$1.err"; fi; }
+
+labpeer_path() { # the path the peer reported when it connected: direct or relayed (nothing if it did not)
+    grep -oE 'path (direct|relayed)' "$logs/peer-$1.log" | head -1 | cut -d' ' -f2 || true
+}
 
 labpeer_connected() { # the peer authenticated the other
     case "${kind[$1]}" in

@@ -37,11 +37,14 @@ step "no_std builds"
 for target in thumbv7em-none-eabihf thumbv6m-none-eabi riscv32imc-unknown-none-elf; do
     cargo build -p p2psc --no-default-features --target "$target"
     cargo build -p p2psc --no-default-features --features defmt --target "$target"
+    # Protocol version 2 (the probe and the relay) on every device architecture.
+    cargo build -p p2psc --no-default-features --features relay --target "$target"
 done
 # The optional parts of `net` (default features ipv6, dhcpv4, medium-ip) on bare metal too; and the lean
 # build lint-free, since the workspace clippy above only sees the default features.
 cargo build -p p2psc --features defmt --target thumbv7em-none-eabihf
 cargo clippy -p p2psc --no-default-features --target thumbv7em-none-eabihf -- -D warnings
+cargo clippy -p p2psc --no-default-features --features relay --target thumbv7em-none-eabihf -- -D warnings
 # DNS and UDP (features dns, udp; off by default) on bare metal, with and without defmt, lint-free.
 cargo build -p p2psc --no-default-features --features dns,udp --target thumbv7em-none-eabihf
 cargo build -p p2psc --features dns,udp,defmt --target thumbv7em-none-eabihf

@@ -19,7 +19,7 @@ use p2psc::proto::mediator::{Entry, Registrant};
 use p2psc::proto::{transcript, ConnId, MediatorConfig, Notice, RegisterConfig, RegisterError};
 use p2psc::proto::{RegisterEvent, Registration, Session, SessionEvent, Table};
 use p2psc::time::{Duration, Instant};
-use p2psc::wire::{AbortReason, Challenge, Hello, Match, Message, Nonce, MAX_FRAME_LEN};
+use p2psc::wire::{AbortReason, Challenge, Hello, Match, Message, Nonce, MAX_FRAME_LEN, VERSION_2};
 use p2psc_fuzz::crypto::{FastSigner, FastVerifier, SignLog};
 use p2psc_fuzz::ident::{self, IDENTITIES};
 use p2psc_fuzz::input::{self, below, byte, chunk, one_in, word};
@@ -67,6 +67,9 @@ struct Conn {
 struct Client {
     who: usize,
     registration: Registration,
+    /// Its Match offered a relay (version 2), and whether it has asked for it.
+    offered: bool,
+    asked: bool,
 }
 
 impl Conn {
@@ -154,7 +157,17 @@ impl<'a> Mediator<'a> {
             let (key, want) = (ident::public(who), ident::public(want));
             let registration =
                 Registration::new(RegisterConfig::default(), key, want, nonce, local, self.now);
-            Client { who, registration }
+            // Version 1 or version 2 (with its relay flags).
+            let registration = match input::relay_mode(u) {
+                Some(mode) => registration.with_relay(mode),
+                None => registration,
+            };
+            Client {
+                who,
+                registration,
+                offered: false,
+                asked: false,
+            }
         });
         let session = Session::new(self.config, observed, nonce, self.now);
         self.conns.push(Conn {
@@ -177,6 +190,13 @@ impl<'a> Mediator<'a> {
         if let Some(client) = &mut conn.client {
             while let Some(n) = client.registration.transmit(self.now, &mut buf) {
                 conn.up.send(&buf[..n]);
+            }
+            // Offered a relay, it asks for it, its first flight (any bytes) right behind (§14.4).
+            if client.offered && !client.asked && one_in(u, 2) {
+                reach("mediator: an honest peer asks for the relay");
+                client.asked = true;
+                conn.up.send(&input::frame_in(VERSION_2, &Message::RelayRequest));
+                conn.up.send(&input::garbage(u));
             }
             return;
         }
@@ -216,6 +236,7 @@ impl<'a> Mediator<'a> {
                 Message::Match(m) => self.check_match(c, &m),
                 Message::RetryAfter { .. } => reach("mediator: RetryAfter (table full)"),
                 Message::Ping { .. } => reach("mediator: Ping sent"),
+                Message::Relayed => reach("mediator: Relayed sent"),
                 _ => {}
             }
             self.conns[c].down.send(&buf[..n]);
@@ -244,6 +265,7 @@ impl<'a> Mediator<'a> {
         for event in events {
             if let RegisterEvent::Matched(info) = event {
                 reach("mediator: an honest peer matched");
+                client.offered = info.paths.is_some_and(|p| p.relay_after_ms > 0);
                 if !conn.down.tampered() {
                     assert_eq!(info.own_observed, conn.observed);
                 }
@@ -282,6 +304,13 @@ impl<'a> Mediator<'a> {
         let conn = self.conns.remove(c);
         let held = conn.session.waiting_key();
         self.table.connection_ended(conn.id, &conn.session);
+        // A partner still waiting for the relay learns that this one left (as the server tells it).
+        if let Some((partner, notice)) = conn.session.departure() {
+            if self.conns.iter().any(|k| k.id == partner) {
+                reach("mediator: a relay partner left");
+                self.deliver([(partner, notice)]);
+            }
+        }
         if let Some(key) = held {
             reach("mediator: a waiting peer disconnected");
             assert!(self.table.get(&key).is_none_or(|e| e.conn != conn.id));
@@ -308,6 +337,8 @@ impl<'a> Mediator<'a> {
                 );
             }
             SessionEvent::Rtt(..) => reach("mediator: a Pong measured the round trip"),
+            SessionEvent::RelayRequested { .. } => reach("mediator: a follower asked for the relay"),
+            SessionEvent::RelayJoin { .. } => reach("mediator: a leader joins the relay"),
         }
         let (now, id) = (self.now, self.conns[c].id);
         let notices = self
@@ -336,6 +367,7 @@ impl<'a> Mediator<'a> {
             want: reg.want,
             nonce: reg.nonce,
             local: reg.local,
+            relay: reg.relay,
         };
         let challenge = Challenge {
             nonce: conn.nonce,
@@ -394,6 +426,13 @@ fn by_policy(reason: AbortReason) -> bool {
     use AbortReason::*;
     matches!(
         reason,
-        Timeout | PeerTimeout | Replaced | SelfMatch | ShuttingDown | Unresponsive
+        Timeout
+            | PeerTimeout
+            | Replaced
+            | SelfMatch
+            | ShuttingDown
+            | Unresponsive
+            | RelayFull
+            | PeerGone
     )
 }

@@ -33,6 +33,8 @@ fuzz_target!(|data: &[u8]| {
         want: input::key(&mut u),
         nonce: input::nonce(&mut u),
         local: input::maybe_endpoint(&mut u),
+        // Version 1, or version 2 with its relay flags.
+        relay: input::relay_mode(&mut u),
     };
     let ms = |u: &mut Unstructured| Duration::from_millis(1 + u64::from(word(u)));
     let config = RegisterConfig {
@@ -47,7 +49,10 @@ fuzz_target!(|data: &[u8]| {
             break;
         }
         match byte(&mut u) % 8 {
-            0..=2 => peer.down.send(&mediator_frame(&mut u)),
+            0..=2 => {
+                let version = peer.machine.version();
+                peer.down.send(&mediator_frame(&mut u, version))
+            }
             3 | 4 => peer.deliver(chunk(&mut u), &signer),
             5 => peer.transmit(),
             6 => peer.down.fault(&mut u),
@@ -58,7 +63,8 @@ fuzz_target!(|data: &[u8]| {
 
 /// A frame a mediator could send: mostly one of its own messages, with fields from small sets; now
 /// and then any message, or an Abort in a foreign protocol version.
-fn mediator_frame(u: &mut Unstructured) -> Vec<u8> {
+/// Mostly in the registration's `version`, sometimes in the other.
+fn mediator_frame(u: &mut Unstructured, version: u8) -> Vec<u8> {
     let message = match byte(u) % 8 {
         0 => Message::Challenge(Challenge {
             nonce: input::nonce(u),
@@ -80,7 +86,12 @@ fn mediator_frame(u: &mut Unstructured) -> Vec<u8> {
             return frame;
         }
     };
-    input::frame(&message)
+    let version = if byte(u) % 8 == 0 {
+        wire::VERSION + wire::VERSION_2 - version
+    } else {
+        version
+    };
+    input::frame_in(version, &message)
 }
 
 /// Where the model says the registration is.
@@ -113,6 +124,10 @@ impl Peer {
         let now = Instant::ZERO;
         let machine =
             Registration::new(config, hello.key, hello.want, hello.nonce, hello.local, now);
+        let machine = match hello.relay {
+            Some(mode) => machine.with_relay(mode),
+            None => machine,
+        };
         Peer {
             machine,
             config,
@@ -151,7 +166,8 @@ impl Peer {
                 _ => {}
             }
             let (used, frame) = self.shadow.read(rest);
-            let expected = frame.map(|m| self.expect(m));
+            let version = self.shadow.version();
+            let expected = frame.map(|m| self.expect(version, m));
             trace!("{}: frame {frame:?}: {result:?}", self.now);
             match (result, expected) {
                 (Ok((n, event)), expected) => {
@@ -170,13 +186,20 @@ impl Peer {
     }
 
     /// What the machine must make of `frame` (protocol §7), applied to the model.
+    /// A frame of another version than the registration's is refused, except an Abort (§2.2, §14.8).
     fn expect(
         &mut self,
+        version: u8,
         frame: wire::Result<Message>,
     ) -> Result<Option<RegisterEvent>, RegisterError> {
+        let other_version = version != self.machine.version();
         let outcome = match (self.phase, frame) {
             (_, Err(wire::Error::UnsupportedVersion(v))) => {
                 Err(RegisterError::UnsupportedVersion(Some(v)))
+            }
+            (_, Ok(m)) if other_version && !matches!(m, Message::Abort(_)) => {
+                reach("register: a frame of the other version");
+                Err(RegisterError::UnsupportedVersion(Some(version)))
             }
             (_, Err(e)) => Err(RegisterError::Wire(e)),
             (_, Ok(Message::Abort(AbortReason::UnsupportedVersion))) => {
@@ -233,6 +256,7 @@ impl Peer {
             peer_observed: m.peer_observed,
             peer_local: m.peer_local,
             peer_nonce: m.peer_nonce,
+            paths: m.paths,
         };
         self.enter(Phase::Matched, self.deadline);
         self.outgoing = None;

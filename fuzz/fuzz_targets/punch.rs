@@ -108,6 +108,8 @@ fn info(role: Role, racing: bool) -> PunchInfo {
         peer_observed: peer,
         peer_local: Some(peer_lan),
         peer_nonce: nonce(role.other()),
+        // The punch alone: the relay's path decision is the relay target's.
+        paths: None,
     }
 }
 

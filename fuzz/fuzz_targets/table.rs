@@ -270,7 +270,7 @@ impl<S: Storage> World<S> {
             );
         }
         match (&p.matched, got.next()) {
-            (Some(waiting), Some((conn, Notice::Match(m)))) if *conn == waiting.conn => {
+            (Some(waiting), Some((conn, Notice::Match { message: m, .. }))) if *conn == waiting.conn => {
                 check_pair(&waiting.registrant, m, reg, own)
             }
             (None, None) => match own {

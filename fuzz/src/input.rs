@@ -10,7 +10,7 @@ use crate::arbitrary::Unstructured;
 use p2psc::identity::{PublicKey, Signature};
 use p2psc::time::Duration;
 use p2psc::wire::{AbortReason, Challenge, Hello, Match, Message, Nonce, PeerAuth, Pong, Proof};
-use p2psc::wire::{Role, MAX_FRAME_LEN};
+use p2psc::wire::{Mapping, Paths, RelayMode, Role, MAX_FRAME_LEN};
 
 use crate::ident;
 
@@ -130,12 +130,13 @@ pub fn role(u: &mut Unstructured) -> Role {
 
 /// Any message of the protocol, with fields from the sets above.
 pub fn message(u: &mut Unstructured) -> Message {
-    match byte(u) % 11 {
+    match byte(u) % 14 {
         0 => Message::Hello(Hello {
             key: key(u),
             want: key(u),
             nonce: nonce(u),
             local: maybe_endpoint(u),
+            relay: relay_mode(u),
         }),
         1 => Message::Proof(Proof {
             signature: signature(u),
@@ -159,8 +160,39 @@ pub fn message(u: &mut Unstructured) -> Message {
             ephemeral: bytes32(u),
             signature: signature(u),
         }),
-        _ => Message::Confirm,
+        10 => Message::Confirm,
+        11 => Message::Probe { nonce: nonce(u) },
+        12 => Message::RelayRequest,
+        _ => Message::Relayed,
     }
+}
+
+/// A Hello's relay flags: version 1 (none) or one of version 2's.
+pub fn relay_mode(u: &mut Unstructured) -> Option<RelayMode> {
+    match byte(u) % 4 {
+        0 => None,
+        1 => Some(RelayMode::Off),
+        2 => Some(RelayMode::Fallback),
+        _ => Some(RelayMode::Only),
+    }
+}
+
+/// A mapping class.
+pub fn mapping(u: &mut Unstructured) -> Mapping {
+    Mapping::from_u8(byte(u) % 5).unwrap_or(Mapping::Unknown)
+}
+
+/// A version-2 Match's paths, or none (version 1); mostly small fallback deadlines.
+pub fn paths(u: &mut Unstructured) -> Option<Paths> {
+    flag(u).then(|| Paths {
+        own: mapping(u),
+        peer: mapping(u),
+        relay_after_ms: match byte(u) % 4 {
+            0 => 0,
+            1 => word(u),
+            _ => word(u) % 4000,
+        },
+    })
 }
 
 /// A Match with fields from the sets above.
@@ -171,14 +203,20 @@ pub fn a_match(u: &mut Unstructured) -> Match {
         peer_nonce: nonce(u),
         peer_observed: endpoint(u),
         peer_local: maybe_endpoint(u),
+        paths: paths(u),
     }
 }
 
-/// The frame of `message`.
+/// The frame of `message` as a version-1 registration sends it.
 pub fn frame(message: &Message) -> Vec<u8> {
+    frame_in(p2psc::wire::VERSION, message)
+}
+
+/// The frame of `message` as a registration of `version` sends it.
+pub fn frame_in(version: u8, message: &Message) -> Vec<u8> {
     let mut buf = [0u8; MAX_FRAME_LEN];
     let len = message
-        .emit_bytes(&mut buf)
+        .emit_bytes_in(version, &mut buf)
         .expect("a frame fits MAX_FRAME_LEN");
     buf[..len].to_vec()
 }

@@ -171,6 +171,20 @@ pub async fn connect_plaintext<
 }
 
 /// Create the sockets on the buffers, run the connector to its outcome, keep the winner.
+/// The socket with handle `winner` — a candidate, or (relayed) the mediator socket. Dropping a
+/// `TcpSocket` removes it from the set: every other socket goes.
+fn take_winner<'a>(
+    winner: crate::net::SocketHandle,
+    mediator: TcpSocket<'a>,
+    mut candidates: heapless::Vec<TcpSocket<'a>, MAX_CANDIDATES>,
+) -> Result<TcpSocket<'a>, Error> {
+    if winner == mediator.handle() {
+        return Ok(mediator);
+    }
+    let position = candidates.iter().position(|s| s.handle() == winner);
+    Ok(candidates.swap_remove(position.ok_or(Error::BadSocket)?))
+}
+
 async fn run<'a, S: Signer, M: AsRef<[Mediator]>>(
     stack: Stack<'a>,
     mediator: Buffers<'a>,
@@ -216,19 +230,9 @@ async fn run<'a, S: Signer, M: AsRef<[Mediator]>>(
             poll
         })
         .await;
-    // Dropping a TcpSocket removes it from the set: everything but the winner goes.
     let connected = result?;
-    let winner = if connected.socket == mediator_socket.handle() {
-        drop(sockets);
-        mediator_socket
-    } else {
-        drop(mediator_socket);
-        let position = sockets.iter().position(|s| s.handle() == connected.socket);
-        let mut sockets = sockets;
-        sockets.swap_remove(position.ok_or(Error::BadSocket)?)
-    };
     Ok(PeerConnection {
-        socket: winner,
+        socket: take_winner(connected.socket, mediator_socket, sockets)?,
         path: connected.path,
         remote: connected.remote,
         role: connected.role,

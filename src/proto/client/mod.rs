@@ -389,7 +389,21 @@ impl Client {
         if let Some(action) = self.probe_action() {
             return Some(action);
         }
-        let action = match &mut self.phase {
+        let action = self.poll_phase(now);
+        if let Some(Ok(won)) = self.result() {
+            info!(
+                "p2psc: connected to {:?} as {:?} ({:?})",
+                won.remote,
+                won.role,
+                won.path()
+            );
+        }
+        action
+    }
+
+    /// The current phase's step of [`poll`](Self::poll).
+    fn poll_phase(&mut self, now: Instant) -> Option<Action> {
+        match &mut self.phase {
             Phase::Start => Some(self.dial_mediator(now)),
             Phase::Backoff { until } if now >= *until => Some(self.dial_mediator(now)),
             Phase::DialingMediator { since } => {
@@ -437,16 +451,7 @@ impl Client {
                 None
             }
             Phase::Backoff { .. } | Phase::Failed(_) => None,
-        };
-        if let Some(Ok(won)) = self.result() {
-            info!(
-                "p2psc: connected to {:?} as {:?} ({:?})",
-                won.remote,
-                won.role,
-                won.path()
-            );
         }
-        action
     }
 
     /// Whether the Match has come and the punch runs.

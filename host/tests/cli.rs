@@ -103,6 +103,28 @@ fn relay_only_carries_both_directions_through_the_mediator() {
     );
 }
 
+/// Protocol versions meet (protocol §14.8): a version-1 peer (`--relay off`) and a version-2 peer
+/// wanting each other are matched by the version-2 mediator, punch, and authenticate directly.
+#[test]
+fn a_version_1_peer_and_a_version_2_peer_connect_directly() {
+    let scratch = Scratch::new("versions");
+    let mediator = Mediator::start();
+    let (key_a, hex_a) = keygen(&scratch, "a.pem");
+    let (key_b, hex_b) = keygen(&scratch, "b.pem");
+    let (to_b, to_a) = (pattern(64 << 10, 5), pattern(32 << 10, 6));
+    let a = feed(
+        pipe(&key_a, &hex_b, &mediator.addr()).args(["--relay", "off"]),
+        to_b.clone(),
+    );
+    let b = feed(&mut pipe(&key_b, &hex_a, &mediator.addr()), to_a.clone());
+    let (a, b) = (a.finish(LIMIT), b.finish(LIMIT));
+    assert_eq!((a.code, b.code), (Some(0), Some(0)), "A: {a:?}\nB: {b:?}");
+    assert!(a.stdout == to_a && b.stdout == to_b, "A: {a:?}\nB: {b:?}");
+    for out in [&a, &b] {
+        assert!(out.stderr.contains("; path direct; "), "{out:?}");
+    }
+}
+
 #[test]
 fn the_peers_end_closes_stdout_so_an_echo_loop_ends() {
     // The laptop echoes (its stdout feeds its stdin); the device sends a greeting and half-closes.

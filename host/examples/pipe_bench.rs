@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo build --release -p p2psc-tokio -p p2psc-mediator
-//! cargo run --release -p p2psc-tokio --example pipe_bench -- [--mib 1024] [--runs 3]
+//! cargo run --release -p p2psc-tokio --example pipe_bench -- [--mib 1024] [--runs 3] [--relayed]
 //! ```
 //!
 //! Each run moves `--mib` MiB from this process into the stdin of a sending process, over one TCP
@@ -15,6 +15,8 @@
 //! - **plain TCP**: two processes of this example in relay mode (`relay-listen`, `relay-connect`), which
 //!   copy stdin to a plain TCP socket and the socket to stdout with std threads and the same 64 KiB
 //!   chunks: netcat, without p2psc.
+//! - with `--relayed`, **p2psc relayed**: the secure pipe again, both tools with `--relay only`, so the
+//!   stream crosses the mediator's relay (protocol §14; the mediator runs without rate limits for it).
 //!
 //! It prints the best of `--runs` for each (the machine may be shared), their ratio, each process's
 //! CPU time per GiB and peak RSS (`ru_utime + ru_stime` and `ru_maxrss` from `wait4`). CPU time per
@@ -33,7 +35,11 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("relay-listen") => relay_listen(),
         Some("relay-connect") => relay_connect(&args[1]),
-        _ => bench(option(&args, "--mib", 1024), option(&args, "--runs", 3)),
+        _ => bench(
+            option(&args, "--mib", 1024),
+            option(&args, "--runs", 3),
+            args.iter().any(|a| a == "--relayed"),
+        ),
     }
 }
 
@@ -55,7 +61,7 @@ struct Outcome {
     cpu: [f64; 2],
 }
 
-fn bench(mib: u64, runs: u64) {
+fn bench(mib: u64, runs: u64, relayed: bool) {
     let bin = binaries_dir();
     let mediator = Mediator::start(&bin.join("p2psc-mediator"));
     let dir = std::env::temp_dir().join(format!("p2psc-pipe-bench-{}", std::process::id()));
@@ -66,11 +72,16 @@ fn bench(mib: u64, runs: u64) {
     println!("moving {mib} MiB, best of {runs} runs (the three kinds alternate)");
     let me = std::env::current_exe().unwrap();
     let (mut piped, mut clear, mut plain) = (Vec::new(), Vec::new(), Vec::new());
+    let mut through_relay = Vec::new();
     for _ in 0..runs {
-        for (plaintext, outcomes) in [(false, &mut piped), (true, &mut clear)] {
+        let mut kinds = vec![(Kind::Secure, &mut piped), (Kind::Plaintext, &mut clear)];
+        if relayed {
+            kinds.push((Kind::Relayed, &mut through_relay));
+        }
+        for (kind, outcomes) in kinds {
             let m = &mediator.addr;
-            let receiver = pipe_process(&p2psc, &b, &a.1, m, false, plaintext);
-            let sender = pipe_process(&p2psc, &a, &b.1, m, true, plaintext);
+            let receiver = pipe_process(&p2psc, &b, &a.1, m, false, kind);
+            let sender = pipe_process(&p2psc, &a, &b.1, m, true, kind);
             outcomes.push(transfer(sender, receiver, bytes));
         }
         let (receiver, port) = relay_listener(&me);
@@ -88,6 +99,14 @@ fn bench(mib: u64, runs: u64) {
     report("p2psc pipe (secure)   ", &piped, gib);
     report("p2psc pipe --plaintext", &clear, gib);
     report("plain TCP             ", &plain, gib);
+    if relayed {
+        let through_relay = best(through_relay);
+        report("p2psc pipe, relayed   ", &through_relay, gib);
+        println!(
+            "ratio relayed / direct secure p2psc pipe: throughput {:.2}",
+            through_relay.rate / piped.rate
+        );
+    }
     let cpu = |o: &Outcome| o.cpu[0] + o.cpu[1];
     println!(
         "ratio secure / plaintext p2psc pipe: throughput {:.2}, CPU per byte {:.2}",
@@ -138,21 +157,38 @@ fn spawn(command: &mut Command, feeds: bool) -> Child {
         .expect("start a child")
 }
 
+/// What a pair of `p2psc pipe` processes carries the bytes over.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// The secure channel on the punched connection.
+    Secure,
+    /// `--plaintext` on the punched connection.
+    Plaintext,
+    /// The secure channel through the mediator's relay (`--relay only`).
+    Relayed,
+}
+
 fn pipe_process(
     p2psc: &Path,
     (key, _): &(PathBuf, String),
     peer: &str,
     mediator: &str,
     feeds: bool,
-    plaintext: bool,
+    kind: Kind,
 ) -> Child {
     let mut command = Command::new(p2psc);
     command
         .args(["-q", "pipe", "--key"])
         .arg(key)
         .args(["--peer", peer, "--mediator", mediator]);
-    if plaintext {
-        command.arg("--plaintext");
+    match kind {
+        Kind::Secure => {}
+        Kind::Plaintext => {
+            command.arg("--plaintext");
+        }
+        Kind::Relayed => {
+            command.args(["--relay", "only"]);
+        }
     }
     spawn(&mut command, feeds)
 }
@@ -245,6 +281,9 @@ impl Mediator {
         let mut child = Command::new(binary)
             .args(["--listen", "127.0.0.1:0", "--stats-interval", "0"])
             .args(["--log-level", "info"])
+            // The relayed runs measure the relay itself, not its operator limits.
+            .args(["--relay-pair-rate", "0", "--relay-total-rate", "0"])
+            .args(["--relay-max-bytes", "1099511627776"])
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the mediator");

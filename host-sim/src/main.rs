@@ -334,7 +334,8 @@ fn print_demo(s: &Scenario, r: &Report, all: bool) {
     for (side, p) in [("A", &r.a), ("B", &r.b)] {
         match (&p.result, p.session()) {
             (_, Some(sess)) => println!(
-                "peer {side}: connected to {} as {:?} after {} attempt(s){}",
+                "peer {side}: connected {} to {} as {:?} after {} attempt(s){}",
+                sess.path,
                 sess.remote,
                 sess.role,
                 p.attempts,

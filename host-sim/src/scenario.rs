@@ -46,7 +46,8 @@ use std::task::{Context, Poll};
 use embassy_time::{Duration, Instant, Timer};
 use embedded_io_async::{Read, Write};
 use p2psc::connector::{
-    self, connect_observed, ConnectEvent, ConnectResources, Mediator, Request, SecureConnection,
+    self, connect_observed, ConnectEvent, ConnectResources, Mediator, Path, Request,
+    SecureConnection,
 };
 use p2psc::identity::{PublicKey, Signer};
 use p2psc::net::{
@@ -218,14 +219,7 @@ impl Scenario {
             seed,
             a: PeerSpec::new(1, 0),
             b: PeerSpec::new(2, 1000),
-            // The simulated mediator does not splice relays yet: Matches offer none.
-            mediator: MediatorConfig {
-                relay: p2psc::proto::mediator::RelayConfig {
-                    enabled: false,
-                    ..Default::default()
-                },
-                ..MediatorConfig::default()
-            },
+            mediator: MediatorConfig::default(),
             impersonate: None,
             trace: false,
             max_time: Duration::from_secs(600),
@@ -299,6 +293,8 @@ impl Scenario {
 pub struct Session {
     /// Its role.
     pub role: Role,
+    /// Direct, or relayed through the mediator.
+    pub path: Path,
     /// The peer's endpoint as seen from here.
     pub remote: IpEndpoint,
     /// The derived key.
@@ -349,6 +345,8 @@ pub struct Report {
     pub second_registration: Option<Instant>,
     /// From the second registration to both peers authenticated.
     pub setup: Option<Duration>,
+    /// The path both peers got, if both connected on the same one.
+    pub path: Option<Path>,
     /// The physical limit of `setup`.
     pub limit: Duration,
     /// Mediator round trip (farther peer).
@@ -539,6 +537,7 @@ async fn peer(
     };
     report.result = Some(Ok(Session {
         role: conn.role,
+        path: conn.path,
         remote: conn.remote,
         session_key: conn.session_key.0,
     }));
@@ -955,6 +954,10 @@ fn report(
     nat_names: Vec<&'static str>,
 ) -> Report {
     let Outcome { a, b, matches } = outcome;
+    let path = match (a.session(), b.session()) {
+        (Some(x), Some(y)) if x.path == y.path => Some(x.path),
+        _ => None,
+    };
     let second_registration = events
         .iter()
         .filter(|e| matches!(e.what, What::Mediator(MediatorEvent::Verified { .. })))
@@ -971,6 +974,7 @@ fn report(
         trace,
         second_registration,
         setup,
+        path,
         limit: s.limit(),
         mediator_rtt: s.mediator_rtt(),
         peer_rtt: s.peer_rtt(),

@@ -227,6 +227,20 @@ impl Scenario {
         }
     }
 
+    /// Two peers behind symmetric NATs (address-and-port-dependent mapping, random ports,
+    /// address-and-port-dependent filtering, Linux conntrack): no punch can connect them, both probes
+    /// show it, and the pair is relayed at once (protocol §14.3).
+    pub fn symmetric_nats(seed: u64) -> Scenario {
+        let symmetric = NatConfig {
+            mapping: crate::nat::Mapping::AddressPortDependent,
+            allocation: crate::nat::Allocation::Random,
+            ..NatConfig::home_router()
+        };
+        let mut s = Scenario::home_routers(seed);
+        s.layout = Layout::TwoNats(symmetric, symmetric);
+        s
+    }
+
     /// Two peers behind `router`s (default links), the `late` one stalling `stall` after its Match (a
     /// slow device): the other's first attempt has long ended when its SYN comes, so it meets a router
     /// whose conntrack entry remembers the first attempt.
@@ -345,6 +359,9 @@ pub struct Report {
     pub second_registration: Option<Instant>,
     /// From the second registration to both peers authenticated.
     pub setup: Option<Duration>,
+    /// From the later peer's Hello (sent as its mediator connection comes up) to both peers
+    /// authenticated: the measure of protocol §14.7's bound on a relay, `3 × mediator RTT`.
+    pub setup_from_hello: Option<Duration>,
     /// The path both peers got, if both connected on the same one.
     pub path: Option<Path>,
     /// The physical limit of `setup`.
@@ -525,8 +542,11 @@ async fn peer(
         .connect(spec.race, stack, &request, &mut rng, observe)
         .await;
     report.attempts = attempts.get();
-    report.authenticated_at = authenticated.get();
     report.done_at = Some(Instant::now());
+    // A relayed connector does not always report `Authenticated` (the leader whose result completes
+    // outside a receive); `connect` returns in the same poll as it authenticates.
+    let returned = result.as_ref().ok().and(report.done_at);
+    report.authenticated_at = authenticated.get().or(returned);
     let mut conn = match result {
         Ok(c) => c,
         Err(e) => {
@@ -963,10 +983,26 @@ fn report(
         .filter(|e| matches!(e.what, What::Mediator(MediatorEvent::Verified { .. })))
         .nth(1)
         .map(|e| e.at);
-    let setup = match (second_registration, a.authenticated_at, b.authenticated_at) {
-        (Some(t), Some(x), Some(y)) => Some(x.max(y).duration_since(t)),
-        _ => None,
+    let authenticated = a
+        .authenticated_at
+        .zip(b.authenticated_at)
+        .map(|(x, y)| x.max(y));
+    let setup = second_registration
+        .zip(authenticated)
+        .map(|(t, done)| done.duration_since(t));
+    // Each peer's last Hello: its mediator connection's last coming up.
+    let hello = |side: Side| {
+        events
+            .iter()
+            .filter(|e| e.who == Who::Peer(side))
+            .filter(|e| matches!(e.what, What::Connect(ConnectEvent::MediatorConnected(_))))
+            .map(|e| e.at)
+            .last()
     };
+    let later_hello = hello(Side::A).zip(hello(Side::B)).map(|(x, y)| x.max(y));
+    let setup_from_hello = later_hello
+        .zip(authenticated)
+        .map(|(t, done)| done.duration_since(t));
     Report {
         a,
         b,
@@ -974,6 +1010,7 @@ fn report(
         trace,
         second_registration,
         setup,
+        setup_from_hello,
         path,
         limit: s.limit(),
         mediator_rtt: s.mediator_rtt(),

@@ -994,10 +994,10 @@ fn report(
     let hello = |side: Side| {
         events
             .iter()
+            .rev()
             .filter(|e| e.who == Who::Peer(side))
-            .filter(|e| matches!(e.what, What::Connect(ConnectEvent::MediatorConnected(_))))
+            .find(|e| matches!(e.what, What::Connect(ConnectEvent::MediatorConnected(_))))
             .map(|e| e.at)
-            .last()
     };
     let later_hello = hello(Side::A).zip(hello(Side::B)).map(|(x, y)| x.max(y));
     let setup_from_hello = later_hello

@@ -9,12 +9,16 @@
 //! socket's receive buffer, so it goes first.
 
 use p2psc::proto::mediator::relay::{Budget, Grant, Limit, TokenBucket};
-use p2psc::time::Instant;
+use p2psc::time::{Duration, Instant};
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
 
 /// Most bytes moved in one step of one direction.
 const CHUNK: usize = 1024;
+
+/// How often a relay whose directions have both ended looks whether its sockets are done: the last
+/// ACK that closes a socket wakes nobody.
+const CLOSING_RECHECK: Duration = Duration::from_millis(10);
 
 /// How a relay ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +39,7 @@ pub struct Splice {
     budget: Budget,
     /// `fin[d]`: the FIN read on `handles[d]` was forwarded to the other socket.
     fin: [bool; 2],
-    /// The pair's rate said: ask again then.
+    /// The pair's rate said: ask again then; or, both directions ended, look again then.
     wait: Option<Instant>,
 }
 
@@ -83,7 +87,7 @@ impl Splice {
                 return Some(RelayEnd::Limit(limit));
             }
         }
-        self.end(sockets)
+        self.end(now, sockets)
     }
 
     /// Move bytes from `handles[d]` to the other socket, and its FIN once everything before it went.
@@ -153,14 +157,16 @@ impl Splice {
 
     /// The end of the relay, if it has come: both directions closed and both sockets done with their
     /// FINs, or a socket that died with a direction still open (reset: the other is reset too).
-    fn end(&mut self, sockets: &mut SocketSet<'_>) -> Option<RelayEnd> {
+    fn end(&mut self, now: Instant, sockets: &mut SocketSet<'_>) -> Option<RelayEnd> {
         let states = self.handles.map(|h| sockets.get::<tcp::Socket>(h).state());
         let done = |s: State| matches!(s, State::Closed | State::TimeWait);
         if self.fin == [true, true] {
-            return states.iter().all(|s| done(*s)).then(|| {
+            if states.iter().all(|s| done(*s)) {
                 self.reset(sockets);
-                RelayEnd::Closed
-            });
+                return Some(RelayEnd::Closed);
+            }
+            self.wait = Some(now + CLOSING_RECHECK);
+            return None;
         }
         states.contains(&State::Closed).then(|| {
             self.reset(sockets);

@@ -9,9 +9,12 @@
 //! per connection, keeps what the probes saw by nonce for a step deadline, and fixes each verified
 //! registration's mapping class with [`probe::classify`]. When the table has joined a relay (both
 //! sessions of a pair are relaying and have sent their Relayed), the two connections are spliced
-//! ([`splice`]). Every decision comes from the core's sessions, table and budget; this is the I/O. Like the server, it verifies
-//! proofs with ed25519-dalek ([`DalekVerifier`]). The table lives in a `heapless::Vec` rather than a
-//! `HashMap`, whose per-process random iteration order would make expiry order, and so runs, differ.
+//! (`mediator/splice.rs`, [`RelayEnd`]). Every decision comes from the core's sessions, table and
+//! budget; this is the I/O.
+//!
+//! Like the server, it verifies proofs with ed25519-dalek ([`DalekVerifier`]). The table lives in a
+//! `heapless::Vec` rather than a `HashMap`, whose per-process random iteration order would make expiry
+//! order, and so runs, differ.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;

@@ -10,10 +10,12 @@
 //! - [`nat`]: NAT behaviour after RFC 4787 and RFC 5382 (mapping, port allocation, filtering,
 //!   unsolicited SYNs, hairpinning, timeouts), rewriting IPv4/TCP headers ([`packet`]); with Linux
 //!   conntrack's TCP tracking ([`conntrack`]: states, sequence windows, INVALID segments not NATted).
-//! - [`mediator`]: the mediator's sans-IO logic served over smoltcp sockets.
+//! - [`mediator`]: the mediator's sans-IO logic served over smoltcp sockets, with the mapping probe's
+//!   endpoint and the relay's splice (protocol version 2).
 //! - [`scenario`]: one run — two peers calling `p2psc::net::connect_observed`, their NATs, the
 //!   mediator — and its [`timeline`].
-//! - [`theory`]: what should happen, from first principles; [`matrix`]: every NAT combination, simulated
+//! - [`theory`]: what should happen, from first principles (the punch, and the path: direct, relayed
+//!   at once, or relayed after the fallback deadline); [`matrix`]: every NAT combination, simulated
 //!   and compared with the theory.
 //! - [`link`]: a simple in-memory Ethernet segment (for stack tests that want ARP and a switch, no
 //!   routing).
@@ -25,10 +27,11 @@
 //! ```text
 //! cargo run --release -p host-sim                        # the demo: two home routers, timeline, latency
 //! cargo run --release -p host-sim -- --nat-a apdm/random/apdf/drop --mermaid demo.md
-//! cargo run --release -p host-sim -- matrix [--full]     # every NAT pair vs theory (~30 s on 2 cores)
+//! cargo run --release -p host-sim -- --nat-a symmetric --nat-b symmetric   # relayed at once
+//! cargo run --release -p host-sim -- matrix [--full]     # every NAT pair vs theory (~50 s on 2 cores)
 //! cargo run --release -p host-sim -- --nat-a linux-rst --nat-b linux-rst --delay-a 1 --delay-b 1 --stall-b 800
 //!                                                        # RST routers 2 ms apart, B stalls after the Match
-//! cargo run --release -p host-sim -- bench               # latency; loss; RST routers (with a stalled peer);
+//! cargo run --release -p host-sim -- bench               # latency; symmetric NATs (relayed); loss; RST routers (with a stalled peer);
 //!                                                        # late peers and same-LAN races (a table)
 //! cargo test -p host-sim                                 # includes every matrix cell (~1 min in debug)
 //! ```

@@ -15,6 +15,7 @@ use host_sim::matrix;
 use host_sim::nat::{Allocation, Filtering, Mapping, NatConfig, Tracking, Unsolicited};
 use host_sim::scenario::{self, Delays, Layout, Report, Scenario};
 use host_sim::timeline::Side;
+use p2psc::connector::Path;
 
 /// p2psc's deterministic NAT simulator: real p2psc and smoltcp code, simulated NATs and links, virtual
 /// time.
@@ -41,7 +42,8 @@ enum Command {
 }
 
 /// A NAT behaviour: `home` (eim/preserve/apdf/drop), `linux-rst` (eim/preserve/apdf/rst: masquerade
-/// without a firewall), or MAPPING/ALLOCATION/FILTERING/UNSOLICITED[/TRACKING] with mapping
+/// without a firewall), `symmetric` (apdm/random/apdf/drop: no punch connects two of them, the pair is
+/// relayed), or MAPPING/ALLOCATION/FILTERING/UNSOLICITED[/TRACKING] with mapping
 /// eim|adm|apdm, allocation preserve|seq|random, filtering eif|adf|apdf, unsolicited drop|rst|icmp,
 /// tracking linux (Linux conntrack, the default) | none (endpoints only: the RFC model alone).
 /// Examples: `apdm/random/apdf/drop` (symmetric), `eim/preserve/eif/rst` (full cone),
@@ -60,10 +62,17 @@ impl FromStr for NatSpec {
         if s == "linux-rst" {
             return Ok(NatSpec(NatConfig::linux_no_firewall()));
         }
+        if s == "symmetric" {
+            return Ok(NatSpec(NatConfig {
+                mapping: Mapping::AddressPortDependent,
+                allocation: Allocation::Random,
+                ..NatConfig::home_router()
+            }));
+        }
         let parts: Vec<&str> = s.split('/').collect();
         let ([m, a, f, u] | [m, a, f, u, _]) = parts.as_slice() else {
             return Err(format!(
-                "expected `home`, `linux-rst` or MAPPING/ALLOCATION/FILTERING/UNSOLICITED[/TRACKING], got {s:?}"
+                "expected `home`, `linux-rst`, `symmetric` or MAPPING/ALLOCATION/FILTERING/UNSOLICITED[/TRACKING], got {s:?}"
             ));
         };
         let tracking = match parts.get(4) {
@@ -141,7 +150,7 @@ impl NetArgs {
 
 #[derive(Debug, Clone, Args)]
 struct DemoArgs {
-    /// NAT of peer A: `home` (= eim/preserve/apdf/drop), `linux-rst` (eim/preserve/apdf/rst) or
+    /// NAT of peer A: `home` (= eim/preserve/apdf/drop), `linux-rst` (eim/preserve/apdf/rst), `symmetric` (apdm/random/apdf/drop) or
     /// MAPPING/ALLOCATION/FILTERING/UNSOLICITED[/TRACKING], from eim|adm|apdm / preserve|seq|random /
     /// eif|adf|apdf / drop|rst|icmp / linux|none (conntrack, the default, or none).
     #[arg(long, default_value = "home", value_name = "NAT")]
@@ -226,13 +235,14 @@ struct BenchArgs {
     /// Runs per row of the late-peer and same-LAN table.
     #[arg(long, default_value_t = 50)]
     late_runs: usize,
-    /// Which benchmarks to run (comma-separated): latency, loss, rst (RST routers, no stall),
-    /// rst-stall (RST routers, B stalls), late (a peer late by 0.5–8 s, drop and RST routers),
-    /// lan-race (same LAN, one peer already knows the other's MAC).
+    /// Which benchmarks to run (comma-separated): latency, symmetric (two symmetric NATs, relayed
+    /// at once, at the latency benchmark's RTT), loss, rst (RST routers, no stall), rst-stall (RST
+    /// routers, B stalls), late (a peer late by 0.5–8 s, drop and RST routers), lan-race (same LAN,
+    /// one peer already knows the other's MAC).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "latency,loss,rst,rst-stall,late,lan-race"
+        default_value = "latency,symmetric,loss,rst,rst-stall,late,lan-race"
     )]
     only: Vec<String>,
     /// Base seed.
@@ -334,7 +344,8 @@ fn print_demo(s: &Scenario, r: &Report, all: bool) {
     for (side, p) in [("A", &r.a), ("B", &r.b)] {
         match (&p.result, p.session()) {
             (_, Some(sess)) => println!(
-                "peer {side}: connected to {} as {:?} after {} attempt(s){}",
+                "peer {side}: connected {} to {} as {:?} after {} attempt(s){}",
+                sess.path,
                 sess.remote,
                 sess.role,
                 p.attempts,
@@ -445,7 +456,9 @@ fn bench_config(name: &str, scenarios: Vec<Scenario>, threads: usize) {
         };
         let attempts = r.a.attempts.max(r.b.attempts);
         let errors = (r.a.error(), r.b.error());
-        (r.connected(), r.setup, total, attempts, errors)
+        let relayed = r.path == Some(Path::Relayed);
+        let from_hello = r.setup_from_hello.filter(|_| relayed);
+        (r.connected(), r.setup, total, attempts, errors, from_hello)
     });
     let n = results.len();
     let ok = results.iter().filter(|r| r.0).count();
@@ -512,6 +525,20 @@ fn bench_config(name: &str, scenarios: Vec<Scenario>, threads: usize) {
         percentile(&totals, 0.99),
         percentile(&totals, 1.0),
     );
+    let mut relayed: Vec<Duration> = results.iter().filter(|r| r.0).filter_map(|r| r.5).collect();
+    relayed.sort();
+    if !relayed.is_empty() {
+        let rtt = scenarios[0].mediator_rtt();
+        println!(
+            "  relayed {}: set-up from the later Hello: median {:.1}  p90 {:.1}  max {:.1} ms; \
+             bound 2 x (0.5 + 1) x mediator RTT = {:.1} ms (protocol 14.7)",
+            relayed.len(),
+            percentile(&relayed, 0.5),
+            percentile(&relayed, 0.9),
+            percentile(&relayed, 1.0),
+            dur_ms(rtt * 3),
+        );
+    }
 }
 
 fn bench(args: BenchArgs) -> ExitCode {
@@ -545,6 +572,25 @@ fn bench(args: BenchArgs) -> ExitCode {
                 args.runs, args.rtt, args.jitter
             ),
             make(args.rtt, 0.0),
+        );
+    }
+    if wants("symmetric") {
+        let scenarios = (0..args.runs)
+            .map(|i| {
+                let mut s = Scenario::symmetric_nats(matrix::cell_seed(args.seed, i));
+                s.delays = Delays {
+                    jitter: ms(args.jitter),
+                    ..Delays::symmetric(ms(args.rtt))
+                };
+                s
+            })
+            .collect();
+        section(
+            format!(
+                "Symmetric NATs (relayed at once): {} runs, RTT {} ms on every path, jitter 0..{} ms per internet link, no loss",
+                args.runs, args.rtt, args.jitter
+            ),
+            scenarios,
         );
     }
     if wants("loss") {

@@ -6,6 +6,10 @@
 //! - **One NAT**: the 81 behaviours × hairpinning on/off with both peers on its LAN (LAN hops of 1 ms, so
 //!   the LAN path is strictly shorter than a hairpin).
 //!
+//! Protocol version 2: the mediator probes each peer's mapping and offers the relay, so every cell
+//! connects — directly, relayed at once, or relayed when the punch's fallback deadline ends; theory
+//! predicts which ([`theory::predict_path`]) and roughly when.
+//!
 //! Runs are independent, so [`run_cells`] spreads them over threads (the virtual clock is per thread).
 
 use std::fmt::Write as _;
@@ -13,10 +17,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use embassy_time::Duration;
+use p2psc::connector::Path;
 
 use crate::nat::{Allocation, Filtering, Mapping, NatConfig, Unsolicited};
 use crate::scenario::{self, Delays, Layout, Scenario};
-use crate::theory::{self, Prediction};
+use crate::theory::{self, Expected, Prediction};
 
 /// Every NAT behaviour (hairpinning on, default timeout), in a fixed order.
 pub fn behaviours() -> Vec<NatConfig> {
@@ -69,6 +74,14 @@ impl Cell {
         }
     }
 
+    /// The path theory expects.
+    pub fn expected(&self) -> Expected {
+        match self {
+            Cell::Two(a, b) => theory::predict_path(a, b),
+            Cell::One(n) => theory::predict_path_same_nat(n),
+        }
+    }
+
     /// The scenario that tests it.
     pub fn scenario(&self, seed: u64) -> Scenario {
         let mut s = Scenario::home_routers(seed);
@@ -115,13 +128,50 @@ pub fn cells() -> Vec<Cell> {
     out
 }
 
+/// The path a cell took, as the summary counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Observed {
+    /// Connected directly.
+    Direct,
+    /// Relayed before the fallback deadline: at once.
+    Relay,
+    /// Relayed after the fallback deadline.
+    Fallback,
+    /// Not connected.
+    Failed,
+}
+
+impl std::fmt::Display for Observed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Observed::Direct => "direct",
+            Observed::Relay => "relayed at once",
+            Observed::Fallback => "relayed after the fallback deadline",
+            Observed::Failed => "failed",
+        })
+    }
+}
+
 /// What a cell did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CellResult {
     /// The cell.
     pub cell: Cell,
-    /// Theory.
+    /// Theory: the punch.
     pub prediction: Prediction,
+    /// Theory: the path (point 6).
+    pub expected: Expected,
+    /// The path both peers got, if both connected on the same one.
+    pub path: Option<Path>,
+    /// The fallback deadline the Matches announced ([`theory::relay_after`]).
+    pub relay_after: Duration,
+    /// Set-up latency of a pair relayed at once ([`theory::relay_setup`]).
+    pub relay_setup: Duration,
+    /// Set-up latency of a pair relayed after the fallback deadline ([`theory::fallback_setup`]).
+    pub fallback_setup: Duration,
+    /// How far from [`theory::relay_setup`] and [`theory::fallback_setup`] a relayed set-up may be:
+    /// half a mediator round trip.
+    pub relay_tolerance: Duration,
     /// Both authenticated and exchanged data.
     pub connected: bool,
     /// The peers' errors, if any.
@@ -147,25 +197,41 @@ pub struct CellResult {
 }
 
 impl CellResult {
-    /// Whether the outcome is what theory predicts: `Direct` connects with the winning candidate's
-    /// first attempt in the predicted time (for one NAT over a path theory allows to win); `Fail` ends
-    /// with `PunchFailed` on both sides; `Listener` and `AfterReset` either connect or fail that way
-    /// (theory cannot say which: it is timing).
+    /// The path the cell took: relayed ones split by the fallback deadline.
+    pub fn observed(&self) -> Observed {
+        match (self.connected, self.path, self.setup) {
+            (true, Some(Path::Direct), _) => Observed::Direct,
+            (true, Some(Path::Relayed), Some(setup)) if setup < self.relay_after => Observed::Relay,
+            (true, Some(Path::Relayed), _) => Observed::Fallback,
+            _ => Observed::Failed,
+        }
+    }
+
+    /// Whether the set-up took `want`, give or take [`relay_tolerance`](Self::relay_tolerance).
+    fn took(&self, want: Duration) -> bool {
+        self.setup.is_some_and(|s| {
+            let diff = if s > want { s - want } else { want - s };
+            diff <= self.relay_tolerance
+        })
+    }
+
+    /// Whether the outcome is what theory predicts. Every cell connects, on the expected path:
+    /// `Direct` with the winning candidate's first attempt in the predicted time (for one NAT over a
+    /// path theory allows to win); `Relay` at once in [`theory::relay_setup`]; `Fallback` after the
+    /// fallback deadline, in [`theory::fallback_setup`]; `DirectOrFallback` either way (timing).
     pub fn matches_prediction(&self) -> bool {
-        let failed_cleanly = self.errors
-            == (
-                Some(p2psc::Error::PunchFailed),
-                Some(p2psc::Error::PunchFailed),
-            );
-        match self.prediction {
-            Prediction::Direct => {
-                self.connected
+        let direct = self.observed() == Observed::Direct;
+        let fallback = self.observed() == Observed::Fallback && self.took(self.fallback_setup);
+        match self.expected {
+            Expected::Direct => {
+                direct
                     && self.winner_attempts == 1
                     && self.setup == Some(self.direct_setup)
                     && self.path_allowed
             }
-            Prediction::Fail => !self.connected && failed_cleanly,
-            Prediction::Listener | Prediction::AfterReset => self.connected || failed_cleanly,
+            Expected::Relay => self.observed() == Observed::Relay && self.took(self.relay_setup),
+            Expected::Fallback => fallback,
+            Expected::DirectOrFallback => direct || fallback,
         }
     }
 }
@@ -206,10 +272,17 @@ pub fn run_cell(cell: Cell, seed: u64) -> CellResult {
             theory::public_path_may_win(&n),
         ),
     };
+    let relay_after = theory::relay_after(r.mediator_rtt, r.mediator_rtt);
     CellResult {
         cell,
         direct_setup,
         prediction: cell.prediction(),
+        expected: cell.expected(),
+        path: r.path,
+        relay_after,
+        relay_setup: theory::relay_setup(r.mediator_rtt),
+        fallback_setup: theory::fallback_setup(r.mediator_rtt, relay_after),
+        relay_tolerance: r.mediator_rtt / 2,
         connected: r.connected(),
         errors: (r.a.error(), r.b.error()),
         setup: r.setup,
@@ -275,7 +348,12 @@ pub fn summary(results: &[CellResult]) -> String {
         .filter(|r| matches!(r.cell, Cell::One(..)))
         .collect();
     by_prediction(&mut out, &two);
-    mapping_grid(&mut out, &two);
+    mapping_grid(&mut out, &two, "Connected pairs", &|r: &CellResult| {
+        r.connected
+    });
+    mapping_grid(&mut out, &two, "Relayed pairs", &|r: &CellResult| {
+        r.path == Some(Path::Relayed)
+    });
     unpredictable_sides(&mut out, &two);
     if !one.is_empty() {
         one_nat(&mut out, &one);
@@ -284,24 +362,27 @@ pub fn summary(results: &[CellResult]) -> String {
     out
 }
 
-/// The two-NAT cells by prediction: outcomes, set-up latencies, attempts, and how failures end.
+/// The two-NAT cells by prediction: the paths expected and observed, set-up latencies, attempts, and
+/// how failures end.
 fn by_prediction(out: &mut String, two: &[&CellResult]) {
     let _ = writeln!(
         out,
-        "Two NATs ({} pairs of behaviours), by prediction:",
+        "Two NATs ({} pairs of behaviours), by theory's prediction for the punch; paths expected \
+         (direct, relay at once, fallback, direct or fallback) and observed (direct, relayed at once, \
+         relayed after the fallback deadline, failed):",
         two.len()
     );
     let _ = writeln!(
         out,
-        "  {:<9} {:>6} {:>10} {:>9} {:>12} {:>12} {:>13} {:>14}",
-        "predicted",
+        "  {:<9} {:>6} {:>27} {:>28} {:>12} {:>12} {:>12} {:>9}",
+        "punch",
         "cells",
-        "connected",
-        "failed",
+        "expected d/r/f/either",
+        "observed d/r/f/failed",
         "as predicted",
         "setup median",
         "setup max",
-        "attempts max"
+        "attempts"
     );
     for p in [
         Prediction::Direct,
@@ -317,9 +398,13 @@ fn by_prediction(out: &mut String, two: &[&CellResult]) {
     if let Some(r) = two.first() {
         let _ = writeln!(
             out,
-            "  (physical limit 0.5 x mediator RTT + 1.5 x peer RTT = {:.1} ms; direct on smoltcp = limit + 0.5 x peer RTT = {:.1} ms)",
+            "  (physical limit 0.5 x mediator RTT + 1.5 x peer RTT = {:.1} ms; direct on smoltcp = limit + 0.5 x peer RTT = {:.1} ms;\n   \
+             relayed at once: 2.5 x mediator RTT = {:.1} ms; fallback deadline {:.1} ms, relayed after it: {:.1} ms)",
             ms(r.limit),
-            ms(r.direct_setup)
+            ms(r.direct_setup),
+            ms(r.relay_setup),
+            ms(r.relay_after),
+            ms(r.fallback_setup),
         );
     }
     let fails: Vec<Duration> = two
@@ -339,13 +424,27 @@ fn by_prediction(out: &mut String, two: &[&CellResult]) {
 /// One row of [`by_prediction`]: the cells `rs` that theory predicts `p` for.
 fn prediction_row(out: &mut String, p: Prediction, rs: &[&CellResult]) {
     let setups: Vec<Duration> = rs.iter().filter_map(|r| r.setup).collect();
+    let expected = [
+        Expected::Direct,
+        Expected::Relay,
+        Expected::Fallback,
+        Expected::DirectOrFallback,
+    ]
+    .map(|e| rs.iter().filter(|r| r.expected == e).count().to_string());
+    let observed = [
+        Observed::Direct,
+        Observed::Relay,
+        Observed::Fallback,
+        Observed::Failed,
+    ]
+    .map(|o| rs.iter().filter(|r| r.observed() == o).count().to_string());
     let _ = writeln!(
         out,
-        "  {:<9} {:>6} {:>10} {:>9} {:>12} {:>9.1} ms {:>10.1} ms {:>14}",
+        "  {:<9} {:>6} {:>27} {:>28} {:>12} {:>9.1} ms {:>9.1} ms {:>9}",
         p.to_string(),
         rs.len(),
-        rs.iter().filter(|r| r.connected).count(),
-        rs.iter().filter(|r| !r.connected).count(),
+        expected.join(" / "),
+        observed.join(" / "),
         rs.iter().filter(|r| r.matches_prediction()).count(),
         median(setups.clone()).map_or(f64::NAN, ms),
         setups.iter().max().copied().map_or(f64::NAN, ms),
@@ -372,14 +471,19 @@ fn mapping_allocation_classes() -> Vec<(Mapping, Allocation)> {
     .collect()
 }
 
-/// Grid: rows A's mapping/allocation, columns B's; entry: connected/27+27... of the 81 filter and
-/// unsolicited combinations, and the prediction's letter.
-fn mapping_grid(out: &mut String, two: &[&CellResult]) {
+/// Grid: rows A's mapping/allocation, columns B's; entry: for how many of the 81 filtering and
+/// unsolicited combinations `counted` holds, and the punch prediction's letter.
+fn mapping_grid(
+    out: &mut String,
+    two: &[&CellResult],
+    title: &str,
+    counted: &dyn Fn(&CellResult) -> bool,
+) {
     let classes = mapping_allocation_classes();
     let name = |(m, a): (Mapping, Allocation)| format!("{m}/{a}");
     let _ = writeln!(
         out,
-        "\nConnected pairs out of the 81 filtering x unsolicited combinations per mapping/allocation pair\n\
+        "\n{title} out of the 81 filtering x unsolicited combinations per mapping/allocation pair\n\
          (rows: NAT A, columns: NAT B; D = all predicted direct, L = listener, F = fail, * = mixed):"
     );
     let _ = write!(out, "  {:<15}", "A \\ B");
@@ -400,15 +504,15 @@ fn mapping_grid(out: &mut String, two: &[&CellResult]) {
                     Cell::One(_) => false,
                 })
                 .collect();
-            grid_entry(out, &rs);
+            grid_entry(out, &rs, counted);
         }
         out.push('\n');
     }
 }
 
-/// One entry of [`mapping_grid`]: how many of `rs` connected, and what theory predicts for them.
-fn grid_entry(out: &mut String, rs: &[&CellResult]) {
-    let connected = rs.iter().filter(|r| r.connected).count();
+/// One entry of [`mapping_grid`]: how many of `rs` are `counted`, and what theory predicts for them.
+fn grid_entry(out: &mut String, rs: &[&CellResult], counted: &dyn Fn(&CellResult) -> bool) {
+    let connected = rs.iter().filter(|r| counted(r)).count();
     let mut preds: Vec<Prediction> = rs.iter().map(|r| r.prediction).collect();
     preds.sort();
     preds.dedup();
@@ -463,10 +567,11 @@ fn one_nat(out: &mut String, one: &[&CellResult]) {
     let setups: Vec<Duration> = one.iter().filter_map(|r| r.setup).collect();
     let _ = writeln!(
         out,
-        "\nOne NAT ({} cells: 81 behaviours x hairpinning on/off): {} connected, {} over the LAN path, \
+        "\nOne NAT ({} cells: 81 behaviours x hairpinning on/off): {} connected, {} directly, {} over the LAN path, \
          {} as predicted; setup median {:.1} ms (limit {:.1} ms)",
         one.len(),
         one.iter().filter(|r| r.connected).count(),
+        one.iter().filter(|r| r.observed() == Observed::Direct).count(),
         via_lan,
         one.iter().filter(|r| r.matches_prediction()).count(),
         median(setups).map_or(f64::NAN, ms),
@@ -486,9 +591,10 @@ fn mismatches(out: &mut String, results: &[CellResult]) {
     for r in mismatches.iter().take(20) {
         let _ = writeln!(
             out,
-            "  MISMATCH {}: predicted {}, got {}",
+            "  MISMATCH {}: predicted {} ({}), got {}",
             r.cell.label(),
             r.prediction,
+            r.expected,
             describe(r)
         );
     }
@@ -498,7 +604,8 @@ fn mismatches(out: &mut String, results: &[CellResult]) {
 pub fn describe(r: &CellResult) -> String {
     if r.connected {
         format!(
-            "connected in {:.1} ms, {} attempt(s){}",
+            "connected {} in {:.1} ms, {} attempt(s){}",
+            r.observed(),
             r.setup.map_or(f64::NAN, ms),
             r.attempts,
             if r.via_lan { ", over the LAN" } else { "" }
@@ -516,15 +623,16 @@ pub fn full(results: &[CellResult]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<58} {:<9} {:<3} outcome",
-        "NAT A | NAT B", "predicted", "ok"
+        "{:<58} {:<9} {:<15} {:<3} outcome",
+        "NAT A | NAT B", "punch", "path", "ok"
     );
     for r in results {
         let _ = writeln!(
             out,
-            "{:<58} {:<9} {:<3} {}",
+            "{:<58} {:<9} {:<15} {:<3} {}",
             r.cell.label(),
             r.prediction.to_string(),
+            r.expected.to_string(),
             if r.matches_prediction() { "yes" } else { "NO" },
             describe(r)
         );

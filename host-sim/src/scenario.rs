@@ -46,7 +46,8 @@ use std::task::{Context, Poll};
 use embassy_time::{Duration, Instant, Timer};
 use embedded_io_async::{Read, Write};
 use p2psc::connector::{
-    self, connect_observed, ConnectEvent, ConnectResources, Mediator, Request, SecureConnection,
+    self, connect_observed, ConnectEvent, ConnectResources, Mediator, Path, Request,
+    SecureConnection,
 };
 use p2psc::identity::{PublicKey, Signer};
 use p2psc::net::{
@@ -218,19 +219,26 @@ impl Scenario {
             seed,
             a: PeerSpec::new(1, 0),
             b: PeerSpec::new(2, 1000),
-            // The simulated mediator does not splice relays yet: Matches offer none.
-            mediator: MediatorConfig {
-                relay: p2psc::proto::mediator::RelayConfig {
-                    enabled: false,
-                    ..Default::default()
-                },
-                ..MediatorConfig::default()
-            },
+            mediator: MediatorConfig::default(),
             impersonate: None,
             trace: false,
             max_time: Duration::from_secs(600),
             knows_mac: None,
         }
+    }
+
+    /// Two peers behind symmetric NATs (address-and-port-dependent mapping, random ports,
+    /// address-and-port-dependent filtering, Linux conntrack): no punch can connect them, both probes
+    /// show it, and the pair is relayed at once (protocol §14.3).
+    pub fn symmetric_nats(seed: u64) -> Scenario {
+        let symmetric = NatConfig {
+            mapping: crate::nat::Mapping::AddressPortDependent,
+            allocation: crate::nat::Allocation::Random,
+            ..NatConfig::home_router()
+        };
+        let mut s = Scenario::home_routers(seed);
+        s.layout = Layout::TwoNats(symmetric, symmetric);
+        s
     }
 
     /// Two peers behind `router`s (default links), the `late` one stalling `stall` after its Match (a
@@ -299,6 +307,8 @@ impl Scenario {
 pub struct Session {
     /// Its role.
     pub role: Role,
+    /// Direct, or relayed through the mediator.
+    pub path: Path,
     /// The peer's endpoint as seen from here.
     pub remote: IpEndpoint,
     /// The derived key.
@@ -349,6 +359,11 @@ pub struct Report {
     pub second_registration: Option<Instant>,
     /// From the second registration to both peers authenticated.
     pub setup: Option<Duration>,
+    /// From the later peer's Hello (sent as its mediator connection comes up) to both peers
+    /// authenticated: the measure of protocol §14.7's bound on a relay, `3 × mediator RTT`.
+    pub setup_from_hello: Option<Duration>,
+    /// The path both peers got, if both connected on the same one.
+    pub path: Option<Path>,
     /// The physical limit of `setup`.
     pub limit: Duration,
     /// Mediator round trip (farther peer).
@@ -527,8 +542,11 @@ async fn peer(
         .connect(spec.race, stack, &request, &mut rng, observe)
         .await;
     report.attempts = attempts.get();
-    report.authenticated_at = authenticated.get();
     report.done_at = Some(Instant::now());
+    // A relayed connector does not always report `Authenticated` (the leader whose result completes
+    // outside a receive); `connect` returns in the same poll as it authenticates.
+    let returned = result.as_ref().ok().and(report.done_at);
+    report.authenticated_at = authenticated.get().or(returned);
     let mut conn = match result {
         Ok(c) => c,
         Err(e) => {
@@ -539,6 +557,7 @@ async fn peer(
     };
     report.result = Some(Ok(Session {
         role: conn.role,
+        path: conn.path,
         remote: conn.remote,
         session_key: conn.session_key.0,
     }));
@@ -955,15 +974,35 @@ fn report(
     nat_names: Vec<&'static str>,
 ) -> Report {
     let Outcome { a, b, matches } = outcome;
+    let path = match (a.session(), b.session()) {
+        (Some(x), Some(y)) if x.path == y.path => Some(x.path),
+        _ => None,
+    };
     let second_registration = events
         .iter()
         .filter(|e| matches!(e.what, What::Mediator(MediatorEvent::Verified { .. })))
         .nth(1)
         .map(|e| e.at);
-    let setup = match (second_registration, a.authenticated_at, b.authenticated_at) {
-        (Some(t), Some(x), Some(y)) => Some(x.max(y).duration_since(t)),
-        _ => None,
+    let authenticated = a
+        .authenticated_at
+        .zip(b.authenticated_at)
+        .map(|(x, y)| x.max(y));
+    let setup = second_registration
+        .zip(authenticated)
+        .map(|(t, done)| done.duration_since(t));
+    // Each peer's last Hello: its mediator connection's last coming up.
+    let hello = |side: Side| {
+        events
+            .iter()
+            .rev()
+            .filter(|e| e.who == Who::Peer(side))
+            .find(|e| matches!(e.what, What::Connect(ConnectEvent::MediatorConnected(_))))
+            .map(|e| e.at)
     };
+    let later_hello = hello(Side::A).zip(hello(Side::B)).map(|(x, y)| x.max(y));
+    let setup_from_hello = later_hello
+        .zip(authenticated)
+        .map(|(t, done)| done.duration_since(t));
     Report {
         a,
         b,
@@ -971,6 +1010,8 @@ fn report(
         trace,
         second_registration,
         setup,
+        setup_from_hello,
+        path,
         limit: s.limit(),
         mediator_rtt: s.mediator_rtt(),
         peer_rtt: s.peer_rtt(),

@@ -75,6 +75,27 @@
 //!    router's entry still holds the first attempt's sequence space. A connector that keeps each
 //!    attempt through the NAT alive until the deadline never does either.
 
+//! 6. **The relay** (protocol version 2, §14). Each peer also probes its NAT: a second connection
+//!    from its punch port to the mediator's port + 1. The probe sees another public endpoint only where
+//!    the NAT's mapping depends on the destination *port* and the port is not preserved
+//!    ([`probed_mapping`]: address-and-port-dependent mapping with sequential or random allocation,
+//!    `Dependent`); an address-dependent mapping sees the same mediator address twice and keeps the
+//!    mapping, so the probe calls it `Independent` although its punch leaves from an unpredicted port.
+//!    The Match carries both classes and the fallback deadline `relay_after` (`mediator.md` §6.1), and
+//!    both peers apply one rule ([`predict_path`]):
+//!    - both `Dependent` (two NATs): no punch, the relay at once ([`Expected::Relay`], in
+//!      [`relay_setup`]) — even where point 3 would have let a listener connect;
+//!    - otherwise the punch, with the relay as fallback at `relay_after`: a pair theory calls
+//!      [`Prediction::Direct`] connects directly as before; a pair it calls [`Prediction::Fail`] is
+//!      relayed when the punch deadline ends ([`Expected::Fallback`], in [`fallback_setup`]) — that is
+//!      where an address-dependent mapping lands that the probe could not see; the timing classes
+//!      ([`Prediction::Listener`], [`Prediction::AfterReset`]) connect directly if their chance comes
+//!      before `relay_after`, else by the fallback ([`Expected::DirectOrFallback`]).
+//!    - behind one NAT the peers share a public address (`racing`): they always punch, and the LAN
+//!      path connects directly.
+//!
+//!    So every pair connects.
+
 //! # How long a direct connection takes
 //!
 //! The physical limit of the set-up latency is `0.5 × mediator RTT + 1.5 × peer RTT` (see
@@ -157,6 +178,86 @@ pub fn predict(a: &NatConfig, b: &NatConfig) -> Prediction {
     } else {
         Prediction::Fail
     }
+}
+
+/// The path a pair ends on (point 6), and so roughly when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Expected {
+    /// The punch connects (as [`Prediction::Direct`] says).
+    Direct,
+    /// Both probes saw a dependent mapping: relayed at once, in [`relay_setup`].
+    Relay,
+    /// The punch cannot work but the probes did not show it: relayed when the fallback deadline ends,
+    /// in [`fallback_setup`].
+    Fallback,
+    /// Direct if the timing allows before the fallback deadline, else relayed then.
+    DirectOrFallback,
+}
+
+impl fmt::Display for Expected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Expected::Direct => "direct",
+            Expected::Relay => "relay",
+            Expected::Fallback => "fallback",
+            Expected::DirectOrFallback => "direct|fallback",
+        })
+    }
+}
+
+/// The mapping class the mediator's probe gives a peer behind `nat` (point 6): `Dependent` only when
+/// a second destination port gets another public port.
+pub fn probed_mapping(nat: &NatConfig) -> p2psc::wire::Mapping {
+    let port_dependent = nat.mapping == Mapping::AddressPortDependent;
+    if port_dependent && nat.allocation != Allocation::Preserving {
+        p2psc::wire::Mapping::Dependent
+    } else {
+        p2psc::wire::Mapping::Independent
+    }
+}
+
+/// The path peers behind two different NATs end on (point 6).
+pub fn predict_path(a: &NatConfig, b: &NatConfig) -> Expected {
+    let dependent = |n: &NatConfig| probed_mapping(n) == p2psc::wire::Mapping::Dependent;
+    if dependent(a) && dependent(b) {
+        return Expected::Relay;
+    }
+    match predict(a, b) {
+        Prediction::Direct => Expected::Direct,
+        Prediction::Fail => Expected::Fallback,
+        Prediction::Listener | Prediction::AfterReset => Expected::DirectOrFallback,
+    }
+}
+
+/// The path peers on one LAN behind one NAT end on: they share a public address, so they punch, and
+/// the LAN path connects.
+pub fn predict_path_same_nat(_nat: &NatConfig) -> Expected {
+    Expected::Direct
+}
+
+/// The set-up latency of a pair relayed at once: `2.5 × mediator RTT` from the second registration.
+/// The Match takes half a round trip to the peers, their RelayRequests (each with its PeerAuth behind
+/// it) half a round trip to the mediator, Relayed and the other's PeerAuth half a round trip back: the
+/// leader has authenticated. The follower needs the leader's Confirm too, which the leader sends only
+/// after that PeerAuth — one more round trip through the mediator: its connector's mediator buffer
+/// (256 bytes) has no room for a third largest frame behind RelayRequest and PeerAuth, so the Confirm
+/// waits for their acknowledgement. (Protocol §14.7's bound, 1.5 × RTT, assumes it goes with them.)
+pub fn relay_setup(mediator_rtt: Duration) -> Duration {
+    mediator_rtt * 5 / 2
+}
+
+/// The set-up latency of a pair relayed after a failed punch: the punch starts when the Match has
+/// reached both peers (half a mediator round trip after the second registration) and ends
+/// `relay_after` later; from then as [`relay_setup`] without the Match.
+pub fn fallback_setup(mediator_rtt: Duration, relay_after: Duration) -> Duration {
+    relay_setup(mediator_rtt) + relay_after
+}
+
+/// The fallback deadline a mediator announces to peers with these round trips to it (`mediator.md`
+/// §6.1).
+pub fn relay_after(rtt_a: Duration, rtt_b: Duration) -> Duration {
+    let ms = |d: Duration| p2psc::time::Duration::from_millis(d.as_millis());
+    Duration::from_millis(p2psc::proto::mediator::relay::relay_after(ms(rtt_a), ms(rtt_b)).into())
 }
 
 /// The set-up latency of a [`Prediction::Direct`] connection with p2psc on smoltcp 0.13:
@@ -252,6 +353,43 @@ mod tests {
         assert_eq!(
             direct_setup(Duration::from_millis(100), Duration::from_millis(100)),
             Duration::from_millis(250)
+        );
+    }
+
+    #[test]
+    fn the_probe_sees_port_dependence_only() {
+        use p2psc::wire::Mapping as Class;
+        use Allocation::{Preserving, Random, Sequential};
+        let apdf = Filtering::AddressPortDependent;
+        let symmetric = nat(Mapping::AddressPortDependent, Random, apdf);
+        let seq = nat(Mapping::AddressPortDependent, Sequential, apdf);
+        let adm = nat(Mapping::AddressDependent, Random, apdf);
+        let preserving = nat(Mapping::AddressPortDependent, Preserving, apdf);
+        let home = NatConfig::home_router();
+        assert_eq!(probed_mapping(&symmetric), Class::Dependent);
+        assert_eq!(probed_mapping(&adm), Class::Independent);
+        assert_eq!(probed_mapping(&preserving), Class::Independent);
+        assert_eq!(predict_path(&symmetric, &seq), Expected::Relay);
+        // A full cone on one side would let a listener connect: the probes send the pair to the relay.
+        let sym_full = nat(
+            Mapping::AddressPortDependent,
+            Random,
+            Filtering::EndpointIndependent,
+        );
+        assert_eq!(predict(&sym_full, &symmetric), Prediction::Listener);
+        assert_eq!(predict_path(&sym_full, &symmetric), Expected::Relay);
+        // Address-dependent mapping looks independent: the pair waits for the fallback deadline.
+        assert_eq!(predict(&adm, &symmetric), Prediction::Fail);
+        assert_eq!(predict_path(&adm, &symmetric), Expected::Fallback);
+        assert_eq!(predict_path(&adm, &adm), Expected::Fallback);
+        assert_eq!(predict_path(&home, &symmetric), Expected::Fallback);
+        assert_eq!(predict_path(&home, &preserving), Expected::Direct);
+        let rtt = Duration::from_millis(100);
+        assert_eq!(relay_after(rtt, rtt), Duration::from_millis(3800));
+        assert_eq!(relay_setup(rtt), Duration::from_millis(250));
+        assert_eq!(
+            fallback_setup(rtt, relay_after(rtt, rtt)),
+            Duration::from_millis(4050)
         );
     }
 }

@@ -133,13 +133,24 @@ impl fmt::Display for What {
             What::Received(s) => write!(f, "received {s:?}"),
             What::Mediator(e) => match e {
                 MediatorEvent::Accepted(o) => write!(f, "connection from {o}"),
+                MediatorEvent::Probed(o) => write!(f, "probe from {o}"),
                 MediatorEvent::Verified {
-                    observed, rtt_ms, ..
-                } => {
-                    write!(f, "verified registration from {observed} (RTT {rtt_ms} ms)")
-                }
+                    observed,
+                    rtt_ms,
+                    mapping,
+                    ..
+                } => write!(
+                    f,
+                    "verified registration from {observed} (RTT {rtt_ms} ms, mapping {mapping:?})"
+                ),
                 MediatorEvent::Matched => f.write_str("pair matched: Match sent to both"),
                 MediatorEvent::Aborted(r) => write!(f, "aborted a session: {r}"),
+                MediatorEvent::RelayJoined => {
+                    f.write_str("relay joined: Relayed sent to both, spliced")
+                }
+                MediatorEvent::RelayEnded { end, bytes } => {
+                    write!(f, "relay ended ({end:?}) after {bytes} bytes")
+                }
             },
             What::Nat(e) => e.fmt(f),
             What::Lost(p) => write!(f, "lost {p}"),

@@ -9,13 +9,14 @@ use embedded_io_async::{Read, Write};
 use host_sim::clock;
 use host_sim::exec::{join, Executor};
 use host_sim::link::{Lan, Port};
-use host_sim::mediator::{self, MediatorNode};
-use p2psc::connector::{connect, ConnectResources, Mediator, Request, SecureConnection};
+use host_sim::mediator::{self, MediatorEvent, MediatorNode, RelayEnd};
+use p2psc::connector::{connect, ConnectResources, Mediator, Path, Request, SecureConnection};
 use p2psc::identity::Keypair;
 use p2psc::net::{
     self, Config, Ipv4Address, Ipv4Cidr, Runner, Stack, StackResources, StaticConfigV4,
 };
 use p2psc::proto::channel::MAX_RECORD_LEN;
+use p2psc::proto::mediator::relay::Limit;
 use p2psc::proto::MediatorConfig;
 use p2psc::rng::Drbg;
 use p2psc::wire::Role;
@@ -152,6 +153,120 @@ fn two_peers_get_an_authenticated_socket_and_exchange_data() {
     drop((ra, rb));
     let _ = &w.lan;
     assert_eq!(w.node.borrow().table().stats().matches, 1);
+}
+
+/// Read until the authenticated end of stream.
+async fn read_to_end(conn: &mut SecureConnection<'_>) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        match conn.socket.read(&mut buf).await {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read failed after {} bytes: {e:?}", got.len()),
+        }
+    }
+}
+
+/// Relayed through the simulated mediator (the LAN drops every frame between the peers, so the punch
+/// fails and both fall back to the relay at the Match's deadline): 20 000 bytes, many times
+/// every buffer on the way, arrive in order; each side's end of stream (a FIN the splice forwards)
+/// reaches the other while the other direction still carries the reply; the relay then ends closed.
+#[test]
+fn a_relayed_pair_carries_a_bulk_transfer_and_both_ends_of_stream() {
+    let mut w = world(10, MediatorConfig::default());
+    let (alice, bob) = (Keypair::from_seed(&[1; 32]), Keypair::from_seed(&[2; 32]));
+    let (a, b) = (w.peers[0], w.peers[1]);
+    let m = mediator();
+    // Ports in plugging order: the mediator's is 0.
+    w.lan.set_filter(|from, to, _| from == 0 || to == 0);
+    let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let (ra, rb) = w.ex.run(async {
+        let fa = async {
+            let request = Request::new(&alice, bob.public_key(), m);
+            let mut conn = connect(a, resources(), &request, &mut Drbg::new([11; 32]))
+                .await
+                .expect("alice connects");
+            conn.socket.write_all(&data).await.unwrap();
+            conn.socket.close().await.unwrap();
+            let reply = read_to_end(&mut conn).await;
+            // Keep the socket a while: it acknowledges the relay's FIN.
+            embassy_time::Timer::after(Duration::from_secs(1)).await;
+            (conn.path, conn.session_key, reply)
+        };
+        let fb = async {
+            let request = Request::new(&bob, alice.public_key(), m);
+            let mut conn = connect(b, resources(), &request, &mut Drbg::new([22; 32]))
+                .await
+                .expect("bob connects");
+            let got = read_to_end(&mut conn).await;
+            // Half-closed: our direction still goes.
+            conn.socket.write_all(&got[..100]).await.unwrap();
+            conn.socket.close().await.unwrap();
+            embassy_time::Timer::after(Duration::from_secs(1)).await;
+            (conn.path, conn.session_key, got)
+        };
+        join(fa, fb).await
+    });
+    assert_eq!((ra.0, rb.0), (Path::Relayed, Path::Relayed));
+    assert_eq!(ra.1, rb.1);
+    assert!(rb.2 == data, "{} bytes arrived", rb.2.len());
+    assert_eq!(ra.2, data[..100]);
+    let node = w.node.borrow();
+    let ended = node.events().iter().find_map(|(_, e)| match e {
+        MediatorEvent::RelayEnded { end, bytes } => Some((*end, *bytes)),
+        _ => None,
+    });
+    let (end, bytes) = ended.expect("the relay ended");
+    assert_eq!(end, RelayEnd::Closed);
+    assert!(bytes > 20_000, "{bytes}");
+    assert_eq!(node.table().stats().relays_open, 0);
+}
+
+/// A relay that reaches its byte limit is reset on both sides: the reader sees an error, never a clean
+/// end of stream (protocol §14.6).
+#[test]
+fn a_relay_over_its_byte_limit_is_reset() {
+    let mut config = MediatorConfig::default();
+    config.relay.max_bytes = 5_000;
+    let mut w = world(10, config);
+    let (alice, bob) = (Keypair::from_seed(&[1; 32]), Keypair::from_seed(&[2; 32]));
+    let (a, b) = (w.peers[0], w.peers[1]);
+    let m = mediator();
+    w.lan.set_filter(|from, to, _| from == 0 || to == 0);
+    let (_, got) = w.ex.run(async {
+        let fa = async {
+            let request = Request::new(&alice, bob.public_key(), m);
+            let mut conn = connect(a, resources(), &request, &mut Drbg::new([11; 32]))
+                .await
+                .expect("alice connects");
+            let _ = conn.socket.write_all(&[7; 20_000]).await;
+        };
+        let fb = async {
+            let request = Request::new(&bob, alice.public_key(), m);
+            let mut conn = connect(b, resources(), &request, &mut Drbg::new([22; 32]))
+                .await
+                .expect("bob connects");
+            let mut buf = [0u8; 512];
+            let mut total = 0;
+            loop {
+                match conn.socket.read(&mut buf).await {
+                    Ok(0) => return Ok(total),
+                    Ok(n) => total += n,
+                    Err(_) => return Err(total),
+                }
+            }
+        };
+        join(fa, fb).await
+    });
+    let total = got.expect_err("a reset, not an end of stream");
+    assert!(total < 5_000, "{total}");
+    let node = w.node.borrow();
+    let ended = node.events().iter().find_map(|(_, e)| match e {
+        MediatorEvent::RelayEnded { end, bytes } => Some((*end, *bytes)),
+        _ => None,
+    });
+    assert_eq!(ended, Some((RelayEnd::Limit(Limit::Bytes), 5_000)));
 }
 
 #[test]

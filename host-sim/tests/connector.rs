@@ -12,7 +12,7 @@ use std::task::Poll;
 
 use host_sim::packet::Tcp;
 use p2psc::connector::{
-    ConnectConfig, ConnectEvent, Connected, Connector, Error, PunchConfig, Schedule, Slot,
+    ConnectConfig, ConnectEvent, Connected, Connector, Error, Path, PunchConfig, Schedule, Slot,
     SlotConfig, Sockets,
 };
 use p2psc::identity::{Keypair, SaltyVerifier};
@@ -602,6 +602,40 @@ fn every_socket_closes_when_the_punch_fails() {
     let to_peer = |s: &&Segment| *s.tcp.src.ip() != MEDIATOR_IP && *s.tcp.dst.ip() != MEDIATOR_IP;
     let rsts: Vec<_> = log.iter().filter(to_peer).filter(|s| s.tcp.rst).collect();
     assert!(rsts.is_empty(), "{rsts:?}");
+}
+
+/// With the relay offered, a punch that cannot get through falls back to it at its deadline: both
+/// peers connect through the mediator (its probe and splice, `host_sim::mediator`), with one key.
+#[test]
+fn a_blocked_punch_falls_back_to_the_relay() {
+    use host_sim::mediator::MediatorEvent;
+    let mut setup = Setup {
+        relay: true,
+        ..Setup::default()
+    };
+    setup.a.candidates = 2;
+    for spec in [&mut setup.a, setup.b.as_mut().expect("B")] {
+        spec.config.punch.punch_timeout = Duration::from_secs(2);
+    }
+    let mut sim = Sim::new(setup);
+    sim.wire.set_fault(drop_peer_to_peer);
+    sim.run_to_outcomes(secs(20));
+    let a = sim.a().connected().expect("A connected");
+    let b = sim.b().connected().expect("B connected");
+    assert_eq!(
+        (a.path, b.path),
+        (Path::Relayed, Path::Relayed),
+        "{}",
+        sim.story()
+    );
+    assert_eq!(a.session_key, b.session_key);
+    assert_ne!(a.role, b.role);
+    let joined = sim
+        .mediator()
+        .events()
+        .iter()
+        .any(|(_, e)| *e == MediatorEvent::RelayJoined);
+    assert!(joined, "{}", sim.story());
 }
 
 /// The connector's first poll over `sockets` with `handles`, and how many packets the interface sent

@@ -26,3 +26,32 @@ fn demo_timeline_is_identical_across_runs_with_one_seed() {
     }
     assert!(r1.mermaid().starts_with("sequenceDiagram"));
 }
+
+/// Two symmetric NATs (`host-sim --nat-a symmetric --nat-b symmetric`): both probes see a dependent
+/// mapping, the pair is relayed at once, in theory's time; home routers probe independent and punch.
+#[test]
+fn symmetric_nats_are_relayed_at_once_home_routers_punch() {
+    use host_sim::mediator::MediatorEvent;
+    use host_sim::theory;
+    use host_sim::timeline::What;
+    use p2psc::connector::Path;
+    use p2psc::wire::Mapping;
+
+    let mappings = |r: &scenario::Report| -> Vec<Mapping> {
+        let verified = r.events.iter().filter_map(|e| match &e.what {
+            What::Mediator(MediatorEvent::Verified { mapping, .. }) => Some(*mapping),
+            _ => None,
+        });
+        verified.collect()
+    };
+    let r = scenario::run(&Scenario::symmetric_nats(1));
+    assert!(r.connected());
+    assert_eq!(r.path, Some(Path::Relayed));
+    assert_eq!(mappings(&r), [Mapping::Dependent, Mapping::Dependent]);
+    assert_eq!(r.setup, Some(theory::relay_setup(r.mediator_rtt)));
+    assert!(r.timeline(false).contains("relay joined"));
+
+    let r = scenario::run(&Scenario::home_routers(1));
+    assert_eq!(r.path, Some(Path::Direct));
+    assert_eq!(mappings(&r), [Mapping::Independent, Mapping::Independent]);
+}

@@ -364,9 +364,10 @@ fn peer(args: &PeerArgs, out: &Out) -> Result<(), Failure> {
         net.wait(wake).map_err(Failure::Setup)?;
     };
     out.line(format_args!(
-        "authenticated: peer {} role {:?} session {} in {} ms",
+        "authenticated: peer {} role {:?} path {} session {} in {} ms",
         connected.remote,
         connected.role,
+        connected.path,
         fingerprint(&connected.session_key),
         (Instant::now() - started).total_millis()
     ));

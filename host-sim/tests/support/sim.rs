@@ -107,6 +107,10 @@ pub struct Setup {
     pub mediators: u16,
     /// Whether A and B sit behind one NAT at [`PUBLIC_IP`] (port-preserving, hairpinning).
     pub nat: bool,
+    /// Whether the mediators offer the relay (protocol version 2). Off unless a test asks: these tests
+    /// are about the punch and its sockets, and several need the punch to end in `PunchFailed`,
+    /// which a relay offered in the Match would turn into a relayed connection.
+    pub relay: bool,
 }
 
 impl Default for Setup {
@@ -118,6 +122,7 @@ impl Default for Setup {
             mediator: true,
             mediators: 1,
             nat: false,
+            relay: false,
         }
     }
 }
@@ -396,9 +401,8 @@ impl Sim {
         let serving = if setup.mediator { mediators } else { 0 };
         let nodes = (0..serving)
             .map(|i| {
-                // These tests are about the punch and its sockets: the Matches offer no relay.
                 let mut config = MediatorConfig::default();
-                config.relay.enabled = false;
+                config.relay.enabled = setup.relay;
                 let seed = [0x0C + i as u8; 32];
                 let port = MEDIATOR_PORT + 2 * i;
                 Some(MediatorNode::new(port, 4, config, seed, &mut host.sockets))

@@ -404,7 +404,7 @@ fn fully_random_nat_connects_through_the_relay_after_the_fallback_deadline() {
     let (code, output) = run.finish(SCENARIO_LIMIT);
     assert!(output.contains("RESULT: PASS symmetric"), "lab verdict");
     assert_eq!(code, Some(0));
-    assert_connected(&output);
+    assert_connected(&output, "relayed");
     for side in ["A", "B"] {
         let took = relayed_after_match(
             &output,
@@ -431,7 +431,7 @@ fn two_fully_random_nats_are_relayed_at_once() {
         "lab verdict"
     );
     assert_eq!(code, Some(0));
-    assert_connected(&output);
+    assert_connected(&output, "relayed");
     for side in ["A", "B"] {
         let asked = "asking the mediator to relay (the NATs cannot be punched)";
         let took = relayed_after_match(&output, side, asked);

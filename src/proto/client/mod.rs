@@ -342,7 +342,7 @@ impl Client {
         match &mut self.phase {
             Phase::Registering(reg) => reg.transmit(now, buf),
             #[cfg(feature = "relay")]
-            Phase::Relaying(r) => r.transmit(buf),
+            Phase::Relaying(_) => self.transmit_relay(buf),
             _ => None,
         }
     }

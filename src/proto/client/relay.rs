@@ -39,6 +39,8 @@ pub(super) struct Fallback {
     role: Role,
     peer: SocketAddr,
     matched_at: Instant,
+    /// `ConnectEvent::Authenticated` went out (once, whichever call finished the handshake).
+    reported: bool,
 }
 
 impl Fallback {
@@ -48,6 +50,7 @@ impl Fallback {
             role: info.role,
             peer: info.peer_observed,
             matched_at: info.matched_at,
+            reported: false,
         }
     }
 
@@ -70,10 +73,6 @@ impl Fallback {
             role: self.role,
             session_key: key,
         }))
-    }
-
-    pub(super) fn transmit(&mut self, buf: &mut [u8]) -> Option<usize> {
-        self.relay.transmit(buf)
     }
 
     pub(super) fn poll_at(&self) -> Option<Instant> {
@@ -205,12 +204,32 @@ impl Client {
             f.relay.set_deadline(deadline.min(self.deadline));
             self.event(ConnectEvent::Relayed);
         }
-        if let (Phase::Relaying(f), Some(Ok(won))) = (&self.phase, self.result()) {
-            if f.relay.is_joined() {
-                self.event(ConnectEvent::Authenticated(won.remote));
-            }
-        }
+        self.report_relayed();
         Some(used)
+    }
+
+    /// The next frame for the relayed stream (the RelayRequest, then our handshake's); a leader whose
+    /// handshake is done only once its Confirm is out finishes here.
+    pub(super) fn transmit_relay(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let Phase::Relaying(f) = &mut self.phase else {
+            return None;
+        };
+        let len = f.relay.transmit(buf);
+        self.report_relayed();
+        len
+    }
+
+    /// `Authenticated` once, when the relayed handshake has just finished (in a receive, for the
+    /// follower and a leader that confirmed early; in a transmit, for a leader whose Confirm went last).
+    fn report_relayed(&mut self) {
+        let Phase::Relaying(f) = &mut self.phase else {
+            return;
+        };
+        if !f.reported && matches!(f.relay.result(), Some(Ok(_))) {
+            f.reported = true;
+            let peer = f.peer;
+            self.event(ConnectEvent::Authenticated(peer));
+        }
     }
 
     fn handshake<S: Signer>(&mut self, signer: &S, info: &PunchInfo) -> Handshake {

@@ -214,3 +214,36 @@ fn relay_off_speaks_version_1_without_a_probe() {
     let hello = mediator_bytes(&mut c, at(10));
     assert_eq!((hello[0], hello.len()), (1, 118));
 }
+
+/// Whichever call finishes the relayed handshake — a receive, or a transmit when the leader's Confirm
+/// could only go out after the peer's PeerAuth arrived — `Authenticated` is reported exactly once.
+#[test]
+fn a_relayed_leader_reports_authenticated_once_also_when_its_confirm_goes_last() {
+    let (mut c, hello) = challenged();
+    matched(&mut c, Mapping::Dependent, Mapping::Dependent, 3800);
+    actions(&mut c, at(30));
+    let mut buf = [0u8; MAX_FRAME_LEN];
+    // A small socket buffer: only the RelayRequest and the PeerAuth go out for now.
+    for _ in 0..2 {
+        assert!(c.transmit_mediator(at(31), &mut buf).is_some());
+    }
+    while c.next_event().is_some() {}
+    let mut from_peer = relayed_follower(&hello);
+    from_peer.extend_from_slice(b"app");
+    let used = c.receive_mediator(at(40), &me(), &SaltyVerifier, &from_peer);
+    assert_eq!(used, from_peer.len() - 3, "the application's bytes stay");
+    let confirm = mediator_bytes(&mut c, at(41));
+    assert_eq!(confirm.len(), 4, "the Confirm, last: {confirm:?}");
+    // More calls after the end: nothing is reported again.
+    for now in [at(42), at(43)] {
+        c.receive_mediator(now, &me(), &SaltyVerifier, b"app");
+        mediator_bytes(&mut c, now);
+    }
+    let events: Vec<_> = core::iter::from_fn(|| c.next_event()).collect();
+    let reported = events
+        .iter()
+        .filter(|e| matches!(e, ConnectEvent::Authenticated(_)))
+        .count();
+    assert_eq!(reported, 1, "{events:?}");
+    assert!(matches!(c.result(), Some(Ok(_))));
+}

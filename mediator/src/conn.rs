@@ -1,10 +1,15 @@
 //! One task per connection: the I/O shell around a [`Session`].
 //!
 //! The task owns the socket and the session, and waits for whichever comes first: bytes from the peer,
-//! a notice in its mailbox (Match, Replaced, PeerTimeout), the session's next deadline, or shutdown.
-//! After each of them it writes whatever the session queued, whole frames at a time, and closes once
-//! the session says so. It holds no buffer across an `.await` except one outgoing frame pair, so an idle
-//! waiting peer costs little memory (the figures are in the README).
+//! a notice in its mailbox (Match, Replaced, PeerTimeout; in version 2 the relay's notices), the
+//! session's next deadline, or shutdown. After each of them it writes whatever the session queued, whole
+//! frames at a time, and closes once the session says so. It holds no buffer across an `.await` except
+//! one outgoing frame pair, so an idle waiting peer costs little memory (the figures are in the README).
+//!
+//! Version 2: bytes behind a RelayRequest are relay payload; the task holds them (at most
+//! `relay.buffer`, then it stops reading). Once the session is relaying and its Relayed is written,
+//! the follower's task hands its connection (and the payload) to the leader's task, which runs the
+//! splice of the pair ([`crate::relay`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -20,12 +25,13 @@ use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::limits::Refusal;
-use crate::shared::{ConnGuard, Mailbox, Shared};
+use crate::relay::{self, Half};
+use crate::shared::{ConnGuard, Links, Mailbox, Shared};
 use p2psc::identity::dalek::DalekVerifier;
 
 /// How long a closing connection keeps reading (and discarding) after its last frame, so that bytes the
 /// peer sent meanwhile do not turn our FIN into a RST that could destroy the Abort before it is read.
-const CLOSE_DRAIN: Duration = Duration::from_millis(500);
+pub(crate) const CLOSE_DRAIN: Duration = Duration::from_millis(500);
 
 /// At most this many refused connections are being answered at once; beyond, they are dropped silently.
 const MAX_REFUSING: usize = 256;
@@ -38,6 +44,8 @@ enum End {
     PeerClosed,
     /// Reading or writing failed.
     Failed(io::Error),
+    /// Version 2: the relay is joined and Relayed written: the connection is the relay's.
+    Relay,
 }
 
 /// The peer's address as the session must report it: an IPv4 peer reaching an IPv6 socket shows up
@@ -68,11 +76,14 @@ pub(crate) async fn serve(
         return;
     }
     let mut session = Session::new(shared.config.mediator, peer, nonce, clock.now());
-    let mut mailbox: Option<Mailbox> = None;
+    let mut links = Links::default();
+    // Version 2: relay payload received behind our RelayRequest, for the partner.
+    let mut held: Vec<u8> = Vec::new();
+    let hold_at_most = shared.config.mediator.relay.buffer;
     let mut shutting_down = *shutdown.borrow_and_update();
     if shutting_down {
         if let Some(event) = session.abort(AbortReason::ShuttingDown) {
-            shared.settle(conn, &mut session, &mut mailbox, event);
+            shared.settle(conn, &mut session, &mut links, event);
         }
     }
     tracing::trace!(conn, %peer, "connected");
@@ -89,39 +100,52 @@ pub(crate) async fn serve(
         if session.is_closed() {
             break End::Closed;
         }
+        if session.is_relaying() {
+            break End::Relay;
+        }
         let wake = session.poll_at().map(|at| clock.deadline(at));
+        // A full hold stops reading: TCP flow control keeps the rest in the peer's send buffer.
+        let room = match session.holds_payload() {
+            true => hold_at_most.saturating_sub(held.len()),
+            false => usize::MAX,
+        };
         tokio::select! {
             biased;
             _ = shutdown.changed(), if !shutting_down => {
                 shutting_down = true;
                 if let Some(event) = session.abort(AbortReason::ShuttingDown) {
-                    shared.settle(conn, &mut session, &mut mailbox, event);
+                    shared.settle(conn, &mut session, &mut links, event);
                 }
             }
-            notice = next_notice(&mut mailbox) => {
+            notice = next_notice(&mut links.mailbox) => {
                 if let Some(notice) = notice {
-                    if let Some(event) = session.notify(clock.now(), notice) {
-                        shared.settle(conn, &mut session, &mut mailbox, event);
+                    match session.notify(clock.now(), notice) {
+                        Some(event) => shared.settle(conn, &mut session, &mut links, event),
+                        None => shared.rearm(conn, &session, &mut links),
                     }
                 }
             }
-            ready = stream.readable() => {
+            ready = stream.readable(), if room > 0 => {
                 if let Err(e) = ready {
                     break End::Failed(e);
                 }
                 // A local buffer, not held across an await: it costs stack, not per-connection memory.
                 let mut buf = [0u8; 512];
-                match stream.try_read(&mut buf) {
+                let want = room.min(buf.len());
+                match stream.try_read(&mut buf[..want]) {
                     Ok(0) => break End::PeerClosed,
                     Ok(n) => {
                         let now = clock.now();
-                        p2psc::proto::feed(&buf[..n], |data| {
+                        let used = p2psc::proto::feed(&buf[..n], |data| {
                             let (used, event) = session.receive(now, &DalekVerifier, data);
                             if let Some(event) = event {
-                                shared.settle(conn, &mut session, &mut mailbox, event);
+                                shared.settle(conn, &mut session, &mut links, event);
                             }
                             used
                         });
+                        if session.holds_payload() {
+                            held.extend_from_slice(&buf[used..n]);
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => break End::Failed(e),
@@ -129,13 +153,25 @@ pub(crate) async fn serve(
             }
             _ = sleep_until(wake) => {
                 if let Some(event) = session.poll(clock.now()) {
-                    shared.settle(conn, &mut session, &mut mailbox, event);
+                    shared.settle(conn, &mut session, &mut links, event);
                 }
             }
         }
     };
+    if !matches!(end, End::Relay) {
+        shared.closed(conn, &session);
+    }
 
     match end {
+        End::Relay => {
+            let half = Half {
+                stream,
+                held,
+                guard,
+            };
+            relay::start(shared, &session, links.join, half, shutdown).await;
+            return;
+        }
         End::Closed => {
             tracing::trace!(conn, "closing");
             let drain = if shutting_down {
@@ -178,18 +214,28 @@ async fn flush(
         if len == 0 {
             return Ok(());
         }
-        // The kernel's send buffer is almost always free: try without the future machinery first.
-        let written = match stream.try_write(&buf[..len]) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-            Err(e) => return Err(e),
-        };
-        if written < len {
-            tokio::time::timeout(timeout, stream.write_all(&buf[written..len]))
-                .await
-                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
-        }
+        write_within(stream, &buf[..len], timeout).await?;
     }
+}
+
+/// Write all of `data` within `timeout`.
+pub(crate) async fn write_within(
+    stream: &mut TcpStream,
+    data: &[u8],
+    timeout: Duration,
+) -> io::Result<()> {
+    // The kernel's send buffer is almost always free: try without the future machinery first.
+    let written = match stream.try_write(data) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(e),
+    };
+    if written < data.len() {
+        tokio::time::timeout(timeout, stream.write_all(&data[written..]))
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+    }
+    Ok(())
 }
 
 async fn next_notice(mailbox: &mut Option<Mailbox>) -> Option<p2psc::proto::Notice> {
@@ -203,7 +249,7 @@ async fn next_notice(mailbox: &mut Option<Mailbox>) -> Option<p2psc::proto::Noti
     }
 }
 
-async fn sleep_until(at: Option<tokio::time::Instant>) {
+pub(crate) async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
@@ -211,7 +257,7 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 }
 
 /// FIN after the last frame, then read and discard until the peer closes too, for at most `drain`.
-async fn close_gracefully(mut stream: TcpStream, drain: Duration) {
+pub(crate) async fn close_gracefully(mut stream: TcpStream, drain: Duration) {
     if stream.shutdown().await.is_err() {
         return;
     }

@@ -11,7 +11,7 @@ use p2psc::identity::{PublicKey, Signer};
 use p2psc::proto::{RegisterConfig, RegisterEvent};
 use p2psc::wire::{FrameReader, Message, MAX_FRAME_LEN};
 pub use p2psc_mediator::client::{Client, ClientError};
-use p2psc_mediator::{run, DalekSigner, PrefixLimit, Running, ServerConfig};
+use p2psc_mediator::{run, DalekSigner, PrefixLimit, ProbePort, Running, ServerConfig};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::oneshot;
@@ -47,6 +47,8 @@ pub fn config() -> ServerConfig {
         shutdown_grace: Duration::from_secs(10),
         stats_interval: None,
         metrics: None,
+        // Beside a port-0 listener, port + 1 may be taken: let the system choose.
+        probe: ProbePort::Port(0),
         ..ServerConfig::default()
     };
     config.mediator.step_timeout = ms(2_000);

@@ -218,6 +218,11 @@ impl Client {
         }
     }
 
+    /// The connection itself (for a relayed stream, say), ending the client.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     /// The connection, to read or write past the registration machine.
     pub fn stream_mut(&mut self) -> &mut TcpStream {
         &mut self.stream

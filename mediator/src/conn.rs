@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use p2psc::proto::Session;
-use p2psc::wire::{AbortReason, Message, MAX_FRAME_LEN};
+use p2psc::wire::{AbortReason, Message, HEADER_LEN, MAX_FRAME_LEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -104,10 +104,12 @@ pub(crate) async fn serve(
             break End::Relay;
         }
         let wake = session.poll_at().map(|at| clock.deadline(at));
-        // A full hold stops reading: TCP flow control keeps the rest in the peer's send buffer.
+        // A full hold stops reading: TCP flow control keeps the rest in the peer's send buffer. Before
+        // the hold, a read takes at most a header more than a hold, so the payload behind a
+        // RelayRequest read with it fits.
         let room = match session.holds_payload() {
             true => hold_at_most.saturating_sub(held.len()),
-            false => usize::MAX,
+            false => hold_at_most.saturating_add(HEADER_LEN),
         };
         tokio::select! {
             biased;

@@ -130,7 +130,8 @@ pub struct ServerConfig {
 pub enum ProbePort {
     /// No probe endpoint: every version-2 registration is classified `Unknown`.
     Off,
-    /// Each listen address's bound port + 1 (the convention peers assume).
+    /// Each listen address's bound port + 1 (the convention peers assume); where that port cannot be
+    /// bound, the server warns and serves without a probe endpoint on that address.
     NextPort,
     /// This port (0: one the system chooses, for tests; [`Running::probe_addrs`] tells which).
     Port(u16),
@@ -287,8 +288,9 @@ impl Server {
         for addr in self.local_addrs() {
             tracing::info!(%addr, "listening");
         }
-        for addr in self.probe_addrs() {
-            tracing::info!(%addr, "probe endpoint listening");
+        // Not "listening addr=": scripts read the registration address from those lines.
+        for probe in self.probe_addrs() {
+            tracing::info!(%probe, "probe endpoint up");
         }
         let shared = self.shared;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -440,9 +442,18 @@ fn bind_probes(listeners: &[TcpListener], probe: ProbePort) -> io::Result<Vec<Tc
             })?,
         };
         addr.set_port(port);
-        probes.push(bind_listener(addr).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot listen for probes on {addr}: {e}"))
-        })?);
+        match bind_listener(addr) {
+            Ok(listener) => probes.push(listener),
+            // The implicit port + 1 may be another program's: without a probe endpoint peers are
+            // only classified Unknown (a slower fallback, no failure), so serve on.
+            Err(e) if probe == ProbePort::NextPort => {
+                tracing::warn!(%addr, error = %e, "no probe endpoint here: mappings will be Unknown")
+            }
+            Err(e) => {
+                let why = format!("cannot listen for probes on {addr}: {e}");
+                return Err(io::Error::new(e.kind(), why));
+            }
+        }
     }
     Ok(probes)
 }
@@ -606,6 +617,27 @@ mod tests {
         assert!(listeners[0].local_addr().unwrap().is_ipv4());
         // Nothing left to serve on: an error.
         assert!(bind_all(&[v6], bind_without_ipv6).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_probe_endpoint_is_port_plus_one_unless_told_otherwise() {
+        let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let listeners = vec![bind_listener(listen).unwrap()];
+        let port = listeners[0].local_addr().unwrap().port();
+        let probe_port = |probes: Vec<TcpListener>| {
+            probes
+                .iter()
+                .map(|l| l.local_addr().unwrap().port())
+                .collect::<Vec<_>>()
+        };
+        assert!(bind_probes(&listeners, ProbePort::Off).unwrap().is_empty());
+        let chosen = probe_port(bind_probes(&listeners, ProbePort::Port(0)).unwrap());
+        assert!(chosen.len() == 1 && chosen[0] != 0);
+        // Port + 1: bound, or (another program's) skipped with a warning, never an error.
+        let next = bind_probes(&listeners, ProbePort::NextPort).unwrap();
+        assert!(probe_port(next).iter().all(|&p| p == port + 1));
+        // An explicit port that is taken is an error.
+        assert!(bind_probes(&listeners, ProbePort::Port(port)).is_err());
     }
 
     #[tokio::test]

@@ -241,6 +241,21 @@ async fn both_reset(a: &mut Client, b: &mut Client) -> [Vec<u8>; 2] {
 }
 
 #[tokio::test]
+async fn a_reset_on_one_side_resets_the_other() {
+    let mediator = Mediator::start(relay_config()).await;
+    let [a, mut b] = relayed(&mediator, 75, [b"", b""]).await;
+    let a = a.into_stream();
+    socket2::SockRef::from(&a)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(a);
+    let (got, end) = within(LONG, read_all(b.stream_mut())).await;
+    assert_eq!((got, end), (vec![], Some(io::ErrorKind::ConnectionReset)));
+    let s = mediator.wait_for(|s| s.relays_ended_by("reset") == 1).await;
+    assert_eq!(s.table.relays_open, 0);
+}
+
+#[tokio::test]
 async fn an_idle_relay_is_reset() {
     let mut config = relay_config();
     config.mediator.relay.idle_timeout = ms(300);

@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use p2psc::proto::Session;
+use p2psc::proto::{ConnId, Notice, Session, SessionEvent};
 use p2psc::wire::{AbortReason, Message, HEADER_LEN, MAX_FRAME_LEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -60,6 +60,73 @@ pub(crate) fn normalise(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// A connection task's state besides its socket.
+struct Conn {
+    shared: Arc<Shared>,
+    id: ConnId,
+    session: Session,
+    links: Links,
+    /// Version 2: relay payload received behind our RelayRequest, for the partner.
+    held: Vec<u8>,
+}
+
+impl Conn {
+    fn settle(&mut self, event: SessionEvent) {
+        let (session, links) = (&mut self.session, &mut self.links);
+        self.shared.settle(self.id, session, links, event);
+    }
+
+    fn abort(&mut self, reason: AbortReason) {
+        if let Some(event) = self.session.abort(reason) {
+            self.settle(event);
+        }
+    }
+
+    fn notice(&mut self, notice: Notice) {
+        match self.session.notify(self.shared.clock.now(), notice) {
+            Some(event) => self.settle(event),
+            None => self.shared.rearm(self.id, &self.session, &mut self.links),
+        }
+    }
+
+    /// How much to read now. A full hold stops reading: TCP flow control keeps the rest in the peer's
+    /// send buffer. Before the hold, a read takes at most a header more than a hold, so the payload
+    /// behind a RelayRequest read with it fits.
+    fn room(&self) -> usize {
+        let hold_at_most = self.shared.config.mediator.relay.buffer;
+        match self.session.holds_payload() {
+            true => hold_at_most.saturating_sub(self.held.len()),
+            false => hold_at_most.saturating_add(HEADER_LEN),
+        }
+    }
+
+    /// Read what the peer sent and feed it to the session (payload behind a RelayRequest to the
+    /// hold); how the connection ended, if it did.
+    fn read(&mut self, stream: &TcpStream) -> Option<End> {
+        // A local buffer, not held across an await: it costs stack, not per-connection memory.
+        let mut buf = [0u8; 512];
+        let want = self.room().min(buf.len());
+        let n = match stream.try_read(&mut buf[..want]) {
+            Ok(0) => return Some(End::PeerClosed),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            Err(e) => return Some(End::Failed(e)),
+        };
+        let now = self.shared.clock.now();
+        let used = p2psc::proto::feed(&buf[..n], |data| {
+            let (used, event) = self.session.receive(now, &DalekVerifier, data);
+            if let Some(event) = event {
+                self.settle(event);
+            }
+            used
+        });
+        if self.session.holds_payload() {
+            self.held.extend_from_slice(&buf[used..n]);
+        }
+        None
+    }
+}
+
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     mut stream: TcpStream,
@@ -67,119 +134,101 @@ pub(crate) async fn serve(
     guard: ConnGuard,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let conn = guard.conn;
     let clock = shared.clock;
     let write_timeout = shared.config.mediator.step_timeout.into();
     let mut nonce = [0u8; 32];
     if let Err(e) = getrandom::getrandom(&mut nonce) {
-        tracing::error!(conn, error = %e, "no randomness for a challenge nonce; dropping connection");
+        tracing::error!(conn = guard.conn, error = %e, "no randomness for a challenge nonce; dropping connection");
         return;
     }
-    let mut session = Session::new(shared.config.mediator, peer, nonce, clock.now());
-    let mut links = Links::default();
-    // Version 2: relay payload received behind our RelayRequest, for the partner.
-    let mut held: Vec<u8> = Vec::new();
-    let hold_at_most = shared.config.mediator.relay.buffer;
+    let session = Session::new(shared.config.mediator, peer, nonce, clock.now());
+    let (links, held) = (Links::default(), Vec::new());
+    let id = guard.conn;
+    let mut c = Conn {
+        shared,
+        id,
+        session,
+        links,
+        held,
+    };
     let mut shutting_down = *shutdown.borrow_and_update();
     if shutting_down {
-        if let Some(event) = session.abort(AbortReason::ShuttingDown) {
-            shared.settle(conn, &mut session, &mut links, event);
-        }
+        c.abort(AbortReason::ShuttingDown);
     }
-    tracing::trace!(conn, %peer, "connected");
+    tracing::trace!(conn = id, %peer, "connected");
 
     let end = loop {
-        let timeout = if shutting_down {
-            shared.config.shutdown_grace
-        } else {
-            write_timeout
+        let timeout = match shutting_down {
+            true => c.shared.config.shutdown_grace,
+            false => write_timeout,
         };
-        if let Err(e) = flush(&mut stream, &mut session, &clock, timeout).await {
+        if let Err(e) = flush(&mut stream, &mut c.session, &clock, timeout).await {
             break End::Failed(e);
         }
-        if session.is_closed() {
+        if c.session.is_closed() {
             break End::Closed;
         }
-        if session.is_relaying() {
+        if c.session.is_relaying() {
             break End::Relay;
         }
-        let wake = session.poll_at().map(|at| clock.deadline(at));
-        // A full hold stops reading: TCP flow control keeps the rest in the peer's send buffer. Before
-        // the hold, a read takes at most a header more than a hold, so the payload behind a
-        // RelayRequest read with it fits.
-        let room = match session.holds_payload() {
-            true => hold_at_most.saturating_sub(held.len()),
-            false => hold_at_most.saturating_add(HEADER_LEN),
-        };
+        let wake = c.session.poll_at().map(|at| clock.deadline(at));
+        let room = c.room();
         tokio::select! {
             biased;
             _ = shutdown.changed(), if !shutting_down => {
                 shutting_down = true;
-                if let Some(event) = session.abort(AbortReason::ShuttingDown) {
-                    shared.settle(conn, &mut session, &mut links, event);
-                }
+                c.abort(AbortReason::ShuttingDown);
             }
-            notice = next_notice(&mut links.mailbox) => {
+            notice = next_notice(&mut c.links.mailbox) => {
                 if let Some(notice) = notice {
-                    match session.notify(clock.now(), notice) {
-                        Some(event) => shared.settle(conn, &mut session, &mut links, event),
-                        None => shared.rearm(conn, &session, &mut links),
-                    }
+                    c.notice(notice);
                 }
             }
             ready = stream.readable(), if room > 0 => {
-                if let Err(e) = ready {
-                    break End::Failed(e);
-                }
-                // A local buffer, not held across an await: it costs stack, not per-connection memory.
-                let mut buf = [0u8; 512];
-                let want = room.min(buf.len());
-                match stream.try_read(&mut buf[..want]) {
-                    Ok(0) => break End::PeerClosed,
-                    Ok(n) => {
-                        let now = clock.now();
-                        let used = p2psc::proto::feed(&buf[..n], |data| {
-                            let (used, event) = session.receive(now, &DalekVerifier, data);
-                            if let Some(event) = event {
-                                shared.settle(conn, &mut session, &mut links, event);
-                            }
-                            used
-                        });
-                        if session.holds_payload() {
-                            held.extend_from_slice(&buf[used..n]);
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => break End::Failed(e),
+                let ended = match ready {
+                    Ok(()) => c.read(&stream),
+                    Err(e) => Some(End::Failed(e)),
+                };
+                if let Some(end) = ended {
+                    break end;
                 }
             }
             _ = sleep_until(wake) => {
-                if let Some(event) = session.poll(clock.now()) {
-                    shared.settle(conn, &mut session, &mut links, event);
+                if let Some(event) = c.session.poll(clock.now()) {
+                    c.settle(event);
                 }
             }
         }
     };
-    if !matches!(end, End::Relay) {
-        shared.closed(conn, &session);
-    }
+    finish(c, end, stream, guard, shutting_down, shutdown).await;
+}
 
+/// After the connection's loop: close as `end` says, or hand the connection to the relay.
+async fn finish(
+    c: Conn,
+    end: End,
+    stream: TcpStream,
+    guard: ConnGuard,
+    shutting_down: bool,
+    shutdown: watch::Receiver<bool>,
+) {
+    let (conn, shared, session) = (c.id, c.shared, c.session);
+    if let End::Relay = end {
+        let half = Half {
+            stream,
+            held: c.held,
+            guard,
+        };
+        relay::start(shared, &session, c.links.join, half, shutdown).await;
+        return;
+    }
+    shared.closed(conn, &session);
     match end {
-        End::Relay => {
-            let half = Half {
-                stream,
-                held,
-                guard,
-            };
-            relay::start(shared, &session, links.join, half, shutdown).await;
-            return;
-        }
         End::Closed => {
             tracing::trace!(conn, "closing");
-            let drain = if shutting_down {
-                CLOSE_DRAIN.min(shared.config.shutdown_grace)
-            } else {
-                CLOSE_DRAIN
+            let drain = match shutting_down {
+                true => CLOSE_DRAIN.min(shared.config.shutdown_grace),
+                false => CLOSE_DRAIN,
             };
             close_gracefully(stream, drain).await;
         }
@@ -189,7 +238,7 @@ pub(crate) async fn serve(
             tracing::trace!(conn, "matched peer closed");
             drop(stream);
         }
-        End::PeerClosed | End::Failed(_) => {
+        End::PeerClosed | End::Failed(_) | End::Relay => {
             let waited = shared.disconnected(conn, &session);
             match end {
                 End::Failed(e) => tracing::debug!(conn, error = %e, waited, "connection failed"),

@@ -5,7 +5,12 @@
 //! Pings while it waits, and hands out the machine's events up to the Match. `mediator-bench` generates
 //! its load with it, and the server's tests drive the real server through it.
 //!
-//! It is not a peer: it stops at the Match and never punches, and its Hello nonce comes from its local
+//! In protocol version 2 ([`Client::register_relay`]) it can also send the mapping probe from its own
+//! local port ([`send_probe`], with the connection's socket from [`shared_port_socket`]) and, after the
+//! Match, ask for the relay ([`Client::request_relay`], [`Client::relayed`]); the connection is then
+//! the relayed stream ([`Client::stream_mut`]).
+//!
+//! It is not a peer: it stops at the Match (or the relay's join) and never punches, and its Hello nonce comes from its local
 //! port instead of a random number generator (distinct per connection, the same in every run). A device
 //! connects with `p2psc::net::connect`, which registers the same way and then punches.
 //!
@@ -33,9 +38,9 @@ use std::time::Duration;
 use p2psc::identity::{PublicKey, Signer};
 use p2psc::proto::{PunchInfo, RegisterConfig, RegisterError, RegisterEvent, Registration};
 use p2psc::time::Instant;
-use p2psc::wire::MAX_FRAME_LEN;
+use p2psc::wire::{self, Message, Nonce, RelayMode, HEADER_LEN, MAX_FRAME_LEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::DalekSigner;
 
@@ -110,11 +115,38 @@ impl Client {
         want: PublicKey,
         config: RegisterConfig,
     ) -> io::Result<Client> {
+        Client::start(stream, claimed, signer, want, config, None).await
+    }
+
+    /// [`register`](Self::register) in protocol version 2, saying `relay` about the relayed path.
+    pub async fn register_relay(
+        stream: TcpStream,
+        signer: DalekSigner,
+        want: PublicKey,
+        config: RegisterConfig,
+        relay: RelayMode,
+    ) -> io::Result<Client> {
+        let own = signer.public_key();
+        Client::start(stream, own, signer, want, config, Some(relay)).await
+    }
+
+    async fn start(
+        stream: TcpStream,
+        claimed: PublicKey,
+        signer: DalekSigner,
+        want: PublicKey,
+        config: RegisterConfig,
+        relay: Option<RelayMode>,
+    ) -> io::Result<Client> {
         let local = stream.local_addr()?;
         let mut nonce = [0u8; 32];
         nonce[..2].copy_from_slice(&local.port().to_be_bytes());
         let registration =
             Registration::new(config, claimed, want, nonce, Some(local), Instant::ZERO);
+        let registration = match relay {
+            Some(mode) => registration.with_relay(mode),
+            None => registration,
+        };
         let mut client = Client {
             stream,
             local,
@@ -131,6 +163,64 @@ impl Client {
     /// The local end of the connection (on loopback, also what the mediator observes).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The nonce of our Hello (what a probe must carry).
+    pub fn nonce(&self) -> Nonce {
+        let mut nonce = [0u8; 32];
+        nonce[..2].copy_from_slice(&self.local.port().to_be_bytes());
+        nonce
+    }
+
+    /// Version 2, after the Match: send RelayRequest and `payload` right behind it (the first flight
+    /// of the relayed stream).
+    pub async fn request_relay(&mut self, payload: &[u8]) -> io::Result<()> {
+        let mut frame = [0u8; MAX_FRAME_LEN];
+        let n = Message::RelayRequest
+            .emit_bytes_in(wire::VERSION_2, &mut frame)
+            .ok_or(io::ErrorKind::InvalidInput)?;
+        let mut out = frame[..n].to_vec();
+        out.extend_from_slice(payload);
+        self.stream.write_all(&out).await
+    }
+
+    /// Version 2, after [`request_relay`](Self::request_relay): wait for the mediator's answer, exactly
+    /// one frame. `Ok` on Relayed: every byte after it is the other peer's.
+    pub async fn relayed(&mut self) -> Result<(), ClientError> {
+        let mut frame = [0u8; MAX_FRAME_LEN];
+        let io = |e: io::Error| match e.kind() {
+            io::ErrorKind::UnexpectedEof => ClientError::Closed,
+            kind => ClientError::Io(kind),
+        };
+        self.stream
+            .read_exact(&mut frame[..HEADER_LEN])
+            .await
+            .map_err(io)?;
+        let len = HEADER_LEN + usize::from(u16::from_be_bytes([frame[2], frame[3]]));
+        if len > frame.len() {
+            return Err(ClientError::Register(RegisterError::Wire(
+                wire::Error::Truncated,
+            )));
+        }
+        self.stream
+            .read_exact(&mut frame[HEADER_LEN..len])
+            .await
+            .map_err(io)?;
+        match Message::parse_bytes(&frame[..len]) {
+            Ok(Message::Relayed) => Ok(()),
+            Ok(Message::Abort(reason)) => {
+                Err(ClientError::Register(RegisterError::Aborted(reason)))
+            }
+            Ok(other) => Err(ClientError::Register(RegisterError::UnexpectedMessage(
+                other.msg_type(),
+            ))),
+            Err(e) => Err(ClientError::Register(RegisterError::Wire(e))),
+        }
+    }
+
+    /// The connection itself (for a relayed stream, say), ending the client.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
     }
 
     /// The connection, to read or write past the registration machine.
@@ -228,6 +318,37 @@ impl Client {
                 0
             }
         });
+    }
+}
+
+/// A TCP socket bound to `local` with the port-reuse options, so that a second one can share its port
+/// (version 2: the mediator connection and its probe leave from one local endpoint).
+pub fn shared_port_socket(local: SocketAddr) -> io::Result<TcpSocket> {
+    let socket = match local {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(local)?;
+    Ok(socket)
+}
+
+/// Version 2: send the mapping probe for `nonce` from `local` (a port shared with the mediator
+/// connection, or any) to the probe endpoint `probe`, and wait until the mediator has closed it (it
+/// has then recorded the probe) or refused it.
+pub async fn send_probe(local: SocketAddr, probe: SocketAddr, nonce: Nonce) -> io::Result<()> {
+    let mut stream = shared_port_socket(local)?.connect(probe).await?;
+    let mut frame = [0u8; MAX_FRAME_LEN];
+    let n = Message::Probe { nonce }
+        .emit_bytes_in(wire::VERSION_2, &mut frame)
+        .ok_or(io::ErrorKind::InvalidInput)?;
+    stream.write_all(&frame[..n]).await?;
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).await?;
+    match rest.is_empty() {
+        true => Ok(()),
+        false => Err(io::Error::other("the probe was refused")),
     }
 }
 

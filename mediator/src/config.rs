@@ -4,9 +4,10 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use p2psc::proto::mediator::RelayConfig;
 use p2psc::proto::MediatorConfig;
 
-use crate::{PrefixLimit, ServerConfig};
+use crate::{PrefixLimit, ProbePort, ServerConfig};
 
 /// The p2psc mediator: the public rendezvous server that lets two peers behind NATs punch a direct,
 /// mutually authenticated TCP connection.
@@ -108,6 +109,45 @@ pub struct Args {
     )]
     pub log_format: LogFormat,
 
+    /// Version 2: whether to relay pairs that cannot punch (`on` or `off`). Off: Matches offer no relay
+    /// and a RelayRequest is answered Abort(RelayRefused).
+    #[arg(long, value_name = "on|off", env = "P2PSC_MEDIATOR_RELAY", default_value = "on", value_parser = parse_switch, action = clap::ArgAction::Set)]
+    pub relay: bool,
+
+    /// Most pairs relayed at once; beyond, both peers of a joining pair get Abort(RelayFull).
+    #[arg(long, value_name = "N", env = "P2PSC_MEDIATOR_MAX_RELAYS", default_value_t = RelayConfig::default().max_pairs)]
+    pub max_relays: usize,
+
+    /// Bytes per second one relayed pair may carry, both directions together, with a unit (`1MiB`,
+    /// `512KiB`, `100000`); 0: no limit. Faster senders are slowed, nothing is dropped.
+    #[arg(long, value_name = "BYTES", env = "P2PSC_MEDIATOR_RELAY_PAIR_RATE", default_value = "1MiB", value_parser = parse_bytes)]
+    pub relay_pair_rate: u64,
+
+    /// Bytes per second all relayed pairs together may carry; 0: no limit.
+    #[arg(long, value_name = "BYTES", env = "P2PSC_MEDIATOR_RELAY_TOTAL_RATE", default_value = "32MiB", value_parser = parse_bytes)]
+    pub relay_total_rate: u64,
+
+    /// Bytes one relay may carry, both directions together; then both connections are reset.
+    #[arg(long, value_name = "BYTES", env = "P2PSC_MEDIATOR_RELAY_MAX_BYTES", default_value = "1GiB", value_parser = parse_bytes)]
+    pub relay_max_bytes: u64,
+
+    /// Longest life of one relay; then both connections are reset.
+    #[arg(long, value_name = "DURATION", env = "P2PSC_MEDIATOR_RELAY_MAX_DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub relay_max_duration: Duration,
+
+    /// A relay with no byte in either direction for this long is ended (both connections reset).
+    #[arg(long, value_name = "DURATION", env = "P2PSC_MEDIATOR_RELAY_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub relay_idle_timeout: Duration,
+
+    /// Buffer per direction of a relay: the most the mediator holds for a slow reader.
+    #[arg(long, value_name = "BYTES", env = "P2PSC_MEDIATOR_RELAY_BUFFER", default_value = "16KiB", value_parser = parse_buffer)]
+    pub relay_buffer: usize,
+
+    /// Version 2: the port of the probe endpoint on every listen address; 0: no probe endpoint (every
+    /// peer's mapping is then Unknown). Default: each listen address's port + 1.
+    #[arg(long, value_name = "PORT", env = "P2PSC_MEDIATOR_PROBE_PORT")]
+    pub probe_port: Option<u16>,
+
     /// Serve Prometheus metrics at http://ADDR/metrics, with /healthz and /readyz beside them (keep it
     /// on a private address: a warning says so when it is not loopback). `IP:PORT` or `HOST:PORT`.
     #[arg(long, value_name = "ADDR", env = "P2PSC_MEDIATOR_METRICS", value_parser = parse_listen)]
@@ -171,7 +211,16 @@ impl Args {
                 linger: self.linger.into(),
                 retry_after: self.retry_after.into(),
                 capacity: self.max_waiting,
-                relay: Default::default(),
+                relay: RelayConfig {
+                    enabled: self.relay,
+                    max_pairs: self.max_relays,
+                    pair_rate: self.relay_pair_rate,
+                    total_rate: self.relay_total_rate,
+                    max_bytes: self.relay_max_bytes,
+                    max_duration: self.relay_max_duration.into(),
+                    idle_timeout: self.relay_idle_timeout.into(),
+                    buffer: self.relay_buffer,
+                },
                 prefix_share: self.max_waiting_per_net,
             },
             max_connections: self.max_connections,
@@ -186,6 +235,11 @@ impl Args {
             shutdown_grace: self.shutdown_grace,
             stats_interval: (!self.stats_interval.is_zero()).then_some(self.stats_interval),
             metrics: self.metrics.as_ref().map(|m| m.addrs[0]),
+            probe: match self.probe_port {
+                None => ProbePort::NextPort,
+                Some(0) => ProbePort::Off,
+                Some(port) => ProbePort::Port(port),
+            },
         }
     }
 }
@@ -200,6 +254,52 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .map_err(|_| format!("{text:?}: too long"));
     }
     humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e} (say 5s, 250ms, 2m or 1h)"))
+}
+
+/// `on` or `off` (also `true`/`false`, `yes`/`no`, `1`/`0`).
+pub fn parse_switch(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        other => Err(format!("{other:?}: say on or off")),
+    }
+}
+
+/// A byte count: a bare number, or with a unit `KiB`, `MiB`, `GiB` (powers of 1024) or `kB`, `MB`,
+/// `GB` (powers of 1000); `B` alone is bytes.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let unit_size: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?} (say 16KiB, 1MiB, 1GiB)"
+            ))
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_size))
+        .ok_or_else(|| format!("{text:?}: not a byte count (say 16KiB, 1MiB, 1GiB)"))
+}
+
+/// A relay buffer size: a byte count of at least 1 byte and at most 16 MiB.
+fn parse_buffer(text: &str) -> Result<usize, String> {
+    match parse_bytes(text)? {
+        n @ 1..=0x100_0000 => Ok(n as usize),
+        _ => Err(format!("{text:?}: between 1 byte and 16MiB")),
+    }
 }
 
 #[cfg(test)]
@@ -273,6 +373,69 @@ mod tests {
         assert_eq!(args.log_format, LogFormat::Text);
         assert!(Args::try_parse_from(["p2psc-mediator", "--ping-interval", "soon"]).is_err());
         assert!(Args::try_parse_from(["p2psc-mediator", "--log-format", "xml"]).is_err());
+    }
+
+    #[test]
+    fn relay_flags() {
+        let relay = |extra: &[&str]| {
+            let args = [&["p2psc-mediator"][..], extra].concat();
+            Args::try_parse_from(args).map(|a| a.server_config())
+        };
+        let defaults = relay(&[]).unwrap();
+        assert_eq!(defaults.mediator.relay, RelayConfig::default());
+        assert_eq!(defaults.probe, ProbePort::NextPort);
+        let config = relay(&[
+            "--relay",
+            "off",
+            "--max-relays",
+            "3",
+            "--relay-pair-rate",
+            "2MiB",
+            "--relay-total-rate",
+            "0",
+            "--relay-max-bytes",
+            "10MB",
+            "--relay-max-duration",
+            "2m",
+            "--relay-idle-timeout",
+            "30s",
+            "--relay-buffer",
+            "4KiB",
+            "--probe-port",
+            "0",
+        ])
+        .unwrap();
+        let r = config.mediator.relay;
+        assert!(!r.enabled);
+        assert_eq!((r.max_pairs, r.pair_rate, r.total_rate), (3, 2 << 20, 0));
+        assert_eq!((r.max_bytes, r.buffer), (10_000_000, 4096));
+        assert_eq!(r.max_duration, p2psc::time::Duration::from_secs(120));
+        assert_eq!(r.idle_timeout, p2psc::time::Duration::from_secs(30));
+        assert_eq!(config.probe, ProbePort::Off);
+        assert_eq!(
+            relay(&["--probe-port", "9000"]).unwrap().probe,
+            ProbePort::Port(9000)
+        );
+        for bad in [
+            &["--relay", "maybe"][..],
+            &["--relay-buffer", "0"],
+            &["--relay-buffer", "1GiB"],
+            &["--relay-pair-rate", "1 parsec"],
+        ] {
+            assert!(relay(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn byte_counts() {
+        assert_eq!(parse_bytes("16KiB"), Ok(16 * 1024));
+        assert_eq!(parse_bytes("1 MiB"), Ok(1 << 20));
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("1500"), Ok(1500));
+        assert_eq!(parse_bytes("2MB"), Ok(2_000_000));
+        for bad in ["", "MiB", "1.5MiB", "-1", "99999999999GiB"] {
+            assert!(parse_bytes(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -15,6 +15,12 @@
 //!   salty verifier accepts, about 50 times faster on a host (~42 µs against 2–3 ms);
 //! - challenge nonces come from the OS random number generator, time from one monotonic clock.
 //!
+//! Version 2 (`doc/mediator.md` §15–§16): a second listener per address (the probe endpoint, port + 1 by
+//! default) drives the core's [`ProbeSession`](p2psc::proto::mediator::probe::ProbeSession) per
+//! connection and records each Probe for the registration with its nonce; the two connections of a
+//! pair that joined the relay are spliced by one task, within the core's relay
+//! [`Budget`](p2psc::proto::mediator::relay::Budget) and a server-wide rate.
+//!
 //! Everything is bounded: connections in total, and open at once and opened per second per source host
 //! and network (beyond: `Abort(TooManyConnections)` and close), frame size (the session's `FrameReader`), each registration step (`step_timeout`: a silent
 //! or slowly dribbling client is aborted with `Timeout`), waiting peers (shared fairly among source
@@ -46,6 +52,8 @@ mod config;
 mod conn;
 mod limits;
 mod metrics;
+mod probe;
+mod relay;
 mod shared;
 
 use std::future::Future;
@@ -113,6 +121,20 @@ pub struct ServerConfig {
     pub stats_interval: Option<Duration>,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// Version 2: where the probe endpoint listens.
+    pub probe: ProbePort,
+}
+
+/// Where the probe endpoint (`doc/mediator.md` §15) listens, on every listen address's IP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbePort {
+    /// No probe endpoint: every version-2 registration is classified `Unknown`.
+    Off,
+    /// Each listen address's bound port + 1 (the convention peers assume); where that port cannot be
+    /// bound, the server warns and serves without a probe endpoint on that address.
+    NextPort,
+    /// This port (0: one the system chooses, for tests; [`Running::probe_addrs`] tells which).
+    Port(u16),
 }
 
 impl Default for ServerConfig {
@@ -133,6 +155,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(5),
             stats_interval: Some(Duration::from_secs(60)),
             metrics: None,
+            probe: ProbePort::NextPort,
         }
     }
 }
@@ -140,6 +163,7 @@ impl Default for ServerConfig {
 /// A bound, not yet serving, mediator.
 pub struct Server {
     listeners: Vec<TcpListener>,
+    probes: Vec<TcpListener>,
     metrics: Option<TcpListener>,
     shared: Arc<Shared>,
 }
@@ -211,6 +235,7 @@ impl Server {
     /// binds; any other failure is an error.
     pub async fn bind(config: ServerConfig) -> io::Result<Server> {
         let listeners = bind_all(&config.listen, bind_listener)?;
+        let probes = bind_probes(&listeners, config.probe)?;
         let metrics = match config.metrics {
             Some(addr) => Some(bind_listener(addr).map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot serve metrics on {addr}: {e}"))
@@ -225,6 +250,7 @@ impl Server {
         }
         Ok(Server {
             listeners,
+            probes,
             metrics,
             shared: Arc::new(Shared::new(config)),
         })
@@ -233,6 +259,14 @@ impl Server {
     /// The addresses actually bound (with the ports the system chose for port 0), in `listen` order.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// The probe endpoint's addresses actually bound, one per listen address (none when off).
+    pub fn probe_addrs(&self) -> Vec<SocketAddr> {
+        self.probes
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect()
@@ -254,12 +288,20 @@ impl Server {
         for addr in self.local_addrs() {
             tracing::info!(%addr, "listening");
         }
+        // Not "listening addr=": scripts read the registration address from those lines.
+        for probe in self.probe_addrs() {
+            tracing::info!(%probe, "probe endpoint up");
+        }
         let shared = self.shared;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let accepters: Vec<JoinHandle<()>> = self
+        let registration = self
             .listeners
             .into_iter()
-            .map(|l| tokio::spawn(accept_loop(l, shared.clone(), stop_rx.clone())))
+            .map(|l| (l, Endpoint::Registration));
+        let probe = self.probes.into_iter().map(|l| (l, Endpoint::Probe));
+        let accepters: Vec<JoinHandle<()>> = registration
+            .chain(probe)
+            .map(|(l, what)| tokio::spawn(accept_loop(l, what, shared.clone(), stop_rx.clone())))
             .collect();
         let mut helpers = vec![
             tokio::spawn(ticker(shared.clone())),
@@ -328,6 +370,7 @@ impl StatsHandle {
 /// A server running in its own task.
 pub struct Running {
     local_addrs: Vec<SocketAddr>,
+    probe_addrs: Vec<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
     stats: StatsHandle,
     task: JoinHandle<()>,
@@ -337,6 +380,11 @@ impl Running {
     /// The addresses bound, in `listen` order.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// The probe endpoint's addresses bound, one per listen address (none when off).
+    pub fn probe_addrs(&self) -> &[SocketAddr] {
+        &self.probe_addrs
     }
 
     /// The metrics address bound.
@@ -364,13 +412,58 @@ pub async fn run(
     let server = Server::bind(config).await?;
     Ok(Running {
         local_addrs: server.local_addrs(),
+        probe_addrs: server.probe_addrs(),
         metrics_addr: server.metrics_addr(),
         stats: server.stats(),
         task: tokio::spawn(server.serve(shutdown)),
     })
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+/// What a listener serves.
+#[derive(Debug, Clone, Copy)]
+enum Endpoint {
+    /// Registrations (and in version 2 the relay).
+    Registration,
+    /// Version 2: the probe endpoint.
+    Probe,
+}
+
+/// The probe endpoint's listeners, beside the bound registration `listeners`.
+fn bind_probes(listeners: &[TcpListener], probe: ProbePort) -> io::Result<Vec<TcpListener>> {
+    let mut probes = Vec::new();
+    for addr in listeners.iter().map(TcpListener::local_addr) {
+        let mut addr = addr?;
+        let port = match probe {
+            ProbePort::Off => return Ok(probes),
+            ProbePort::Port(port) => port,
+            ProbePort::NextPort => addr.port().checked_add(1).ok_or_else(|| {
+                let e = io::Error::new(io::ErrorKind::InvalidInput, "no port + 1 for the probe");
+                listen_error(addr, e)
+            })?,
+        };
+        addr.set_port(port);
+        match bind_listener(addr) {
+            Ok(listener) => probes.push(listener),
+            // The implicit port + 1 may be another program's: without a probe endpoint peers are
+            // only classified Unknown (a slower fallback, no failure), so serve on.
+            Err(e) if probe == ProbePort::NextPort => {
+                tracing::warn!(%addr, error = %e, "no probe endpoint here: mappings will be Unknown")
+            }
+            Err(e) => {
+                let why = format!("cannot listen for probes on {addr}: {e}");
+                return Err(io::Error::new(e.kind(), why));
+            }
+        }
+    }
+    Ok(probes)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    what: Endpoint,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -390,13 +483,15 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: watch::Re
         let peer = conn::normalise(peer);
         match shared.admit(peer.ip()) {
             Ok(guard) => {
-                tokio::spawn(conn::serve(
-                    shared.clone(),
-                    stream,
-                    peer,
-                    guard,
-                    stop.clone(),
-                ));
+                let (shared, stop) = (shared.clone(), stop.clone());
+                match what {
+                    Endpoint::Registration => {
+                        tokio::spawn(conn::serve(shared, stream, peer, guard, stop))
+                    }
+                    Endpoint::Probe => {
+                        tokio::spawn(probe::serve(shared, stream, peer, guard, stop))
+                    }
+                };
             }
             Err(why) => conn::refuse(&shared, stream, peer, why),
         }
@@ -522,6 +617,27 @@ mod tests {
         assert!(listeners[0].local_addr().unwrap().is_ipv4());
         // Nothing left to serve on: an error.
         assert!(bind_all(&[v6], bind_without_ipv6).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_probe_endpoint_is_port_plus_one_unless_told_otherwise() {
+        let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let listeners = vec![bind_listener(listen).unwrap()];
+        let port = listeners[0].local_addr().unwrap().port();
+        let probe_port = |probes: Vec<TcpListener>| {
+            probes
+                .iter()
+                .map(|l| l.local_addr().unwrap().port())
+                .collect::<Vec<_>>()
+        };
+        assert!(bind_probes(&listeners, ProbePort::Off).unwrap().is_empty());
+        let chosen = probe_port(bind_probes(&listeners, ProbePort::Port(0)).unwrap());
+        assert!(chosen.len() == 1 && chosen[0] != 0);
+        // Port + 1: bound, or (another program's) skipped with a warning, never an error.
+        let next = bind_probes(&listeners, ProbePort::NextPort).unwrap();
+        assert!(probe_port(next).iter().all(|&p| p == port + 1));
+        // An explicit port that is taken is an error.
+        assert!(bind_probes(&listeners, ProbePort::Port(port)).is_err());
     }
 
     #[tokio::test]

@@ -21,7 +21,9 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use tokio::net::TcpListener;
 
-use crate::shared::{Shared, Snapshot, ABORT_LABELS, REFUSAL_LABELS};
+use crate::relay::Ended;
+use crate::shared::{Shared, Snapshot, ABORT_LABELS, MAPPING_LABELS, REFUSAL_LABELS};
+use crate::shared::{ABORT_LABELS as LABELS, RELAY_REFUSALS};
 
 /// The content type of the OpenMetrics text format.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -162,6 +164,7 @@ impl Collector for SnapshotCollector {
             Counter,
             &aborts,
         )?;
+        version_2(e, s)?;
         let help = "Seconds since the server started.";
         family(
             e,
@@ -170,4 +173,61 @@ impl Collector for SnapshotCollector {
             &one(s.uptime.as_secs()),
         )
     }
+}
+
+/// The metrics of version 2: probes and the relay.
+fn version_2(e: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), std::fmt::Error> {
+    use MetricType::{Counter, Gauge};
+    let (one, t) = (|value: u64| [(None, value)], &s.table);
+    let help = "Probes recorded (the first for its nonce, with room in the store).";
+    family(
+        e,
+        ("probes_recorded", help, None),
+        Counter,
+        &one(s.probes_recorded),
+    )?;
+    let classes: Vec<_> = MAPPING_LABELS
+        .iter()
+        .enumerate()
+        .map(|(code, &label)| (Some(("mapping", label)), s.classified[code]))
+        .collect();
+    let help = "Version-2 registrations by the mapping class their probe gave.";
+    family(
+        e,
+        ("registrations_classified", help, None),
+        Counter,
+        &classes,
+    )?;
+    family(
+        e,
+        ("relays_open", "Relays open now.", None),
+        Gauge,
+        &one(t.relays_open),
+    )?;
+    let help = "Relays joined (both peers asked and the relay was admitted).";
+    family(e, ("relays_started", help, None), Counter, &one(t.relays))?;
+    let refusals: Vec<_> = RELAY_REFUSALS
+        .iter()
+        .filter_map(|r| LABELS.iter().find(|(reason, _)| reason == r))
+        .map(|(reason, label)| (Some(("reason", *label)), s.aborts(*reason)))
+        .collect();
+    let help = "Relay requests refused, by reason (one per connection told).";
+    family(e, ("relay_refusals", help, None), Counter, &refusals)?;
+    let ended: Vec<_> = Ended::ALL
+        .iter()
+        .map(|end| (Some(("cause", end.label())), s.relays_ended_by(end.label())))
+        .collect();
+    family(
+        e,
+        ("relays_ended", "Relays ended, by cause.", None),
+        Counter,
+        &ended,
+    )?;
+    let help = "Bytes relayed, both directions of every relay.";
+    family(
+        e,
+        ("relayed", help, Some(Unit::Bytes)),
+        Counter,
+        &one(s.relayed_bytes),
+    )
 }

@@ -23,6 +23,16 @@ pub struct Args {
     /// Loopback source addresses to spread client connections over (127.0.0.1 ..).
     #[arg(long, default_value_t = 8)]
     pub sources: u8,
+    /// Measure the relay instead (protocol version 2): (e) relayed throughput and (f) memory per
+    /// relayed pair.
+    #[arg(long)]
+    pub relay: bool,
+    /// Pairs relaying at once in (e), each in both directions.
+    #[arg(long, default_value_t = 2)]
+    pub relay_streams: usize,
+    /// Idle relayed pairs for (f).
+    #[arg(long, default_value_t = 1_000)]
+    pub relay_pairs: usize,
     /// Internal: run the server (the rest of the arguments are the mediator's).
     #[arg(long, hide = true)]
     pub serve: bool,

@@ -18,15 +18,29 @@
 //! (c) resident memory per idle waiting peer: VmRSS of a fresh server process before and after
 //!     `--peers` registered peers wait in its table.
 //!
+//! With `--relay` it measures the relay of protocol version 2 instead:
+//!
+//! ```text
+//! cargo run --release -p p2psc-mediator --example mediator-bench -- --relay [--relay-streams 2 --relay-pairs 1000]
+//! ```
+//!
+//! (e) relayed throughput on loopback: `--relay-streams` pairs send in both directions as fast as they
+//!     can for `--seconds`, through a server without rate limits; bytes delivered per second, the
+//!     server's CPU (cores busy), and so bytes per second per core of the server.
+//! (f) resident memory per idle relayed pair: VmRSS of a fresh (warmed-up) server before and after
+//!     `--relay-pairs` pairs have joined the relay.
+//!
 //! Clients and server share the machine's cores; the summary says how the CPU time was split.
 //!
 //! The parts: `args` (the command line), `load` (the clients), `server` (the server process),
-//! `host` (/proc and process limits), `measure` (the figures), `report` (the output).
+//! `host` (/proc and process limits), `measure` (the figures), `relay` (the relay's figures), `report`
+//! (the output).
 
 mod args;
 mod host;
 mod load;
 mod measure;
+mod relay;
 mod report;
 mod server;
 
@@ -41,6 +55,14 @@ fn main() {
         return;
     }
     report::header(host::raise_nofile());
+    if args.relay {
+        let runtime = load::runtime(args.client_threads);
+        let t = runtime.block_on(relay::throughput(args.relay_streams, args.seconds));
+        report::relay_throughput(&t);
+        let m = runtime.block_on(relay::memory(args.relay_pairs));
+        report::relay_memory(&m);
+        return;
+    }
     let ceiling = measure::verify_ceiling(Duration::from_secs(1));
     report::ceiling(&ceiling);
 

@@ -2,6 +2,7 @@
 
 use crate::host;
 use crate::measure::{Ceiling, Memory, Throughput};
+use crate::relay::{RelayMemory, RelayThroughput};
 
 /// Every figure of a run, for the summary.
 pub struct Figures {
@@ -146,4 +147,27 @@ fn verdict(met: bool) -> &'static str {
     } else {
         "MISSED"
     }
+}
+
+/// (e).
+pub fn relay_throughput(t: &RelayThroughput) {
+    let mb = t.bytes_per_s / 1e6;
+    println!(
+        "(e) relay: {mb:.0} MB/s delivered ({} pairs, both directions); server CPU {:.2} cores busy, \
+         {:.0} MB/s per core",
+        t.pairs,
+        t.server_cores,
+        mb / t.server_cores.max(1e-9),
+    );
+}
+
+/// (f).
+pub fn relay_memory(m: &RelayMemory) {
+    println!(
+        "(f) relay memory: {:.1} KiB per idle relayed pair (VmRSS {} -> {} KiB with {} pairs)",
+        m.per_pair_bytes() / 1024.0,
+        m.before_kib,
+        m.after_kib,
+        m.pairs,
+    );
 }

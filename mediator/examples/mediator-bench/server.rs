@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use crate::host;
 
 /// The mediator's arguments in every run: loopback, limits far above the load, quiet.
-const BASE_ARGS: [&str; 22] = [
+const BASE_ARGS: [&str; 24] = [
     "--listen",
     "127.0.0.1:0",
     "--metrics",
@@ -35,6 +35,9 @@ const BASE_ARGS: [&str; 22] = [
     "--max-waiting-per-net",
     "19000",
     "--stats-interval",
+    "0",
+    // No probe endpoint: port + 1 of a port-0 listener may be taken, and no figure needs it.
+    "--probe-port",
     "0",
     "--log-level",
     "warn",

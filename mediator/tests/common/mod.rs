@@ -11,7 +11,7 @@ use p2psc::identity::{PublicKey, Signer};
 use p2psc::proto::{RegisterConfig, RegisterEvent};
 use p2psc::wire::{FrameReader, Message, MAX_FRAME_LEN};
 pub use p2psc_mediator::client::{Client, ClientError};
-use p2psc_mediator::{run, DalekSigner, PrefixLimit, Running, ServerConfig};
+use p2psc_mediator::{run, DalekSigner, PrefixLimit, ProbePort, Running, ServerConfig};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::oneshot;
@@ -47,6 +47,8 @@ pub fn config() -> ServerConfig {
         shutdown_grace: Duration::from_secs(10),
         stats_interval: None,
         metrics: None,
+        // Beside a port-0 listener, port + 1 may be taken: let the system choose.
+        probe: ProbePort::Port(0),
         ..ServerConfig::default()
     };
     config.mediator.step_timeout = ms(2_000);
@@ -210,4 +212,81 @@ pub fn hello_frame(own: PublicKey, want: PublicKey) -> Vec<u8> {
     let mut buf = [0u8; MAX_FRAME_LEN];
     let n = message.emit_bytes(&mut buf).unwrap();
     buf[..n].to_vec()
+}
+
+/// Version 2: where a client's mapping probe comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// From the local port of its mediator connection (as a peer sends it).
+    SamePort,
+    /// From another local port (as a NAT that maps per destination makes it look).
+    OtherPort,
+    /// No probe.
+    None,
+}
+
+impl Mediator {
+    /// The probe endpoint.
+    pub fn probe_addr(&self) -> SocketAddr {
+        self.running.probe_addrs()[0]
+    }
+}
+
+/// A version-2 client of key `n` wanting `want`, saying `relay`, its Hello sent and its probe (if any)
+/// recorded by the mediator.
+pub async fn connect_v2(
+    mediator: &Mediator,
+    n: u32,
+    want: u32,
+    relay: p2psc::wire::RelayMode,
+    probe: Probe,
+) -> Client {
+    use p2psc_mediator::client::{send_probe, shared_port_socket};
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let socket = shared_port_socket(any).unwrap();
+    let local = socket.local_addr().unwrap();
+    let stream = within(LONG, socket.connect(mediator.addr()))
+        .await
+        .expect("connect");
+    let client = Client::register_relay(
+        stream,
+        signer(n),
+        key(want),
+        RegisterConfig::default(),
+        relay,
+    )
+    .await
+    .expect("send Hello");
+    let from = match probe {
+        Probe::SamePort => local,
+        Probe::OtherPort => any,
+        Probe::None => return client,
+    };
+    within(
+        LONG,
+        send_probe(from, mediator.probe_addr(), client.nonce()),
+    )
+    .await
+    .expect("probe recorded");
+    client
+}
+
+/// A version-2 pair of keys `a` (registered first: the leader) and `a + 1`, matched; their Matches.
+pub async fn matched_v2(
+    mediator: &Mediator,
+    a: u32,
+    relay: p2psc::wire::RelayMode,
+    probes: [Probe; 2],
+) -> ([Client; 2], [p2psc::proto::PunchInfo; 2]) {
+    let mut leader = connect_v2(mediator, a, a + 1, relay, probes[0]).await;
+    within(LONG, leader.registered()).await.expect("registered");
+    let mut follower = connect_v2(mediator, a + 1, a, relay, probes[1]).await;
+    let (l, f) = within(LONG, async {
+        tokio::join!(leader.matched(), follower.matched())
+    })
+    .await;
+    (
+        [leader, follower],
+        [l.expect("matched"), f.expect("matched")],
+    )
 }

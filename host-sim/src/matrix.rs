@@ -399,7 +399,7 @@ fn by_prediction(out: &mut String, two: &[&CellResult]) {
         let _ = writeln!(
             out,
             "  (physical limit 0.5 x mediator RTT + 1.5 x peer RTT = {:.1} ms; direct on smoltcp = limit + 0.5 x peer RTT = {:.1} ms;\n   \
-             relayed at once: 2.5 x mediator RTT = {:.1} ms; fallback deadline {:.1} ms, relayed after it: {:.1} ms)",
+             relayed at once: 1.5 x mediator RTT = {:.1} ms; fallback deadline {:.1} ms, relayed after it: {:.1} ms)",
             ms(r.limit),
             ms(r.direct_setup),
             ms(r.relay_setup),

@@ -235,15 +235,13 @@ pub fn predict_path_same_nat(_nat: &NatConfig) -> Expected {
     Expected::Direct
 }
 
-/// The set-up latency of a pair relayed at once: `2.5 × mediator RTT` from the second registration.
-/// The Match takes half a round trip to the peers, their RelayRequests (each with its PeerAuth behind
-/// it) half a round trip to the mediator, Relayed and the other's PeerAuth half a round trip back: the
-/// leader has authenticated. The follower needs the leader's Confirm too, which the leader sends only
-/// after that PeerAuth — one more round trip through the mediator: its connector's mediator buffer
-/// (256 bytes) has no room for a third largest frame behind RelayRequest and PeerAuth, so the Confirm
-/// waits for their acknowledgement. (Protocol §14.7's bound, 1.5 × RTT, assumes it goes with them.)
+/// The set-up latency of a pair relayed at once: `1.5 × mediator RTT` from the second registration,
+/// protocol §14.7's limit. The Match takes half a round trip to the peers; each sends its RelayRequest
+/// with its first flight behind it (PeerAuth, and the leader's Confirm), which the mediator holds until
+/// the other's request and then forwards: a round trip through the mediator after the Match, both
+/// peers have authenticated.
 pub fn relay_setup(mediator_rtt: Duration) -> Duration {
-    mediator_rtt * 5 / 2
+    mediator_rtt * 3 / 2
 }
 
 /// The set-up latency of a pair relayed after a failed punch: the punch starts when the Match has

@@ -312,7 +312,7 @@ mod tests {
             },
             at(0),
         );
-        assert_eq!(b.grant(at(0)), Grant::Go(4096.min(4096)));
+        assert_eq!(b.grant(at(0)), Grant::Go(4096));
         b.record(at(0), 4096, 100);
         // 3996 were given back.
         assert_eq!(b.grant(at(0)), Grant::Go(3996));

@@ -384,10 +384,10 @@ mod tests {
         assert_eq!(predict_path(&home, &preserving), Expected::Direct);
         let rtt = Duration::from_millis(100);
         assert_eq!(relay_after(rtt, rtt), Duration::from_millis(3800));
-        assert_eq!(relay_setup(rtt), Duration::from_millis(250));
+        assert_eq!(relay_setup(rtt), Duration::from_millis(150));
         assert_eq!(
             fallback_setup(rtt, relay_after(rtt, rtt)),
-            Duration::from_millis(4050)
+            Duration::from_millis(3950)
         );
     }
 }

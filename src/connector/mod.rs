@@ -372,7 +372,16 @@ impl<S: Signer, V: Verifier, M: AsRef<[Mediator]>> Connector<S, V, M> {
                 }
             }
             #[cfg(feature = "relay")]
-            Action::CloseProbe => quiet_close(tcp(sockets, self.candidates[0]), port),
+            Action::CloseProbe => {
+                let s = tcp(sockets, self.candidates[0]);
+                // The mediator closed first (protocol §14.2): our FIN ends the connection at both
+                // ends and in our NAT. Still open (the Match came first): quietly, no RST.
+                if s.state() == smoltcp::socket::tcp::State::CloseWait {
+                    s.close();
+                } else {
+                    quiet_close(s, port);
+                }
+            }
         }
     }
 

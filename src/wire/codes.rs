@@ -177,6 +177,32 @@ wire_code! {
     }
 }
 
+/// `fallback`, `only` or `off`: a [`RelayMode`] as command lines and configuration files spell it.
+impl core::str::FromStr for RelayMode {
+    type Err = ParseRelayModeError;
+
+    fn from_str(text: &str) -> Result<RelayMode, ParseRelayModeError> {
+        match text {
+            "fallback" => Ok(RelayMode::Fallback),
+            "only" => Ok(RelayMode::Only),
+            "off" => Ok(RelayMode::Off),
+            _ => Err(ParseRelayModeError),
+        }
+    }
+}
+
+/// A [`RelayMode`] that is not `fallback`, `only` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseRelayModeError;
+
+impl core::fmt::Display for ParseRelayModeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("expected fallback, only or off")
+    }
+}
+
+impl core::error::Error for ParseRelayModeError {}
+
 wire_code! {
     /// A peer's NAT mapping as the mediator's probe found it (protocol §14.2), in a version-2 Match.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

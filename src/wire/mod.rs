@@ -34,7 +34,7 @@ mod codes;
 mod message;
 mod reader;
 
-pub use codes::{AbortReason, Mapping, MessageType, RelayMode, Role};
+pub use codes::{AbortReason, Mapping, MessageType, ParseRelayModeError, RelayMode, Role};
 pub use message::{Challenge, Hello, Match, Message, Paths, PeerAuth, Pong, Proof};
 pub use reader::FrameReader;
 

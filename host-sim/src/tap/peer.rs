@@ -9,6 +9,7 @@ use std::task::Poll;
 use p2psc::connector::{ConnectConfig, ConnectEvent, Connected, Connector, Sockets};
 use p2psc::identity::{PublicKey, SaltyVerifier};
 use p2psc::proto::SessionKey;
+use p2psc::wire::RelayMode;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device as _, Medium, TunTapInterface, TxToken as _};
 use smoltcp::socket::tcp::{self, State};
@@ -71,6 +72,10 @@ pub struct PeerArgs {
     /// Exchange plaintext instead of the secure channel (protocol §12.8; the peer must too).
     #[arg(long)]
     pub plaintext: bool,
+    /// The relayed path through the mediator (protocol §14): `fallback` when the NATs cannot be punched
+    /// or the punch fails, `only` at once, `off` direct or nothing (protocol version 1).
+    #[arg(long, value_name = "MODE", default_value = "fallback")]
+    pub relay: RelayMode,
     /// Overall connector deadline, seconds (registration, wait for the peer, punch, handshake).
     #[arg(long, value_name = "S", default_value_t = 60)]
     pub timeout: u64,
@@ -271,6 +276,7 @@ fn peer(args: &PeerArgs, out: &Out) -> Result<(), Failure> {
     let mut config = ConnectConfig {
         timeout: Duration::from_secs(args.timeout),
         local_port: args.local_port,
+        relay: args.relay,
         ..ConnectConfig::default()
     };
     if let Some(s) = args.punch_timeout {

@@ -114,17 +114,8 @@ pub struct ConnectArgs {
     /// The relayed path through the mediator (protocol version 2): `fallback` when the NATs cannot be
     /// punched or the punch fails; `only` at once, without a punch (a network that blocks it; tests);
     /// `off`, direct or nothing (speaks protocol version 1, as a version-1 mediator needs).
-    #[arg(long, value_name = "MODE", default_value = "fallback", value_parser = parse_relay)]
+    #[arg(long, value_name = "MODE", default_value = "fallback")]
     pub relay: RelayMode,
-}
-
-fn parse_relay(text: &str) -> Result<RelayMode, String> {
-    match text {
-        "fallback" => Ok(RelayMode::Fallback),
-        "only" => Ok(RelayMode::Only),
-        "off" => Ok(RelayMode::Off),
-        _ => Err("expected fallback, only or off".to_owned()),
-    }
 }
 
 /// `p2psc forward`: the connection settings and one of the two directions.

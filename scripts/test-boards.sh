@@ -29,6 +29,7 @@ done
 (cd boards/pico-w && cargo clippy -q --release --features ci-build-only -- -D warnings)
 (cd boards/esp32c3 && cargo clippy -q --release -- -D warnings)
 (cd boards/mps2-an386 && cargo clippy -q --release -- -D warnings)
+(cd boards/mps2-an386 && cargo clippy -q --release --features relay -- -D warnings)
 (cd boards/mps2-an386 && cargo clippy -q --lib --tests --target "$host" -- -D warnings)
 (cd boards/mps2-an386 && cargo test --lib --target "$host")
 

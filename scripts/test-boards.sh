@@ -10,9 +10,10 @@
 #   4. scripts/board-e2e.sh: the firmware punches through two Linux NATs to `host-sim tap peer` (smoltcp),
 #      then to the `p2psc` tool on a Linux host's kernel sockets (--peer kernel; the second run reuses the
 #      first one's builds), then relayed: the firmware's relay build behind two fully-random NATs, to the
-#      tool (2 runs) and to `host-sim tap peer` (1 run), every run connected through the mediator's relay,
-#      path relayed, echo ok (root; skipped otherwise unless P2PSC_REQUIRE_TAP=1). The mediator is the
-#      workspace's, or the binary P2PSC_MEDIATOR_BIN names.
+#      tool (2 runs, the probe sends the pair to the relay) and to `host-sim tap peer` (1 run, the mediator
+#      without its probe endpoint: the relay after the punch fails), every run connected through the
+#      mediator's relay, path relayed, echo ok (root; skipped otherwise unless P2PSC_REQUIRE_TAP=1). The
+#      mediator is the workspace's, or the binary P2PSC_MEDIATOR_BIN names.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -64,5 +65,5 @@ step "end-to-end through two NATs, the p2psc tool as the host peer"
 scripts/board-e2e.sh --peer kernel --no-build
 step "end-to-end relayed: both NATs fully-random, the p2psc tool as the host peer"
 scripts/board-e2e.sh --relay --peer kernel --runs 2
-step "end-to-end relayed: both NATs fully-random, host-sim tap peer as the host peer"
-scripts/board-e2e.sh --relay --no-build
+step "end-to-end relayed after the punch fails (no probe endpoint), host-sim tap peer as the host peer"
+scripts/board-e2e.sh --relay --no-probe --no-build

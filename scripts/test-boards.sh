@@ -3,12 +3,17 @@
 #   1. formatting and clippy of boards/mps2-an386; host unit tests of its LAN9118 driver and of the shared
 #      build-time configuration parser (boards/common/buildcfg.rs);
 #   2. release builds of every board (mps2-an386, nucleo-f767zi, rp2040-w5500, pico-w, esp32c3; with and without defmt), the
-#      size table and the mps2-an386 budget of 72 KiB flash / 24 KiB static RAM (scripts/size-report.sh --check);
+#      size table and the mps2-an386 budgets: 72 KiB flash / 24 KiB static RAM, and 80 KiB / 24 KiB for its
+#      relay build (scripts/size-report.sh --check);
 #   3. the mps2-an386 firmware boots in QEMU with no network and ends cleanly with the typed error
 #      (MediatorUnreachable) and QEMU exit status 1, in well under a minute;
 #   4. scripts/board-e2e.sh: the firmware punches through two Linux NATs to `host-sim tap peer` (smoltcp),
 #      then to the `p2psc` tool on a Linux host's kernel sockets (--peer kernel; the second run reuses the
-#      first one's builds) (root; skipped otherwise unless P2PSC_REQUIRE_TAP=1).
+#      first one's builds), then relayed: the firmware's relay build behind two fully-random NATs, to the
+#      tool (2 runs, the probe sends the pair to the relay) and to `host-sim tap peer` (1 run, the mediator
+#      without its probe endpoint: the relay after the punch fails), every run connected through the
+#      mediator's relay, path relayed, echo ok (root; skipped otherwise unless P2PSC_REQUIRE_TAP=1). The
+#      mediator is the workspace's, or the binary P2PSC_MEDIATOR_BIN names.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -25,6 +30,7 @@ done
 (cd boards/pico-w && cargo clippy -q --release --features ci-build-only -- -D warnings)
 (cd boards/esp32c3 && cargo clippy -q --release -- -D warnings)
 (cd boards/mps2-an386 && cargo clippy -q --release -- -D warnings)
+(cd boards/mps2-an386 && cargo clippy -q --release --features relay -- -D warnings)
 (cd boards/mps2-an386 && cargo clippy -q --lib --tests --target "$host" -- -D warnings)
 (cd boards/mps2-an386 && cargo test --lib --target "$host")
 
@@ -57,3 +63,7 @@ step "end-to-end through two NATs"
 scripts/board-e2e.sh
 step "end-to-end through two NATs, the p2psc tool as the host peer"
 scripts/board-e2e.sh --peer kernel --no-build
+step "end-to-end relayed: both NATs fully-random, the p2psc tool as the host peer"
+scripts/board-e2e.sh --relay --peer kernel --runs 2
+step "end-to-end relayed after the punch fails (no probe endpoint), host-sim tap peer as the host peer"
+scripts/board-e2e.sh --relay --no-probe --no-build

@@ -5,8 +5,9 @@
 //! messages, one at a time, and after each expects the very same bytes back; then it closes. A peer
 //! that echoes every byte it receives until the connection closes (`host-sim tap peer --echo`) is
 //! enough. Console lines the end-to-end test looks for: `p2psc: registered`, `p2psc: matched ...`,
-//! `p2psc: authenticated ...`, `echo: ok ...`; failures print `p2psc: failed: ...` or
-//! `echo: failed: ...`. The run ends QEMU with status 0 on success, 1 otherwise.
+//! `p2psc: authenticated ...`, `p2psc: connected to ... path direct|relayed ...`, `echo: ok ...`
+//! (with the feature `relay` also `p2psc: asking the mediator to relay ...` and
+//! `p2psc: relay joined ...`); failures print `p2psc: failed: ...` or `echo: failed: ...`. The run ends QEMU with status 0 on success, 1 otherwise.
 #![no_std]
 #![no_main]
 
@@ -87,9 +88,10 @@ async fn app(spawner: Spawner) {
         }
     };
     println!(
-        "p2psc: connected to {} as {:?} session {} in {} ms",
+        "p2psc: connected to {} as {:?} path {} session {} in {} ms",
         Ep(conn.remote),
         conn.role,
+        conn.path,
         Fingerprint(&conn.session_key),
         started.elapsed().as_millis()
     );
@@ -172,6 +174,18 @@ fn report(event: ConnectEvent, started: Instant) {
         ConnectEvent::Authenticated(to) => {
             println!("p2psc: authenticated {} ({} ms)", Addr(to), ms)
         }
+        #[cfg(feature = "relay")]
+        ConnectEvent::Relaying { at_once } => println!(
+            "p2psc: asking the mediator to relay ({}) ({} ms)",
+            Text(if at_once {
+                "the NATs cannot be punched"
+            } else {
+                "the punch failed"
+            }),
+            ms
+        ),
+        #[cfg(feature = "relay")]
+        ConnectEvent::Relayed => println!("p2psc: relay joined ({} ms)", ms),
         // Events added to p2psc later: not reported by this firmware.
         _ => {}
     }

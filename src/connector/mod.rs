@@ -331,8 +331,9 @@ impl<S: Signer, V: Verifier, M: AsRef<[Mediator]>> Connector<S, V, M> {
             Action::DialMediator { rank, from_port } => {
                 let s = tcp(sockets, self.sockets.mediator);
                 s.abort();
-                // Whole frames only; and relayed, this socket is the application's stream, whose
-                // small writes must not wait for an ACK (Nagle), as on a candidate socket.
+                // Relayed, this socket is the application's stream, whose small writes must not wait
+                // for an ACK (Nagle), as on a candidate socket.
+                #[cfg(feature = "relay")]
                 s.set_nagle_enabled(false);
                 let mediator = self.ranked(rank);
                 let dialled = mediator.map(|m| s.connect(iface.context(), m, from_port));

@@ -222,8 +222,8 @@ impl Registration {
     /// The protocol version of this registration: every frame we send carries it.
     pub fn version(&self) -> u8 {
         match self.hello.relay {
-            Some(_) => wire::VERSION_2,
-            None => wire::VERSION,
+            Some(_) if wire::SPEAKS_VERSION_2 => wire::VERSION_2,
+            _ => wire::VERSION,
         }
     }
 

@@ -133,7 +133,7 @@ impl MessageType {
     /// The one valid body length of this type in frames of `version`, or `None` if that version does not
     /// define the type. An Abort has its one-byte body in every version (its layout is frozen).
     pub const fn body_len_in(self, version: u8) -> Option<usize> {
-        let v2 = version == VERSION_2;
+        let v2 = super::SPEAKS_VERSION_2 && version == VERSION_2;
         if !v2 && version != VERSION {
             return match self {
                 MessageType::Abort => Some(1),

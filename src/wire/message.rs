@@ -92,13 +92,18 @@ impl Hello {
 
     /// The body: the version-1 fields, then (version 2) the relay flags.
     fn emit(&self, b: &mut [u8]) {
+        let (v1, v2) = b.split_at_mut(Self::LEN);
+        self.emit_v1(sized_mut(v1));
+        if let (Some(relay), Some(flags)) = (self.relay, v2.first_mut()) {
+            *flags = relay as u8;
+        }
+    }
+
+    fn emit_v1(&self, b: &mut [u8; Self::LEN]) {
         b[Self::KEY..Self::WANT].copy_from_slice(self.key.as_bytes());
         b[Self::WANT..Self::NONCE].copy_from_slice(self.want.as_bytes());
         b[Self::NONCE..Self::LOCAL].copy_from_slice(&self.nonce);
         emit_endpoint(self.local, &mut b[Self::LOCAL..]);
-        if let Some(relay) = self.relay {
-            b[Self::LEN] = relay as u8;
-        }
     }
 }
 
@@ -250,16 +255,20 @@ impl Match {
 
     /// The body: the version-1 fields, then (version 2) the paths.
     fn emit(&self, b: &mut [u8]) {
+        let (v1, v2) = b.split_at_mut(Self::LEN);
+        self.emit_v1(sized_mut(v1));
+        if let (Some(p), Some(v2)) = (self.paths, v2.first_chunk_mut::<4>()) {
+            let [after_hi, after_lo] = p.relay_after_ms.to_be_bytes();
+            *v2 = [p.own as u8, p.peer as u8, after_hi, after_lo];
+        }
+    }
+
+    fn emit_v1(&self, b: &mut [u8; Self::LEN]) {
         b[Self::ROLE] = self.role.to_u8();
         b[Self::DELAY..Self::NONCE].copy_from_slice(&self.start_delay_ms.to_be_bytes());
         b[Self::NONCE..Self::OBSERVED].copy_from_slice(&self.peer_nonce);
         emit_endpoint(Some(self.peer_observed), &mut b[Self::OBSERVED..]);
         emit_endpoint(self.peer_local, &mut b[Self::LOCAL..]);
-        if let Some(p) = self.paths {
-            b[Self::LEN] = p.own as u8;
-            b[Self::LEN + 1] = p.peer as u8;
-            b[Self::LEN + 2..MATCH_V2_LEN].copy_from_slice(&p.relay_after_ms.to_be_bytes());
-        }
     }
 }
 
@@ -371,6 +380,9 @@ impl Message {
     /// or without the version-2 fields, the version-2 types, and the peer ↔ peer messages, which are
     /// version-1 frames in both versions), the registration's for the others.
     pub const fn frame_version(&self, registration: u8) -> u8 {
+        if !super::SPEAKS_VERSION_2 {
+            return VERSION;
+        }
         match self {
             Message::Hello(Hello { relay: Some(_), .. })
             | Message::Match(Match { paths: Some(_), .. })
@@ -395,12 +407,11 @@ impl Message {
         let unknown = Error::UnknownType(raw_type);
         let msg_type = MessageType::from_u8(raw_type).ok_or(unknown)?;
         let body = frame.body();
-        let v2 = frame.version() == VERSION_2;
-        if Some(body.len()) != msg_type.body_len_in(frame.version()) {
-            return Err(match msg_type.body_len_in(frame.version()) {
-                None => unknown,
-                Some(_) => Error::BadLength,
-            });
+        let v2 = super::SPEAKS_VERSION_2 && frame.version() == VERSION_2;
+        match msg_type.body_len_in(frame.version()) {
+            None => return Err(unknown),
+            Some(len) if len != body.len() => return Err(Error::BadLength),
+            Some(_) => {}
         }
         Ok(match msg_type {
             MessageType::Hello if v2 => Message::Hello(Hello::parse_v2(sized(body)?)?),

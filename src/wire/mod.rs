@@ -20,6 +20,11 @@
 //! [`Message::Relayed`]; the messages whose layout both versions share take the version of the
 //! registration that sends them ([`Message::emit_in`]); peer ↔ peer frames are version 1 in both.
 //!
+//! Version 2 is spoken with the feature `relay` (on by default; the mediator and the host crates use
+//! it). Without it ([`SPEAKS_VERSION_2`] false: a version-1 device, whose flash budget the version-2
+//! parsers would cost about 0.7 KiB of) a version-2 frame other than an Abort is
+//! [`Error::UnsupportedVersion`], as for any version not spoken.
+//!
 //! The shape follows smoltcp's `wire` module: [`Frame`] is a zero-copy view over a buffer (field offsets
 //! in `mod field`), and [`Message`] is the validated representation with `parse`, `buffer_len` and `emit`.
 //!
@@ -44,6 +49,9 @@ pub const VERSION: u8 = 1;
 
 /// Protocol version 2: the registration with the mapping probe and the relay (protocol §14).
 pub const VERSION_2: u8 = 2;
+
+/// Whether this build speaks [`VERSION_2`] (the feature `relay`).
+pub const SPEAKS_VERSION_2: bool = cfg!(feature = "relay");
 
 /// Length of the frame header.
 pub const HEADER_LEN: usize = 4;
@@ -130,7 +138,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 
     /// Check what the header alone tells: the version, then the length bound. A version other than
-    /// [`VERSION`] and [`VERSION_2`] is refused before its length is believed, except an Abort (type
+    /// [`VERSION`] and [`VERSION_2`] (without [`SPEAKS_VERSION_2`]: [`VERSION`]) is refused before its length is believed, except an Abort (type
     /// `0x86`, one-byte body), whose layout is the same in every version so that any peer can learn why
     /// it is refused.
     pub fn check_header(&self) -> Result<()> {
@@ -139,7 +147,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
         }
         let body_len = self.body_len() as usize;
         let frozen_abort = self.msg_type() == MessageType::Abort as u8 && body_len == 1;
-        let spoken = self.version() == VERSION || self.version() == VERSION_2;
+        let spoken = self.version() == VERSION || (SPEAKS_VERSION_2 && self.version() == VERSION_2);
         if !spoken && !frozen_abort {
             Err(Error::UnsupportedVersion(self.version()))
         } else if body_len > MAX_BODY_LEN {

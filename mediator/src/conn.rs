@@ -136,20 +136,9 @@ pub(crate) async fn serve(
 ) {
     let clock = shared.clock;
     let write_timeout = shared.config.mediator.step_timeout.into();
-    let mut nonce = [0u8; 32];
-    if let Err(e) = getrandom::getrandom(&mut nonce) {
-        tracing::error!(conn = guard.conn, error = %e, "no randomness for a challenge nonce; dropping connection");
-        return;
-    }
-    let session = Session::new(shared.config.mediator, peer, nonce, clock.now());
-    let (links, held) = (Links::default(), Vec::new());
     let id = guard.conn;
-    let mut c = Conn {
-        shared,
-        id,
-        session,
-        links,
-        held,
+    let Some(mut c) = Conn::open(shared, id, peer) else {
+        return;
     };
     let mut shutting_down = *shutdown.borrow_and_update();
     if shutting_down {
@@ -201,6 +190,26 @@ pub(crate) async fn serve(
         }
     };
     finish(c, end, stream, guard, shutting_down, shutdown).await;
+}
+
+impl Conn {
+    /// The session of a new connection from `peer`, with a fresh challenge nonce (`None`, logged, when
+    /// the OS has no randomness to give).
+    fn open(shared: Arc<Shared>, id: ConnId, peer: SocketAddr) -> Option<Conn> {
+        let mut nonce = [0u8; 32];
+        if let Err(e) = getrandom::getrandom(&mut nonce) {
+            tracing::error!(conn = id, error = %e, "no randomness for a challenge nonce; dropping connection");
+            return None;
+        }
+        let session = Session::new(shared.config.mediator, peer, nonce, shared.clock.now());
+        Some(Conn {
+            shared,
+            id,
+            session,
+            links: Links::default(),
+            held: Vec::new(),
+        })
+    }
 }
 
 /// After the connection's loop: close as `end` says, or hand the connection to the relay.

@@ -33,7 +33,7 @@ pub enum SessionEvent {
         /// The leader's connection.
         leader: ConnId,
     },
-    /// Version 2: a leader has both requests: admit the relay ([`Table::settle`]).
+    /// Version 2: a leader has both requests: admit the relay ([`Table::settle`](super::Table::settle)).
     RelayJoin {
         /// The follower's connection.
         follower: ConnId,

@@ -10,7 +10,7 @@
 //! - [`punch`]: the punch (§8): targets, the shared retry schedule, each candidate's attempt life
 //!   cycle and the choice of the winning connection.
 //! - [`auth`]: the peer-to-peer handshake on each candidate connection (§9).
-//! - [`relay`] (feature `relay`): the peer's side of the relay through the mediator and the path
+//! - `relay` (feature `relay`): the peer's side of the relay through the mediator and the path
 //!   decision of a version-2 Match (§14).
 //! - [`client`]: the peer's whole side, sequencing the above with the mediator connection; every peer
 //!   shell drives it.

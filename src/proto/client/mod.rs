@@ -30,8 +30,8 @@
 //! [`rendezvous::nth`](super::rendezvous::nth).
 //!
 //! With the feature `relay` the client speaks protocol version 2 (§14): its registration is probed
-//! ([`Action::DialProbe`]: a second, short connection from the punch port to the mediator's probe
-//! endpoint, [`probe_endpoint`]), and the Match decides the path ([`relay::decide`](super::relay::decide)):
+//! (`Action::DialProbe`: a second, short connection from the punch port to the mediator's probe
+//! endpoint, `probe_endpoint`), and the Match decides the path (`proto::relay::decide`):
 //! the punch, the punch and then the relay when it fails, or the relay at once. The relayed stream is
 //! the mediator connection itself ([`Via::Mediator`]).
 //!

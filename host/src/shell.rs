@@ -276,22 +276,21 @@ impl<'k> Shell<'k> {
 
     /// Send every frame the machine has, on every socket.
     async fn send(&mut self, now: Instant) {
-        let mut buf = [0u8; 2 * MAX_FRAME_LEN];
         if let Sock::Open { stream, .. } = &mut self.mediator {
             if self.local.is_none() {
                 self.local = stream.local_addr().ok();
             }
-            let n = p2psc::proto::fill(&mut buf, |out| self.client.transmit_mediator(now, out));
-            let _ = write(stream, &buf[..n]).await;
+            let _ = send_all(stream, |out| self.client.transmit_mediator(now, out)).await;
         }
         if let Sock::Open { stream, .. } = &mut self.probe {
-            let n = p2psc::proto::fill(&mut buf, |out| self.client.transmit_probe(out));
-            let _ = write(stream, &buf[..n]).await;
+            let _ = send_all(stream, |out| self.client.transmit_probe(out)).await;
         }
         for k in 0..MAX_CANDIDATES {
             if let Sock::Open { stream, .. } = &mut self.candidates[k] {
-                let n = p2psc::proto::fill(&mut buf, |out| self.client.transmit(k, out));
-                if write(stream, &buf[..n]).await.is_err() {
+                if send_all(stream, |out| self.client.transmit(k, out))
+                    .await
+                    .is_err()
+                {
                     self.candidates[k] = Sock::Failed;
                 }
             }
@@ -398,6 +397,23 @@ impl Shell<'_> {
 }
 
 /// Write all of `data`; the frames are small, so the socket's buffer nearly always takes them at once.
+/// Write every frame `next` hands out, a buffer's worth at a time, until it has none: a relayed
+/// leader's first flight (RelayRequest, PeerAuth, Confirm) is more than one buffer, and a frame left
+/// for the next wake-up would wait for the peer's bytes — a round trip through the mediator.
+async fn send_all(
+    stream: &mut TcpStream,
+    mut next: impl FnMut(&mut [u8]) -> Option<usize>,
+) -> io::Result<()> {
+    let mut buf = [0u8; 2 * MAX_FRAME_LEN];
+    loop {
+        let n = p2psc::proto::fill(&mut buf, &mut next);
+        if n == 0 {
+            return Ok(());
+        }
+        write(stream, &buf[..n]).await?;
+    }
+}
+
 async fn write(stream: &mut TcpStream, data: &[u8]) -> io::Result<()> {
     if data.is_empty() {
         return Ok(());
@@ -414,4 +430,37 @@ async fn write(stream: &mut TcpStream, data: &[u8]) -> io::Result<()> {
     tokio::time::timeout(std::time::Duration::from_secs(10), stream.write_all(rest))
         .await
         .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// A relayed leader's first flight — RelayRequest, PeerAuth, Confirm: 140 bytes, more than fits
+    /// a buffer while a largest frame still does — leaves in one `send_all`, none of it waiting for
+    /// the next wake-up.
+    #[tokio::test]
+    async fn send_all_writes_every_frame_the_machine_has() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut sender = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut receiver, _) = listener.accept().await.unwrap();
+        let mut frames = [4usize, MAX_FRAME_LEN, 4].into_iter();
+        let mut queued = 0;
+        send_all(&mut sender, |out| {
+            let n = frames.next()?;
+            out[..n].fill(0xAB);
+            queued += n;
+            Some(n)
+        })
+        .await
+        .unwrap();
+        drop(sender);
+        let mut got = Vec::new();
+        receiver.read_to_end(&mut got).await.unwrap();
+        assert_eq!(queued, 8 + MAX_FRAME_LEN);
+        assert_eq!(got.len(), queued, "every frame was written");
+    }
 }

@@ -416,11 +416,15 @@ impl Message {
         Ok(match msg_type {
             MessageType::Hello if v2 => Message::Hello(Hello::parse_v2(sized(body)?)?),
             MessageType::Hello => Message::Hello(Hello::parse(sized(body)?)?),
-            MessageType::Probe => Message::Probe {
+            MessageType::Probe if v2 => Message::Probe {
                 nonce: *sized(body)?,
             },
-            MessageType::RelayRequest => Message::RelayRequest,
-            MessageType::Relayed => Message::Relayed,
+            MessageType::RelayRequest if v2 => Message::RelayRequest,
+            MessageType::Relayed if v2 => Message::Relayed,
+            // Version-2 types in a version-1 frame: refused by the length check above already.
+            MessageType::Probe | MessageType::RelayRequest | MessageType::Relayed => {
+                return Err(unknown)
+            }
             MessageType::Proof => Message::Proof(Proof::parse(sized(body)?)?),
             MessageType::Pong => Message::Pong(Pong::parse(sized(body)?)?),
             MessageType::Challenge => Message::Challenge(Challenge::parse(sized(body)?)?),

@@ -32,6 +32,24 @@ fn one_error_line(out: &Finished) -> &str {
     lines[0]
 }
 
+/// A and B connected with `pipe`, each fed the other's bytes: both exit 0 with exactly those bytes.
+fn exchange(a: &mut Command, b: &mut Command, to_b: &[u8], to_a: &[u8]) -> (Finished, Finished) {
+    let (a, b) = (feed(a, to_b.to_vec()), feed(b, to_a.to_vec()));
+    let (a, b) = (a.finish(LIMIT), b.finish(LIMIT));
+    assert_eq!((a.code, b.code), (Some(0), Some(0)), "A: {a:?}\nB: {b:?}");
+    assert!(a.stdout == to_a, "A received other bytes: {a:?}");
+    assert!(b.stdout == to_b, "B received other bytes: {b:?}");
+    (a, b)
+}
+
+/// The objects of a `--json` run's progress, one per line of stderr.
+fn json_events(out: &Finished) -> Vec<serde_json::Value> {
+    out.stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON object per line"))
+        .collect()
+}
+
 #[test]
 fn pipe_carries_both_directions_and_both_ends_exit_0() {
     let scratch = Scratch::new("pipe");
@@ -39,26 +57,19 @@ fn pipe_carries_both_directions_and_both_ends_exit_0() {
     let (key_a, hex_a) = keygen(&scratch, "a.pem");
     let (key_b, hex_b) = keygen(&scratch, "b.pem");
     let (to_b, to_a) = (pattern(3 << 20, 1), pattern(1 << 20, 2));
-    let a = feed(&mut pipe(&key_a, &hex_b, &mediator.addr()), to_b.clone());
     // B takes its key and mediator from the environment.
-    let b = feed(
+    let (a, b) = exchange(
+        &mut pipe(&key_a, &hex_b, &mediator.addr()),
         p2psc()
             .env("P2PSC_KEY", &key_b)
             .env("P2PSC_MEDIATOR", mediator.addr())
             .args(["--json", "pipe", "--peer", &hex_a]),
-        to_a.clone(),
+        &to_b,
+        &to_a,
     );
-    let (a, b) = (a.finish(LIMIT), b.finish(LIMIT));
-    assert_eq!((a.code, b.code), (Some(0), Some(0)), "A: {a:?}\nB: {b:?}");
-    assert!(a.stdout == to_a, "A received other bytes: {a:?}");
-    assert!(b.stdout == to_b, "B received other bytes: {b:?}");
     assert!(a.stderr.contains("; path direct; peer 127.0.0.1:"), "{a:?}");
     // --json: one object per line, the connection's among them.
-    let events: Vec<serde_json::Value> = b
-        .stderr
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON object per line"))
-        .collect();
+    let events = json_events(&b);
     let connected = events.iter().find(|e| e["event"] == "connected").unwrap();
     assert_eq!(connected["path"], "direct");
     let done = events.last().unwrap();
@@ -77,24 +88,14 @@ fn relay_only_carries_both_directions_through_the_mediator() {
     let (key_a, hex_a) = keygen(&scratch, "a.pem");
     let (key_b, hex_b) = keygen(&scratch, "b.pem");
     let (to_b, to_a) = (pattern(1 << 20, 3), pattern(256 << 10, 4));
-    let a = feed(
+    let (a, b) = exchange(
         pipe(&key_a, &hex_b, &mediator.addr()).args(["--relay", "only"]),
-        to_b.clone(),
-    );
-    let b = feed(
         pipe(&key_b, &hex_a, &mediator.addr()).arg("--json"),
-        to_a.clone(),
+        &to_b,
+        &to_a,
     );
-    let (a, b) = (a.finish(LIMIT), b.finish(LIMIT));
-    assert_eq!((a.code, b.code), (Some(0), Some(0)), "A: {a:?}\nB: {b:?}");
-    assert!(a.stdout == to_a, "A received other bytes: {a:?}");
-    assert!(b.stdout == to_b, "B received other bytes: {b:?}");
     assert!(a.stderr.contains("; path relayed; "), "{a:?}");
-    let events: Vec<serde_json::Value> = b
-        .stderr
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON object per line"))
-        .collect();
+    let events = json_events(&b);
     let connected = events.iter().find(|e| e["event"] == "connected").unwrap();
     assert_eq!(connected["path"], "relayed");
     assert!(
@@ -112,14 +113,12 @@ fn a_version_1_peer_and_a_version_2_peer_connect_directly() {
     let (key_a, hex_a) = keygen(&scratch, "a.pem");
     let (key_b, hex_b) = keygen(&scratch, "b.pem");
     let (to_b, to_a) = (pattern(64 << 10, 5), pattern(32 << 10, 6));
-    let a = feed(
+    let (a, b) = exchange(
         pipe(&key_a, &hex_b, &mediator.addr()).args(["--relay", "off"]),
-        to_b.clone(),
+        &mut pipe(&key_b, &hex_a, &mediator.addr()),
+        &to_b,
+        &to_a,
     );
-    let b = feed(&mut pipe(&key_b, &hex_a, &mediator.addr()), to_a.clone());
-    let (a, b) = (a.finish(LIMIT), b.finish(LIMIT));
-    assert_eq!((a.code, b.code), (Some(0), Some(0)), "A: {a:?}\nB: {b:?}");
-    assert!(a.stdout == to_a && b.stdout == to_b, "A: {a:?}\nB: {b:?}");
     for out in [&a, &b] {
         assert!(out.stderr.contains("; path direct; "), "{out:?}");
     }

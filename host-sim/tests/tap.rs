@@ -251,6 +251,18 @@ impl Drop for Run {
     }
 }
 
+/// Run one `tap-lab.sh` scenario, which must pass (exit 0 and its own verdict); its output.
+fn passing_run(lab: &Lab, scenario: &str, tag: &str, args: &[&str]) -> String {
+    let mut run = Run::start(lab, scenario, tag, args);
+    let (code, output) = run.finish(SCENARIO_LIMIT);
+    assert!(
+        output.contains(&format!("RESULT: PASS {scenario} (")),
+        "lab verdict"
+    );
+    assert_eq!(code, Some(0));
+    output
+}
+
 /// One peer's log, as the lab prints it (indented under `-- peer X`).
 fn peer_log<'a>(output: &'a str, side: &str) -> Vec<&'a str> {
     let header = format!("-- peer {side}:");
@@ -326,13 +338,7 @@ fn port_preserving_nat_with_drop_firewalls_connects() {
     let Some(lab) = lab("port_preserving_nat_with_drop_firewalls_connects") else {
         return;
     };
-    let mut run = Run::start(&lab, "port-preserving-drop", "d", &[]);
-    let (code, output) = run.finish(SCENARIO_LIMIT);
-    assert!(
-        output.contains("RESULT: PASS port-preserving-drop"),
-        "lab verdict"
-    );
-    assert_eq!(code, Some(0));
+    let output = passing_run(&lab, "port-preserving-drop", "d", &[]);
     // Port-preserving routers: the probes see independent mappings and the punch connects.
     assert_connected(&output, "direct");
     // Both NATs kept the port: each peer was seen by the mediator at its own local port.
@@ -360,13 +366,7 @@ fn port_preserving_nat_with_rst_routers_connects_after_retries() {
     };
     // B stalls 800 ms after the Match: A's first SYNs reach router B before B dialled and are reset
     // by the router's own stack; A must retry (with jitter) until B's SYN opens router B.
-    let mut run = Run::start(&lab, "port-preserving-rst", "r", &[]);
-    let (code, output) = run.finish(SCENARIO_LIMIT);
-    assert!(
-        output.contains("RESULT: PASS port-preserving-rst"),
-        "lab verdict"
-    );
-    assert_eq!(code, Some(0));
+    let output = passing_run(&lab, "port-preserving-rst", "r", &[]);
     // Port-preserving routers: the probes see independent mappings and the punch connects.
     assert_connected(&output, "direct");
     let a = peer_log(&output, "A");
@@ -400,10 +400,7 @@ fn fully_random_nat_connects_through_the_relay_after_the_fallback_deadline() {
     // A behind masquerade fully-random (its probe: Dependent), B port-preserving (Independent): the
     // pair punches with the relay as fallback (protocol §14.3). No SYN of A's passes B's filter, so
     // both ask for the relay at the fallback deadline, 3 s + 4 x the two measured round trips.
-    let mut run = Run::start(&lab, "symmetric", "s", &["--timeout", "30"]);
-    let (code, output) = run.finish(SCENARIO_LIMIT);
-    assert!(output.contains("RESULT: PASS symmetric"), "lab verdict");
-    assert_eq!(code, Some(0));
+    let output = passing_run(&lab, "symmetric", "s", &["--timeout", "30"]);
     assert_connected(&output, "relayed");
     for side in ["A", "B"] {
         let took = relayed_after_match(
@@ -424,13 +421,7 @@ fn two_fully_random_nats_are_relayed_at_once() {
         return;
     };
     // Both probes find a mapping per destination: no punch, the relay within a round trip or two.
-    let mut run = Run::start(&lab, "symmetric-both", "s2", &["--timeout", "30"]);
-    let (code, output) = run.finish(SCENARIO_LIMIT);
-    assert!(
-        output.contains("RESULT: PASS symmetric-both"),
-        "lab verdict"
-    );
-    assert_eq!(code, Some(0));
+    let output = passing_run(&lab, "symmetric-both", "s2", &["--timeout", "30"]);
     assert_connected(&output, "relayed");
     for side in ["A", "B"] {
         let asked = "asking the mediator to relay (the NATs cannot be punched)";

@@ -32,7 +32,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use p2psc::identity::{PublicKey, Signer};
@@ -319,6 +319,29 @@ impl Client {
             }
         });
     }
+}
+
+/// Connect to `server` from the local address `from` (IPv4), the port chosen at connect: per
+/// destination, with `IP_BIND_ADDRESS_NO_PORT`, so that a load generator opening thousands of
+/// connections from one address never runs out of ports to connections in TIME_WAIT (bind alone would
+/// have to avoid every one of them). Many source addresses of 127.0.0.0/8 are many source networks to
+/// the server's limits.
+pub async fn connect_from_address(server: SocketAddr, from: IpAddr) -> io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt reads `on` for its size; the descriptor is the socket's own.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            &on as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    socket.bind(SocketAddr::new(from, 0))?;
+    // No TCP_NODELAY: a registration never has two frames in flight, so Nagle never holds one.
+    socket.connect(server).await
 }
 
 /// A TCP socket bound to `local` with the port-reuse options, so that a second one can share its port

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use p2psc::identity::{PublicKey, Signer};
 use p2psc::proto::{RegisterConfig, RegisterEvent};
 use p2psc::time::Duration;
-use p2psc_mediator::client::Client;
+use p2psc_mediator::client::{connect_from_address as connect, Client};
 use p2psc_mediator::DalekSigner;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 /// The clients' deadlines: far beyond anything a loaded loopback server takes.
@@ -60,27 +60,6 @@ fn source(i: usize, sources: u8) -> IpAddr {
         0,
         1 + (i % sources.max(1) as usize) as u8,
     ))
-}
-
-/// Connect to `server` from address `from`.
-async fn connect(server: SocketAddr, from: IpAddr) -> std::io::Result<TcpStream> {
-    let socket = TcpSocket::new_v4()?;
-    // Choose the port at connect(), per destination: bind() alone would have to avoid every port in
-    // TIME_WAIT on that address, and runs out after a few seconds of this benchmark.
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt reads `on` for its size; the descriptor is the socket's own.
-    unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&socket),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            &on as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-    socket.bind(SocketAddr::new(from, 0))?;
-    // No TCP_NODELAY: a client never has two frames in flight, so Nagle never holds one.
-    socket.connect(server).await
 }
 
 /// Pairs of clients registering with each other, round after round, until stopped.

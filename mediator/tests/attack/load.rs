@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use p2psc::identity::{PublicKey, Signature, Signer};
 use p2psc::proto::{RegisterConfig, RegisterError};
 use p2psc::wire::{AbortReason, FrameReader, Hello, Message, Proof, MAX_FRAME_LEN};
-use p2psc_mediator::client::{Client, ClientError};
+use p2psc_mediator::client::{connect_from_address as connect, Client, ClientError};
 use p2psc_mediator::DalekSigner;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
@@ -43,24 +43,6 @@ pub fn signer(n: u64) -> DalekSigner {
     let mut seed = [0x3c; 32];
     seed[..8].copy_from_slice(&n.to_le_bytes());
     DalekSigner::from_seed(&seed)
-}
-
-/// Connect to `server` from `from` (the port chosen at connect, so TIME_WAIT never runs out of ports).
-pub async fn connect(server: SocketAddr, from: IpAddr) -> std::io::Result<TcpStream> {
-    let socket = TcpSocket::new_v4()?;
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt reads `on` for its size; the descriptor is the socket's own.
-    unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&socket),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            &on as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-    socket.bind(SocketAddr::new(from, 0))?;
-    socket.connect(server).await
 }
 
 /// The attackers: a runtime of their own, whose threads run at the lowest priority (nice 19) so that

@@ -52,6 +52,18 @@ fn feed(c: &mut Client, now: Instant, message: Message) -> usize {
     c.receive_mediator(now, &me(), &SaltyVerifier, &buf[..n])
 }
 
+/// The Match that makes the client the leader, its peer at 192.0.2.20:62000 (version 2: with `paths`).
+fn leader_match(paths: Option<crate::wire::Paths>) -> Match {
+    Match {
+        role: Role::Leader,
+        start_delay_ms: 0,
+        peer_nonce: [4; 32],
+        peer_observed: addr(20, 62000),
+        peer_local: None,
+        paths,
+    }
+}
+
 /// The type bytes of the frames the client has for the mediator.
 fn sent(c: &mut Client, now: Instant) -> Vec<u8> {
     let mut buf = [0u8; MAX_FRAME_LEN];
@@ -134,20 +146,13 @@ fn the_match_starts_the_punch_which_first_only_holds_the_port() {
         observed: addr(10, 61000),
     };
     feed(&mut c, at(20), Message::Challenge(challenge));
-    let m = Match {
-        role: Role::Leader,
-        start_delay_ms: 0,
-        peer_nonce: [4; 32],
-        peer_observed: addr(20, 62000),
-        peer_local: None,
-        // The registration's version: no relay offered.
-        paths: (VERSION == 2).then_some(crate::wire::Paths {
-            own: crate::wire::Mapping::Unknown,
-            peer: crate::wire::Mapping::Unknown,
-            relay_after_ms: 0,
-        }),
-    };
-    feed(&mut c, at(30), Message::Match(m));
+    // The registration's version: no relay offered.
+    let paths = (VERSION == 2).then_some(crate::wire::Paths {
+        own: crate::wire::Mapping::Unknown,
+        peer: crate::wire::Mapping::Unknown,
+        relay_after_ms: 0,
+    });
+    feed(&mut c, at(30), Message::Match(leader_match(paths)));
     assert!(c.is_punching());
     // One poll: hold the port, then yield, so the Match is seen before the first SYN.
     let hold = Action::Candidate(punch::Action::Listen { candidate: 0 });

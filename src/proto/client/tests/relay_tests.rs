@@ -56,21 +56,12 @@ fn challenged() -> (Client, Hello) {
 }
 
 fn matched(c: &mut Client, own: Mapping, peer: Mapping, relay_after_ms: u16) {
-    let m = Match {
-        role: Role::Leader,
-        start_delay_ms: 0,
-        peer_nonce: [4; 32],
-        peer_observed: addr(20, 62000),
-        peer_local: None,
-        paths: Some(Paths {
-            own,
-            peer,
-            relay_after_ms,
-        }),
+    let paths = Paths {
+        own,
+        peer,
+        relay_after_ms,
     };
-    let mut buf = [0u8; MAX_FRAME_LEN];
-    let n = Message::Match(m).emit_bytes(&mut buf).unwrap();
-    c.receive_mediator(at(30), &me(), &SaltyVerifier, &buf[..n]);
+    feed(c, at(30), Message::Match(leader_match(Some(paths))));
 }
 
 /// The follower's side of the relayed handshake: its PeerAuth, as the mediator forwards it after
